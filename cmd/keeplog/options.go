@@ -1,0 +1,64 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/keeplog/keeplog/pkg/driver"
+)
+
+// Options are keeplog's command-line flags.
+type Options struct {
+	Endpoint          string
+	NodeID            string
+	Root              string
+	Kubeconfig        string
+	DriverName        string
+	RegistrationDir   string
+	KubeletEndpoint   string
+	HTTPAddress       string
+	ShutdownGrace     time.Duration
+}
+
+// AddFlags registers the flags on fs with their defaults.
+func (o *Options) AddFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.Endpoint, "endpoint", "unix:///csi/csi.sock", "CSI endpoint: a unix socket (unix:///path)")
+	fs.StringVar(&o.NodeID, "node-id", "", "this node's name (required; usually the NODE_NAME from the downward API)")
+	fs.StringVar(&o.Root, "root", "/var/log/keeplog", "directory on the node that holds every pod directory")
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig for the Kubernetes API; in-cluster configuration when empty")
+	fs.StringVar(&o.DriverName, "driver-name", driver.DefaultName, "CSI driver name")
+	fs.StringVar(&o.RegistrationDir, "kubelet-registration-dir", "", "kubelet's plugin registry directory (e.g. /var/lib/kubelet/plugins_registry); empty: do not register with kubelet")
+	fs.StringVar(&o.KubeletEndpoint, "kubelet-endpoint", "", "the CSI socket path as kubelet sees it on the host; defaults to the --endpoint path")
+	fs.StringVar(&o.HTTPAddress, "http-address", ":9808", "address for /healthz and /metrics; empty disables")
+	fs.DurationVar(&o.ShutdownGrace, "shutdown-grace", 10*time.Second, "how long in-flight calls may finish at shutdown")
+}
+
+// Validate checks the flags and says which is wrong.
+func (o *Options) Validate() error {
+	var errs []error
+	if err := driver.ValidateNodeID(o.NodeID); err != nil {
+		errs = append(errs, fmt.Errorf("--node-id: %w", err))
+	}
+	if _, err := driver.ParseEndpoint(o.Endpoint); err != nil {
+		errs = append(errs, fmt.Errorf("--endpoint: %w", err))
+	}
+	if !filepath.IsAbs(o.Root) || filepath.Clean(o.Root) != o.Root || o.Root == "/" {
+		errs = append(errs, fmt.Errorf("--root %q must be a clean absolute path other than /", o.Root))
+	}
+	if o.RegistrationDir != "" && !filepath.IsAbs(o.RegistrationDir) {
+		errs = append(errs, fmt.Errorf("--kubelet-registration-dir %q must be absolute", o.RegistrationDir))
+	}
+	if o.KubeletEndpoint != "" && !filepath.IsAbs(o.KubeletEndpoint) {
+		errs = append(errs, fmt.Errorf("--kubelet-endpoint %q must be an absolute socket path", o.KubeletEndpoint))
+	}
+	if o.DriverName == "" {
+		errs = append(errs, errors.New("--driver-name must not be empty"))
+	}
+	if o.ShutdownGrace < 0 {
+		errs = append(errs, fmt.Errorf("--shutdown-grace %s must not be negative", o.ShutdownGrace))
+	}
+	return errors.Join(errs...)
+}

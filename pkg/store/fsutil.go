@@ -1,0 +1,122 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// within reports whether path is base itself or lies below it, after cleaning both. It is a lexical check:
+// callers also refuse symlinks on the way (see checkRealDir) so that the lexical answer is the real one.
+func within(base, path string) bool {
+	base, path = filepath.Clean(base), filepath.Clean(path)
+	if base == path {
+		return true
+	}
+	return strings.HasPrefix(path, base+string(filepath.Separator))
+}
+
+// childPath joins one already-validated component to base and checks that the result is a direct child of base.
+func childPath(base, name string) (string, error) {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
+		return "", fmt.Errorf("%q is not a single path component", name)
+	}
+	p := filepath.Join(base, name)
+	if filepath.Dir(p) != filepath.Clean(base) {
+		return "", fmt.Errorf("%q does not stay directly below %q", name, base)
+	}
+	return p, nil
+}
+
+// checkRealDir fails unless path is a directory and not a symlink.
+func checkRealDir(path string) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return err
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		return fmt.Errorf("%s is a symlink; keeplog never follows symlinks in its root", path)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", path)
+	}
+	return nil
+}
+
+// writeJSONAtomic writes v to path so that a crash leaves either the old or the new content, never a mix:
+// temp file in the same directory, fsync, rename, fsync of the directory.
+func writeJSONAtomic(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", path, err)
+	}
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-")
+	if err != nil {
+		return fmt.Errorf("create temp file for %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after a successful rename
+	if _, err := f.Write(append(data, '\n')); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync %s: %w", tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("rename %s to %s: %w", tmp, path, err)
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open %s for sync: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// readJSON reads a record written by writeJSONAtomic. A missing file is reported as ErrNotFound.
+func readJSON(path string, v any) error {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%s: %w", path, ErrNotFound)
+		}
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	defer f.Close()
+	if err := json.NewDecoder(f).Decode(v); err != nil {
+		return fmt.Errorf("decode %s: %w", path, err)
+	}
+	return nil
+}
+
+// removeTree deletes path and everything below it without following any symlink: os.RemoveAll on Linux walks with
+// openat/unlinkat relative to directory descriptors opened with O_NOFOLLOW, and removes a link itself, never its target.
+// path must be a direct child of base, base itself is never removed.
+func removeTree(base, path string) error {
+	if filepath.Dir(filepath.Clean(path)) != filepath.Clean(base) {
+		return fmt.Errorf("refusing to delete %s: not directly below %s", path, base)
+	}
+	if err := os.RemoveAll(path); err != nil {
+		return fmt.Errorf("delete %s: %w", path, err)
+	}
+	return nil
+}

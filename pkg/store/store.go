@@ -1,0 +1,459 @@
+// Package store owns keeplog's on-disk layout under the root, the one source of truth on a node:
+//
+//	<root>/<namespace>_<pod>_<uid>/           a pod's directory (kubelet's /var/log/pods naming)
+//	<root>/_volume_<volume-id>/               a volume's directory when the CO sent no pod information
+//	<root>/.keeplog/volumes/<volume-id>/      keeplog's records of one volume:
+//	    volume.json                           what CreateVolume (or the first ephemeral publish) was asked for
+//	    pods/<pod-dir>.json                   each pod directory the volume owns, with publish/unpublish times
+//	    targets/<sha256(target)>.json         each target path the volume is published at right now
+//
+// Nothing is kept only in memory: every call reads the records, so a restarted plugin knows what it knew.
+// Records are written atomically (temp file, fsync, rename). Paths are built only from validated components
+// and checked to stay below the root; symlinks are never followed.
+package store
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Errors the driver maps to gRPC codes.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
+	ErrConflict = errors.New("conflict")
+	ErrInUse    = errors.New("in use")
+)
+
+// StateDirName is keeplog's own records directory below the root. A namespace never starts with '.', so it never
+// clashes with a pod directory.
+const StateDirName = ".keeplog"
+
+// Kind tells how a volume came to be.
+type Kind string
+
+const (
+	Persistent Kind = "persistent" // CreateVolume through a StorageClass (including generic ephemeral volumes)
+	Ephemeral  Kind = "ephemeral"  // a CSI inline ephemeral volume, created at its first NodePublish
+)
+
+// Volume is what keeplog knows about one volume.
+type Volume struct {
+	ID            string            `json:"id"`
+	Name          string            `json:"name,omitempty"`
+	Kind          Kind              `json:"kind"`
+	CapacityBytes int64             `json:"capacityBytes"`
+	Parameters    map[string]string `json:"parameters,omitempty"`
+	Node          string            `json:"node"`
+	CreatedAt     time.Time         `json:"createdAt"`
+	Deleting      bool              `json:"deleting,omitempty"`
+}
+
+// PodDir is one directory owned by a volume.
+type PodDir struct {
+	Dir            string    `json:"dir"`
+	Pod            *PodRef   `json:"pod,omitempty"` // nil for a fallback directory
+	FirstPublished time.Time `json:"firstPublished"`
+	LastPublished  time.Time `json:"lastPublished"`
+	// UnpublishedAt is when the last target using this directory went away; zero while it is published.
+	// The retention clock starts here.
+	UnpublishedAt time.Time `json:"unpublishedAt,omitempty"`
+}
+
+// Target is one target path a volume is published at.
+type Target struct {
+	Path        string    `json:"path"`
+	PodDir      string    `json:"podDir"`
+	ReadOnly    bool      `json:"readOnly"`
+	PublishedAt time.Time `json:"publishedAt"`
+}
+
+// Store is the on-disk layout under one root. Its mutex serialises record changes; the driver's per-volume locks keep
+// calls for one volume apart, this one keeps two volumes from claiming the same pod directory at once.
+type Store struct {
+	root  string
+	state string
+	now   func() time.Time
+	mu    sync.Mutex
+}
+
+// Open checks the root (absolute, a real directory, not "/") and creates it and the state directory when missing.
+func Open(root string, now func() time.Time) (*Store, error) {
+	if !filepath.IsAbs(root) || filepath.Clean(root) != root || root == "/" {
+		return nil, fmt.Errorf("root %q must be a clean absolute path other than /", root)
+	}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, fmt.Errorf("create root %s: %w", root, err)
+	}
+	if err := checkRealDir(root); err != nil {
+		return nil, fmt.Errorf("root: %w", err)
+	}
+	state := filepath.Join(root, StateDirName)
+	if err := os.MkdirAll(filepath.Join(state, "volumes"), 0o700); err != nil {
+		return nil, fmt.Errorf("create state directory %s: %w", state, err)
+	}
+	if err := checkRealDir(state); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	return &Store{root: root, state: state, now: now}, nil
+}
+
+// Root is the directory under which every pod directory lives.
+func (s *Store) Root() string { return s.root }
+
+func (s *Store) volumeDir(id string) (string, error) {
+	if err := ValidateKey(id); err != nil {
+		return "", err
+	}
+	return childPath(filepath.Join(s.state, "volumes"), id)
+}
+
+// PodDirPath returns the absolute path of a pod directory name, checked to be a direct child of the root.
+func (s *Store) PodDirPath(dir string) (string, error) {
+	if strings.HasPrefix(dir, ".") {
+		return "", fmt.Errorf("pod directory name %q must not start with '.'", dir)
+	}
+	return childPath(s.root, dir)
+}
+
+// GetVolume reads a volume's record; ErrNotFound when there is none.
+func (s *Store) GetVolume(id string) (*Volume, error) {
+	dir, err := s.volumeDir(id)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNotFound, err)
+	}
+	v := &Volume{}
+	if err := readJSON(filepath.Join(dir, "volume.json"), v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// CreateVolume records a new volume; ErrExists (with the existing record) when the ID is taken.
+func (s *Store) CreateVolume(v *Volume) (*Volume, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dir, err := s.volumeDir(v.ID)
+	if err != nil {
+		return nil, err
+	}
+	if old, err := s.GetVolume(v.ID); err == nil {
+		return old, ErrExists
+	} else if !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	for _, sub := range []string{"pods", "targets"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+			return nil, fmt.Errorf("create records of volume %s: %w", v.ID, err)
+		}
+	}
+	if v.CreatedAt.IsZero() {
+		v.CreatedAt = s.now().UTC()
+	}
+	if err := writeJSONAtomic(filepath.Join(dir, "volume.json"), v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// ListVolumes returns every volume record, sorted by ID.
+func (s *Store) ListVolumes() ([]*Volume, error) {
+	entries, err := os.ReadDir(filepath.Join(s.state, "volumes"))
+	if err != nil {
+		return nil, fmt.Errorf("list volumes: %w", err)
+	}
+	var out []*Volume
+	for _, e := range entries {
+		if !e.IsDir() || ValidateKey(e.Name()) != nil {
+			continue
+		}
+		v, err := s.GetVolume(e.Name())
+		if errors.Is(err, ErrNotFound) {
+			continue // a half-created or half-deleted volume without its main record
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// ClaimPodDir makes sure the pod directory exists and belongs to the volume. It fails with ErrConflict when another
+// volume owns it already. The ownership record is written before the directory, so a crash never leaves a
+// directory that no volume owns.
+func (s *Store) ClaimPodDir(volumeID, dir string, pod *PodRef) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	path, err := s.PodDirPath(dir)
+	if err != nil {
+		return "", err
+	}
+	vdir, err := s.volumeDir(volumeID)
+	if err != nil {
+		return "", err
+	}
+	owner, err := s.ownerLocked(dir)
+	if err != nil {
+		return "", err
+	}
+	if owner != "" && owner != volumeID {
+		return "", fmt.Errorf("directory %s belongs to volume %s: %w", dir, owner, ErrConflict)
+	}
+	rec := filepath.Join(vdir, "pods", dir+".json")
+	if owner == "" {
+		now := s.now().UTC()
+		if err := writeJSONAtomic(rec, &PodDir{Dir: dir, Pod: pod, FirstPublished: now, UnpublishedAt: now}); err != nil {
+			return "", err
+		}
+	}
+	if err := os.Mkdir(path, 0o777); err != nil && !errors.Is(err, fs.ErrExist) {
+		return "", fmt.Errorf("create pod directory %s: %w", path, err)
+	}
+	if err := checkRealDir(path); err != nil {
+		return "", err
+	}
+	// Writable for whatever user the pod runs as; the kubelet narrows it when the CSIDriver's fsGroupPolicy applies.
+	if err := os.Chmod(path, 0o777); err != nil {
+		return "", fmt.Errorf("set mode of %s: %w", path, err)
+	}
+	return path, nil
+}
+
+// ownerLocked returns the ID of the volume that owns a pod directory, or "".
+func (s *Store) ownerLocked(dir string) (string, error) {
+	vols, err := os.ReadDir(filepath.Join(s.state, "volumes"))
+	if err != nil {
+		return "", fmt.Errorf("list volumes: %w", err)
+	}
+	for _, v := range vols {
+		if _, err := os.Lstat(filepath.Join(s.state, "volumes", v.Name(), "pods", dir+".json")); err == nil {
+			return v.Name(), nil
+		}
+	}
+	return "", nil
+}
+
+// PodDirs lists the pod directories a volume owns.
+func (s *Store) PodDirs(volumeID string) ([]PodDir, error) {
+	var out []PodDir
+	err := s.eachRecord(volumeID, "pods", func(path string) error {
+		var p PodDir
+		if err := readJSON(path, &p); err != nil {
+			return err
+		}
+		out = append(out, p)
+		return nil
+	})
+	return out, err
+}
+
+// Targets lists where a volume is published right now.
+func (s *Store) Targets(volumeID string) ([]Target, error) {
+	var out []Target
+	err := s.eachRecord(volumeID, "targets", func(path string) error {
+		var t Target
+		if err := readJSON(path, &t); err != nil {
+			return err
+		}
+		out = append(out, t)
+		return nil
+	})
+	return out, err
+}
+
+func (s *Store) eachRecord(volumeID, sub string, fn func(path string) error) error {
+	vdir, err := s.volumeDir(volumeID)
+	if err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(filepath.Join(vdir, sub))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("list %s of volume %s: %w", sub, volumeID, err)
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !strings.HasSuffix(e.Name(), ".json") || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		if err := fn(filepath.Join(vdir, sub, e.Name())); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+func targetRecordName(path string) string {
+	sum := sha256.Sum256([]byte(path))
+	return hex.EncodeToString(sum[:16]) + ".json"
+}
+
+// FindTarget returns the record of a volume's publication at path; ErrNotFound when it is not published there.
+func (s *Store) FindTarget(volumeID, path string) (*Target, error) {
+	vdir, err := s.volumeDir(volumeID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNotFound, err)
+	}
+	t := &Target{}
+	if err := readJSON(filepath.Join(vdir, "targets", targetRecordName(path)), t); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// AddTarget records that the volume is (about to be) published at t.Path and marks its pod directory as in use.
+func (s *Store) AddTarget(volumeID string, t Target) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	vdir, err := s.volumeDir(volumeID)
+	if err != nil {
+		return err
+	}
+	if t.PublishedAt.IsZero() {
+		t.PublishedAt = s.now().UTC()
+	}
+	if err := writeJSONAtomic(filepath.Join(vdir, "targets", targetRecordName(t.Path)), &t); err != nil {
+		return err
+	}
+	return s.updatePodDirLocked(vdir, t.PodDir, func(p *PodDir) {
+		p.LastPublished = t.PublishedAt
+		p.UnpublishedAt = time.Time{}
+	})
+}
+
+// RemoveTarget forgets a publication. When it was the last one of its pod directory, the directory's
+// unpublish time is set: the retention clock starts.
+func (s *Store) RemoveTarget(volumeID, path string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	vdir, err := s.volumeDir(volumeID)
+	if err != nil {
+		return err
+	}
+	rec := filepath.Join(vdir, "targets", targetRecordName(path))
+	var t Target
+	if err := readJSON(rec, &t); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	if err := os.Remove(rec); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove publish record of %s: %w", path, err)
+	}
+	if err := syncDir(filepath.Dir(rec)); err != nil {
+		return err
+	}
+	targets, err := s.Targets(volumeID)
+	if err != nil {
+		return err
+	}
+	for _, other := range targets {
+		if other.PodDir == t.PodDir {
+			return nil
+		}
+	}
+	return s.updatePodDirLocked(vdir, t.PodDir, func(p *PodDir) { p.UnpublishedAt = s.now().UTC() })
+}
+
+func (s *Store) updatePodDirLocked(vdir, dir string, change func(*PodDir)) error {
+	rec := filepath.Join(vdir, "pods", dir+".json")
+	var p PodDir
+	if err := readJSON(rec, &p); err != nil {
+		return err
+	}
+	change(&p)
+	return writeJSONAtomic(rec, &p)
+}
+
+// DeleteVolume removes every pod directory the volume owns, then its records. It refuses (ErrInUse) while the volume is
+// published anywhere, and is idempotent: an unknown volume is already deleted, a half-deleted one is finished.
+func (s *Store) DeleteVolume(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, err := s.GetVolume(id)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	targets, err := s.Targets(id)
+	if err != nil {
+		return err
+	}
+	if len(targets) > 0 {
+		return fmt.Errorf("volume %s is published at %s: %w", id, targets[0].Path, ErrInUse)
+	}
+	vdir, _ := s.volumeDir(id)
+	if !v.Deleting {
+		v.Deleting = true
+		if err := writeJSONAtomic(filepath.Join(vdir, "volume.json"), v); err != nil {
+			return err
+		}
+	}
+	dirs, err := s.PodDirs(id)
+	if err != nil {
+		return err
+	}
+	for _, d := range dirs {
+		path, err := s.PodDirPath(d.Dir)
+		if err != nil {
+			return fmt.Errorf("volume %s owns an invalid directory name: %w", id, err)
+		}
+		if err := removeTree(s.root, path); err != nil {
+			return err
+		}
+		if err := os.Remove(filepath.Join(vdir, "pods", d.Dir+".json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove record of %s: %w", d.Dir, err)
+		}
+	}
+	// The volume's records go last, so an interrupted delete is found and finished by the next call.
+	if err := os.RemoveAll(vdir); err != nil {
+		return fmt.Errorf("remove records of volume %s: %w", id, err)
+	}
+	return syncDir(filepath.Dir(vdir))
+}
+
+// Reconcile drops publish records whose target is no longer mounted (a node reboot, a crash between record and
+// mount) and returns the targets it dropped. Records of targets that are still mounted are kept: a plugin restarted
+// while pods run keeps serving them.
+func (s *Store) Reconcile(isMounted func(path string) (bool, error)) ([]string, error) {
+	vols, err := s.ListVolumes()
+	if err != nil {
+		return nil, err
+	}
+	var dropped []string
+	for _, v := range vols {
+		targets, err := s.Targets(v.ID)
+		if err != nil {
+			return dropped, err
+		}
+		for _, t := range targets {
+			mounted, err := isMounted(t.Path)
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return dropped, fmt.Errorf("check whether %s is mounted: %w", t.Path, err)
+			}
+			if mounted {
+				continue
+			}
+			if err := s.RemoveTarget(v.ID, t.Path); err != nil {
+				return dropped, err
+			}
+			dropped = append(dropped, t.Path)
+		}
+	}
+	return dropped, nil
+}
