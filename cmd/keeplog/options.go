@@ -12,15 +12,15 @@ import (
 
 // Options are keeplog's command-line flags.
 type Options struct {
-	Endpoint          string
-	NodeID            string
-	Root              string
-	Kubeconfig        string
-	DriverName        string
-	RegistrationDir   string
-	KubeletEndpoint   string
-	HTTPAddress       string
-	ShutdownGrace     time.Duration
+	Endpoint        string
+	NodeID          string
+	Root            string
+	Kubeconfig      string
+	DriverName      string
+	RegistrationDir string
+	KubeletEndpoint string
+	HTTPAddress     string
+	ShutdownGrace   time.Duration
 }
 
 // AddFlags registers the flags on fs with their defaults.
