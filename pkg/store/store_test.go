@@ -1,0 +1,215 @@
+package store
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func openStore(t *testing.T) (*Store, string) {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "root")
+	s, err := Open(root, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, root
+}
+
+func TestOpenRefusesBadRoots(t *testing.T) {
+	base := t.TempDir()
+	if err := os.Symlink(base, filepath.Join(base, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(base, "file"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, root := range []string{"", "/", "relative/root", base + "/a/../b", filepath.Join(base, "link"), filepath.Join(base, "file")} {
+		if _, err := Open(root, time.Now); err == nil {
+			t.Errorf("Open(%q) accepted a bad root", root)
+		}
+	}
+}
+
+func TestPodRefValidation(t *testing.T) {
+	uid := "0f8c6a3e-1d2b-4c5d-8e9f-0a1b2c3d4e5f"
+	good := PodRef{Namespace: "team-a", Name: "web-7d9f.x", UID: uid}
+	if err := good.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ParsePodDirName(good.DirName()); err != nil || got != good {
+		t.Fatalf("round trip %v %v", got, err)
+	}
+	for _, bad := range []PodRef{
+		{Namespace: "..", Name: "p", UID: uid},
+		{Namespace: "a/b", Name: "p", UID: uid},
+		{Namespace: "Team", Name: "p", UID: uid},
+		{Namespace: "ns", Name: "a_b", UID: uid},
+		{Namespace: "ns", Name: "p\x00", UID: uid},
+		{Namespace: "ns", Name: strings.Repeat("a", 254), UID: uid},
+		{Namespace: strings.Repeat("a", 64), Name: "p", UID: uid},
+		{Namespace: "ns", Name: "p", UID: "../../etc"},
+		{Namespace: "ns", Name: "p", UID: ""},
+	} {
+		if err := bad.Validate(); err == nil {
+			t.Errorf("accepted %+v", bad)
+		}
+	}
+	for _, dir := range []string{".keeplog", "_volume_v1_n_x", "a_b", "ns_p_notauid", "ns_p_" + uid + "_x"} {
+		if _, err := ParsePodDirName(dir); err == nil {
+			t.Errorf("ParsePodDirName(%q) accepted it", dir)
+		}
+	}
+}
+
+func TestClaimPodDirOwnership(t *testing.T) {
+	s, root := openStore(t)
+	for _, id := range []string{"v1:n:a", "v1:n:b"} {
+		if _, err := s.CreateVolume(&Volume{ID: id, Kind: Persistent}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.CreateVolume(&Volume{ID: "v1:n:a"}); !errors.Is(err, ErrExists) {
+		t.Fatalf("second CreateVolume: %v", err)
+	}
+	ref := &PodRef{Namespace: "ns", Name: "p", UID: "0f8c6a3e-1d2b-4c5d-8e9f-0a1b2c3d4e5f"}
+	path, err := s.ClaimPodDir("v1:n:a", ref.DirName(), ref)
+	if err != nil || path != filepath.Join(root, ref.DirName()) {
+		t.Fatalf("claim: %s %v", path, err)
+	}
+	if _, err := s.ClaimPodDir("v1:n:a", ref.DirName(), ref); err != nil {
+		t.Fatalf("claim again by the owner: %v", err)
+	}
+	if _, err := s.ClaimPodDir("v1:n:b", ref.DirName(), ref); !errors.Is(err, ErrConflict) {
+		t.Fatalf("claim by another volume: %v", err)
+	}
+	for _, bad := range []string{"..", ".keeplog", "a/b", ""} {
+		if _, err := s.ClaimPodDir("v1:n:a", bad, nil); err == nil {
+			t.Errorf("claimed %q", bad)
+		}
+	}
+	if _, err := s.ClaimPodDir("../x", "d", nil); err == nil {
+		t.Error("claimed for a volume ID with a path in it")
+	}
+}
+
+func TestDeleteVolumeNeverFollowsSymlinks(t *testing.T) {
+	s, root := openStore(t)
+	outside := t.TempDir()
+	precious := filepath.Join(outside, "precious")
+	if err := os.WriteFile(precious, []byte("keep"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateVolume(&Volume{ID: "v1:n:a"}); err != nil {
+		t.Fatal(err)
+	}
+	ref := &PodRef{Namespace: "ns", Name: "p", UID: "0f8c6a3e-1d2b-4c5d-8e9f-0a1b2c3d4e5f"}
+	dir, err := s.ClaimPodDir("v1:n:a", ref.DirName(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What a hostile pod can plant in its own directory.
+	for name, target := range map[string]string{"victim": "/", "x": outside, "deep/link": outside, "file-link": precious} {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(target, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.AddTarget("v1:n:a", Target{Path: "/mnt/t", PodDir: ref.DirName()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteVolume("v1:n:a"); !errors.Is(err, ErrInUse) {
+		t.Fatalf("deleted a published volume: %v", err)
+	}
+	if err := s.RemoveTarget("v1:n:a", "/mnt/t"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteVolume("v1:n:a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(dir); !os.IsNotExist(err) {
+		t.Errorf("pod directory still there: %v", err)
+	}
+	if data, err := os.ReadFile(precious); err != nil || string(data) != "keep" {
+		t.Fatalf("a file outside the root was touched: %q %v", data, err)
+	}
+	if _, err := os.Stat(root); err != nil {
+		t.Fatalf("root gone: %v", err)
+	}
+	if _, err := s.GetVolume("v1:n:a"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("records left: %v", err)
+	}
+	if err := s.DeleteVolume("v1:n:a"); err != nil {
+		t.Errorf("second delete: %v", err)
+	}
+}
+
+func TestUnpublishStartsTheRetentionClock(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	root := filepath.Join(t.TempDir(), "root")
+	s, err := Open(root, func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateVolume(&Volume{ID: "v1:n:a"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ClaimPodDir("v1:n:a", "d", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/t1", "/t2"} {
+		if err := s.AddTarget("v1:n:a", Target{Path: p, PodDir: "d"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now = now.Add(time.Hour)
+	if err := s.RemoveTarget("v1:n:a", "/t1"); err != nil {
+		t.Fatal(err)
+	}
+	dirs, _ := s.PodDirs("v1:n:a")
+	if !dirs[0].UnpublishedAt.IsZero() {
+		t.Fatalf("unpublished while still mounted at /t2: %+v", dirs[0])
+	}
+	now = now.Add(time.Hour)
+	if err := s.RemoveTarget("v1:n:a", "/t2"); err != nil {
+		t.Fatal(err)
+	}
+	dirs, _ = s.PodDirs("v1:n:a")
+	if !dirs[0].UnpublishedAt.Equal(now) {
+		t.Fatalf("unpublished at %v, want %v", dirs[0].UnpublishedAt, now)
+	}
+}
+
+func TestVolumeUsageDoesNotFollowLinks(t *testing.T) {
+	s, _ := openStore(t)
+	if _, err := s.CreateVolume(&Volume{ID: "v1:n:a"}); err != nil {
+		t.Fatal(err)
+	}
+	dir, err := s.ClaimPodDir("v1:n:a", "d", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(t.TempDir(), "big")
+	if err := os.WriteFile(big, make([]byte, 8<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Dir(big), filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "own"), make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	u, err := s.VolumeUsage("v1:n:a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Bytes < 1<<20 || u.Bytes >= 2<<20 || u.Inodes != 3 {
+		t.Fatalf("usage %+v, want about 1 MiB in 3 inodes", u)
+	}
+}
