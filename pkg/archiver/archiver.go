@@ -1,0 +1,482 @@
+// Package archiver uploads finished dumps from keeplog's pod directories to
+// an SFTP server: exactly once (a durable journal), verified (size and
+// sha256, with a manifest), within a per-node bandwidth and concurrency limit
+// and a cluster-wide concurrency limit (a Semaphore).
+//
+// The flow: watch (fsnotify + periodic rescans) → settle (no writer, stable
+// for a quiet period, or the pod unpublished) → journal → upload (temporary
+// name, verify, manifest, rename) → journal → status file, event, metrics.
+package archiver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+	"k8s.io/utils/clock"
+)
+
+// EventRecorder receives what users should see on the pod (Kubernetes
+// Events in production). eventType is "Normal" or "Warning".
+type EventRecorder interface {
+	Event(pod PodRef, eventType, reason, message string)
+}
+
+// Event reasons.
+const (
+	ReasonArchived       = "Archived"
+	ReasonArchiveRetry   = "ArchiveRetrying"
+	ReasonArchiveFailed  = "ArchiveFailed"
+	ReasonArchiveSkipped = "ArchiveSkipped"
+	ReasonRejected       = "ArchiveRejected"
+)
+
+// Deps are the archiver's side effects, all injected.
+type Deps struct {
+	// Root is the directory holding the pod directories.
+	Root string
+	// StateDir holds the journal (e.g. <root>/.keeplog/archiver).
+	StateDir string
+	// Clock; the real clock when nil.
+	Clock clock.Clock
+	// Dialer connects to the archive server (NewSSHDialer). Required.
+	Dialer Dialer
+	// Recorder receives events; none are sent when nil.
+	Recorder EventRecorder
+	// Registerer gets the metrics; none are registered when nil.
+	Registerer prometheus.Registerer
+	// Semaphore bounds uploads cluster-wide; no cluster limit when nil.
+	Semaphore Semaphore
+	// Policy gives a pod directory's policy (argument: its base name,
+	// "<ns>_<pod>_<uid>"). Default patterns, nothing else, when nil.
+	Policy func(podDir string) Policy
+	// Writers finds files open for writing; ProcFS{} when nil.
+	Writers WriterChecker
+	// Log; discarded when zero.
+	Log logr.Logger
+}
+
+// Archiver is the node's archiver. Create it with New, run it with Run.
+type Archiver struct {
+	cfg     Config
+	clk     clock.Clock
+	fs      *podFS
+	journal *Journal
+	m       *metrics
+	limiter *rate.Limiter
+	dialer  Dialer
+	rec     EventRecorder
+	sem     Semaphore
+	policy  func(string) Policy
+	writers WriterChecker
+	log     logr.Logger
+	queue   *queue
+	running atomic.Bool
+
+	mu          sync.Mutex
+	unpublished map[string]bool
+	newUnpub    map[string]bool // unpublished since the main loop last looked
+	dirty       map[string]bool
+	wake        chan struct{} // something for the main loop: unpublish or dirty status
+
+	// Main loop only.
+	settler  *settler
+	rejected map[string]map[string]string
+	watched  map[string]bool
+}
+
+// New checks the configuration, opens the journal and registers metrics.
+// Nothing runs until Run.
+func New(cfg Config, deps Deps) (*Archiver, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Dialer == nil {
+		return nil, errors.New("archiver: Deps.Dialer is required")
+	}
+	if deps.StateDir == "" {
+		return nil, errors.New("archiver: Deps.StateDir is required")
+	}
+	pfs, err := newPodFS(deps.Root)
+	if err != nil {
+		return nil, fmt.Errorf("archiver: %w", err)
+	}
+	if deps.Clock == nil {
+		deps.Clock = clock.RealClock{}
+	}
+	if deps.Writers == nil {
+		deps.Writers = ProcFS{}
+	}
+	if deps.Semaphore == nil {
+		deps.Semaphore = NewLocalSemaphore(cfg.MaxConcurrentUploads)
+	}
+	if deps.Policy == nil {
+		deps.Policy = func(string) Policy { return Policy{} }
+	}
+	if deps.Recorder == nil {
+		deps.Recorder = nopRecorder{}
+	}
+	j, warnings, err := OpenJournal(deps.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("archiver: %w", err)
+	}
+	for _, w := range warnings {
+		deps.Log.Error(w, "Archive journal entry dropped; its file will be found again")
+	}
+	m, err := newMetrics(deps.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Archiver{
+		cfg: cfg, clk: deps.Clock, fs: pfs, journal: j, m: m, limiter: newLimiter(cfg.BytesPerSecond),
+		dialer: deps.Dialer, rec: deps.Recorder, sem: deps.Semaphore, policy: deps.Policy, writers: deps.Writers,
+		log: deps.Log.WithName("archiver"), queue: newQueue(deps.Clock),
+		unpublished: map[string]bool{}, newUnpub: map[string]bool{}, dirty: map[string]bool{}, wake: make(chan struct{}, 1),
+		settler: newSettler(cfg.QuietPeriod), rejected: map[string]map[string]string{}, watched: map[string]bool{},
+	}, nil
+}
+
+type nopRecorder struct{}
+
+func (nopRecorder) Event(PodRef, string, string, string) {}
+
+// MarkUnpublished tells the archiver that a pod's volume was unpublished:
+// its files no longer need the quiet period (they still must not be open
+// for writing). podDir is the pod directory's path or base name.
+func (a *Archiver) MarkUnpublished(podDir string) {
+	a.mu.Lock()
+	a.unpublished[filepath.Base(podDir)] = true
+	a.newUnpub[filepath.Base(podDir)] = true
+	a.mu.Unlock()
+	a.poke()
+}
+
+func (a *Archiver) isUnpublished(pod string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.unpublished[pod]
+}
+
+func (a *Archiver) poke() {
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (a *Archiver) markDirty(pod string) {
+	a.mu.Lock()
+	a.dirty[pod] = true
+	a.mu.Unlock()
+	a.poke()
+}
+
+// Run archives until ctx ends, then stops: uploads in flight are
+// interrupted (the journal redoes them at the next start). It returns nil
+// after a clean stop, or an error if it cannot start.
+func (a *Archiver) Run(ctx context.Context) error {
+	if !a.running.CompareAndSwap(false, true) {
+		return errors.New("archiver: Run called twice")
+	}
+	w, err := newWatcher(a)
+	if err != nil {
+		return err
+	}
+	defer w.close()
+
+	a.recover()
+	a.rescan(w)
+
+	var wg sync.WaitGroup
+	for i := 0; i < a.cfg.MaxConcurrentUploads; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.worker(ctx)
+		}()
+	}
+	a.log.Info("Archiver started", "root", a.fs.root, "target", a.cfg.Target.String(), "node", a.cfg.NodeName,
+		"quietPeriod", a.cfg.QuietPeriod, "bytesPerSecond", a.cfg.BytesPerSecond, "maxConcurrentUploads", a.cfg.MaxConcurrentUploads)
+
+	poll := a.clk.After(a.cfg.PollInterval)
+	rescan := a.clk.After(a.cfg.RescanInterval)
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case ev, ok := <-w.events():
+			if ok {
+				a.handleEvent(w, ev.Name)
+			}
+		case err, ok := <-w.errors():
+			if ok {
+				a.log.Info("File watch error; rescanning", "err", err.Error())
+				a.rescan(w)
+			}
+		case <-poll:
+			a.poll()
+			poll = a.clk.After(a.cfg.PollInterval)
+		case <-rescan:
+			a.rescan(w)
+			rescan = a.clk.After(a.cfg.RescanInterval)
+		case <-a.wake:
+			a.mu.Lock()
+			unpub := a.newUnpub
+			a.newUnpub = map[string]bool{}
+			a.mu.Unlock()
+			for p := range unpub {
+				a.scanPod(w, p)
+			}
+			if len(unpub) > 0 {
+				a.poll()
+			}
+		}
+		a.flushStatus()
+	}
+	wg.Wait()
+	a.flushStatus()
+	a.log.Info("Archiver stopped")
+	return nil
+}
+
+// flushStatus writes the status files of pods whose state changed.
+func (a *Archiver) flushStatus() {
+	a.mu.Lock()
+	pods := a.dirty
+	a.dirty = map[string]bool{}
+	a.mu.Unlock()
+	for p := range pods {
+		a.writeStatus(p)
+	}
+	a.m.queueDepth.Set(float64(a.journal.active()))
+	a.m.settling.Set(float64(len(a.settler.files)))
+}
+
+// recover re-queues what a previous run left unfinished and finishes
+// deletions that were interrupted.
+func (a *Archiver) recover() {
+	now := a.clk.Now()
+	for _, it := range a.journal.Items() {
+		switch {
+		case !it.State.terminal():
+			a.queue.add(it.ID, now)
+		case it.State == StateDone && it.DeleteAfterUpload && !it.Deleted:
+			a.deleteLocal(it)
+		}
+	}
+}
+
+// worker uploads queued items one at a time until ctx ends.
+func (a *Archiver) worker(ctx context.Context) {
+	var conn *Conn
+	defer func() {
+		if conn != nil {
+			_ = conn.Close()
+		}
+	}()
+	for {
+		id, ok := a.queue.next(ctx)
+		if !ok {
+			return
+		}
+		it, ok := a.journal.Get(id)
+		if !ok || it.State.terminal() {
+			continue
+		}
+		conn = a.process(ctx, conn, it)
+		if conn != nil && !a.queue.hasDue() {
+			_ = conn.Close() // do not keep idle connections open
+			conn = nil
+		}
+	}
+}
+
+// process makes one attempt at an item and records the outcome. It returns
+// the connection to reuse (nil after a failure).
+func (a *Archiver) process(ctx context.Context, conn *Conn, it Item) *Conn {
+	ref, _ := ParsePodDir(it.PodDir)
+	held, release, err := a.sem.Acquire(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			a.retry(it, fmt.Errorf("acquire upload slot: %w", err))
+		}
+		return conn
+	}
+	defer release()
+
+	it.State = StateUploading
+	it.Attempts++
+	it.UpdatedAt = a.clk.Now()
+	if it, err = a.journal.Put(it, ""); err != nil {
+		a.log.Error(err, "Cannot record upload start")
+		a.queue.add(it.ID, a.clk.Now().Add(a.cfg.MinBackoff))
+		return conn
+	}
+	a.markDirty(it.PodDir)
+
+	if conn == nil {
+		if conn, err = a.dialer.Dial(held); err != nil {
+			release()
+			if ctx.Err() == nil {
+				a.retry(it, err)
+			}
+			return nil
+		}
+	}
+	start := a.clk.Now()
+	sum, err := a.upload(held, conn, it)
+	release()
+	now := a.clk.Now()
+	switch {
+	case err == nil:
+		it.State, it.SHA256, it.Error, it.UpdatedAt = StateDone, sum, "", now
+		if _, perr := a.journal.Put(it, ""); perr != nil {
+			// The upload is verified; without a record it is redone and
+			// recognised by its manifest at the next attempt.
+			a.log.Error(perr, "Cannot record finished upload")
+			a.queue.add(it.ID, now.Add(a.cfg.MinBackoff))
+			return conn
+		}
+		a.m.uploads.WithLabelValues(ResultSuccess).Inc()
+		a.m.duration.Observe(now.Sub(start).Seconds())
+		a.log.Info("Archived", "pod", ref.String(), "file", it.Rel, "remote", it.Remote, "bytes", it.Size, "sha256", sum,
+			"seconds", now.Sub(start).Seconds())
+		a.rec.Event(ref, "Normal", ReasonArchived, fmt.Sprintf("%s archived to %s (%d bytes, sha256 %s)", it.Rel, it.Remote, it.Size, sum))
+		if it.DeleteAfterUpload {
+			a.deleteLocal(it)
+		}
+		a.markDirty(it.PodDir)
+		return conn
+	case ctx.Err() != nil:
+		// Shutting down: stays "uploading" and is redone at the next start.
+		_ = conn.Close()
+		return nil
+	case isPermanent(err):
+		it.State, it.Error, it.UpdatedAt = StateFailed, err.Error(), now
+		if _, perr := a.journal.Put(it, ""); perr != nil {
+			a.log.Error(perr, "Cannot record failed upload")
+		}
+		a.m.uploads.WithLabelValues(ResultFailed).Inc()
+		a.log.Info("Cannot archive file; giving up", "pod", ref.String(), "file", it.Rel, "err", err.Error())
+		a.rec.Event(ref, "Warning", ReasonArchiveFailed, fmt.Sprintf("%s cannot be archived: %v", it.Rel, err))
+		a.markDirty(it.PodDir)
+		return conn
+	default:
+		_ = conn.Close()
+		a.retry(it, err)
+		return nil
+	}
+}
+
+// retry records a failed attempt and schedules the next one.
+func (a *Archiver) retry(it Item, err error) {
+	ref, _ := ParsePodDir(it.PodDir)
+	now := a.clk.Now()
+	if it.Attempts == 0 {
+		it.Attempts = 1
+	}
+	delay := backoff(it.Attempts, a.cfg.MinBackoff, a.cfg.MaxBackoff, nil)
+	it.State, it.Error, it.UpdatedAt = StateQueued, err.Error(), now
+	if _, perr := a.journal.Put(it, ""); perr != nil {
+		a.log.Error(perr, "Cannot record upload retry")
+	}
+	a.m.uploads.WithLabelValues(ResultRetry).Inc()
+	a.log.Info("Upload failed; will retry", "pod", ref.String(), "file", it.Rel, "attempt", it.Attempts, "retryIn", delay, "err", err.Error())
+	if it.Attempts == 1 {
+		a.rec.Event(ref, "Warning", ReasonArchiveRetry, fmt.Sprintf("%s: upload failed, retrying: %v", it.Rel, err))
+	}
+	a.queue.add(it.ID, now.Add(delay))
+	a.markDirty(it.PodDir)
+}
+
+// deleteLocal removes an archived file (deleteAfterUpload) if it is still
+// the same file, and records that.
+func (a *Archiver) deleteLocal(it Item) {
+	err := a.fs.remove(it.PodDir, it.Rel, it.Ino)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		a.log.Info("Cannot delete archived file", "podDir", it.PodDir, "file", it.Rel, "err", err.Error())
+		ref, _ := ParsePodDir(it.PodDir)
+		a.rec.Event(ref, "Warning", ReasonArchiveFailed, fmt.Sprintf("%s was archived but cannot be deleted: %v", it.Rel, err))
+	}
+	it.Deleted = true
+	it.UpdatedAt = a.clk.Now()
+	if _, err := a.journal.Put(it, ""); err != nil {
+		a.log.Error(err, "Cannot record deletion")
+	}
+	a.markDirty(it.PodDir)
+}
+
+// queue holds item IDs with the time they are due.
+type queue struct {
+	clk    clock.Clock
+	mu     sync.Mutex
+	due    map[string]time.Time
+	notify chan struct{}
+}
+
+func newQueue(clk clock.Clock) *queue {
+	return &queue{clk: clk, due: map[string]time.Time{}, notify: make(chan struct{})}
+}
+
+func (q *queue) add(id string, at time.Time) {
+	q.mu.Lock()
+	q.due[id] = at
+	old := q.notify
+	q.notify = make(chan struct{})
+	q.mu.Unlock()
+	close(old)
+}
+
+func (q *queue) hasDue() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	now := q.clk.Now()
+	for _, t := range q.due {
+		if !t.After(now) {
+			return true
+		}
+	}
+	return false
+}
+
+// next blocks until an item is due (FIFO by due time) or ctx ends.
+func (q *queue) next(ctx context.Context) (string, bool) {
+	for {
+		q.mu.Lock()
+		var best string
+		var bestT time.Time
+		for id, t := range q.due {
+			if best == "" || t.Before(bestT) || (t.Equal(bestT) && id < best) {
+				best, bestT = id, t
+			}
+		}
+		now := q.clk.Now()
+		if best != "" && !bestT.After(now) {
+			delete(q.due, best)
+			q.mu.Unlock()
+			return best, true
+		}
+		notify := q.notify
+		q.mu.Unlock()
+		var timer <-chan time.Time
+		if best != "" {
+			timer = q.clk.After(bestT.Sub(now))
+		}
+		select {
+		case <-ctx.Done():
+			return "", false
+		case <-notify:
+		case <-timer:
+		}
+	}
+}

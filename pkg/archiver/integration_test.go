@@ -1,0 +1,502 @@
+package archiver
+
+// Tests against a real OpenSSH sshd (internal/sshdtest). They need root and
+// /usr/sbin/sshd; they fail (never skip) without them.
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+)
+
+func bigSize() int64 {
+	if os.Getenv("KEEPLOG_BIG") == "1" {
+		return 1 << 30
+	}
+	return 256 << 20
+}
+
+func TestUploadVerifiedWithManifest(t *testing.T) {
+	e := newEnv(t)
+	pod := e.pod("team-a", "web-7d9f")
+	size := bigSize()
+	big := filepath.Join(e.root, pod, "app", "java_pid1.hprof")
+	bigSum := writeRandom(t, big, size, 1)
+	coreSum := writeRandom(t, filepath.Join(e.root, pod, "app", "core.123"), 4096+7, 2)
+	writeRandom(t, filepath.Join(e.root, pod, "app", "app.log"), 1000, 3) // not matching
+
+	r := e.start(e.config(), Deps{})
+	dst := e.archived(pod, "app/java_pid1.hprof")
+	waitFor(t, 5*time.Minute, "the dump on the server", func() bool { return exists(dst) && exists(e.archived(pod, "app/core.123")) })
+
+	if got := fileSHA(t, dst); got != bigSum {
+		t.Fatalf("server copy sha256 %s, local %s", got, bigSum)
+	}
+	if got := fileSHA(t, e.archived(pod, "app/core.123")); got != coreSum {
+		t.Fatalf("core sha256 %s, want %s", got, coreSum)
+	}
+	m := readManifest(t, dst)
+	st, _ := os.Stat(big)
+	ref, _ := ParsePodDir(pod)
+	want := Manifest{Namespace: "team-a", Pod: "web-7d9f", UID: ref.UID, Node: "node-a", Container: "app",
+		Path: "app/java_pid1.hprof", Size: size, SHA256: bigSum, Mtime: st.ModTime().UTC()}
+	m.UploadedAt, m.Item = time.Time{}, ""
+	if m != want {
+		t.Fatalf("manifest\n got %+v\nwant %+v", m, want)
+	}
+	if exists(e.archived(pod, "app/app.log")) {
+		t.Fatal("a file not matching the patterns was uploaded")
+	}
+	for _, f := range e.serverFiles() {
+		if strings.Contains(f, tmpMarker) {
+			t.Fatalf("temporary file left on the server: %s", f)
+		}
+	}
+	waitFor(t, 10*time.Second, "status file says done", func() bool {
+		fs := statusOf(readStatus(t, e.root, pod), "app/java_pid1.hprof")
+		return len(fs) == 1 && fs[0].State == string(StateDone) && fs[0].SHA256 == bigSum
+	})
+	if n := metricValue(t, r.a.m.uploads.WithLabelValues(ResultSuccess)); n != 2 {
+		t.Fatalf("uploads_total{success} = %v, want 2", n)
+	}
+	if b := metricValue(t, r.a.m.bytes); b != float64(size+4096+7) {
+		t.Fatalf("uploaded_bytes_total = %v, want %d", b, size+4096+7)
+	}
+	if n := r.rec.count(ReasonArchived); n != 2 {
+		t.Fatalf("%d Archived events, want 2: %v", n, r.rec.all())
+	}
+	// The metrics are registered with the injected registry.
+	if n, err := seriesCount(r.reg, "keeplog_archiver_uploads_total", "keeplog_archiver_queue_depth",
+		"keeplog_archiver_upload_duration_seconds", "keeplog_archiver_uploaded_bytes_total"); err != nil || n != 7 {
+		t.Fatalf("gathered %d series (%v), want 7", n, err)
+	}
+
+	// A restart does not upload anything again.
+	r.stop()
+	before, _ := os.Stat(dst)
+	r2 := e.start(e.config(), Deps{})
+	time.Sleep(time.Second) // several poll and settle rounds
+	r2.stop()
+	after, _ := os.Stat(dst)
+	if !os.SameFile(before, after) || metricValue(t, r2.a.m.uploads.WithLabelValues(ResultSuccess)) != 0 {
+		t.Fatal("a finished upload was repeated after a restart")
+	}
+}
+
+func TestFileOpenForWritingIsNotUploadedUntilClosed(t *testing.T) {
+	e := newEnv(t)
+	pod := e.pod("ns", "writer")
+	p := filepath.Join(e.root, pod, "app", "heap.hprof")
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write([]byte("first half,")); err != nil {
+		t.Fatal(err)
+	}
+	r := e.start(e.config(), Deps{})
+	// A closed file in the same pod shows that the archiver is working
+	// while the open one waits.
+	for i := 0; i < 3; i++ {
+		ctl := filepath.Join(e.root, pod, "app", "control"+strconv.Itoa(i)+".hprof")
+		writeRandom(t, ctl, 1000, uint64(i))
+		waitFor(t, time.Minute, "control file uploaded", func() bool { return exists(e.archived(pod, "app/control"+strconv.Itoa(i)+".hprof")) })
+	}
+	if exists(e.archived(pod, "app/heap.hprof")) {
+		t.Fatal("a file open for writing was uploaded")
+	}
+	if fs := statusOf(readStatus(t, e.root, pod), "app/heap.hprof"); len(fs) != 1 || fs[0].State != StatusSettling {
+		t.Fatalf("status of the open file: %+v, want settling", fs)
+	}
+	if _, err := f.Write([]byte(" second half")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	dst := e.archived(pod, "app/heap.hprof")
+	waitFor(t, time.Minute, "the closed file on the server", func() bool { return exists(dst) })
+	if b, _ := os.ReadFile(dst); string(b) != "first half, second half" {
+		t.Fatalf("server copy %q", b)
+	}
+	items := 0
+	for _, it := range r.a.journal.Items() {
+		if it.Rel == "app/heap.hprof" {
+			items++
+		}
+	}
+	if items != 1 {
+		t.Fatalf("%d journal items for the file, want 1 (an early partial upload would add one)", items)
+	}
+}
+
+func TestServerStoppedDuringUploadsThenRestarted(t *testing.T) {
+	e := newEnv(t)
+	pod := e.pod("ns", "outage")
+	sums := map[string]string{}
+	for i := 0; i < 3; i++ {
+		name := "app/d" + strconv.Itoa(i) + ".hprof"
+		sums[name] = writeRandom(t, filepath.Join(e.root, pod, name), 48<<20, uint64(10+i))
+	}
+	cfg := e.config()
+	cfg.BytesPerSecond = 48 << 20 // about a second per file
+	r := e.start(cfg, Deps{})
+	waitFor(t, time.Minute, "an upload in progress", func() bool {
+		for _, f := range e.serverFiles() {
+			if strings.Contains(f, tmpMarker) {
+				return true
+			}
+		}
+		return false
+	})
+	e.srv.Stop()
+	waitFor(t, time.Minute, "a failed attempt", func() bool { return r.rec.count(ReasonArchiveRetry) > 0 })
+	time.Sleep(1500 * time.Millisecond) // the server stays away for a while: more attempts fail
+	e.srv.Start()
+	for name, sum := range sums {
+		dst := e.archived(pod, name)
+		waitFor(t, 2*time.Minute, name+" on the server", func() bool { return exists(dst) })
+		if got := fileSHA(t, dst); got != sum {
+			t.Fatalf("%s: server sha256 %s, want %s", name, got, sum)
+		}
+	}
+	if n := metricValue(t, r.a.m.uploads.WithLabelValues(ResultRetry)); n < 1 {
+		t.Fatalf("uploads_total{retry} = %v, want >= 1", n)
+	}
+}
+
+func TestRateLimitHonoured(t *testing.T) {
+	e := newEnv(t)
+	pod := e.pod("ns", "rate")
+	const limit = 8 << 20
+	var total int64
+	for i := 0; i < 2; i++ {
+		writeRandom(t, filepath.Join(e.root, pod, "app", "r"+strconv.Itoa(i)+".hprof"), 12<<20, uint64(i))
+		total += 12 << 20
+	}
+	cfg := e.config()
+	cfg.BytesPerSecond = limit
+	cfg.MaxConcurrentUploads = 2 // the limit is for the node, not per upload
+	// Watch the server side: from the first temporary file to the last rename.
+	var first, last time.Time
+	e.start(cfg, Deps{})
+	for deadline := time.Now().Add(2 * time.Minute); ; {
+		now := time.Now()
+		files := e.serverFiles()
+		finals := 0
+		for _, f := range files {
+			if first.IsZero() && (strings.Contains(f, tmpMarker) || strings.HasSuffix(f, ".hprof")) {
+				first = now
+			}
+			if strings.HasSuffix(f, ".hprof") && !strings.Contains(f, tmpMarker) {
+				finals++
+			}
+		}
+		if finals == 2 {
+			last = now
+			break
+		}
+		if now.After(deadline) {
+			t.Fatal("timed out waiting for the uploads")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	rate := float64(total) / last.Sub(first).Seconds()
+	t.Logf("achieved %.2f MiB/s with a limit of %.2f MiB/s", rate/(1<<20), float64(limit)/(1<<20))
+	if rate < 0.9*limit || rate > 1.1*limit {
+		t.Fatalf("achieved %.0f B/s, limit %d B/s: outside ±10%%", rate, limit)
+	}
+}
+
+func TestSymlinksAreNeverFollowed(t *testing.T) {
+	e := newEnv(t)
+	pod := e.pod("ns", "links")
+	outside := t.TempDir()
+	secret := filepath.Join(outside, "host-secret")
+	if err := os.WriteFile(secret, []byte("HOST SECRET CONTENT"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(outside, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hostDir := filepath.Join(outside, "dumps")
+	if err := os.Mkdir(hostDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(hostDir, "other.hprof"), []byte("HOST SECRET CONTENT"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	app := filepath.Join(e.root, pod, "app")
+	for link, target := range map[string]string{"x.hprof": secret, "y.hprof": fifo, "linked": hostDir} {
+		if err := os.Symlink(target, filepath.Join(app, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A whole container directory that is a symlink.
+	if err := os.Symlink(hostDir, filepath.Join(e.root, pod, "sidecar")); err != nil {
+		t.Fatal(err)
+	}
+	r := e.start(e.config(), Deps{})
+	// A real dump in the same pod: once it is archived (after a rescan),
+	// the symlinks have been seen.
+	writeRandom(t, filepath.Join(app, "real.hprof"), 1000, 1)
+	waitFor(t, time.Minute, "the real dump archived", func() bool { return exists(e.archived(pod, "app/real.hprof")) })
+	waitFor(t, time.Minute, "the symlinks reported", func() bool { return r.rec.count(ReasonRejected) >= 2 })
+	time.Sleep(2500 * time.Millisecond) // past one periodic rescan too
+	for _, f := range e.serverFiles() {
+		b, _ := os.ReadFile(filepath.Join(e.srv.DataDir, f))
+		if strings.Contains(string(b), "HOST SECRET") {
+			t.Fatalf("host content uploaded as %s", f)
+		}
+		if !strings.Contains(f, "real.hprof") {
+			t.Fatalf("unexpected file on the server: %s", f)
+		}
+	}
+	// Nobody opened the FIFO: a non-blocking open for writing fails with
+	// ENXIO when no reader has it open.
+	if fd, err := syscall.Open(fifo, syscall.O_WRONLY|syscall.O_NONBLOCK, 0); !errors.Is(err, syscall.ENXIO) {
+		if err == nil {
+			syscall.Close(fd)
+		}
+		t.Fatalf("the FIFO behind y.hprof has a reader (open: %v): the symlink was followed", err)
+	}
+	ps := readStatus(t, e.root, pod)
+	for _, rel := range []string{"app/x.hprof", "app/y.hprof"} {
+		if fs := statusOf(ps, rel); len(fs) != 1 || fs[0].State != StatusRejected {
+			t.Fatalf("status of %s: %+v, want rejected", rel, fs)
+		}
+	}
+	// Direct: the opener refuses a symlink and a symlinked directory.
+	if _, _, err := r.a.fs.open(pod, "app/x.hprof"); !errors.Is(err, errNotRegular) {
+		t.Fatalf("open of a symlink: %v", err)
+	}
+	if _, _, err := r.a.fs.open(pod, "app/linked/other.hprof"); !errors.Is(err, errNotRegular) {
+		t.Fatalf("open through a symlinked directory: %v", err)
+	}
+	if _, _, err := r.a.fs.open(pod, "sidecar/other.hprof"); !errors.Is(err, errNotRegular) {
+		t.Fatalf("open through a symlinked container directory: %v", err)
+	}
+}
+
+func TestUnknownHostKeyRefused(t *testing.T) {
+	e := newEnv(t)
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	other, _ := ssh.NewPublicKey(pub)
+	tg := e.target()
+	tg.KnownHosts = knownhosts.Line([]string{knownhosts.Normalize(e.srv.Addr())}, other) + "\n"
+	d := e.dialer(tg)
+	_, err := d.Dial(context.Background())
+	var ke *knownhosts.KeyError
+	if !errors.As(err, &ke) || len(ke.Want) == 0 {
+		t.Fatalf("dial with a wrong host key: %v, want a knownhosts key mismatch", err)
+	}
+	// A host not in known_hosts at all.
+	tg.KnownHosts = knownhosts.Line([]string{"[other.example]:22"}, other) + "\n"
+	if _, err := e.dialer(tg).Dial(context.Background()); !errors.As(err, &ke) || len(ke.Want) != 0 {
+		t.Fatalf("dial with an unknown host: %v, want knownhosts: key is unknown", err)
+	}
+	// The archiver does not upload through it.
+	pod := e.pod("ns", "hostkey")
+	writeRandom(t, filepath.Join(e.root, pod, "app", "a.hprof"), 1000, 1)
+	cfg := e.config()
+	cfg.Target = tg
+	r := e.start(cfg, Deps{Dialer: d})
+	waitFor(t, time.Minute, "a refused attempt", func() bool { return r.rec.count(ReasonArchiveRetry) > 0 })
+	if ev := r.rec.all(); !strings.Contains(strings.Join(ev, "\n"), "knownhosts") {
+		t.Fatalf("events do not say why: %v", ev)
+	}
+	if f := e.serverFiles(); len(f) != 0 {
+		t.Fatalf("files reached the server: %v", f)
+	}
+	// The right key works with the same setup.
+	if _, err := e.dialer(e.target()).Dial(context.Background()); err != nil {
+		t.Fatalf("dial with the right host key: %v", err)
+	}
+}
+
+// maxConcurrentTemps watches the server directories with inotify (one queue,
+// events in order) and returns the highest number of upload temporary files
+// that existed at the same time.
+func maxConcurrentTemps(t *testing.T, dirs []string) (stop func() int) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dirs {
+		if err := w.Add(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	live := map[string]bool{}
+	peak := 0
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range w.Events {
+			base := filepath.Base(ev.Name)
+			if !strings.Contains(base, tmpMarker) || strings.Contains(base, manifestSuffix) {
+				continue
+			}
+			mu.Lock()
+			switch {
+			case ev.Op&fsnotify.Create != 0:
+				live[ev.Name] = true
+			case ev.Op&(fsnotify.Rename|fsnotify.Remove) != 0:
+				delete(live, ev.Name)
+			}
+			peak = max(peak, len(live))
+			mu.Unlock()
+		}
+	}()
+	return func() int {
+		_ = w.Close()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		return peak
+	}
+}
+
+// TestClusterSemaphoreSerialisesArchivers runs two archivers (two "nodes")
+// sharing a semaphore: with one slot the server never sees two uploads at
+// once; with two slots (the control) it does.
+func TestClusterSemaphoreSerialisesArchivers(t *testing.T) {
+	for _, slots := range []int{1, 2} {
+		t.Run("slots="+strconv.Itoa(slots), func(t *testing.T) {
+			e := newEnv(t)
+			e2 := &env{t: t, srv: e.srv, root: filepath.Join(t.TempDir(), "root2")}
+			e2.state = filepath.Join(e2.root, ".keeplog", "archiver")
+			if err := os.MkdirAll(e2.state, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			sem := NewLocalSemaphore(slots)
+			var dirs []string
+			for i, en := range []*env{e, e2} {
+				pod := en.pod("ns", "sem"+strconv.Itoa(i))
+				for j := 0; j < 3; j++ {
+					writeRandom(t, filepath.Join(en.root, pod, "app", "s"+strconv.Itoa(j)+".hprof"), 16<<20, uint64(j))
+				}
+				d := filepath.Dir(en.archived(pod, "app/s0.hprof"))
+				if err := os.MkdirAll(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				dirs = append(dirs, d)
+			}
+			uid, gid := ownerOf(t, e.srv.DataDir)
+			_ = filepath.Walk(e.srv.DataDir, func(p string, _ os.FileInfo, _ error) error { return os.Chown(p, uid, gid) })
+			stop := maxConcurrentTemps(t, dirs)
+			cfg := e.config()
+			cfg.BytesPerSecond = 32 << 20 // half a second per file and node
+			cfg.NodeName = "node-a"
+			e.start(cfg, Deps{Semaphore: sem})
+			cfg.NodeName = "node-b"
+			e2.start(cfg, Deps{Semaphore: sem})
+			waitFor(t, 2*time.Minute, "all six uploads", func() bool {
+				n := 0
+				for _, f := range e.serverFiles() {
+					if strings.HasSuffix(f, ".hprof") && !strings.Contains(f, tmpMarker) {
+						n++
+					}
+				}
+				return n == 6
+			})
+			peak := stop()
+			t.Logf("at most %d uploads at once on the server", peak)
+			if slots == 1 && peak != 1 {
+				t.Fatalf("%d uploads at once with a semaphore of 1", peak)
+			}
+			if slots == 2 && peak < 2 {
+				t.Fatalf("the control run never saw two uploads at once (peak %d): the check cannot see overlaps", peak)
+			}
+		})
+	}
+}
+
+func ownerOf(t *testing.T, p string) (int, int) {
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := st.Sys().(*syscall.Stat_t)
+	return int(s.Uid), int(s.Gid)
+}
+
+func TestFirstOnlyAndDeleteAfterUpload(t *testing.T) {
+	e := newEnv(t)
+	podA := e.pod("ns", "first")
+	podB := e.pod("ns", "delete")
+	var mu sync.Mutex
+	reset := ""
+	policy := func(pod string) Policy {
+		mu.Lock()
+		defer mu.Unlock()
+		if pod == podA {
+			return Policy{FirstOnly: true, FirstOnlyReset: reset}
+		}
+		return Policy{DeleteAfterUpload: true}
+	}
+	r := e.start(e.config(), Deps{Policy: policy})
+
+	// firstOnly: the first dump of a container is uploaded, the next is not;
+	// another container has its own first.
+	writeRandom(t, filepath.Join(e.root, podA, "app", "one.hprof"), 1000, 1)
+	waitFor(t, time.Minute, "one.hprof archived", func() bool { return exists(e.archived(podA, "app/one.hprof")) })
+	writeRandom(t, filepath.Join(e.root, podA, "app", "two.hprof"), 1000, 2)
+	if err := os.MkdirAll(filepath.Join(e.root, podA, "side"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeRandom(t, filepath.Join(e.root, podA, "side", "s.hprof"), 1000, 3)
+	waitFor(t, time.Minute, "side/s.hprof archived", func() bool { return exists(e.archived(podA, "side/s.hprof")) })
+	waitFor(t, time.Minute, "two.hprof skipped", func() bool {
+		fs := statusOf(readStatus(t, e.root, podA), "app/two.hprof")
+		return len(fs) == 1 && fs[0].State == string(StateSkipped)
+	})
+	if exists(e.archived(podA, "app/two.hprof")) {
+		t.Fatal("firstOnly: the second dump was uploaded")
+	}
+	// A reset (annotation changed): the next dump is a new first.
+	mu.Lock()
+	reset = "2"
+	mu.Unlock()
+	writeRandom(t, filepath.Join(e.root, podA, "app", "three.hprof"), 1000, 4)
+	waitFor(t, time.Minute, "three.hprof archived after the reset", func() bool { return exists(e.archived(podA, "app/three.hprof")) })
+	if exists(e.archived(podA, "app/two.hprof")) {
+		t.Fatal("firstOnly: the skipped dump was uploaded after the reset")
+	}
+
+	// deleteAfterUpload: the local file goes once the upload is verified.
+	local := filepath.Join(e.root, podB, "app", "gone.hprof")
+	sum := writeRandom(t, local, 3<<20, 5)
+	waitFor(t, time.Minute, "gone.hprof deleted locally", func() bool { return !exists(local) })
+	if got := fileSHA(t, e.archived(podB, "app/gone.hprof")); got != sum {
+		t.Fatalf("deleted before a verified upload: server sha256 %s, want %s", got, sum)
+	}
+	// A new dump with the same name is a new item, archived beside the old.
+	sum2 := writeRandom(t, local, 2000, 6)
+	waitFor(t, time.Minute, "second gone.hprof deleted locally", func() bool { return !exists(local) })
+	second := strings.TrimSuffix(e.archived(podB, "app/gone.hprof"), ".hprof") + ".2.hprof"
+	if got := fileSHA(t, second); got != sum2 {
+		t.Fatalf("second file with the same name: sha256 %s, want %s", got, sum2)
+	}
+	waitFor(t, 10*time.Second, "status says deleted", func() bool {
+		fs := statusOf(readStatus(t, e.root, podB), "app/gone.hprof")
+		return len(fs) == 2 && fs[0].Deleted && fs[1].Deleted
+	})
+	_ = r
+}

@@ -1,0 +1,62 @@
+package archiver
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Upload results as counted in keeplog_archiver_uploads_total{result}.
+const (
+	ResultSuccess = "success" // uploaded and verified
+	ResultRetry   = "retry"   // an attempt failed; it will be retried
+	ResultFailed  = "failed"  // given up: the local file cannot be uploaded
+	ResultSkipped = "skipped" // not uploaded by policy (firstOnly)
+)
+
+type metrics struct {
+	queueDepth prometheus.Gauge
+	bytes      prometheus.Counter
+	uploads    *prometheus.CounterVec
+	duration   prometheus.Histogram
+	settling   prometheus.Gauge
+}
+
+// newMetrics creates the archiver's collectors and registers them with reg
+// (none registered when reg is nil).
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		queueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "keeplog_archiver_queue_depth",
+			Help: "Finished files waiting to be uploaded or being uploaded on this node.",
+		}),
+		settling: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "keeplog_archiver_settling_files",
+			Help: "Files matching the archive patterns that are not known to be finished yet.",
+		}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keeplog_archiver_uploaded_bytes_total",
+			Help: "Bytes sent to the archive server (including attempts that failed).",
+		}),
+		uploads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keeplog_archiver_uploads_total",
+			Help: "Upload attempts by result (success, retry, failed, skipped).",
+		}, []string{"result"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "keeplog_archiver_upload_duration_seconds",
+			Help:    "Duration of successful uploads, from the first byte to the verified rename.",
+			Buckets: prometheus.ExponentialBuckets(0.25, 2, 16), // 0.25s .. ~2.3h
+		}),
+	}
+	for _, r := range []string{ResultSuccess, ResultRetry, ResultFailed, ResultSkipped} {
+		m.uploads.WithLabelValues(r)
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.queueDepth, m.settling, m.bytes, m.uploads, m.duration} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register archiver metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}

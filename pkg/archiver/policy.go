@@ -1,0 +1,84 @@
+package archiver
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+)
+
+// Policy says which files of a pod directory are archived and how.
+type Policy struct {
+	// Patterns are path.Match globs. A pattern without "/" matches a file's
+	// base name; one with "/" matches its path inside the container
+	// directory (e.g. "dumps/*.hprof"). Empty means DefaultPatterns.
+	Patterns []string
+	// DeleteAfterUpload deletes the local file once its upload is verified.
+	DeleteAfterUpload bool
+	// FirstOnly uploads only the first finished file of each container;
+	// later ones are recorded as skipped.
+	FirstOnly bool
+	// FirstOnlyReset starts a new "first" for every container whenever its
+	// value changes (e.g. fed from a pod annotation).
+	FirstOnlyReset string
+}
+
+// DefaultPatterns are heap dumps, core dumps and JVM crash logs.
+func DefaultPatterns() []string {
+	return []string{"*.hprof", "core", "core.*", "hs_err_pid*.log"}
+}
+
+// Validate reports malformed patterns.
+func (p Policy) Validate() error {
+	var errs []error
+	for _, pat := range p.Patterns {
+		if pat == "" {
+			errs = append(errs, errors.New("empty pattern"))
+			continue
+		}
+		if strings.HasPrefix(pat, "/") || strings.Contains(pat, "..") {
+			errs = append(errs, fmt.Errorf("pattern %q: must be relative and must not contain \"..\"", pat))
+			continue
+		}
+		if _, err := path.Match(pat, ""); err != nil {
+			errs = append(errs, fmt.Errorf("pattern %q: %v", pat, err))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("archive policy: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// Matches reports whether a file at rel (inside the pod directory, slash
+// separated, first component the container) is to be archived. keeplog's
+// own files never match.
+func (p Policy) Matches(rel string) bool {
+	base := path.Base(rel)
+	if isOwnFile(base) {
+		return false
+	}
+	inContainer := rel
+	if i := strings.IndexByte(rel, '/'); i >= 0 {
+		inContainer = rel[i+1:]
+	}
+	pats := p.Patterns
+	if len(pats) == 0 {
+		pats = DefaultPatterns()
+	}
+	for _, pat := range pats {
+		target := base
+		if strings.Contains(pat, "/") {
+			target = inContainer
+		}
+		if ok, err := path.Match(pat, target); err == nil && ok {
+			return true
+		}
+	}
+	return false
+}
+
+// isOwnFile is true for the status file and its temporary files.
+func isOwnFile(base string) bool {
+	return base == StatusFileName || strings.HasPrefix(base, StatusFileName+".tmp")
+}

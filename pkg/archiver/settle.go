@@ -1,0 +1,99 @@
+package archiver
+
+import (
+	"sort"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// fileState is what "unchanged" is judged by.
+type fileState struct {
+	Dev     uint64
+	Ino     uint64
+	Size    int64
+	MtimeNs int64
+}
+
+func stateOf(st *unix.Stat_t) fileState {
+	return fileState{Dev: uint64(st.Dev), Ino: st.Ino, Size: st.Size, MtimeNs: st.Mtim.Nano()}
+}
+
+// settling is a candidate file that is not (yet) known to be finished.
+type settling struct {
+	pod   string // pod directory name
+	rel   string // path inside it
+	state fileState
+	since time.Time // when state was first seen as it is now
+}
+
+func (s *settling) key() string { return s.pod + "/" + s.rel }
+
+// settler decides when candidate files are finished writing: their state
+// has not changed for the quiet period, or their pod was unpublished. (The
+// caller also asks a WriterChecker before treating them as finished.) It is
+// used from one goroutine only.
+type settler struct {
+	quiet time.Duration
+	files map[string]*settling
+}
+
+func newSettler(quiet time.Duration) *settler {
+	return &settler{quiet: quiet, files: map[string]*settling{}}
+}
+
+// observe records the current state of a candidate. A new file or a changed
+// state restarts its quiet period.
+func (s *settler) observe(pod, rel string, st fileState, now time.Time) {
+	k := pod + "/" + rel
+	if cur, ok := s.files[k]; ok {
+		if cur.state == st {
+			return
+		}
+		cur.state, cur.since = st, now
+		return
+	}
+	s.files[k] = &settling{pod: pod, rel: rel, state: st, since: now}
+}
+
+func (s *settler) forget(pod, rel string) { delete(s.files, pod+"/"+rel) }
+
+func (s *settler) forgetPod(pod string) {
+	for k, f := range s.files {
+		if f.pod == pod {
+			delete(s.files, k)
+		}
+	}
+}
+
+func (s *settler) get(pod, rel string) (*settling, bool) {
+	f, ok := s.files[pod+"/"+rel]
+	return f, ok
+}
+
+// due lists the candidates whose state has been stable for the quiet period
+// at now, or whose pod is unpublished; oldest first.
+func (s *settler) due(now time.Time, unpublished func(pod string) bool) []*settling {
+	var out []*settling
+	for _, f := range s.files {
+		if now.Sub(f.since) >= s.quiet || (unpublished != nil && unpublished(f.pod)) {
+			out = append(out, f)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].state.MtimeNs != out[j].state.MtimeNs {
+			return out[i].state.MtimeNs < out[j].state.MtimeNs
+		}
+		return out[i].key() < out[j].key()
+	})
+	return out
+}
+
+// all lists every candidate (for the status file).
+func (s *settler) all() []*settling {
+	out := make([]*settling, 0, len(s.files))
+	for _, f := range s.files {
+		out = append(out, f)
+	}
+	return out
+}

@@ -1,0 +1,338 @@
+package archiver
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+
+	"github.com/fsnotify/fsnotify"
+	"golang.org/x/sys/unix"
+)
+
+// watcher wraps fsnotify. Watches are only added to directories found by
+// a walk that never follows symlinks; an event only makes the archiver look
+// at a path again (through podFS), it is never trusted by itself.
+type watcher struct {
+	w *fsnotify.Watcher
+}
+
+func newWatcher(a *Archiver) (*watcher, error) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, fmt.Errorf("archiver: start file watcher: %w", err)
+	}
+	if err := w.Add(a.fs.root); err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("archiver: watch %s: %w", a.fs.root, err)
+	}
+	return &watcher{w: w}, nil
+}
+
+func (w *watcher) events() <-chan fsnotify.Event { return w.w.Events }
+func (w *watcher) errors() <-chan error          { return w.w.Errors }
+func (w *watcher) close()                        { _ = w.w.Close() }
+
+// watchDir adds a watch for a directory inside a pod directory.
+func (a *Archiver) watchDir(w *watcher, pod, rel string) {
+	p := a.fs.abs(pod, rel)
+	if a.watched[p] {
+		return
+	}
+	if err := w.w.Add(p); err != nil {
+		a.log.V(2).Info("Cannot watch directory; relying on rescans", "dir", p, "err", err.Error())
+		return
+	}
+	a.watched[p] = true
+}
+
+// splitEvent maps an absolute path to (pod directory, path inside it).
+func (a *Archiver) splitEvent(name string) (string, string, bool) {
+	rest, ok := strings.CutPrefix(name, a.fs.root+"/")
+	if !ok || rest == "" {
+		return "", "", false
+	}
+	pod, rel, _ := strings.Cut(rest, "/")
+	if strings.HasPrefix(pod, ".") {
+		return "", "", false // <root>/.keeplog and other hidden entries
+	}
+	if _, err := ParsePodDir(pod); err != nil {
+		return "", "", false
+	}
+	return pod, rel, true
+}
+
+func (a *Archiver) handleEvent(w *watcher, name string) {
+	pod, rel, ok := a.splitEvent(name)
+	if !ok {
+		return
+	}
+	if rel == "" {
+		a.scanPod(w, pod)
+		return
+	}
+	st, err := a.fs.lstat(pod, rel)
+	if err != nil {
+		a.settler.forget(pod, rel)
+		delete(a.watched, a.fs.abs(pod, rel))
+		a.markDirty(pod)
+		return
+	}
+	a.visit(w, pod, entry{rel: rel, st: st, kind: st.Mode & unix.S_IFMT})
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		// A new directory: its content may predate the watch.
+		_ = a.walkSub(w, pod, rel)
+	}
+}
+
+// walkSub visits everything below a directory of a pod.
+func (a *Archiver) walkSub(w *watcher, pod, rel string) error {
+	fd, err := a.fs.openDir(pod, rel)
+	if err != nil {
+		return err
+	}
+	return a.fs.walkFD(fd, pod, rel, strings.Count(rel, "/")+1, func(e entry) { a.visit(w, pod, e) })
+}
+
+// visit looks at one entry of a pod directory.
+func (a *Archiver) visit(w *watcher, pod string, e entry) {
+	switch e.kind {
+	case unix.S_IFDIR:
+		a.watchDir(w, pod, e.rel)
+	case unix.S_IFREG:
+		if a.policy(pod).Matches(e.rel) {
+			a.consider(pod, e.rel, &e.st)
+		}
+	default:
+		if a.policy(pod).Matches(e.rel) {
+			kind := "not a regular file"
+			if e.kind == unix.S_IFLNK {
+				kind = "a symbolic link"
+			}
+			a.reject(pod, e.rel, kind+": never read")
+		}
+	}
+}
+
+// reject reports, once, a matching path that will not be read.
+func (a *Archiver) reject(pod, rel, why string) {
+	a.settler.forget(pod, rel)
+	m := a.rejected[pod]
+	if m == nil {
+		m = map[string]string{}
+		a.rejected[pod] = m
+	}
+	if m[rel] == why {
+		return
+	}
+	m[rel] = why
+	ref, _ := ParsePodDir(pod)
+	a.log.Info("Not archiving file", "pod", ref.String(), "file", rel, "reason", why)
+	a.rec.Event(ref, "Warning", ReasonRejected, fmt.Sprintf("%s is %s", rel, why))
+	a.markDirty(pod)
+}
+
+// consider puts a finished-looking regular file under observation unless the
+// journal already has it.
+func (a *Archiver) consider(pod, rel string, st *unix.Stat_t) {
+	fst := stateOf(st)
+	if it, ok := a.journal.Get(itemID(pod, rel, fst.Ino, fst.Size, fst.MtimeNs)); ok {
+		a.settler.forget(pod, rel)
+		if it.State == StateDone && it.DeleteAfterUpload && !it.Deleted {
+			a.deleteLocal(it)
+		}
+		return
+	}
+	if _, known := a.settler.get(pod, rel); !known {
+		a.markDirty(pod)
+	}
+	if m := a.rejected[pod]; m != nil {
+		delete(m, rel)
+	}
+	a.settler.observe(pod, rel, fst, a.clk.Now())
+}
+
+// scanPod walks one pod directory.
+func (a *Archiver) scanPod(w *watcher, pod string) {
+	if _, err := ParsePodDir(pod); err != nil {
+		return
+	}
+	a.watchDir(w, pod, "")
+	if err := a.fs.walk(pod, func(e entry) { a.visit(w, pod, e) }); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			a.podGone(pod)
+			return
+		}
+		a.log.V(2).Info("Cannot scan pod directory", "podDir", pod, "err", err.Error())
+	}
+}
+
+// rescan walks every pod directory and forgets pod directories that are gone.
+func (a *Archiver) rescan(w *watcher) {
+	ents, err := os.ReadDir(a.fs.root)
+	if err != nil {
+		a.log.Error(err, "Cannot list the archive root", "root", a.fs.root)
+		return
+	}
+	present := map[string]bool{}
+	for _, e := range ents {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") || !e.IsDir() { // IsDir is false for a symlink
+			continue
+		}
+		if _, err := ParsePodDir(name); err != nil {
+			continue
+		}
+		present[name] = true
+		a.scanPod(w, name)
+	}
+	gone := map[string]bool{}
+	for _, it := range a.journal.Items() {
+		if !present[it.PodDir] {
+			gone[it.PodDir] = true
+		}
+	}
+	for _, f := range a.settler.all() {
+		if !present[f.pod] {
+			gone[f.pod] = true
+		}
+	}
+	for p := range gone {
+		a.podGone(p)
+	}
+	a.poll()
+}
+
+// podGone forgets a pod directory that no longer exists. Items still queued
+// stay: their worker finds the file gone and reports it.
+func (a *Archiver) podGone(pod string) {
+	a.settler.forgetPod(pod)
+	delete(a.rejected, pod)
+	for k := range a.watched {
+		if strings.HasPrefix(k, a.fs.abs(pod, "")) && (len(k) == len(a.fs.abs(pod, "")) || k[len(a.fs.abs(pod, ""))] == '/') {
+			delete(a.watched, k)
+		}
+	}
+	for _, it := range a.journal.PodItems(pod) {
+		if it.State.terminal() {
+			if err := a.journal.Remove(it.ID); err != nil {
+				a.log.Error(err, "Cannot prune journal")
+			}
+		}
+	}
+	if len(a.journal.PodItems(pod)) == 0 {
+		if err := a.journal.ForgetPod(pod); err != nil {
+			a.log.Error(err, "Cannot prune journal")
+		}
+		a.mu.Lock()
+		delete(a.unpublished, pod)
+		delete(a.dirty, pod)
+		a.mu.Unlock()
+	}
+}
+
+// poll re-checks settling files and hands finished ones to the journal.
+func (a *Archiver) poll() {
+	now := a.clk.Now()
+	for _, f := range a.settler.all() {
+		st, err := a.fs.lstat(f.pod, f.rel)
+		if err != nil {
+			a.settler.forget(f.pod, f.rel)
+			a.markDirty(f.pod)
+			continue
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFREG {
+			a.reject(f.pod, f.rel, "not a regular file: never read")
+			continue
+		}
+		a.consider(f.pod, f.rel, &st)
+	}
+	due := a.settler.due(now, a.isUnpublished)
+	if len(due) == 0 {
+		return
+	}
+	ids := map[FileID]bool{}
+	for _, f := range due {
+		ids[FileID{Dev: f.state.Dev, Ino: f.state.Ino}] = true
+	}
+	open, err := a.writers.OpenForWriting(ids)
+	if err != nil {
+		a.log.Error(err, "Cannot find processes writing files; will try again")
+		return
+	}
+	for _, f := range due {
+		if open[FileID{Dev: f.state.Dev, Ino: f.state.Ino}] {
+			continue
+		}
+		a.finish(f)
+	}
+}
+
+// finish journals a finished file: queued for upload, or skipped by policy.
+func (a *Archiver) finish(f *settling) {
+	pol := a.policy(f.pod)
+	a.markDirty(f.pod)
+	if !pol.Matches(f.rel) { // the policy changed meanwhile
+		a.settler.forget(f.pod, f.rel)
+		return
+	}
+	ref, err := ParsePodDir(f.pod)
+	if err != nil {
+		a.settler.forget(f.pod, f.rel)
+		return
+	}
+	now := a.clk.Now()
+	it := Item{
+		ID: itemID(f.pod, f.rel, f.state.Ino, f.state.Size, f.state.MtimeNs), PodDir: f.pod, Rel: f.rel,
+		Container: containerOf(f.rel), Ino: f.state.Ino, Size: f.state.Size, MtimeNs: f.state.MtimeNs,
+		State: StateQueued, DeleteAfterUpload: pol.DeleteAfterUpload, QueuedAt: now, UpdatedAt: now,
+	}
+	if pol.FirstOnly {
+		first, ok := a.journal.First(f.pod, it.Container, pol.FirstOnlyReset)
+		if ok && first != it.ID {
+			if prev, found := a.journal.Get(first); found && prev.State == StateFailed {
+				ok = false // the first one could not be archived: this one takes its place
+			}
+		}
+		switch {
+		case ok && first != it.ID:
+			it.State = StateSkipped
+			it.Error = "firstOnly: " + firstDesc(a.journal, first) + " was the container's first"
+		case !ok:
+			if err := a.journal.SetFirst(f.pod, it.Container, pol.FirstOnlyReset, it.ID); err != nil {
+				a.log.Error(err, "Cannot record firstOnly decision; will try again")
+				return
+			}
+		}
+	}
+	remote := ""
+	if it.State == StateQueued {
+		if remote, err = RemotePath(a.cfg.Target.BaseDir, ref, f.rel); err != nil {
+			it.State, it.Error = StateFailed, err.Error()
+		}
+	}
+	if it, err = a.journal.Put(it, remote); err != nil {
+		a.log.Error(err, "Cannot journal finished file; will try again")
+		return
+	}
+	a.settler.forget(f.pod, f.rel)
+	switch it.State {
+	case StateQueued:
+		a.log.V(1).Info("File finished; queued for upload", "pod", ref.String(), "file", f.rel, "bytes", it.Size)
+		a.queue.add(it.ID, now)
+	case StateSkipped:
+		a.m.uploads.WithLabelValues(ResultSkipped).Inc()
+		a.rec.Event(ref, "Normal", ReasonArchiveSkipped, fmt.Sprintf("%s not archived: %s", f.rel, it.Error))
+	case StateFailed:
+		a.m.uploads.WithLabelValues(ResultFailed).Inc()
+		a.rec.Event(ref, "Warning", ReasonArchiveFailed, fmt.Sprintf("%s cannot be archived: %s", f.rel, it.Error))
+	}
+}
+
+func firstDesc(j *Journal, id string) string {
+	if it, ok := j.Get(id); ok {
+		return it.Rel
+	}
+	return "another file"
+}
