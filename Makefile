@@ -33,7 +33,7 @@ sanity: build
 	hack/sanity-binary.sh
 
 e2e: deps k8s build
-	$(GO) test -tags e2e -count=1 -timeout 40m -v ./test/e2e/...
+	$(GO) test -tags e2e -p 1 -count=1 -timeout 40m -v ./test/e2e/...
 
 # Runs scenario 1 on a real single-node Kubernetes and shows what a user looks at.
 demo: deps k8s build
