@@ -1,0 +1,279 @@
+// Package semaphore is a cluster-wide counting semaphore made of Kubernetes
+// Leases (coordination.k8s.io/v1): Slots Lease objects "<prefix>-0" ..
+// "<prefix>-<Slots-1>" in one namespace. Acquiring creates a free slot's
+// Lease or takes over one that is released or expired, with optimistic
+// concurrency (resourceVersion); the holder renews it while it holds it and
+// clears it on release. A holder that dies stops renewing, so its slot is
+// free again after LeaseDuration: a crashed node never blocks the cluster.
+//
+// Needs RBAC: get, create, update on leases in the namespace.
+package semaphore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	coordclient "k8s.io/client-go/kubernetes/typed/coordination/v1"
+	"k8s.io/utils/clock"
+)
+
+// Config describes the semaphore.
+type Config struct {
+	// Namespace of the Lease objects (required).
+	Namespace string
+	// Prefix of the Lease names (required), e.g. "keeplog-upload".
+	Prefix string
+	// Slots is the number of holders allowed at once (>= 1).
+	Slots int
+	// Holder is written as holderIdentity (the node name; required).
+	Holder string
+	// LeaseDuration after the last renewal at which a slot counts as free.
+	// 30s.
+	LeaseDuration time.Duration
+	// RenewInterval between renewals while held. LeaseDuration/3.
+	RenewInterval time.Duration
+	// RetryInterval between attempts while all slots are taken (with
+	// jitter). 2s.
+	RetryInterval time.Duration
+}
+
+// Semaphore is safe for concurrent use. Its Acquire method matches
+// archiver.Semaphore.
+type Semaphore struct {
+	cfg    Config
+	leases coordclient.LeasesGetter
+	clk    clock.Clock
+
+	mu   sync.Mutex
+	held map[string]bool // slots held by this process
+}
+
+// New checks cfg. leases is typically kubernetes.Interface.CoordinationV1();
+// clk may be nil (real clock).
+func New(leases coordclient.LeasesGetter, cfg Config, clk clock.Clock) (*Semaphore, error) {
+	var errs []error
+	if leases == nil {
+		errs = append(errs, errors.New("leases client: required"))
+	}
+	if cfg.Namespace == "" {
+		errs = append(errs, errors.New("namespace: required"))
+	}
+	if cfg.Prefix == "" {
+		errs = append(errs, errors.New("prefix: required"))
+	}
+	if cfg.Holder == "" {
+		errs = append(errs, errors.New("holder: required"))
+	}
+	if cfg.Slots < 1 {
+		errs = append(errs, fmt.Errorf("slots %d: must be at least 1", cfg.Slots))
+	}
+	if cfg.LeaseDuration == 0 {
+		cfg.LeaseDuration = 30 * time.Second
+	}
+	if cfg.LeaseDuration < time.Second {
+		errs = append(errs, fmt.Errorf("leaseDuration %v: must be at least 1s", cfg.LeaseDuration))
+	}
+	if cfg.RenewInterval == 0 {
+		cfg.RenewInterval = cfg.LeaseDuration / 3
+	}
+	if cfg.RenewInterval <= 0 || cfg.RenewInterval >= cfg.LeaseDuration {
+		errs = append(errs, fmt.Errorf("renewInterval %v: must be positive and below leaseDuration %v", cfg.RenewInterval, cfg.LeaseDuration))
+	}
+	if cfg.RetryInterval == 0 {
+		cfg.RetryInterval = 2 * time.Second
+	}
+	if cfg.RetryInterval < 0 {
+		errs = append(errs, fmt.Errorf("retryInterval %v: must not be negative", cfg.RetryInterval))
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("lease semaphore: %w", errors.Join(errs...))
+	}
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
+	return &Semaphore{cfg: cfg, leases: leases, clk: clk, held: map[string]bool{}}, nil
+}
+
+// Name of slot i's Lease.
+func (s *Semaphore) Name(i int) string { return s.cfg.Prefix + "-" + strconv.Itoa(i) }
+
+// Acquire blocks until this process holds a slot or ctx ends. The returned
+// context is cancelled when the slot is lost (renewal failed until the lease
+// could have expired, or someone else holds it) or released; release frees
+// the slot (idempotent).
+func (s *Semaphore) Acquire(ctx context.Context) (context.Context, func(), error) {
+	for {
+		start := rand.IntN(s.cfg.Slots) // spread holders over the slots
+		for k := 0; k < s.cfg.Slots; k++ {
+			name := s.Name((start + k) % s.cfg.Slots)
+			lease, err := s.tryAcquire(ctx, name)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, nil, context.Cause(ctx)
+				}
+				continue // conflict or API error: try the next slot
+			}
+			if lease != nil {
+				return s.hold(ctx, name, lease)
+			}
+		}
+		wait := s.cfg.RetryInterval/2 + time.Duration(rand.Int64N(int64(s.cfg.RetryInterval)+1))
+		select {
+		case <-ctx.Done():
+			return nil, nil, context.Cause(ctx)
+		case <-s.clk.After(wait):
+		}
+	}
+}
+
+// free reports whether a lease can be taken at now.
+func (s *Semaphore) free(l *coordinationv1.Lease, now time.Time) bool {
+	if l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "" {
+		return true
+	}
+	renew := l.Spec.RenewTime
+	if renew == nil {
+		renew = l.Spec.AcquireTime
+	}
+	if renew == nil {
+		return true
+	}
+	d := s.cfg.LeaseDuration
+	if l.Spec.LeaseDurationSeconds != nil {
+		d = time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second
+	}
+	return now.After(renew.Add(d))
+}
+
+// tryAcquire returns the lease if it took it, nil if it is taken.
+func (s *Semaphore) tryAcquire(ctx context.Context, name string) (*coordinationv1.Lease, error) {
+	s.mu.Lock()
+	mine := s.held[name]
+	s.mu.Unlock()
+	if mine {
+		return nil, nil
+	}
+	api := s.leases.Leases(s.cfg.Namespace)
+	now := s.clk.Now()
+	secs := int32((s.cfg.LeaseDuration + time.Second - 1) / time.Second)
+	holder := s.cfg.Holder
+	mt := metav1.NewMicroTime(now)
+	cur, err := api.Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		l := &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.cfg.Namespace,
+				Labels: map[string]string{"app.kubernetes.io/managed-by": "keeplog", "keeplog.io/semaphore": s.cfg.Prefix}},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &secs, AcquireTime: &mt, RenewTime: &mt},
+		}
+		created, err := api.Create(ctx, l, metav1.CreateOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("create lease %s/%s: %w", s.cfg.Namespace, name, err)
+		}
+		return created, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get lease %s/%s: %w", s.cfg.Namespace, name, err)
+	}
+	if !s.free(cur, now) {
+		return nil, nil
+	}
+	l := cur.DeepCopy()
+	prev := l.Spec.HolderIdentity
+	l.Spec.HolderIdentity, l.Spec.LeaseDurationSeconds, l.Spec.AcquireTime, l.Spec.RenewTime = &holder, &secs, &mt, &mt
+	if prev != nil && *prev != "" {
+		n := int32(1)
+		if l.Spec.LeaseTransitions != nil {
+			n = *l.Spec.LeaseTransitions + 1
+		}
+		l.Spec.LeaseTransitions = &n
+	}
+	// Update carries cur's resourceVersion: if anyone changed the lease
+	// since we read it, the API server answers Conflict.
+	updated, err := api.Update(ctx, l, metav1.UpdateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("take lease %s/%s: %w", s.cfg.Namespace, name, err)
+	}
+	return updated, nil
+}
+
+// hold starts renewing a taken lease.
+func (s *Semaphore) hold(ctx context.Context, name string, lease *coordinationv1.Lease) (context.Context, func(), error) {
+	s.mu.Lock()
+	s.held[name] = true
+	s.mu.Unlock()
+	held, lose := context.WithCancelCause(ctx)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	var mu sync.Mutex
+	last := lease
+	go func() {
+		defer close(done)
+		lastOK := s.clk.Now()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-held.Done():
+				return
+			case <-s.clk.After(s.cfg.RenewInterval):
+			}
+			mu.Lock()
+			l := last.DeepCopy()
+			mu.Unlock()
+			now := s.clk.Now()
+			mt := metav1.NewMicroTime(now)
+			l.Spec.RenewTime = &mt
+			rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RenewInterval)
+			updated, err := s.leases.Leases(s.cfg.Namespace).Update(rctx, l, metav1.UpdateOptions{})
+			cancel()
+			switch {
+			case err == nil:
+				mu.Lock()
+				last = updated
+				mu.Unlock()
+				lastOK = now
+			case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
+				lose(fmt.Errorf("lease %s/%s lost: %w", s.cfg.Namespace, name, err))
+				return
+			default:
+				// Keep trying while the lease is still ours for sure.
+				if now.Sub(lastOK) >= s.cfg.LeaseDuration-s.cfg.RenewInterval {
+					lose(fmt.Errorf("lease %s/%s not renewed in time: %w", s.cfg.Namespace, name, err))
+					return
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	release := func() {
+		once.Do(func() {
+			close(stop)
+			<-done
+			lost := held.Err() != nil && context.Cause(held) != context.Canceled && ctx.Err() == nil
+			lose(context.Canceled)
+			if !lost {
+				mu.Lock()
+				l := last.DeepCopy()
+				mu.Unlock()
+				l.Spec.HolderIdentity = nil
+				l.Spec.AcquireTime, l.Spec.RenewTime = nil, nil
+				rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				// A conflict means someone else has it now: nothing to do.
+				_, _ = s.leases.Leases(s.cfg.Namespace).Update(rctx, l, metav1.UpdateOptions{})
+				cancel()
+			}
+			s.mu.Lock()
+			delete(s.held, name)
+			s.mu.Unlock()
+		})
+	}
+	return held, release, nil
+}
