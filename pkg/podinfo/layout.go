@@ -1,0 +1,294 @@
+// Package podinfo describes a pod inside its keeplog directory: who it was (pod.yaml, pod.txt), one directory per
+// container so that `subPath: <container>` works, how it ended (status.yaml, ended.txt), and a copy of the stdout/stderr
+// logs kubelet keeps under /var/log/pods and deletes with the pod. It also annotates the PV with the pods it served and
+// reads the pod from the API with a bounded timeout.
+//
+// Everything is injected (clients, clock, options); nothing is global. The node plugin runs as root on a directory the
+// pod can write in, so every path below the pod directory is opened relative to a directory descriptor with
+// O_NOFOLLOW: a symlink the pod planted is never followed, and a directory renamed away by the pod mid-call does not
+// redirect a write.
+//
+// # Layout (a contract for log collectors and humans)
+//
+//	<root>/<namespace>_<pod>_<uid>/        the pod directory (created by pkg/store, mounted into the pod)
+//	    <container>/                       one per init and regular container, writable by that container's user
+//	    .keeplog/                          keeplog's own files: root:root 0755, files root:root 0644
+//	        pod.yaml                       the pod as the API returned it, minus managedFields, env values redacted
+//	        pod.txt                        a human summary (owner chain, images, resources, QoS, ...)
+//	        status.yaml                    at unpublish: each container's final state (machine readable)
+//	        ended.txt                      at unpublish: the same, for humans
+//	        logs/<container>/<file>        kubelet's stdout/stderr files, same names as in /var/log/pods/<pod>/<container>/:
+//	                                       <restart>.log (CRI format), <restart>.log.<timestamp> and .gz rotated files
+//	                                       as-is; <name>.partial-<unix-nanos> holds the start of a file that was
+//	                                       rotated away between two copies (its full content is in a .gz beside it)
+//
+// # Why .keeplog/ and not the pod directory itself
+//
+// The pod can create, rename and delete entries of its own directory (it is mode 0777, or group-writable through
+// fsGroup). Files written directly there could be deleted or replaced by the pod at any time, and their names would
+// collide with the application's own files. In a root-owned 0755 sub-directory, a pod running as non-root (the usual
+// case, and every OpenShift restricted pod) can read keeplog's files but cannot change, delete or add one. What it
+// can still do is rename the whole .keeplog/ aside inside its own directory and create a look-alike: that look-alike
+// is owned by the pod's UID, not root, so it is detectable, and keeplog checks the owner every time it opens
+// .keeplog/: a .keeplog/ not owned by root is moved aside to .keeplog.untrusted-<unix-nanos> and a fresh one made.
+// When the CSIDriver has fsGroupPolicy File, kubelet itself chowns the whole volume to the fsGroup and adds group
+// write after each mount; keeplog takes .keeplog/ back (root:root 0755, its files 0644) each time it writes there.
+// A pod running as UID 0 without a user namespace can forge anything in its own directory; for that case
+// Options.SealDir (outside every pod directory) receives the sha256 of each metadata file written, and Verify reports
+// files that no longer match. The stdout copies are not sealed (they grow); they are a copy, kubelet's files are the
+// original while the pod lives.
+//
+// A hidden directory also keeps collectors that match <root>/*_*_*/**/*.log from ingesting stdout a second time
+// (they already read /var/log/pods).
+package podinfo
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Names inside the pod directory.
+const (
+	KeeplogDirName = ".keeplog"
+	PodYAMLName    = "pod.yaml"
+	PodTextName    = "pod.txt"
+	StatusYAMLName = "status.yaml"
+	EndedTextName  = "ended.txt"
+	LogsDirName    = "logs"
+
+	keeplogDirMode  = 0o755
+	keeplogFileMode = 0o644
+)
+
+// openPodDir opens the pod directory. Its parent (keeplog's root) is trusted: pods cannot write there; the last
+// component is opened with O_NOFOLLOW, so a pod directory replaced by a symlink is refused.
+func openPodDir(podDir string) (*os.File, error) {
+	if !filepath.IsAbs(podDir) || filepath.Clean(podDir) != podDir || podDir == "/" {
+		return nil, fmt.Errorf("pod directory %q must be a clean absolute path", podDir)
+	}
+	parent, err := unix.Open(filepath.Dir(podDir), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open parent of pod directory %s: %w", podDir, err)
+	}
+	defer unix.Close(parent)
+	fd, err := unix.Openat(parent, filepath.Base(podDir), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open pod directory %s (symlinks refused): %w", podDir, err)
+	}
+	return os.NewFile(uintptr(fd), podDir), nil
+}
+
+// openDirAt opens name below dir as a directory without following a symlink; with create, a missing directory is made
+// (mode is applied after creation by the caller; mkdir's mode is only a umask-reduced start).
+func openDirAt(dir *os.File, name string, create bool) (*os.File, error) {
+	if err := checkComponent(name); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir.Name(), name)
+	for attempt := 0; ; attempt++ {
+		fd, err := unix.Openat(int(dir.Fd()), name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err == nil {
+			return os.NewFile(uintptr(fd), path), nil
+		}
+		if !errors.Is(err, unix.ENOENT) || !create || attempt > 0 {
+			return nil, fmt.Errorf("open directory %s (symlinks refused): %w", path, err)
+		}
+		if err := unix.Mkdirat(int(dir.Fd()), name, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+			return nil, fmt.Errorf("create directory %s: %w", path, err)
+		}
+	}
+}
+
+func checkComponent(name string) error {
+	if name == "" || name == "." || name == ".." || filepath.Base(name) != name || len(name) > 255 {
+		return fmt.Errorf("%q is not a single path component", name)
+	}
+	for _, c := range name {
+		if c == 0 || c == '/' {
+			return fmt.Errorf("%q is not a single path component", name)
+		}
+	}
+	return nil
+}
+
+// rootOwn makes an open file or directory root:root with the given mode, through its descriptor.
+func rootOwn(f *os.File, mode uint32) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return fmt.Errorf("stat %s: %w", f.Name(), err)
+	}
+	if st.Uid != 0 || st.Gid != 0 {
+		if err := unix.Fchown(int(f.Fd()), 0, 0); err != nil {
+			return fmt.Errorf("chown %s to root:root: %w", f.Name(), err)
+		}
+	}
+	if st.Mode&0o7777 != mode {
+		if err := unix.Fchmod(int(f.Fd()), mode); err != nil {
+			return fmt.Errorf("chmod %s to %o: %w", f.Name(), mode, err)
+		}
+	}
+	return nil
+}
+
+// openKeeplogDir opens (creating it when missing) <pod>/.keeplog/ and makes sure it is keeplog's: a real directory
+// owned by root. Anything else under that name (a symlink, a file, a directory the pod made) is moved aside to
+// .keeplog.untrusted-<unix-nanos> and a fresh directory is made. A root-owned one with other owner group or mode
+// (kubelet's fsGroup walk) is taken back to root:root 0755, and so are the regular files directly in it.
+func openKeeplogDir(pod *os.File, now time.Time) (*os.File, error) {
+	for attempt := 0; attempt < 3; attempt++ {
+		d, err := openDirAt(pod, KeeplogDirName, true)
+		if err == nil {
+			var st unix.Stat_t
+			if err := unix.Fstat(int(d.Fd()), &st); err != nil {
+				d.Close()
+				return nil, fmt.Errorf("stat %s: %w", d.Name(), err)
+			}
+			if st.Uid == 0 {
+				if err := rootOwn(d, keeplogDirMode); err != nil {
+					d.Close()
+					return nil, err
+				}
+				if err := rootOwnEntries(d); err != nil {
+					d.Close()
+					return nil, err
+				}
+				return d, nil
+			}
+			d.Close()
+		}
+		// Not keeplog's: a symlink, a non-directory, or a directory owned by someone else. Move it aside, keep it.
+		aside := KeeplogDirName + ".untrusted-" + strconv.FormatInt(now.UnixNano(), 10) + "-" + strconv.Itoa(attempt)
+		if rerr := unix.Renameat(int(pod.Fd()), KeeplogDirName, int(pod.Fd()), aside); rerr != nil && !errors.Is(rerr, unix.ENOENT) {
+			return nil, fmt.Errorf("move untrusted %s aside to %s: %w (open: %v)", filepath.Join(pod.Name(), KeeplogDirName), aside, rerr, err)
+		}
+	}
+	return nil, fmt.Errorf("could not obtain a root-owned %s", filepath.Join(pod.Name(), KeeplogDirName))
+}
+
+// rootOwnEntries resets owner and mode of the regular files and directories directly in dir. Each entry is opened
+// with O_NOFOLLOW (a symlink fails to open and is left alone) and changed through its descriptor.
+func rootOwnEntries(dir *os.File) error {
+	names, err := readDirNames(dir)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		fd, err := unix.Openat(int(dir.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err != nil {
+			continue // a symlink (ELOOP), a socket, or gone meanwhile
+		}
+		f := os.NewFile(uintptr(fd), filepath.Join(dir.Name(), name))
+		var st unix.Stat_t
+		err = unix.Fstat(fd, &st)
+		switch {
+		case err != nil:
+		case st.Mode&unix.S_IFMT == unix.S_IFREG:
+			err = rootOwn(f, keeplogFileMode)
+		case st.Mode&unix.S_IFMT == unix.S_IFDIR:
+			err = rootOwn(f, keeplogDirMode)
+		}
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func readDirNames(dir *os.File) ([]string, error) {
+	// A duplicate descriptor: reading a directory moves its offset, dir stays usable for the *at calls.
+	fd, err := unix.Openat(int(dir.Fd()), ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("reopen %s: %w", dir.Name(), err)
+	}
+	f := os.NewFile(uintptr(fd), dir.Name())
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", dir.Name(), err)
+	}
+	return names, nil
+}
+
+// writeFileAt writes data to dir/name atomically: a temp file created with O_EXCL|O_NOFOLLOW in the same directory,
+// root:root 0644, fsync, then renamed over name. rename replaces a symlink at name itself, never its target.
+func writeFileAt(dir *os.File, name string, data []byte) error {
+	if err := checkComponent(name); err != nil {
+		return err
+	}
+	path := filepath.Join(dir.Name(), name)
+	var rnd [6]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return fmt.Errorf("temp name for %s: %w", path, err)
+	}
+	tmp := ".tmp-" + name + "-" + hex.EncodeToString(rnd[:])
+	fd, err := unix.Openat(int(dir.Fd()), tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, keeplogFileMode)
+	if err != nil {
+		return fmt.Errorf("create temp file for %s: %w", path, err)
+	}
+	f := os.NewFile(uintptr(fd), filepath.Join(dir.Name(), tmp))
+	committed := false
+	defer func() {
+		if !committed {
+			f.Close()
+			_ = unix.Unlinkat(int(dir.Fd()), tmp, 0)
+		}
+	}()
+	if err := rootOwn(f, keeplogFileMode); err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", f.Name(), err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", f.Name(), err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", f.Name(), err)
+	}
+	if err := unix.Renameat(int(dir.Fd()), tmp, int(dir.Fd()), name); err != nil {
+		return fmt.Errorf("rename %s to %s: %w", tmp, path, err)
+	}
+	committed = true
+	if err := unix.Fsync(int(dir.Fd())); err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir.Name(), err)
+	}
+	return nil
+}
+
+// existsAt reports whether dir/name exists (as anything, symlinks not followed).
+func existsAt(dir *os.File, name string) bool {
+	var st unix.Stat_t
+	return unix.Fstatat(int(dir.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil
+}
+
+// openRegularAt opens dir/name for reading: never through a symlink (O_NOFOLLOW), never blocking on a FIFO
+// (O_NONBLOCK), and only a regular file.
+func openRegularAt(dir *os.File, name string) (*os.File, error) {
+	if err := checkComponent(name); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir.Name(), name)
+	fd, err := unix.Openat(int(dir.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s (symlinks refused): %w", path, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("stat %s: %w", path, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
