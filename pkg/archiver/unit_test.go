@@ -1,0 +1,416 @@
+package archiver
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+	clocktesting "k8s.io/utils/clock/testing"
+)
+
+func TestSettle(t *testing.T) {
+	const quiet = 10 * time.Second
+	st := func(size int64, mtime int64) fileState { return fileState{Dev: 1, Ino: 7, Size: size, MtimeNs: mtime} }
+	type obs struct {
+		at    time.Duration // since t0
+		state fileState
+	}
+	for _, tc := range []struct {
+		name        string
+		obs         []obs
+		checkAt     time.Duration
+		unpublished bool
+		due         bool
+	}{
+		{"new file is not finished", []obs{{0, st(10, 1)}}, 5 * time.Second, false, false},
+		{"stable for the quiet period", []obs{{0, st(10, 1)}, {5 * time.Second, st(10, 1)}}, 10 * time.Second, false, true},
+		{"growth restarts the period", []obs{{0, st(10, 1)}, {8 * time.Second, st(20, 2)}}, 12 * time.Second, false, false},
+		{"stable after growth", []obs{{0, st(10, 1)}, {8 * time.Second, st(20, 2)}}, 18 * time.Second, false, true},
+		{"mtime change alone restarts", []obs{{0, st(10, 1)}, {9 * time.Second, st(10, 5)}}, 12 * time.Second, false, false},
+		{"new inode restarts", []obs{{0, st(10, 1)}, {9 * time.Second, fileState{Dev: 1, Ino: 8, Size: 10, MtimeNs: 1}}}, 12 * time.Second, false, false},
+		{"unpublished skips the quiet period", []obs{{0, st(10, 1)}}, time.Second, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := clocktesting.NewFakeClock(time.Unix(1000, 0))
+			t0 := clk.Now()
+			s := newSettler(quiet)
+			for _, o := range tc.obs {
+				clk.SetTime(t0.Add(o.at))
+				s.observe("ns_p_1", "app/x.hprof", o.state, clk.Now())
+			}
+			clk.SetTime(t0.Add(tc.checkAt))
+			due := s.due(clk.Now(), func(string) bool { return tc.unpublished })
+			if got := len(due) == 1; got != tc.due {
+				t.Fatalf("due = %v, want %v", got, tc.due)
+			}
+		})
+	}
+	// Oldest first.
+	s := newSettler(0)
+	now := time.Unix(1000, 0)
+	s.observe("p", "b", fileState{Ino: 1, MtimeNs: 20}, now)
+	s.observe("p", "a", fileState{Ino: 2, MtimeNs: 10}, now)
+	if d := s.due(now, nil); len(d) != 2 || d[0].rel != "a" {
+		t.Fatalf("order: %v", d)
+	}
+}
+
+func TestParsePodDirAndRemotePath(t *testing.T) {
+	uid := "0f6c1e5c-3b1a-4b8e-9a43-1d2f3e4a5b6c"
+	for _, tc := range []struct {
+		dir string
+		ok  bool
+	}{
+		{"default_web-1_" + uid, true},
+		{"kube-system_kube-proxy-abc.x_" + uid, true},
+		{"default_web_0123456789abcdef0123456789abcdef", true}, // static pod hash
+		{".keeplog", false},
+		{"default_web", false},
+		{"Default_web_" + uid, false},     // namespace not a DNS label
+		{"default_web_pod_" + uid, false}, // extra underscore
+		{"default_-web_" + uid, false},
+		{"default_web_UID", false},
+		{"default_web_../../x", false},
+		{"a.b_web_" + uid, false}, // namespace with a dot
+	} {
+		_, err := ParsePodDir(tc.dir)
+		if (err == nil) != tc.ok {
+			t.Errorf("ParsePodDir(%q) error %v, want ok=%v", tc.dir, err, tc.ok)
+		}
+	}
+	ref := PodRef{Namespace: "ns", Name: "web", UID: uid}
+	for _, tc := range []struct{ rel, want string }{
+		{"app/java_pid1.hprof", "/archive/ns/web/" + uid + "/app/java_pid1.hprof"},
+		{"app/sub dir/core.1", "/archive/ns/web/" + uid + "/app/sub_dir/core.1"},
+		{"app/..hprof", "/archive/ns/web/" + uid + "/app/..hprof"},
+		{"app/we\nird\x00$(rm).hprof", "/archive/ns/web/" + uid + "/app/we_ird___rm_.hprof"},
+		{"app/" + strings.Repeat("x", 300), "/archive/ns/web/" + uid + "/app/" + strings.Repeat("x", 200)},
+		{"app/.x.hprof.keeplog-tmp-abc", "/archive/ns/web/" + uid + "/app/_x.hprof.keeplog-tmp-abc"},
+	} {
+		got, err := RemotePath("/archive", ref, tc.rel)
+		if err != nil || got != tc.want {
+			t.Errorf("RemotePath(%q) = %q, %v; want %q", tc.rel, got, err, tc.want)
+		}
+	}
+	// Components that are "." or ".." can never escape.
+	for _, c := range []string{".", ".."} {
+		if s := sanitizeComponent(c); s == c || strings.Contains(s, "/") {
+			t.Errorf("sanitizeComponent(%q) = %q", c, s)
+		}
+	}
+	if g := withGeneration("/a/b/java.hprof", 2); g != "/a/b/java.2.hprof" {
+		t.Errorf("withGeneration: %q", g)
+	}
+	if g := withGeneration("/a/b/core", 3); g != "/a/b/core.3" {
+		t.Errorf("withGeneration: %q", g)
+	}
+}
+
+func TestPolicy(t *testing.T) {
+	def := Policy{}
+	for _, tc := range []struct {
+		p    Policy
+		rel  string
+		want bool
+	}{
+		{def, "app/java_pid12.hprof", true},
+		{def, "app/core", true},
+		{def, "app/core.4711", true},
+		{def, "app/hs_err_pid1.log", true},
+		{def, "app/sub/deep.hprof", true},
+		{def, "app/app.log", false},
+		{def, "app/corefile", false},
+		{def, "app/x.hprof.tmp", false},
+		{def, StatusFileName, false},
+		{Policy{Patterns: []string{"*"}}, StatusFileName, false},
+		{Policy{Patterns: []string{"*"}}, StatusFileName + ".tmp12-0", false},
+		{Policy{Patterns: []string{"dumps/*.bin"}}, "app/dumps/a.bin", true},
+		{Policy{Patterns: []string{"dumps/*.bin"}}, "app/a.bin", false},
+		{Policy{Patterns: []string{"*.bin"}}, "app/x/a.bin", true},
+	} {
+		if got := tc.p.Matches(tc.rel); got != tc.want {
+			t.Errorf("%v.Matches(%q) = %v, want %v", tc.p.Patterns, tc.rel, got, tc.want)
+		}
+	}
+	if err := (Policy{Patterns: []string{"[", "/abs", "../x", ""}}).Validate(); err == nil ||
+		!strings.Contains(err.Error(), `"["`) || !strings.Contains(err.Error(), `"/abs"`) || !strings.Contains(err.Error(), "empty") {
+		t.Errorf("Validate: %v", err)
+	}
+}
+
+func TestJournalRecovery(t *testing.T) {
+	dir := t.TempDir()
+	j, warns, err := OpenJournal(dir)
+	if err != nil || len(warns) != 0 {
+		t.Fatal(err, warns)
+	}
+	now := time.Unix(1700000000, 0)
+	mk := func(rel string, ino uint64, state ItemState) Item {
+		return Item{ID: itemID("ns_p_1", rel, ino, 100, 5), PodDir: "ns_p_1", Rel: rel, Ino: ino, Size: 100, MtimeNs: 5, State: state, QueuedAt: now}
+	}
+	done, err := j.Put(mk("app/a.hprof", 1, StateDone), "/base/a.hprof")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.Put(mk("app/b.hprof", 2, StateUploading), "/base/b.hprof"); err != nil {
+		t.Fatal(err)
+	}
+	// Same name, new inode: a new item, and it gets its own remote name.
+	again, err := j.Put(mk("app/a.hprof", 3, StateQueued), "/base/a.hprof")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.ID == done.ID || again.Remote != "/base/a.2.hprof" {
+		t.Fatalf("second a.hprof: id %s (first %s), remote %s", again.ID, done.ID, again.Remote)
+	}
+	if err := j.SetFirst("ns_p_1", "app", "", done.ID); err != nil {
+		t.Fatal(err)
+	}
+	// What a crash leaves: an interrupted temporary write and a torn file.
+	items := filepath.Join(dir, "items")
+	if err := os.WriteFile(filepath.Join(items, done.ID+".json.tmp123-x"), []byte(`{"id":`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(items, "ffff.json"), []byte(`{"id": "ffff", "sta`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	j2, warns, err := OpenJournal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warns) != 1 || !strings.Contains(warns[0].Error(), "ffff.json") {
+		t.Fatalf("warnings %v, want one about ffff.json", warns)
+	}
+	if _, err := os.Stat(filepath.Join(items, "ffff.json.corrupt")); err != nil {
+		t.Fatalf("corrupt entry not moved aside: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(items, done.ID+".json.tmp123-x")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("temporary file not removed: %v", err)
+	}
+	if got := len(j2.Items()); got != 3 {
+		t.Fatalf("%d items after reopening, want 3", got)
+	}
+	if it, ok := j2.Get(done.ID); !ok || it.State != StateDone || it.Remote != "/base/a.hprof" {
+		t.Fatalf("done item after reopening: %+v", it)
+	}
+	if j2.active() != 2 {
+		t.Fatalf("active = %d, want 2 (queued + interrupted upload)", j2.active())
+	}
+	if id, ok := j2.First("ns_p_1", "app", ""); !ok || id != done.ID {
+		t.Fatalf("firstOnly record lost: %v %v", id, ok)
+	}
+	if _, ok := j2.First("ns_p_1", "app", "reset-1"); ok {
+		t.Fatal("a reset token shares the first record")
+	}
+	// Claims survive reopening: a third a.hprof gets generation 3.
+	third, err := j2.Put(mk("app/a.hprof", 4, StateQueued), "/base/a.hprof")
+	if err != nil || third.Remote != "/base/a.3.hprof" {
+		t.Fatalf("third a.hprof: %v %v", third.Remote, err)
+	}
+	if err := j2.Remove(done.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(items, done.ID+".json")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("removed item still on disk")
+	}
+}
+
+func TestBackoffAndLimits(t *testing.T) {
+	for _, tc := range []struct {
+		attempt  int
+		rnd      float64
+		min, max time.Duration
+	}{
+		{1, 0, time.Second / 2, time.Second / 2},
+		{1, 0.999999, time.Second / 2, time.Second},
+		{3, 0, 2 * time.Second, 2 * time.Second},
+		{3, 0.999999, 2 * time.Second, 4 * time.Second},
+		{20, 0, 150 * time.Second, 150 * time.Second},
+		{2000, 0.999999, 150 * time.Second, 300 * time.Second},
+	} {
+		d := backoff(tc.attempt, time.Second, 5*time.Minute, func() float64 { return tc.rnd })
+		if d < tc.min || d > tc.max {
+			t.Errorf("backoff(%d, rnd %v) = %v, want in [%v, %v]", tc.attempt, tc.rnd, d, tc.min, tc.max)
+		}
+	}
+	if newLimiter(0) != nil {
+		t.Error("limit 0 must mean unlimited")
+	}
+	if l := newLimiter(25 << 20); l.Burst() != (25<<20)/50 {
+		t.Errorf("burst %d", l.Burst())
+	}
+	if l := newLimiter(1000); l.Burst() != 32<<10 {
+		t.Errorf("small-rate burst %d", l.Burst())
+	}
+
+	s := NewLocalSemaphore(1)
+	held, rel, err := s.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, _, err := s.Acquire(ctx); err == nil {
+		t.Fatal("second holder of a 1-slot semaphore")
+	}
+	rel()
+	rel()
+	if held.Err() == nil {
+		t.Fatal("release did not cancel the held context")
+	}
+	if _, rel2, err := s.Acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	} else {
+		rel2()
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	if err := (Target{}).Validate(); err == nil {
+		t.Fatal("empty target accepted")
+	} else {
+		for _, field := range []string{"host", "user", "privateKey or password", "knownHosts", "baseDir"} {
+			if !strings.Contains(err.Error(), field) {
+				t.Errorf("error does not name %s: %v", field, err)
+			}
+		}
+	}
+	tg := Target{Host: "sftp.example", User: "u", Password: "pw-SECRET", PrivateKey: "not a key SECRET",
+		KnownHosts: "garbage", BaseDir: "rel/dir"}
+	err := tg.Validate()
+	if err == nil {
+		t.Fatal("bad target accepted")
+	}
+	for _, field := range []string{"privateKey", "knownHosts", "baseDir"} {
+		if !strings.Contains(err.Error(), field) {
+			t.Errorf("error does not name %s: %v", field, err)
+		}
+	}
+	for _, s := range []string{err.Error(), tg.String(), tg.GoString()} {
+		if strings.Contains(s, "SECRET") {
+			t.Fatalf("a secret leaked: %s", s)
+		}
+	}
+	// A Secret volume: one file per key.
+	dir := t.TempDir()
+	e := map[string]string{"host": "127.0.0.1\n", "port": "2222\n", "user": "arch\n", "password": "pw\n",
+		"knownHosts": "[127.0.0.1]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n", "baseDir": "/dumps\n"}
+	for k, v := range e {
+		if err := os.WriteFile(filepath.Join(dir, k), []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := LoadTarget(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Host != "127.0.0.1" || got.Port != 2222 || got.User != "arch" || got.Password != "pw" || got.BaseDir != "/dumps" {
+		t.Fatalf("LoadTarget: %v", got)
+	}
+	bad := Config{Target: Target{BaseDir: "x"}, QuietPeriod: -1, BytesPerSecond: -5, MinBackoff: time.Minute, MaxBackoff: time.Second}
+	if err := bad.Validate(); err == nil {
+		t.Fatal("bad config accepted")
+	} else {
+		for _, field := range []string{"nodeName", "baseDir", "quietPeriod", "bytesPerSecond", "minBackoff"} {
+			if !strings.Contains(err.Error(), field) {
+				t.Errorf("error does not name %s: %v", field, err)
+			}
+		}
+	}
+}
+
+func TestProcFSFindsWriters(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	w, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	id := FileID{Dev: uint64(st.Dev), Ino: st.Ino}
+	check := func() bool {
+		got, err := ProcFS{}.OpenForWriting(map[FileID]bool{id: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got[id]
+	}
+	if !check() {
+		t.Fatal("a file open for writing was not found")
+	}
+	w.Close()
+	r, err := os.Open(p) // read-only: not a writer
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if check() {
+		t.Fatal("a file open read-only counted as open for writing")
+	}
+	rw, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !check() {
+		t.Fatal("a file open O_RDWR was not found")
+	}
+	rw.Close()
+}
+
+func TestStatusFileNeverFollowsSymlinks(t *testing.T) {
+	root := t.TempDir()
+	pod := "ns_p_0123456789abcdef0123456789abcdef"
+	if err := os.MkdirAll(filepath.Join(root, pod), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("keep"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The pod plants symlinks at the status file's name and at the first
+	// temporary name.
+	if err := os.Symlink(victim, filepath.Join(root, pod, StatusFileName)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, filepath.Join(root, pod, StatusFileName+".tmp"+itoa(os.Getpid())+"-0")); err != nil {
+		t.Fatal(err)
+	}
+	pfs, err := newPodFS(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pfs.writeFile(pod, StatusFileName, []byte(`{"ok":true}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "keep" {
+		t.Fatalf("the symlink target was written: %q", b)
+	}
+	fi, err := os.Lstat(filepath.Join(root, pod, StatusFileName))
+	if err != nil || fi.Mode()&os.ModeSymlink != 0 {
+		t.Fatalf("status file: %v, %v", fi.Mode(), err)
+	}
+	// The pod directory itself replaced by a symlink: refused.
+	outside := t.TempDir()
+	pod2 := "ns_q_0123456789abcdef0123456789abcdef"
+	if err := os.Symlink(outside, filepath.Join(root, pod2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := pfs.writeFile(pod2, StatusFileName, []byte("x"), 0o644); !errors.Is(err, errNotRegular) {
+		t.Fatalf("write through a symlinked pod directory: %v", err)
+	}
+	if ents, _ := os.ReadDir(outside); len(ents) != 0 {
+		t.Fatalf("wrote outside: %v", ents)
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
