@@ -37,6 +37,10 @@ func TestUploadVerifiedWithManifest(t *testing.T) {
 	bigSum := writeRandom(t, big, size, 1)
 	coreSum := writeRandom(t, filepath.Join(e.root, pod, "app", "core.123"), 4096+7, 2)
 	writeRandom(t, filepath.Join(e.root, pod, "app", "app.log"), 1000, 3) // not matching
+	if err := os.MkdirAll(filepath.Join(e.root, pod, ownDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeRandom(t, filepath.Join(e.root, pod, ownDir, "meta.hprof"), 1000, 4) // keeplog's own directory
 
 	r := e.start(e.config(), Deps{})
 	dst := e.archived(pod, "app/java_pid1.hprof")
@@ -59,6 +63,9 @@ func TestUploadVerifiedWithManifest(t *testing.T) {
 	}
 	if exists(e.archived(pod, "app/app.log")) {
 		t.Fatal("a file not matching the patterns was uploaded")
+	}
+	if exists(e.archived(pod, ownDir+"/meta.hprof")) {
+		t.Fatal("a file in the pod's .keeplog directory was uploaded")
 	}
 	for _, f := range e.serverFiles() {
 		if strings.Contains(f, tmpMarker) {

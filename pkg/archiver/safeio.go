@@ -282,7 +282,7 @@ func (p *podFS) walkFD(fd int, podDir, prefix string, depth int, fn func(e entry
 		}
 		e := entry{rel: rel, st: st, kind: st.Mode & unix.S_IFMT}
 		fn(e)
-		if e.kind == unix.S_IFDIR && depth < maxDepth {
+		if e.kind == unix.S_IFDIR && depth < maxDepth && !inOwnDir(rel) {
 			cfd, err := unix.Openat(fd, n, dirFlags, 0)
 			if err != nil {
 				continue // replaced by a symlink or vanished: skip

@@ -72,6 +72,9 @@ func (a *Archiver) handleEvent(w *watcher, name string) {
 		a.scanPod(w, pod)
 		return
 	}
+	if inOwnDir(rel) {
+		return
+	}
 	st, err := a.fs.lstat(pod, rel)
 	if err != nil {
 		a.settler.forget(pod, rel)
@@ -95,8 +98,17 @@ func (a *Archiver) walkSub(w *watcher, pod, rel string) error {
 	return a.fs.walkFD(fd, pod, rel, strings.Count(rel, "/")+1, func(e entry) { a.visit(w, pod, e) })
 }
 
+// ownDir is keeplog's own metadata directory inside a pod directory
+// (pkg/podinfo): never archived, never watched.
+const ownDir = ".keeplog"
+
+func inOwnDir(rel string) bool { return rel == ownDir || strings.HasPrefix(rel, ownDir+"/") }
+
 // visit looks at one entry of a pod directory.
 func (a *Archiver) visit(w *watcher, pod string, e entry) {
+	if inOwnDir(e.rel) {
+		return
+	}
 	switch e.kind {
 	case unix.S_IFDIR:
 		a.watchDir(w, pod, e.rel)
