@@ -110,6 +110,9 @@ func (l *Lab) startKubelet(ctx context.Context) error {
 	if err := os.WriteFile(cfgPath, []byte(l.kubeletConfig(l.containerdSock)), 0o644); err != nil {
 		return fmt.Errorf("write kubelet config %s: %w", cfgPath, err)
 	}
+	// No --node-ip=127.0.0.1: the kubelet rejects loopback node IPs ("nodeIP can't be loopback
+	// address"). It reports the default-route interface's address as InternalIP but listens on
+	// 127.0.0.1 only; the apiserver reaches it by Hostname (the /etc/hosts line above).
 	argv := []string{filepath.Join(l.cfg.BinDir, "kubelet"),
 		"--config=" + cfgPath,
 		"--kubeconfig=" + kc,
