@@ -12,7 +12,9 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-func mt(minute int) metav1.Time { return metav1.Time{Time: time.Date(2030, 1, 2, 3, minute, 0, 0, time.UTC)} }
+func mt(minute int) metav1.Time {
+	return metav1.Time{Time: time.Date(2030, 1, 2, 3, minute, 0, 0, time.UTC)}
+}
 
 func TestEndState(t *testing.T) {
 	unpublished := time.Date(2030, 1, 2, 4, 0, 0, 0, time.UTC)

@@ -200,7 +200,7 @@ func statefulSet(ctx context.Context, t *testing.T, env *framework.Env) {
 	tmpl := claimTemplate()
 	s := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: ns}, Spec: appsv1.StatefulSetSpec{
 		Replicas: &replicas, Selector: &metav1.LabelSelector{MatchLabels: labels},
-		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: env.PodSpec(writer, corev1.Volume{Name: "logs"})},
+		Template:             corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: env.PodSpec(writer, corev1.Volume{Name: "logs"})},
 		VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{ObjectMeta: metav1.ObjectMeta{Name: "logs"}, Spec: tmpl.Spec}},
 	}}
 	s.Spec.Template.Spec.Volumes = nil // the claim template provides "logs"
