@@ -84,10 +84,13 @@ func NewLogCopier(sourceRoot string, now func() time.Time) (*LogCopier, error) {
 // SourceRoot is the directory logs are read from.
 func (c *LogCopier) SourceRoot() string { return c.source }
 
-// Copy copies what is new of pod ref's log files into podDir. Call it at unpublish (before kubelet deletes its copy:
-// NodeUnpublish runs before kubelet removes /var/log/pods/<pod>) and periodically while the pod runs, so that rotated
-// files deleted by kubelet's rotation are not lost. A missing source is not an error (SourceMissing). A file that
-// cannot be copied does not stop the others; the error names each one. ctx bounds the work; what is copied stays.
+// Copy copies what is new of pod ref's log files into podDir. Unpublish alone is not enough: kubelet removes the dead
+// containers of a deleted pod, and their log files with them, once the pod worker reports it terminated
+// (Kubelet.cleanUpContainersInPod on a ContainerDied event, pkg/kubelet/kubelet.go in v1.34), which can happen before
+// or while the volumes are unmounted. Call it periodically while the pod runs (rotation deletes old files too), as
+// soon as a container terminates or the pod gets a deletionTimestamp when the caller watches pods, and at unpublish.
+// A missing source is not an error (SourceMissing). A file that cannot be copied does not stop the others; the error
+// names each one. ctx bounds the work; what is copied stays.
 func (c *LogCopier) Copy(ctx context.Context, podDir string, ref store.PodRef) (CopyStats, error) {
 	var stats CopyStats
 	if err := checkPodDir(podDir, ref); err != nil {
