@@ -189,6 +189,18 @@ func deployment(ctx context.Context, t *testing.T, env *framework.Env) {
 	if got := volumes[pv.Spec.CSI.VolumeHandle]; len(got) != 3 {
 		t.Fatalf("volume %s owns %v, want the 3 pod directories", pv.Spec.CSI.VolumeHandle, got)
 	}
+	// Scaling the Deployment away unpublishes all three; all three directories stay.
+	if err := env.Client.AppsV1().Deployments(ns).Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.WaitNoPods(ctx, ns, "app=web"); err != nil {
+		t.Fatal(err)
+	}
+	for dir := range dirs {
+		if _, err := os.Stat(filepath.Join(dir, "app.log")); err != nil {
+			t.Errorf("directory of a deleted replica lost: %v", err)
+		}
+	}
 }
 
 // Scenario 3b: a StatefulSet pod deleted and recreated on the same claim gets a second directory; the first stays.
@@ -239,6 +251,17 @@ func statefulSet(ctx context.Context, t *testing.T, env *framework.Env) {
 	}
 	if data, err := os.ReadFile(filepath.Join(firstDir, "app.log")); err != nil || !strings.Contains(string(data), "hello from") {
 		t.Fatalf("first pod's directory lost: %q %v", data, err)
+	}
+	if err := env.Client.AppsV1().StatefulSets(ns).Delete(ctx, "db", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.WaitNoPods(ctx, ns, "app=db"); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{firstDir, secondDir} {
+		if _, err := os.Stat(filepath.Join(dir, "app.log")); err != nil {
+			t.Errorf("directory lost after the StatefulSet went: %v", err)
+		}
 	}
 }
 

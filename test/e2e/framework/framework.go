@@ -183,6 +183,23 @@ func (e *Env) deleteAllPods(ctx context.Context) error {
 		if strings.HasPrefix(ns.Name, "kube-") {
 			continue
 		}
+		// Controllers first, or they recreate the pods we delete.
+		apps := e.Client.AppsV1()
+		for _, del := range []func() error{
+			func() error {
+				return apps.Deployments(ns.Name).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+			},
+			func() error {
+				return apps.StatefulSets(ns.Name).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+			},
+			func() error {
+				return apps.ReplicaSets(ns.Name).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+			},
+		} {
+			if err := del(); err != nil {
+				return err
+			}
+		}
 		if err := e.Client.CoreV1().Pods(ns.Name).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
 			return err
 		}
@@ -275,14 +292,26 @@ func (e *Env) describe(ctx context.Context, ns, name string) string {
 }
 
 // DeletePodAndWait deletes a pod and waits until the API no longer has it (kubelet has unpublished its volumes).
+// A controller may recreate a pod of the same name (a StatefulSet does): a pod with another UID counts as gone.
 func (e *Env) DeletePodAndWait(ctx context.Context, ns, name string) error {
+	old, err := e.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
 	if err := e.Client.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		return err
 	}
-	return wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
-		_, err := e.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
-		return apierrors.IsNotFound(err), nil
+	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
+		p, err := e.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		return apierrors.IsNotFound(err) || (err == nil && p.UID != old.UID), nil
 	})
+	if err != nil {
+		return fmt.Errorf("pod %s/%s (uid %s) not gone: %w", ns, name, old.UID, err)
+	}
+	return nil
 }
 
 // WaitFileContains waits until a file on the node holds want.
@@ -306,4 +335,12 @@ func Tree(dir string) string {
 		return fmt.Sprintf("find %s: %v: %s", dir, err, out)
 	}
 	return string(out)
+}
+
+// WaitNoPods waits until no pod matches the label selector in ns (their volumes are unpublished).
+func (e *Env) WaitNoPods(ctx context.Context, ns, selector string) error {
+	return wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
+		list, err := e.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
+		return err == nil && len(list.Items) == 0, nil
+	})
 }
