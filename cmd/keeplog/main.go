@@ -17,12 +17,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 	"k8s.io/mount-utils"
 
 	"github.com/keeplog/keeplog/pkg/driver"
+	"github.com/keeplog/keeplog/pkg/podinfo"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -62,15 +64,19 @@ func run(ctx context.Context, o *Options) error {
 	if err != nil {
 		return err
 	}
-	if host, err := kubeAPI(o.Kubeconfig); err != nil {
+	kube, err := kubeClient(o.Kubeconfig)
+	if err != nil {
 		klog.InfoS("No Kubernetes API access: running with reduced metadata (pod information from kubelet only)", "reason", err)
-	} else {
-		klog.InfoS("Kubernetes API configured", "host", host)
+	}
+	describer, err := podinfo.NewDescriber(podinfo.DescriberConfig{Node: o.NodeID, KeepEnvValues: o.KeepEnvValues,
+		LogSourceRoot: o.PodLogsDir, Interval: o.DescribeInterval}, kube)
+	if err != nil {
+		return err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	drv, err := driver.New(driver.Config{Name: o.DriverName, Version: version, NodeID: o.NodeID},
-		driver.Deps{Store: st, Mounter: mount.New(""), Metrics: reg})
+		driver.Deps{Store: st, Mounter: mount.New(""), Metrics: reg, Describer: describer})
 	if err != nil {
 		return err
 	}
@@ -86,6 +92,7 @@ func run(ctx context.Context, o *Options) error {
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return drv.Serve(ctx, l, o.ShutdownGrace) })
+	g.Go(func() error { describer.Run(ctx); return nil })
 	if o.RegistrationDir != "" {
 		kubeletEndpoint := o.KubeletEndpoint
 		if kubeletEndpoint == "" {
@@ -99,8 +106,8 @@ func run(ctx context.Context, o *Options) error {
 	return g.Wait()
 }
 
-// kubeAPI resolves how to reach the API server: the kubeconfig when given, else the in-cluster configuration.
-func kubeAPI(kubeconfig string) (string, error) {
+// kubeClient connects to the API server: the kubeconfig when given, else the in-cluster configuration.
+func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
 	var cfg *rest.Config
 	var err error
 	if kubeconfig != "" {
@@ -109,9 +116,11 @@ func kubeAPI(kubeconfig string) (string, error) {
 		cfg, err = rest.InClusterConfig()
 	}
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	return cfg.Host, nil
+	cfg.UserAgent = "keeplog/" + version
+	klog.InfoS("Kubernetes API configured", "host", cfg.Host)
+	return kubernetes.NewForConfig(cfg)
 }
 
 // serveHTTP serves /healthz (the driver can read its root and records) and /metrics until ctx ends.

@@ -12,15 +12,18 @@ import (
 
 // Options are keeplog's command-line flags.
 type Options struct {
-	Endpoint        string
-	NodeID          string
-	Root            string
-	Kubeconfig      string
-	DriverName      string
-	RegistrationDir string
-	KubeletEndpoint string
-	HTTPAddress     string
-	ShutdownGrace   time.Duration
+	Endpoint         string
+	NodeID           string
+	Root             string
+	Kubeconfig       string
+	DriverName       string
+	RegistrationDir  string
+	KubeletEndpoint  string
+	HTTPAddress      string
+	ShutdownGrace    time.Duration
+	KeepEnvValues    bool
+	PodLogsDir       string
+	DescribeInterval time.Duration
 }
 
 // AddFlags registers the flags on fs with their defaults.
@@ -34,6 +37,9 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.KubeletEndpoint, "kubelet-endpoint", "", "the CSI socket path as kubelet sees it on the host; defaults to the --endpoint path")
 	fs.StringVar(&o.HTTPAddress, "http-address", ":9808", "address for /healthz and /metrics; empty disables")
 	fs.DurationVar(&o.ShutdownGrace, "shutdown-grace", 10*time.Second, "how long in-flight calls may finish at shutdown")
+	fs.BoolVar(&o.KeepEnvValues, "keep-env-values", false, "write literal container env values into pod.yaml (by default they are redacted: they may hold secrets)")
+	fs.StringVar(&o.PodLogsDir, "pod-logs-dir", "/var/log/pods", "kubelet's container log directory, whose stdout/stderr files keeplog copies into each pod's directory")
+	fs.DurationVar(&o.DescribeInterval, "describe-interval", 30*time.Second, "how often running pods' stdout/stderr is copied and missing pod metadata retried")
 }
 
 // Validate checks the flags and says which is wrong.
@@ -56,6 +62,12 @@ func (o *Options) Validate() error {
 	}
 	if o.DriverName == "" {
 		errs = append(errs, errors.New("--driver-name must not be empty"))
+	}
+	if !filepath.IsAbs(o.PodLogsDir) {
+		errs = append(errs, fmt.Errorf("--pod-logs-dir %q must be absolute", o.PodLogsDir))
+	}
+	if o.DescribeInterval <= 0 {
+		errs = append(errs, fmt.Errorf("--describe-interval %s must be positive", o.DescribeInterval))
 	}
 	if o.ShutdownGrace < 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-grace %s must not be negative", o.ShutdownGrace))

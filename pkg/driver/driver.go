@@ -22,6 +22,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/mount-utils"
 
+	"github.com/keeplog/keeplog/pkg/podinfo"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -52,6 +53,18 @@ type Deps struct {
 	Statfs func(path string) (FSStats, error)
 	// Metrics is where the driver registers its collectors; nil means none.
 	Metrics prometheus.Registerer
+	// Describer writes the pod's description into its directory; nil means none. It never fails a call.
+	Describer Describer
+}
+
+// Describer is told about each pod's use of its directory (pkg/podinfo implements it).
+type Describer interface {
+	// Published runs before the bind mount, so what it prepares (container directories) exists when containers start.
+	Published(ctx context.Context, u podinfo.Use)
+	// Unpublished runs after the unmount.
+	Unpublished(ctx context.Context, u podinfo.Use)
+	// Resume is told at start about every pod directory that is still published.
+	Resume(u podinfo.Use)
 }
 
 // Driver implements the CSI services.
@@ -66,6 +79,8 @@ type Driver struct {
 	statfs  func(string) (FSStats, error)
 	locks   *keyLocks
 	metrics *grpcMetrics
+	// describer is optional; see Deps.Describer.
+	describer Describer
 
 	noPodInfoOnce sync.Once
 }
@@ -88,7 +103,8 @@ func New(cfg Config, deps Deps) (*Driver, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Driver{cfg: cfg, store: deps.Store, mounter: deps.Mounter, statfs: deps.Statfs, locks: newKeyLocks(), metrics: m}, nil
+	return &Driver{cfg: cfg, store: deps.Store, mounter: deps.Mounter, statfs: deps.Statfs, locks: newKeyLocks(), metrics: m,
+		describer: deps.Describer}, nil
 }
 
 // Statfs reads a filesystem's size and free space with statfs(2).
@@ -111,7 +127,42 @@ func (d *Driver) Reconcile() error {
 	for _, t := range dropped {
 		klog.InfoS("Target is no longer mounted; its publish record was dropped", "target", t)
 	}
+	if d.describer == nil {
+		return nil
+	}
+	vols, err := d.store.ListVolumes()
+	if err != nil {
+		return err
+	}
+	for _, v := range vols {
+		targets, err := d.store.Targets(v.ID)
+		if err != nil {
+			return err
+		}
+		for _, t := range targets {
+			if u, ok := d.use(v, t.PodDir); ok {
+				d.describer.Resume(u)
+			}
+		}
+	}
 	return nil
+}
+
+// use describes a pod directory for the Describer; false for a directory without pod information.
+func (d *Driver) use(v *store.Volume, dir string) (podinfo.Use, bool) {
+	ref, err := store.ParsePodDirName(dir)
+	if err != nil {
+		return podinfo.Use{}, false
+	}
+	path, err := d.store.PodDirPath(dir)
+	if err != nil {
+		return podinfo.Use{}, false
+	}
+	u := podinfo.Use{PodDir: path, Pod: podinfo.PodContext{Pod: ref}}
+	if v.Kind == store.Persistent {
+		u.PVName = v.Name // csi-provisioner names the volume after its PV
+	}
+	return u, true
 }
 
 // ParseEndpoint accepts unix:///path, unix:/path or a plain absolute path and returns the socket path.

@@ -21,10 +21,11 @@ import (
 
 // Keys kubelet puts into the volume context when the CSIDriver has podInfoOnMount: true.
 const (
-	ctxPodName      = "csi.storage.k8s.io/pod.name"
-	ctxPodNamespace = "csi.storage.k8s.io/pod.namespace"
-	ctxPodUID       = "csi.storage.k8s.io/pod.uid"
-	ctxEphemeral    = "csi.storage.k8s.io/ephemeral"
+	ctxPodName        = "csi.storage.k8s.io/pod.name"
+	ctxPodNamespace   = "csi.storage.k8s.io/pod.namespace"
+	ctxPodUID         = "csi.storage.k8s.io/pod.uid"
+	ctxEphemeral      = "csi.storage.k8s.io/ephemeral"
+	ctxServiceAccount = "csi.storage.k8s.io/serviceAccount.name"
 )
 
 // podFromContext returns the pod a publish is for; nil (and no error) when the CO sent no pod information.
@@ -114,6 +115,10 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	if err != nil {
 		return nil, storeError(fmt.Errorf("NodePublishVolume %s: %w", raw, err))
 	}
+	if u, ok := d.use(vol, dir); ok && d.describer != nil {
+		u.Pod.ServiceAccount = vc[ctxServiceAccount]
+		d.describer.Published(ctx, u)
+	}
 	// The record goes first: a crash between record and mount leaves a record that Reconcile drops at start,
 	// never a mount that no record knows.
 	if err := d.store.AddTarget(vol.ID, store.Target{Path: target, PodDir: dir, ReadOnly: readOnly}); err != nil {
@@ -192,11 +197,20 @@ func (d *Driver) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 	if err != nil {
 		return nil, err
 	}
+	published, err := d.store.FindTarget(vol.ID, target)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, storeError(err)
+	}
 	if err := mount.CleanupMountPoint(target, d.mounter, true); err != nil {
 		return nil, status.Errorf(codes.Internal, "NodeUnpublishVolume %s: unmount %s: %v", raw, target, err)
 	}
 	if err := d.store.RemoveTarget(vol.ID, target); err != nil {
 		return nil, storeError(err)
+	}
+	if published != nil && d.describer != nil {
+		if u, ok := d.use(vol, published.PodDir); ok {
+			d.describer.Unpublished(ctx, u)
+		}
 	}
 	klog.InfoS("Volume unpublished; its directory is kept", "volume", raw, "target", target)
 	return &csi.NodeUnpublishVolumeResponse{}, nil

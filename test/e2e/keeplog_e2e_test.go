@@ -17,10 +17,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/keeplog/keeplog/pkg/podinfo"
 	"github.com/keeplog/keeplog/test/e2e/framework"
 )
 
-const writer = `echo "hello from $HOSTNAME" > /logs/app.log; while true; do date >> /logs/ticks.log; sleep 1; done`
+const writer = `echo "stdout from $HOSTNAME"; echo "hello from $HOSTNAME" > /logs/app.log; while true; do date >> /logs/ticks.log; sleep 1; done`
 
 // TestKeeplog runs the CSI core scenarios on one real single-node Kubernetes, in order.
 func TestKeeplog(t *testing.T) {
@@ -89,6 +90,24 @@ func genericEphemeral(ctx context.Context, t *testing.T, env *framework.Env) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The pod is described in its directory: the live object, a directory per container, its stdout kept.
+	meta := filepath.Join(dir, podinfo.KeeplogDirName)
+	if err := framework.WaitFileContains(ctx, filepath.Join(meta, podinfo.PodYAMLName), "uid: "+string(pod.UID)); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "app")); err != nil || !fi.IsDir() {
+		t.Fatalf("no directory for container app: %v", err)
+	}
+	stdout := filepath.Join(meta, podinfo.LogsDirName, "app", "0.log")
+	if err := framework.WaitFileContains(ctx, stdout, "stdout from"); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		pv, err := env.Client.CoreV1().PersistentVolumes().Get(ctx, pvName, metav1.GetOptions{})
+		return err == nil && strings.Contains(pv.Annotations[podinfo.AnnotationPods], string(pod.UID)), nil
+	}); err != nil {
+		t.Fatalf("PV %s not annotated with pod %s: %v", pvName, pod.UID, err)
+	}
 	if pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimRetain || pv.Spec.CSI == nil ||
 		!strings.HasPrefix(pv.Spec.CSI.VolumeHandle, "v1:"+env.Lab.NodeName()+":pvc-") {
 		t.Fatalf("PV %s: reclaim %s, csi %+v", pvName, pv.Spec.PersistentVolumeReclaimPolicy, pv.Spec.CSI)
@@ -98,6 +117,12 @@ func genericEphemeral(ctx context.Context, t *testing.T, env *framework.Env) {
 	}
 	if data, err := os.ReadFile(filepath.Join(dir, "app.log")); err != nil || !strings.Contains(string(data), "hello from") {
 		t.Fatalf("file gone with the pod: %q %v", data, err)
+	}
+	if data, err := os.ReadFile(stdout); err != nil || !strings.Contains(string(data), "stdout from") {
+		t.Fatalf("stdout gone with the pod: %q %v", data, err)
+	}
+	if _, err := os.Stat(filepath.Join(meta, podinfo.EndedTextName)); err != nil {
+		t.Fatalf("how the pod ended was not recorded: %v", err)
 	}
 	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
 		pv, err := env.Client.CoreV1().PersistentVolumes().Get(ctx, pvName, metav1.GetOptions{})

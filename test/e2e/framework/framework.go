@@ -113,6 +113,8 @@ func (e *Env) StartKeeplog(ctx context.Context) error {
 		"--kubeconfig=" + e.Lab.Kubeconfig(),
 		"--kubelet-registration-dir=" + registryDir,
 		"--http-address=127.0.0.1:0",
+		"--pod-logs-dir=" + filepath.Join(e.Lab.LogDir(), "pods"),
+		"--describe-interval=2s",
 		"--v=4",
 	}
 	p, err := e.Lab.StartProcess(fmt.Sprintf("keeplog-%d", e.starts), argv, nil)
@@ -328,9 +330,9 @@ func WaitFileContains(ctx context.Context, path, want string) error {
 	return nil
 }
 
-// Tree lists the files below dir, one per line, as a user would look at them.
+// Tree lists the files below dir, one per line, as a user would look at them (keeplog's records at the top are left out).
 func Tree(dir string) string {
-	out, err := exec.Command("find", dir, "-not", "-path", "*/.keeplog*", "-printf", "%M %8s  %P\n").CombinedOutput()
+	out, err := exec.Command("find", dir, "-not", "-path", filepath.Join(dir, ".keeplog")+"*", "-printf", "%M %8s  %P\n").CombinedOutput()
 	if err != nil {
 		return fmt.Sprintf("find %s: %v: %s", dir, err, out)
 	}
