@@ -40,6 +40,8 @@ func TestKeeplog(t *testing.T) {
 	t.Run("DeploymentGetsOneDirectoryPerPod", func(t *testing.T) { deployment(ctx, t, env) })
 	t.Run("StatefulSetPodRecreatedGetsSecondDirectory", func(t *testing.T) { statefulSet(ctx, t, env) })
 	t.Run("PluginKilledWhilePodsRun", func(t *testing.T) { pluginKilled(ctx, t, env) })
+	t.Run("DescribesPodAndKeepsStdout", func(t *testing.T) { describesPod(ctx, t, env) })
+	t.Run("PodStartsWhileAPIUnreachable", func(t *testing.T) { apiDownAtPublish(ctx, t, env) })
 }
 
 func claimTemplate() *corev1.PersistentVolumeClaimTemplate {

@@ -38,10 +38,12 @@ type Env struct {
 	Socket string
 	logf   func(string, ...any)
 
-	keeplog     *lab.Process
-	starts      int
-	provisioner *lab.Process
-	base        string
+	keeplog *lab.Process
+	starts  int
+	base    string
+	// stopSupervisor ends the loop that restarts csi-provisioner; supervised is closed when it has ended.
+	stopSupervisor context.CancelFunc
+	supervised     chan struct{}
 }
 
 // RepoRoot finds the checkout from the working directory (go test runs in the package directory).
@@ -95,16 +97,44 @@ func Setup(ctx context.Context, logf func(string, ...any)) (_ *Env, err error) {
 	if err := e.StartKeeplog(ctx); err != nil {
 		return nil, err
 	}
-	argv := l.ProvisionerArgs(e.Socket)
-	if e.provisioner, err = l.StartProcess("csi-provisioner", argv, []string{"NODE_NAME=" + l.NodeName()}); err != nil {
+	p, err := l.StartProcess("csi-provisioner-1", l.ProvisionerArgs(e.Socket), []string{"NODE_NAME=" + l.NodeName()})
+	if err != nil {
 		return nil, err
 	}
+	sctx, cancel := context.WithCancel(context.Background())
+	e.stopSupervisor, e.supervised = cancel, make(chan struct{})
+	go e.superviseProvisioner(sctx, p)
 	return e, nil
 }
 
+// superviseProvisioner restarts csi-provisioner when it exits, as kubelet restarts a DaemonSet's sidecar container:
+// csi-provisioner exits on purpose when it loses its connection to the CSI driver (keeplog restarted).
+func (e *Env) superviseProvisioner(ctx context.Context, p *lab.Process) {
+	defer close(e.supervised)
+	for n := 2; ; n++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.Done():
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		next, err := e.Lab.StartProcess(fmt.Sprintf("csi-provisioner-%d", n), e.Lab.ProvisionerArgs(e.Socket), []string{"NODE_NAME=" + e.Lab.NodeName()})
+		if err != nil {
+			e.logf("restart csi-provisioner: %v", err)
+			return
+		}
+		e.logf("csi-provisioner exited; restarted it as pid %d", next.Pid())
+		p = next
+	}
+}
+
 // StartKeeplog starts (or restarts) the node plugin with the flags the DaemonSet uses and waits for kubelet to list
-// the driver on the node's CSINode object.
-func (e *Env) StartKeeplog(ctx context.Context) error {
+// the driver on the node's CSINode object. extra flags come last and so override the defaults.
+func (e *Env) StartKeeplog(ctx context.Context, extra ...string) error {
 	e.starts++
 	argv := []string{filepath.Join(e.Repo, "bin", "keeplog"),
 		"--endpoint=unix://" + e.Socket,
@@ -113,10 +143,11 @@ func (e *Env) StartKeeplog(ctx context.Context) error {
 		"--kubeconfig=" + e.Lab.Kubeconfig(),
 		"--kubelet-registration-dir=" + registryDir,
 		"--http-address=127.0.0.1:0",
-		"--pod-logs-dir=" + filepath.Join(e.Lab.LogDir(), "pods"),
+		"--pod-logs-dir=" + e.PodLogsDir(),
 		"--describe-interval=2s",
 		"--v=4",
 	}
+	argv = append(argv, extra...)
 	p, err := e.Lab.StartProcess(fmt.Sprintf("keeplog-%d", e.starts), argv, nil)
 	if err != nil {
 		return err
@@ -143,6 +174,17 @@ func (e *Env) StartKeeplog(ctx context.Context) error {
 	return nil
 }
 
+// PodLogsDir is kubelet's directory of container logs (its /var/log/pods).
+func (e *Env) PodLogsDir() string { return filepath.Join(e.Lab.LogDir(), "pods") }
+
+// UnreachableKubeconfig writes a kubeconfig whose API server does not answer (nothing listens on port 1).
+func (e *Env) UnreachableKubeconfig() (string, error) {
+	path := filepath.Join(e.base, "unreachable.kubeconfig")
+	cfg := "apiVersion: v1\nkind: Config\nclusters:\n- name: gone\n  cluster: {server: \"https://127.0.0.1:1\"}\n" +
+		"users:\n- name: u\n  user: {token: none}\ncontexts:\n- name: c\n  context: {cluster: gone, user: u}\ncurrent-context: c\n"
+	return path, os.WriteFile(path, []byte(cfg), 0o600)
+}
+
 // KillKeeplog ends the node plugin with SIGKILL, as a crash would.
 func (e *Env) KillKeeplog() error {
 	if err := e.keeplog.Signal(syscall.SIGKILL); err != nil {
@@ -159,6 +201,10 @@ func (e *Env) KeeplogLog(n int) string { return e.keeplog.LogTail(n) }
 // is left mounted under the root and removes the temp directory.
 func (e *Env) Teardown(ctx context.Context) error {
 	var errs []string
+	if e.stopSupervisor != nil {
+		e.stopSupervisor()
+		<-e.supervised
+	}
 	if err := e.deleteAllPods(ctx); err != nil {
 		errs = append(errs, err.Error())
 	}
