@@ -42,7 +42,7 @@ func TestDescriberIsToldAboutEachPodsUse(t *testing.T) {
 	id := f.create(t, "pvc-d")
 	target := filepath.Join(f.target, "d", "mount")
 	vc := podCtx("ns", "web", "11111111-2222-3333-4444-555555555555")
-	vc[ctxServiceAccount] = "builder"
+	vc[podinfo.VolumeContextServiceAccount] = "builder"
 	if err := f.publish(id, target, vc); err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 	"k8s.io/mount-utils"
 
+	"github.com/keeplog/keeplog/pkg/podinfo"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -57,7 +58,7 @@ func createReq(name string, size int64) *csi.CreateVolumeRequest {
 }
 
 func podCtx(ns, name, uid string) map[string]string {
-	return map[string]string{ctxPodNamespace: ns, ctxPodName: name, ctxPodUID: uid}
+	return map[string]string{podinfo.VolumeContextPodNamespace: ns, podinfo.VolumeContextPodName: name, podinfo.VolumeContextPodUID: uid}
 }
 
 func wantCode(t *testing.T, err error, code codes.Code) {
@@ -272,7 +273,7 @@ func TestPublishErrors(t *testing.T) {
 		{"namespace escapes", id, target, podCtx("..", "pod", "11111111-2222-3333-4444-555555555555"), rwo, codes.InvalidArgument},
 		{"pod name with slash", id, target, podCtx("ns", "a/b", "11111111-2222-3333-4444-555555555555"), rwo, codes.InvalidArgument},
 		{"bad uid", id, target, podCtx("ns", "pod", "../../x"), rwo, codes.InvalidArgument},
-		{"partial pod info", id, target, map[string]string{ctxPodName: "pod"}, rwo, codes.InvalidArgument},
+		{"partial pod info", id, target, map[string]string{podinfo.VolumeContextPodName: "pod"}, rwo, codes.InvalidArgument},
 		{"pod dir of another volume", id, target, good, rwo, codes.FailedPrecondition},
 		{"ephemeral with unknown attribute", "csi-abc", target, map[string]string{ctxEphemeral: "true", "colour": "red"}, rwo, codes.InvalidArgument},
 		{"ephemeral with path id", "../x", target, map[string]string{ctxEphemeral: "true"}, rwo, codes.InvalidArgument},

@@ -16,29 +16,12 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/mount-utils"
 
+	"github.com/keeplog/keeplog/pkg/podinfo"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
-// Keys kubelet puts into the volume context when the CSIDriver has podInfoOnMount: true.
-const (
-	ctxPodName        = "csi.storage.k8s.io/pod.name"
-	ctxPodNamespace   = "csi.storage.k8s.io/pod.namespace"
-	ctxPodUID         = "csi.storage.k8s.io/pod.uid"
-	ctxEphemeral      = "csi.storage.k8s.io/ephemeral"
-	ctxServiceAccount = "csi.storage.k8s.io/serviceAccount.name"
-)
-
-// podFromContext returns the pod a publish is for; nil (and no error) when the CO sent no pod information.
-func podFromContext(vc map[string]string) (*store.PodRef, error) {
-	ref := store.PodRef{Namespace: vc[ctxPodNamespace], Name: vc[ctxPodName], UID: vc[ctxPodUID]}
-	if ref.Namespace == "" && ref.Name == "" && ref.UID == "" {
-		return nil, nil
-	}
-	if err := ref.Validate(); err != nil {
-		return nil, err
-	}
-	return &ref, nil
-}
+// ctxEphemeral marks a CSI inline ephemeral volume in the volume context (kubelet sets it).
+const ctxEphemeral = "csi.storage.k8s.io/ephemeral"
 
 // checkTargetPath refuses target paths that are relative, unclean, or overlap the root.
 func (d *Driver) checkTargetPath(target string) error {
@@ -71,9 +54,13 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		return nil, status.Errorf(codes.InvalidArgument, "NodePublishVolume %s: %v", raw, err)
 	}
 	vc := req.GetVolumeContext()
-	pod, err := podFromContext(vc)
+	pc, hasPod, err := podinfo.PodContextFromVolumeContext(vc)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "NodePublishVolume %s: %v", raw, err)
+	}
+	var pod *store.PodRef
+	if hasPod {
+		pod = &pc.Pod
 	}
 	unlock, err := d.lock(raw, target)
 	if err != nil {
@@ -116,7 +103,7 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		return nil, storeError(fmt.Errorf("NodePublishVolume %s: %w", raw, err))
 	}
 	if u, ok := d.use(vol, dir); ok && d.describer != nil {
-		u.Pod.ServiceAccount = vc[ctxServiceAccount]
+		u.Pod.ServiceAccount = pc.ServiceAccount
 		d.describer.Published(ctx, u)
 	}
 	// The record goes first: a crash between record and mount leaves a record that Reconcile drops at start,

@@ -8,8 +8,6 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
-
-	"github.com/keeplog/keeplog/pkg/store"
 )
 
 // Use is one pod's use of its directory, as the node plugin sees it at publish and unpublish.
@@ -174,12 +172,4 @@ func (d *Describer) Resume(u Use) {
 	if !HasPodMetadata(u.PodDir) {
 		d.pending[u.PodDir] = u
 	}
-}
-
-// PodRefOf is a helper for callers holding only a store record.
-func PodRefOf(ref *store.PodRef) PodContext {
-	if ref == nil {
-		return PodContext{}
-	}
-	return PodContext{Pod: *ref}
 }

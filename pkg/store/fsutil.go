@@ -12,16 +12,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// within reports whether path is base itself or lies below it, after cleaning both. It is a lexical check:
-// callers also refuse symlinks on the way (see checkRealDir) so that the lexical answer is the real one.
-func within(base, path string) bool {
-	base, path = filepath.Clean(base), filepath.Clean(path)
-	if base == path {
-		return true
-	}
-	return strings.HasPrefix(path, base+string(filepath.Separator))
-}
-
 // childPath joins one already-validated component to base and checks that the result is a direct child of base.
 func childPath(base, name string) (string, error) {
 	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
