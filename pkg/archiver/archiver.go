@@ -22,6 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 	"k8s.io/utils/clock"
+
+	"github.com/keeplog/keeplog/pkg/store"
 )
 
 // EventRecorder receives what users should see on the pod (Kubernetes
@@ -304,7 +306,7 @@ func (a *Archiver) worker(ctx context.Context) {
 // process makes one attempt at an item and records the outcome. It returns
 // the connection to reuse (nil after a failure).
 func (a *Archiver) process(ctx context.Context, conn *Conn, it Item) *Conn {
-	ref, _ := ParsePodDir(it.PodDir)
+	ref, _ := store.ParsePodDirName(it.PodDir)
 	held, release, err := a.sem.Acquire(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -380,7 +382,7 @@ func (a *Archiver) process(ctx context.Context, conn *Conn, it Item) *Conn {
 
 // retry records a failed attempt and schedules the next one.
 func (a *Archiver) retry(it Item, err error) {
-	ref, _ := ParsePodDir(it.PodDir)
+	ref, _ := store.ParsePodDirName(it.PodDir)
 	now := a.clk.Now()
 	if it.Attempts == 0 {
 		it.Attempts = 1
@@ -405,7 +407,7 @@ func (a *Archiver) deleteLocal(it Item) {
 	err := a.fs.remove(it.PodDir, it.Rel, it.Ino)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		a.log.Info("Cannot delete archived file", "podDir", it.PodDir, "file", it.Rel, "err", err.Error())
-		ref, _ := ParsePodDir(it.PodDir)
+		ref, _ := store.ParsePodDirName(it.PodDir)
 		a.rec.Event(ref, "Warning", ReasonArchiveFailed, fmt.Sprintf("%s was archived but cannot be deleted: %v", it.Rel, err))
 	}
 	it.Deleted = true

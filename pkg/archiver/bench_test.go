@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/keeplog/keeplog/pkg/store"
 )
 
 // benchSize is KEEPLOG_BENCH_SIZE bytes (suffixes K, M, G allowed), 256 MiB
@@ -53,7 +55,7 @@ func benchArchiver(b *testing.B, e *env, size, bytesPerSecond int64) (upload fun
 	if err := unix.Stat(local, &st); err != nil {
 		b.Fatal(err)
 	}
-	ref, _ := ParsePodDir(pod)
+	ref, _ := store.ParsePodDirName(pod)
 	remote, _ := RemotePath(cfg.Target.BaseDir, ref, rel)
 	n := 0
 	return func() time.Duration {

@@ -18,6 +18,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
 	"github.com/keeplog/keeplog/internal/sshdtest"
+	"github.com/keeplog/keeplog/pkg/store"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
@@ -199,7 +200,7 @@ func (e *env) serverPath(remote string) string {
 
 // archived is the server path where a pod's file lands (first generation).
 func (e *env) archived(pod, rel string) string {
-	ref, err := ParsePodDir(pod)
+	ref, err := store.ParsePodDirName(pod)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -20,6 +20,8 @@ import (
 	"github.com/fsnotify/fsnotify"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/keeplog/keeplog/pkg/store"
 )
 
 func bigSize() int64 {
@@ -54,7 +56,7 @@ func TestUploadVerifiedWithManifest(t *testing.T) {
 	}
 	m := readManifest(t, dst)
 	st, _ := os.Stat(big)
-	ref, _ := ParsePodDir(pod)
+	ref, _ := store.ParsePodDirName(pod)
 	want := Manifest{Namespace: "team-a", Pod: "web-7d9f", UID: ref.UID, Node: "node-a", Container: "app",
 		Path: "app/java_pid1.hprof", Size: size, SHA256: bigSum, Mtime: st.ModTime().UTC()}
 	m.UploadedAt, m.Item = time.Time{}, ""

@@ -3,49 +3,13 @@ package archiver
 import (
 	"fmt"
 	"path"
-	"regexp"
 	"strings"
 
-	"k8s.io/apimachinery/pkg/util/validation"
+	"github.com/keeplog/keeplog/pkg/store"
 )
 
-// PodRef names the pod a pod directory belongs to.
-type PodRef struct {
-	Namespace string
-	Name      string
-	UID       string
-}
-
-func (p PodRef) String() string { return p.Namespace + "/" + p.Name + " (" + p.UID + ")" }
-
-// uidPattern accepts API-server UIDs (RFC 4122 text) and the hex hashes
-// kubelet uses for static pods.
-var uidPattern = regexp.MustCompile(`^[0-9a-f]([0-9a-f-]{0,62}[0-9a-f])?$`)
-
-// ParsePodDir parses a pod directory's base name, "<namespace>_<pod>_<uid>"
-// (kubelet's naming for /var/log/pods). Neither a namespace (DNS-1123 label)
-// nor a pod name (DNS-1123 subdomain) nor a UID can contain "_", so the split
-// is unambiguous.
-func ParsePodDir(name string) (PodRef, error) {
-	parts := strings.Split(name, "_")
-	if len(parts) != 3 {
-		return PodRef{}, fmt.Errorf("pod directory %q: want <namespace>_<pod>_<uid>", name)
-	}
-	ref := PodRef{Namespace: parts[0], Name: parts[1], UID: parts[2]}
-	if errs := validation.IsDNS1123Label(ref.Namespace); len(errs) > 0 {
-		return PodRef{}, fmt.Errorf("pod directory %q: namespace %q: %s", name, ref.Namespace, strings.Join(errs, "; "))
-	}
-	if errs := validation.IsDNS1123Subdomain(ref.Name); len(errs) > 0 {
-		return PodRef{}, fmt.Errorf("pod directory %q: pod name %q: %s", name, ref.Name, strings.Join(errs, "; "))
-	}
-	if !uidPattern.MatchString(ref.UID) {
-		return PodRef{}, fmt.Errorf("pod directory %q: uid %q is not a lower-case hex UID", name, ref.UID)
-	}
-	return ref, nil
-}
-
-// DirName is the inverse of ParsePodDir.
-func (p PodRef) DirName() string { return p.Namespace + "_" + p.Name + "_" + p.UID }
+// PodRef names the pod a pod directory belongs to; pkg/store owns the <namespace>_<pod>_<uid> naming contract.
+type PodRef = store.PodRef
 
 // containerOf returns the container of a path inside a pod directory: its
 // first component, or "" for a file directly in the pod directory.

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"sort"
 	"time"
+
+	"github.com/keeplog/keeplog/pkg/store"
 )
 
 // StatusFileName is the file in each pod directory that lists the archive
@@ -47,7 +49,7 @@ type PodStatus struct {
 // podStatus assembles a pod directory's status (main loop only: it reads
 // the settler and the rejected set).
 func (a *Archiver) podStatus(pod string) PodStatus {
-	ref, _ := ParsePodDir(pod)
+	ref, _ := store.ParsePodDirName(pod)
 	ps := PodStatus{Namespace: ref.Namespace, Pod: ref.Name, UID: ref.UID, Node: a.cfg.NodeName, Updated: a.clk.Now().UTC()}
 	for _, it := range a.journal.PodItems(pod) {
 		ps.Files = append(ps.Files, FileStatus{

@@ -12,6 +12,8 @@ import (
 
 	"golang.org/x/sys/unix"
 	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/keeplog/keeplog/pkg/store"
 )
 
 func TestSettle(t *testing.T) {
@@ -79,9 +81,9 @@ func TestParsePodDirAndRemotePath(t *testing.T) {
 		{"default_web_../../x", false},
 		{"a.b_web_" + uid, false}, // namespace with a dot
 	} {
-		_, err := ParsePodDir(tc.dir)
+		_, err := store.ParsePodDirName(tc.dir)
 		if (err == nil) != tc.ok {
-			t.Errorf("ParsePodDir(%q) error %v, want ok=%v", tc.dir, err, tc.ok)
+			t.Errorf("store.ParsePodDirName(%q) error %v, want ok=%v", tc.dir, err, tc.ok)
 		}
 	}
 	ref := PodRef{Namespace: "ns", Name: "web", UID: uid}

@@ -17,6 +17,8 @@ import (
 	"github.com/pkg/sftp"
 	"golang.org/x/sys/unix"
 	"golang.org/x/time/rate"
+
+	"github.com/keeplog/keeplog/pkg/store"
 )
 
 // Manifest is the JSON file written beside every archived file
@@ -99,7 +101,7 @@ func localError(err error) error {
 // upload sends one item to the server and verifies it. It returns the
 // sha256 of what was sent. Errors wrapped by permanent() are not retried.
 func (a *Archiver) upload(ctx context.Context, conn *Conn, it Item) (string, error) {
-	pod, err := ParsePodDir(it.PodDir)
+	pod, err := store.ParsePodDirName(it.PodDir)
 	if err != nil {
 		return "", permanent(err)
 	}

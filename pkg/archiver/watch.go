@@ -9,6 +9,8 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	"golang.org/x/sys/unix"
+
+	"github.com/keeplog/keeplog/pkg/store"
 )
 
 // watcher wraps fsnotify. Watches are only added to directories found by
@@ -57,7 +59,7 @@ func (a *Archiver) splitEvent(name string) (string, string, bool) {
 	if strings.HasPrefix(pod, ".") {
 		return "", "", false // <root>/.keeplog and other hidden entries
 	}
-	if _, err := ParsePodDir(pod); err != nil {
+	if _, err := store.ParsePodDirName(pod); err != nil {
 		return "", "", false
 	}
 	return pod, rel, true
@@ -139,7 +141,7 @@ func (a *Archiver) reject(pod, rel, why string) {
 		return
 	}
 	m[rel] = why
-	ref, _ := ParsePodDir(pod)
+	ref, _ := store.ParsePodDirName(pod)
 	a.log.Info("Not archiving file", "pod", ref.String(), "file", rel, "reason", why)
 	a.rec.Event(ref, "Warning", ReasonRejected, fmt.Sprintf("%s is %s", rel, why))
 	a.markDirty(pod)
@@ -167,7 +169,7 @@ func (a *Archiver) consider(pod, rel string, st *unix.Stat_t) {
 
 // scanPod walks one pod directory.
 func (a *Archiver) scanPod(w *watcher, pod string) {
-	if _, err := ParsePodDir(pod); err != nil {
+	if _, err := store.ParsePodDirName(pod); err != nil {
 		return
 	}
 	a.watchDir(w, pod, "")
@@ -193,7 +195,7 @@ func (a *Archiver) rescan(w *watcher) {
 		if strings.HasPrefix(name, ".") || !e.IsDir() { // IsDir is false for a symlink
 			continue
 		}
-		if _, err := ParsePodDir(name); err != nil {
+		if _, err := store.ParsePodDirName(name); err != nil {
 			continue
 		}
 		present[name] = true
@@ -289,7 +291,7 @@ func (a *Archiver) finish(f *settling) {
 		a.settler.forget(f.pod, f.rel)
 		return
 	}
-	ref, err := ParsePodDir(f.pod)
+	ref, err := store.ParsePodDirName(f.pod)
 	if err != nil {
 		a.settler.forget(f.pod, f.rel)
 		return
