@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // Volume IDs are versioned and self-describing: "v1:<node>:<name-key>", where <node> is the node the volume lives on
@@ -24,7 +26,6 @@ const (
 
 var (
 	validName        = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.-]*$`)
-	validNodeID      = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 	validEphemeralID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.-]*$`)
 	validNameKey     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.-]*(~[0-9a-f]{16})?$`)
 )
@@ -43,7 +44,7 @@ func ValidateNodeID(node string) error {
 	if node == "" {
 		return fmt.Errorf("node ID is empty")
 	}
-	if len(node) > maxNodeIDLen || !validNodeID.MatchString(node) {
+	if len(node) > maxNodeIDLen || len(validation.IsDNS1123Subdomain(node)) > 0 {
 		return fmt.Errorf("node ID %q must be a lower-case DNS-1123 name of at most %d characters", node, maxNodeIDLen)
 	}
 	return nil

@@ -5,19 +5,17 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
-
-var dns1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
 // ValidateContainerName checks a container name before it becomes a directory name: a DNS-1123 label (at most 63
 // characters, lower-case letters, digits and '-'), as the API server requires. Such a name cannot be ".", "..",
 // ".keeplog" or contain '/'.
 func ValidateContainerName(name string) error {
-	if len(name) > 63 || !dns1123Label.MatchString(name) {
+	if len(validation.IsDNS1123Label(name)) > 0 {
 		return fmt.Errorf("container name %q is not a DNS-1123 label (lower-case letters, digits, '-', at most 63 characters)", name)
 	}
 	return nil

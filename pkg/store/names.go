@@ -4,21 +4,20 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
-// Kubernetes object-name rules, restated here so that every name that ends up in a path is checked before it is used.
+// Every name that ends up in a path is checked before it is used: namespaces and pod names with apimachinery's
+// validation (the API server's own rules), UIDs and record keys with these.
 var (
-	dns1123Label     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-	dns1123Subdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
-	podUID           = regexp.MustCompile(`^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$`)
+	podUID = regexp.MustCompile(`^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$`)
 	// A record key is one path component made only of characters that cannot change its meaning in a path.
 	recordKey = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.:~-]*$`)
 )
 
 const (
-	maxNamespaceLen = 63
-	maxPodNameLen   = 253
-	maxKeyLen       = 128
+	maxKeyLen = 128
 	// FallbackPrefix starts the name of a volume's directory when the CO sent no pod information.
 	// Kubernetes namespaces never start with '_', so it cannot clash with a pod directory.
 	FallbackPrefix = "_volume_"
@@ -33,11 +32,11 @@ type PodRef struct {
 
 // Validate checks each field against the Kubernetes rules, so that none of them can leave the root when joined into a path.
 func (p PodRef) Validate() error {
-	if len(p.Namespace) > maxNamespaceLen || !dns1123Label.MatchString(p.Namespace) {
-		return fmt.Errorf("pod namespace %q is not a valid Kubernetes namespace (DNS-1123 label, at most %d characters)", p.Namespace, maxNamespaceLen)
+	if errs := validation.IsDNS1123Label(p.Namespace); len(errs) > 0 {
+		return fmt.Errorf("pod namespace %q is not a valid Kubernetes namespace: %s", p.Namespace, strings.Join(errs, "; "))
 	}
-	if len(p.Name) > maxPodNameLen || !dns1123Subdomain.MatchString(p.Name) {
-		return fmt.Errorf("pod name %q is not a valid Kubernetes pod name (DNS-1123 subdomain, at most %d characters)", p.Name, maxPodNameLen)
+	if errs := validation.IsDNS1123Subdomain(p.Name); len(errs) > 0 {
+		return fmt.Errorf("pod name %q is not a valid Kubernetes pod name: %s", p.Name, strings.Join(errs, "; "))
 	}
 	if !podUID.MatchString(p.UID) {
 		return fmt.Errorf("pod uid %q is not a UUID", p.UID)
