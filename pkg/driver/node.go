@@ -81,11 +81,13 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		})
 	}
 	readOnly := req.GetReadonly()
-	if t, err := d.store.FindTarget(vol.ID, target); err == nil {
-		if t.PodDir != dir || t.ReadOnly != readOnly {
-			return nil, status.Errorf(codes.AlreadyExists, "NodePublishVolume %s: already published at %s for %s (read-only %v), not for %s (read-only %v)", raw, target, t.PodDir, t.ReadOnly, dir, readOnly)
+	recorded, err := d.store.FindTarget(vol.ID, target)
+	switch {
+	case err == nil:
+		if recorded.PodDir != dir || recorded.ReadOnly != readOnly {
+			return nil, status.Errorf(codes.AlreadyExists, "NodePublishVolume %s: already published at %s for %s (read-only %v), not for %s (read-only %v)", raw, target, recorded.PodDir, recorded.ReadOnly, dir, readOnly)
 		}
-	} else if !errors.Is(err, store.ErrNotFound) {
+	case !errors.Is(err, store.ErrNotFound):
 		return nil, storeError(err)
 	}
 	mounted, err := d.mounter.IsMountPoint(target)
@@ -93,7 +95,7 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		return nil, status.Errorf(codes.Internal, "NodePublishVolume %s: check target %s: %v", raw, target, err)
 	}
 	if mounted {
-		if _, err := d.store.FindTarget(vol.ID, target); err == nil {
+		if recorded != nil {
 			return &csi.NodePublishVolumeResponse{}, nil // published before: idempotent
 		}
 		return nil, status.Errorf(codes.AlreadyExists, "NodePublishVolume %s: something else is mounted at %s", raw, target)
