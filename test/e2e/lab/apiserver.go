@@ -5,11 +5,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 )
 
@@ -84,21 +82,8 @@ func (l *Lab) apiHTTPClient() (*http.Client, error) {
 }
 
 func (l *Lab) checkReadyz(ctx context.Context, hc *http.Client) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, l.apiURL+"/readyz", nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+l.pki.AdminToken)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 8192))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("status %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
-	}
-	return nil
+	_, err := getOK(ctx, hc, l.apiURL+"/readyz", l.pki.AdminToken)
+	return err
 }
 
 // WaitAPIReady waits until kube-apiserver's /readyz answers 200.
@@ -185,19 +170,7 @@ func (l *Lab) waitHealthz(ctx context.Context, p *Process, port int) error {
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, //nolint:gosec // loopback liveness probe
 	}
 	return l.waitFor(ctx, p, p.Name()+" "+url, 2*time.Minute, func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := hc.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("status %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
-		}
-		return nil
+		_, err := getOK(ctx, hc, url, "")
+		return err
 	})
 }

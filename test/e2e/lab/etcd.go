@@ -3,7 +3,6 @@ package lab
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -46,20 +45,11 @@ func (l *Lab) startEtcd(ctx context.Context) error {
 	l.etcdURL = client
 	hc := &http.Client{Timeout: 2 * time.Second}
 	return l.waitFor(ctx, p, "etcd /health on "+client, time.Minute, func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, client+"/health", nil)
-		if err != nil {
-			return err
+		body, err := getOK(ctx, hc, client+"/health", "")
+		if err == nil && !strings.Contains(body, `"true"`) {
+			err = fmt.Errorf("etcd not healthy: %s", body)
 		}
-		resp, err := hc.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"true"`) {
-			return fmt.Errorf("status %d: %s", resp.StatusCode, body)
-		}
-		return nil
+		return err
 	})
 }
 

@@ -129,19 +129,8 @@ func (l *Lab) startKubelet(ctx context.Context) error {
 	url := fmt.Sprintf("http://127.0.0.1:%d/healthz", l.ports.kubeletHealthz)
 	hc := &http.Client{Timeout: 2 * time.Second}
 	err = l.waitFor(ctx, p, "kubelet "+url, 2*time.Minute, func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := hc.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		return nil
+		_, err := getOK(ctx, hc, url, "")
+		return err
 	})
 	if err != nil {
 		return err
