@@ -23,8 +23,10 @@ cleanup() {
 }
 trap cleanup EXIT
 mkdir -p "$work/mnt"
+# A free loopback port for /healthz and /metrics.
+http_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 env -u KUBECONFIG -u KUBERNETES_SERVICE_HOST -u KUBERNETES_SERVICE_PORT \
-  bin/keeplog --endpoint "unix://$work/csi.sock" --node-id sanity-node --root "$work/root" --http-address 127.0.0.1:0 \
+  bin/keeplog --endpoint "unix://$work/csi.sock" --node-id sanity-node --root "$work/root" --http-address "127.0.0.1:$http_port" \
   >"$work/keeplog.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do [ -S "$work/csi.sock" ] && break; sleep 0.1; done
@@ -36,7 +38,15 @@ status=${PIPESTATUS[0]}
 if [ "$status" -ne 0 ]; then
   tail -50 "$work/sanity.log"; echo "csi-sanity failed against bin/keeplog" >&2; exit 1
 fi
+health=$(curl -fsS "http://127.0.0.1:$http_port/healthz") || { echo "/healthz did not answer 200" >&2; exit 1; }
+[ "$health" = ok ] || { echo "/healthz said $health" >&2; exit 1; }
+# Every call csi-sanity made is counted, by method and code.
+curl -fsS "http://127.0.0.1:$http_port/metrics" >"$work/metrics"
+grep -q 'keeplog_csi_operations_total{code="OK",method="/csi.v1.Node/NodePublishVolume"}' "$work/metrics" ||
+  { grep keeplog_csi "$work/metrics" | head; echo "/metrics does not count NodePublishVolume calls" >&2; exit 1; }
+grep -q 'keeplog_csi_operations_total{code="InvalidArgument",method="/csi.v1.Node/NodePublishVolume"}' "$work/metrics" ||
+  { echo "/metrics does not count refused NodePublishVolume calls by code" >&2; exit 1; }
 if [ "$(grep -c 'reduced metadata' "$work/keeplog.log")" -ne 1 ]; then
   cat "$work/keeplog.log"; echo "keeplog did not say exactly once that it runs with reduced metadata" >&2; exit 1
 fi
-echo "csi-sanity against bin/keeplog: passed"
+echo "csi-sanity against bin/keeplog: passed (and /healthz, /metrics answered)"
