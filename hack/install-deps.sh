@@ -17,6 +17,8 @@ PACKAGES=(
 	conntrack
 	util-linux
 	e2fsprogs
+	curl
+	python3
 )
 
 log() { printf '[install-deps] %s\n' "$*"; }
