@@ -9,10 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/keeplog/keeplog/pkg/store"
 )
 
 // ItemState is where a file is in its archive life.
@@ -206,7 +207,7 @@ func (j *Journal) Put(it Item, remoteBase string) (Item, error) {
 			break
 		}
 	}
-	if err := writeJSONAtomic(filepath.Join(j.dir, "items", it.ID+".json"), it); err != nil {
+	if err := store.WriteJSONAtomic(filepath.Join(j.dir, "items", it.ID+".json"), it); err != nil {
 		return it, fmt.Errorf("journal %s (%s/%s): %w", it.ID, it.PodDir, it.Rel, err)
 	}
 	cp := it
@@ -227,7 +228,7 @@ func (j *Journal) Remove(id string) error {
 	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove journal entry %s: %w", p, err)
 	}
-	if err := syncDir(filepath.Dir(p)); err != nil {
+	if err := store.SyncDir(filepath.Dir(p)); err != nil {
 		return err
 	}
 	delete(j.items, id)
@@ -252,7 +253,7 @@ func (j *Journal) SetFirst(podDir, container, reset, itemID string) error {
 	defer j.mu.Unlock()
 	k := firstKey(podDir, container, reset)
 	fr := firstRecord{PodDir: podDir, Container: container, Reset: reset, ItemID: itemID}
-	if err := writeJSONAtomic(filepath.Join(j.dir, "first", k+".json"), fr); err != nil {
+	if err := store.WriteJSONAtomic(filepath.Join(j.dir, "first", k+".json"), fr); err != nil {
 		return fmt.Errorf("journal firstOnly record for %s/%s: %w", podDir, container, err)
 	}
 	j.first[k] = fr
@@ -272,47 +273,6 @@ func (j *Journal) ForgetPod(podDir string) error {
 			return fmt.Errorf("remove journal entry %s: %w", p, err)
 		}
 		delete(j.first, k)
-	}
-	return nil
-}
-
-// writeJSONAtomic writes v to p crash-safely: temp file, fsync, rename,
-// fsync of the directory.
-func writeJSONAtomic(p string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := p + ".tmp" + strconv.Itoa(os.Getpid()) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, p)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	return syncDir(filepath.Dir(p))
-}
-
-func syncDir(d string) error {
-	f, err := os.Open(d)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fsync directory %s: %w", d, err)
 	}
 	return nil
 }

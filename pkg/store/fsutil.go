@@ -39,9 +39,9 @@ func checkRealDir(path string) error {
 	return nil
 }
 
-// writeJSONAtomic writes v to path so that a crash leaves either the old or the new content, never a mix:
+// WriteJSONAtomic writes v to path so that a crash leaves either the old or the new content, never a mix:
 // temp file in the same directory, fsync, rename, fsync of the directory.
-func writeJSONAtomic(path string, v any) error {
+func WriteJSONAtomic(path string, v any) error {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", path, err)
@@ -67,10 +67,11 @@ func writeJSONAtomic(path string, v any) error {
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("rename %s to %s: %w", tmp, path, err)
 	}
-	return syncDir(dir)
+	return SyncDir(dir)
 }
 
-func syncDir(dir string) error {
+// SyncDir fsyncs a directory, so that a rename or removal in it survives a crash.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("open %s for sync: %w", dir, err)
@@ -82,7 +83,7 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// readJSON reads a record written by writeJSONAtomic. A missing file is reported as ErrNotFound.
+// readJSON reads a record written by WriteJSONAtomic. A missing file is reported as ErrNotFound.
 func readJSON(path string, v any) error {
 	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
 	if err != nil {

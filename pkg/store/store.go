@@ -159,7 +159,7 @@ func (s *Store) CreateVolume(v *Volume) (*Volume, error) {
 	if v.CreatedAt.IsZero() {
 		v.CreatedAt = s.now().UTC()
 	}
-	if err := writeJSONAtomic(filepath.Join(dir, "volume.json"), v); err != nil {
+	if err := WriteJSONAtomic(filepath.Join(dir, "volume.json"), v); err != nil {
 		return nil, err
 	}
 	return v, nil
@@ -213,7 +213,7 @@ func (s *Store) ClaimPodDir(volumeID, dir string, pod *PodRef) (string, error) {
 	rec := filepath.Join(vdir, "pods", dir+".json")
 	if owner == "" {
 		now := s.now().UTC()
-		if err := writeJSONAtomic(rec, &PodDir{Dir: dir, Pod: pod, FirstPublished: now, UnpublishedAt: now}); err != nil {
+		if err := WriteJSONAtomic(rec, &PodDir{Dir: dir, Pod: pod, FirstPublished: now, UnpublishedAt: now}); err != nil {
 			return "", err
 		}
 	}
@@ -324,7 +324,7 @@ func (s *Store) AddTarget(volumeID string, t Target) error {
 	if t.PublishedAt.IsZero() {
 		t.PublishedAt = s.now().UTC()
 	}
-	if err := writeJSONAtomic(filepath.Join(vdir, "targets", targetRecordName(t.Path)), &t); err != nil {
+	if err := WriteJSONAtomic(filepath.Join(vdir, "targets", targetRecordName(t.Path)), &t); err != nil {
 		return err
 	}
 	return s.updatePodDirLocked(vdir, t.PodDir, func(p *PodDir) {
@@ -353,7 +353,7 @@ func (s *Store) RemoveTarget(volumeID, path string) error {
 	if err := os.Remove(rec); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove publish record of %s: %w", path, err)
 	}
-	if err := syncDir(filepath.Dir(rec)); err != nil {
+	if err := SyncDir(filepath.Dir(rec)); err != nil {
 		return err
 	}
 	targets, err := s.Targets(volumeID)
@@ -375,7 +375,7 @@ func (s *Store) updatePodDirLocked(vdir, dir string, change func(*PodDir)) error
 		return err
 	}
 	change(&p)
-	return writeJSONAtomic(rec, &p)
+	return WriteJSONAtomic(rec, &p)
 }
 
 // DeleteVolume removes every pod directory the volume owns, then its records. It refuses (ErrInUse) while the volume is
@@ -400,7 +400,7 @@ func (s *Store) DeleteVolume(id string) error {
 	vdir, _ := s.volumeDir(id)
 	if !v.Deleting {
 		v.Deleting = true
-		if err := writeJSONAtomic(filepath.Join(vdir, "volume.json"), v); err != nil {
+		if err := WriteJSONAtomic(filepath.Join(vdir, "volume.json"), v); err != nil {
 			return err
 		}
 	}
@@ -424,7 +424,7 @@ func (s *Store) DeleteVolume(id string) error {
 	if err := os.RemoveAll(vdir); err != nil {
 		return fmt.Errorf("remove records of volume %s: %w", id, err)
 	}
-	return syncDir(filepath.Dir(vdir))
+	return SyncDir(filepath.Dir(vdir))
 }
 
 // Reconcile drops publish records whose target is no longer mounted (a node reboot, a crash between record and
