@@ -91,6 +91,7 @@ type Lab struct {
 
 	stopOnce sync.Once
 	stopErr  error
+	lock     *os.File // the machine's lab lock, held from Start to Stop
 }
 
 // Start starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd and
@@ -145,6 +146,14 @@ func Start(ctx context.Context, cfg Config) (*Lab, error) {
 	if err := os.MkdirAll(l.logDir, 0o755); err != nil {
 		return nil, fmt.Errorf("lab: create log dir %s: %w", l.logDir, err)
 	}
+	lock, err := lockMachine(ctx, cfg.Logf)
+	if err != nil {
+		if l.createdWorkDir {
+			_ = os.RemoveAll(l.workDir)
+		}
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	l.lock = lock
 	l.logf("starting Kubernetes %s lab for node %q in %s", KubernetesVersion, l.nodeName, l.workDir)
 
 	if err := l.start(ctx); err != nil {

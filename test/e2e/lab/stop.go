@@ -103,6 +103,9 @@ func (l *Lab) stop() error {
 		}
 	}
 	l.logf("lab stopped in %s (logs kept in %s)", time.Since(start).Round(10*time.Millisecond), l.logDir)
+	if l.lock != nil {
+		_ = l.lock.Close() // releases the flock
+	}
 	return errors.Join(errs...)
 }
 
