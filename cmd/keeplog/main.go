@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -24,7 +26,9 @@ import (
 	"k8s.io/mount-utils"
 
 	"github.com/keeplog/keeplog/pkg/driver"
+	"github.com/keeplog/keeplog/pkg/kube"
 	"github.com/keeplog/keeplog/pkg/podinfo"
+	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -48,6 +52,10 @@ func main() {
 		fmt.Fprintf(os.Stderr, "keeplog: invalid flags:\n%v\n", err)
 		os.Exit(2)
 	}
+	if opts.LogFormat == "json" {
+		// One JSON object per line on stderr; klog's -v still sets the verbosity.
+		klog.SetSlogLogger(slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.Level(-128)})))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := run(ctx, opts); err != nil {
@@ -58,25 +66,77 @@ func main() {
 	klog.Flush()
 }
 
+// components are what run builds and starts. Each optional part (archive.go, gc.go, usage.go) builds itself from
+// them and adds its runner and driver dependencies.
+type components struct {
+	opts    *Options
+	store   *store.Store
+	kube    kubernetes.Interface // nil without API access
+	reg     *prometheus.Registry
+	events  *kube.Events   // nil without API access: no Events
+	pods    *kube.NodePods // nil without API access
+	policy  *policy.Resolver
+	deps    driver.Deps
+	runners []runner
+}
+
+// runner is one long-running part; it returns when ctx ends (nil) or it cannot go on (an error stops keeplog).
+type runner struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+func (c *components) add(name string, run func(ctx context.Context) error) {
+	c.runners = append(c.runners, runner{name: name, run: run})
+}
+
 func run(ctx context.Context, o *Options) error {
 	klog.InfoS("Starting keeplog", "version", version, "driver", o.DriverName, "node", o.NodeID, "root", o.Root)
 	st, err := store.Open(o.Root, time.Now)
 	if err != nil {
 		return err
 	}
-	kube, err := kubeClient(o.Kubeconfig)
+	c := &components{opts: o, store: st, reg: prometheus.NewRegistry()}
+	c.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	c.kube, err = kubeClient(o.Kubeconfig)
 	if err != nil {
+		c.kube = nil
 		klog.InfoS("No Kubernetes API access: running with reduced metadata (pod information from kubelet only)", "reason", err)
 	}
+	var live policy.LiveAnnotations
+	if c.kube != nil {
+		c.events = kube.NewEvents(c.kube, "keeplog", o.NodeID)
+		defer c.events.Shutdown()
+		c.pods = kube.NewNodePods(c.kube, o.NodeID, 10*time.Minute)
+		live = c.pods.Annotations
+		c.add("pod informer", func(ctx context.Context) error { c.pods.Run(ctx); return nil })
+	}
+	c.policy = policy.NewResolver(st, live, o.GC.policyDefaults())
+	if c.pods != nil {
+		if err := c.pods.OnChange(func(p *corev1.Pod) {
+			ref := store.PodRef{Namespace: p.Namespace, Name: p.Name, UID: string(p.UID)}
+			if err := c.policy.Observe(ref, p.Annotations); err != nil {
+				klog.ErrorS(err, "Could not record the pod's keeplog annotations", "pod", ref.String())
+			}
+		}); err != nil {
+			return fmt.Errorf("watch pods: %w", err)
+		}
+	}
+
 	describer, err := podinfo.NewDescriber(podinfo.DescriberConfig{Node: o.NodeID, KeepEnvValues: o.KeepEnvValues,
-		LogSourceRoot: o.PodLogsDir, Interval: o.DescribeInterval}, kube)
+		LogSourceRoot: o.PodLogsDir, Interval: o.DescribeInterval}, c.kube)
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	drv, err := driver.New(driver.Config{Name: o.DriverName, Version: version, NodeID: o.NodeID},
-		driver.Deps{Store: st, Mounter: mount.New(""), Metrics: reg, Describer: describer})
+	c.add("describer", func(ctx context.Context) error { describer.Run(ctx); return nil })
+	c.deps = driver.Deps{Store: st, Mounter: mount.New(""), Metrics: c.reg, Describer: describer}
+	for _, part := range []func(*components) error{setupArchiver, setupGC, setupUsage} {
+		if err := part(c); err != nil {
+			return err
+		}
+	}
+
+	drv, err := driver.New(driver.Config{Name: o.DriverName, Version: version, NodeID: o.NodeID}, c.deps)
 	if err != nil {
 		return err
 	}
@@ -92,7 +152,14 @@ func run(ctx context.Context, o *Options) error {
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return drv.Serve(ctx, l, o.ShutdownGrace) })
-	g.Go(func() error { describer.Run(ctx); return nil })
+	for _, r := range c.runners {
+		g.Go(func() error {
+			if err := r.run(ctx); err != nil {
+				return fmt.Errorf("%s: %w", r.name, err)
+			}
+			return nil
+		})
+	}
 	if o.RegistrationDir != "" {
 		kubeletEndpoint := o.KubeletEndpoint
 		if kubeletEndpoint == "" {
@@ -101,7 +168,7 @@ func run(ctx context.Context, o *Options) error {
 		g.Go(func() error { return drv.ServeRegistration(ctx, o.RegistrationDir, kubeletEndpoint) })
 	}
 	if o.HTTPAddress != "" {
-		g.Go(func() error { return serveHTTP(ctx, o.HTTPAddress, drv, reg) })
+		g.Go(func() error { return serveHTTP(ctx, o.HTTPAddress, drv, c.reg) })
 	}
 	return g.Wait()
 }

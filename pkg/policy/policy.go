@@ -1,0 +1,254 @@
+// Package policy turns a volume's StorageClass parameters (or a CSI inline volume's attributes) and its pod's
+// keeplog.csi.io/* annotations into what keeplog does with the pod's directory: which files it archives and how,
+// how long it keeps the directory after the pod, and what it does when the volume grows past its size.
+//
+// Precedence: pod annotation > StorageClass parameter > driver default. A malformed parameter is refused when the
+// volume is created; a malformed annotation is reported (an Event on the pod) and ignored, so a pod's typo never
+// loses its files.
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"path"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// StorageClass parameters (and CSI inline volume attributes).
+const (
+	ParamArchive           = "archive"           // "true" (default) or "false": upload matching files
+	ParamArchivePatterns   = "archivePatterns"   // comma-separated globs; default *.hprof,core,core.*,hs_err_pid*.log
+	ParamDeleteAfterUpload = "deleteAfterUpload" // "true": delete the local file once its upload is verified
+	ParamFirstOnly         = "firstOnly"         // "true": upload only the first finished dump of each container
+	ParamRetainFor         = "retainFor"         // a duration (e.g. 72h) the directory is kept after the pod
+	ParamLimitAction       = "limitAction"       // "warn" (default) or "block" when the volume passes its size
+)
+
+// coParameterPrefix marks parameters the CO adds itself (csi-provisioner's --extra-create-metadata).
+const coParameterPrefix = "csi.storage.k8s.io/"
+
+// AnnotationPrefix starts every pod annotation keeplog reads.
+const AnnotationPrefix = "keeplog.csi.io/"
+
+// Pod annotations that override the parameters for one pod.
+const (
+	AnnotationArchive           = AnnotationPrefix + "archive"
+	AnnotationArchivePatterns   = AnnotationPrefix + "archive-patterns"
+	AnnotationDeleteAfterUpload = AnnotationPrefix + "delete-after-upload"
+	AnnotationFirstOnly         = AnnotationPrefix + "first-only"
+	// AnnotationFirstOnlyReset re-arms firstOnly: whenever its value changes, each container's next dump is
+	// uploaded again.
+	AnnotationFirstOnlyReset = AnnotationPrefix + "first-only-reset"
+	AnnotationRetainFor      = AnnotationPrefix + "retain-for"
+)
+
+// LimitAction is what happens when a volume's usage passes its requested size.
+type LimitAction string
+
+// Limit actions.
+const (
+	LimitWarn  LimitAction = "warn"  // an Event and a metric
+	LimitBlock LimitAction = "block" // also stop the volume from growing until it is back under its size
+)
+
+// Defaults come from the driver's flags.
+type Defaults struct {
+	// RetainFor applies when neither the StorageClass nor the pod says; <= 0 means DefaultRetainFor.
+	RetainFor time.Duration
+	// MaxRetainFor caps what a StorageClass or a pod may ask for; <= 0 means no cap.
+	MaxRetainFor time.Duration
+}
+
+// DefaultRetainFor is the retention when nobody configured one: a week.
+const DefaultRetainFor = 7 * 24 * time.Hour
+
+// Policy is the effective policy of one pod directory.
+type Policy struct {
+	Archive           bool
+	ArchivePatterns   []string // empty: the archiver's defaults
+	DeleteAfterUpload bool
+	FirstOnly         bool
+	FirstOnlyReset    string
+	RetainFor         time.Duration
+	LimitAction       LimitAction
+}
+
+type field struct {
+	param, annotation string
+	apply             func(p *Policy, v string) error
+}
+
+var fields = []field{
+	{ParamArchive, AnnotationArchive, func(p *Policy, v string) (err error) { p.Archive, err = parseBool(v); return }},
+	{ParamArchivePatterns, AnnotationArchivePatterns, func(p *Policy, v string) (err error) {
+		p.ArchivePatterns, err = parsePatterns(v)
+		return
+	}},
+	{ParamDeleteAfterUpload, AnnotationDeleteAfterUpload, func(p *Policy, v string) (err error) {
+		p.DeleteAfterUpload, err = parseBool(v)
+		return
+	}},
+	{ParamFirstOnly, AnnotationFirstOnly, func(p *Policy, v string) (err error) { p.FirstOnly, err = parseBool(v); return }},
+	{"", AnnotationFirstOnlyReset, func(p *Policy, v string) error { p.FirstOnlyReset = v; return nil }},
+	{ParamRetainFor, AnnotationRetainFor, func(p *Policy, v string) (err error) { p.RetainFor, err = parseDuration(v); return }},
+	{ParamLimitAction, "", func(p *Policy, v string) error {
+		switch a := LimitAction(v); a {
+		case LimitWarn, LimitBlock:
+			p.LimitAction = a
+			return nil
+		}
+		return fmt.Errorf("must be %q or %q", LimitWarn, LimitBlock)
+	}},
+}
+
+// ValidateParameters checks StorageClass parameters (or inline volume attributes): every key known, every value
+// well-formed. CO-added csi.storage.k8s.io/* keys are accepted. The error names each bad key and value.
+func ValidateParameters(params map[string]string) error {
+	var errs []error
+	var p Policy
+	for _, k := range sortedKeys(params) {
+		if strings.HasPrefix(k, coParameterPrefix) {
+			continue
+		}
+		f, ok := fieldByParam(k)
+		if !ok {
+			errs = append(errs, fmt.Errorf("unknown StorageClass parameter %q (known: %s)", k, strings.Join(ParameterNames(), ", ")))
+			continue
+		}
+		if err := f.apply(&p, params[k]); err != nil {
+			errs = append(errs, fmt.Errorf("parameter %s=%q: %w", k, params[k], err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ParameterNames lists the parameters keeplog understands.
+func ParameterNames() []string {
+	var out []string
+	for _, f := range fields {
+		if f.param != "" {
+			out = append(out, f.param)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Resolve computes a pod directory's policy from its volume's parameters and its pod's annotations. Problems come
+// back as warnings (meant for an Event on the pod): the offending value is ignored, the rest still applies.
+func Resolve(params, annotations map[string]string, d Defaults) (Policy, []error) {
+	p := Policy{Archive: true, RetainFor: d.RetainFor, LimitAction: LimitWarn}
+	if p.RetainFor <= 0 {
+		p.RetainFor = DefaultRetainFor
+	}
+	var warns []error
+	for _, f := range fields {
+		if v, ok := params[f.param]; ok && f.param != "" {
+			if err := f.apply(&p, v); err != nil {
+				warns = append(warns, fmt.Errorf("StorageClass parameter %s=%q ignored: %w", f.param, v, err))
+			}
+		}
+	}
+	for _, f := range fields {
+		if v, ok := annotations[f.annotation]; ok && f.annotation != "" {
+			next := p
+			if err := f.apply(&next, v); err != nil {
+				warns = append(warns, fmt.Errorf("annotation %s=%q ignored: %w", f.annotation, v, err))
+				continue
+			}
+			p = next
+		}
+	}
+	for k := range annotations {
+		if strings.HasPrefix(k, AnnotationPrefix) && !knownAnnotation(k) {
+			warns = append(warns, fmt.Errorf("annotation %s is not one keeplog knows", k))
+		}
+	}
+	if d.MaxRetainFor > 0 && p.RetainFor > d.MaxRetainFor {
+		warns = append(warns, fmt.Errorf("retention %s capped at the driver's maximum %s", p.RetainFor, d.MaxRetainFor))
+		p.RetainFor = d.MaxRetainFor
+	}
+	return p, warns
+}
+
+// knownAnnotation is true for the policy annotations and for the keeplog.csi.io/dump-* family, which the heap
+// dump trigger reads.
+func knownAnnotation(k string) bool {
+	for _, f := range fields {
+		if f.annotation == k {
+			return true
+		}
+	}
+	return strings.HasPrefix(k, AnnotationPrefix+"dump-")
+}
+
+// KeeplogAnnotations returns the keeplog.csi.io/* annotations of a pod.
+func KeeplogAnnotations(ann map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range ann {
+		if strings.HasPrefix(k, AnnotationPrefix) {
+			out[k] = v
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+func fieldByParam(k string) (field, bool) {
+	for _, f := range fields {
+		if f.param != "" && f.param == k {
+			return f, true
+		}
+	}
+	return field{}, false
+}
+
+func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }
+
+func parseBool(v string) (bool, error) {
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, errors.New("must be true or false")
+	}
+	return b, nil
+}
+
+func parseDuration(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, errors.New("must be a duration such as 72h or 30m")
+	}
+	if d <= 0 {
+		return 0, errors.New("must be positive")
+	}
+	return d, nil
+}
+
+// parsePatterns splits a comma-separated list of globs; each must be relative, without "..", and valid.
+func parsePatterns(v string) ([]string, error) {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		if strings.HasPrefix(p, "/") || strings.Contains(p, "..") {
+			return nil, fmt.Errorf("pattern %q must be relative and must not contain \"..\"", p)
+		}
+		if _, err := path.Match(p, ""); err != nil {
+			return nil, fmt.Errorf("pattern %q: %v", p, err)
+		}
+		out = append(out, p)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no pattern given")
+	}
+	return out, nil
+}

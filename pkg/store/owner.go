@@ -1,0 +1,56 @@
+package store
+
+import (
+	"fmt"
+	"maps"
+	"path/filepath"
+)
+
+// Owner returns the volume that owns a pod directory and that directory's record; ErrNotFound when no volume does.
+func (s *Store) Owner(dir string) (*Volume, *PodDir, error) {
+	if _, err := s.PodDirPath(dir); err != nil {
+		return nil, nil, err
+	}
+	s.mu.Lock()
+	id, err := s.ownerLocked(dir)
+	s.mu.Unlock()
+	if err != nil {
+		return nil, nil, err
+	}
+	if id == "" {
+		return nil, nil, fmt.Errorf("pod directory %s: no volume owns it: %w", dir, ErrNotFound)
+	}
+	v, err := s.GetVolume(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	vdir, err := s.volumeDir(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	var p PodDir
+	if err := readJSON(filepath.Join(vdir, "pods", dir+".json"), &p); err != nil {
+		return nil, nil, err
+	}
+	return v, &p, nil
+}
+
+// SetPodAnnotations records a pod directory's keeplog annotations; it writes only when they changed.
+func (s *Store) SetPodAnnotations(volumeID, dir string, ann map[string]string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	vdir, err := s.volumeDir(volumeID)
+	if err != nil {
+		return err
+	}
+	rec := filepath.Join(vdir, "pods", dir+".json")
+	var p PodDir
+	if err := readJSON(rec, &p); err != nil {
+		return err
+	}
+	if maps.Equal(p.Annotations, ann) || (len(p.Annotations) == 0 && len(ann) == 0) {
+		return nil
+	}
+	p.Annotations = maps.Clone(ann)
+	return WriteJSONAtomic(rec, &p)
+}
