@@ -84,6 +84,8 @@ type Archiver struct {
 	running atomic.Bool
 
 	mu          sync.Mutex
+	scanned     bool           // the first full scan is done: Pending can trust what it knows
+	settlingBy  map[string]int // settling files per pod directory, as of the main loop's last iteration
 	unpublished map[string]bool
 	newUnpub    map[string]bool // unpublished since the main loop last looked
 	dirty       map[string]bool
@@ -142,7 +144,7 @@ func New(cfg Config, deps Deps) (*Archiver, error) {
 		cfg: cfg, clk: deps.Clock, fs: pfs, journal: j, m: m, limiter: newLimiter(cfg.BytesPerSecond),
 		dialer: deps.Dialer, rec: deps.Recorder, sem: deps.Semaphore, policy: deps.Policy, writers: deps.Writers,
 		log: deps.Log.WithName("archiver"), queue: newQueue(deps.Clock),
-		unpublished: map[string]bool{}, newUnpub: map[string]bool{}, dirty: map[string]bool{}, wake: make(chan struct{}, 1),
+		settlingBy: map[string]int{}, unpublished: map[string]bool{}, newUnpub: map[string]bool{}, dirty: map[string]bool{}, wake: make(chan struct{}, 1),
 		settler: newSettler(cfg.QuietPeriod), rejected: map[string]map[string]string{}, watched: map[string]bool{},
 	}, nil
 }
@@ -150,6 +152,42 @@ func New(cfg Config, deps Deps) (*Archiver, error) {
 type nopRecorder struct{}
 
 func (nopRecorder) Event(PodRef, string, string, string) {}
+
+// Pending reports whether a pod directory (path or base name) has files the
+// archiver still has to finish: settling, queued, uploading or waiting for a
+// retry. Before the archiver's first full scan every directory is pending
+// (it may hold dumps nobody has seen yet). Safe to call from any goroutine;
+// the garbage collector asks before it deletes a directory.
+func (a *Archiver) Pending(podDir string) bool {
+	pod := filepath.Base(podDir)
+	a.mu.Lock()
+	scanned, settling := a.scanned, a.settlingBy[pod]
+	a.mu.Unlock()
+	if !scanned || settling > 0 {
+		return true
+	}
+	for _, it := range a.journal.PodItems(pod) {
+		if !it.State.terminal() {
+			return true
+		}
+	}
+	return false
+}
+
+// publishSettling copies the settler's per-pod counts for Pending (main
+// loop only); scanned marks the end of the first full scan.
+func (a *Archiver) publishSettling(scanned bool) {
+	by := map[string]int{}
+	for _, f := range a.settler.all() {
+		by[f.pod]++
+	}
+	a.mu.Lock()
+	a.settlingBy = by
+	if scanned {
+		a.scanned = true
+	}
+	a.mu.Unlock()
+}
 
 // MarkUnpublished tells the archiver that a pod's volume was unpublished:
 // its files no longer need the quiet period (they still must not be open
@@ -197,6 +235,7 @@ func (a *Archiver) Run(ctx context.Context) error {
 
 	a.recover()
 	a.rescan(w)
+	a.publishSettling(true)
 
 	var wg sync.WaitGroup
 	for i := 0; i < a.cfg.MaxConcurrentUploads; i++ {
@@ -244,6 +283,7 @@ loop:
 			}
 		}
 		a.flushStatus()
+		a.publishSettling(false)
 	}
 	wg.Wait()
 	a.flushStatus()

@@ -131,6 +131,12 @@ func TestFileOpenForWritingIsNotUploadedUntilClosed(t *testing.T) {
 	if fs := statusOf(readStatus(t, e.root, pod), "app/heap.hprof"); len(fs) != 1 || fs[0].State != StatusSettling {
 		t.Fatalf("status of the open file: %+v, want settling", fs)
 	}
+	if !r.a.Pending(filepath.Join(e.root, pod)) {
+		t.Fatal("Pending is false while a dump of the pod is still open for writing")
+	}
+	quiet := e.pod("ns", "quiet")
+	writeRandom(t, filepath.Join(e.root, quiet, "app", "app.log"), 100, 9) // nothing to archive
+	waitFor(t, time.Minute, "a pod without dumps is not pending", func() bool { return !r.a.Pending(quiet) })
 	if _, err := f.Write([]byte(" second half")); err != nil {
 		t.Fatal(err)
 	}
@@ -139,6 +145,7 @@ func TestFileOpenForWritingIsNotUploadedUntilClosed(t *testing.T) {
 	}
 	dst := e.archived(pod, "app/heap.hprof")
 	waitFor(t, time.Minute, "the closed file on the server", func() bool { return exists(dst) })
+	waitFor(t, 10*time.Second, "nothing pending once uploaded", func() bool { return !r.a.Pending(pod) })
 	if b, _ := os.ReadFile(dst); string(b) != "first half, second half" {
 		t.Fatalf("server copy %q", b)
 	}

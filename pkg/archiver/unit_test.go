@@ -418,3 +418,30 @@ func TestStatusFileNeverFollowsSymlinks(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+func TestPendingBeforeTheFirstScan(t *testing.T) {
+	root := t.TempDir()
+	a, err := New(Config{NodeName: "n", Target: Target{BaseDir: "/archive"}},
+		Deps{Root: root, StateDir: filepath.Join(root, ".keeplog", "archiver"), Dialer: dialerFunc(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Nobody has looked at the directories yet: an unseen dump may be there.
+	if !a.Pending("ns_pod_0123456789abcdef0123456789abcdef") {
+		t.Fatal("Pending is false before the archiver scanned anything")
+	}
+	a.publishSettling(true)
+	if a.Pending("ns_pod_0123456789abcdef0123456789abcdef") {
+		t.Fatal("Pending is true after the scan for a directory the archiver knows nothing of")
+	}
+}
+
+// dialerFunc is a Dialer for tests that never connect.
+type dialerFunc func(ctx context.Context) (*Conn, error)
+
+func (f dialerFunc) Dial(ctx context.Context) (*Conn, error) {
+	if f == nil {
+		return nil, errors.New("test dialer: no server")
+	}
+	return f(ctx)
+}
