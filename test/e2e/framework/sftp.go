@@ -1,0 +1,68 @@
+package framework
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/keeplog/keeplog/internal/sshdtest"
+	"github.com/keeplog/keeplog/pkg/archiver"
+	"github.com/keeplog/keeplog/pkg/store"
+)
+
+// SFTP is a real OpenSSH sftp server on 127.0.0.1 for the archiver, with a Secret-shaped target directory that
+// keeplog reads through --archive-target (one file per key, as a mounted Secret).
+type SFTP struct {
+	Server *sshdtest.Server
+	// TargetDir is what --archive-target points at.
+	TargetDir string
+	// BaseDir is the archive's base directory as the SFTP client sees it.
+	BaseDir string
+}
+
+// StartSFTP starts the server (stopped at the end of the test) and writes the target directory.
+func StartSFTP(t testing.TB) *SFTP {
+	t.Helper()
+	srv := sshdtest.Start(t)
+	s := &SFTP{Server: srv, TargetDir: filepath.Join(t.TempDir(), "archive-secret"), BaseDir: srv.RemoteDir + "/archive"}
+	if err := os.Mkdir(s.TargetDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{
+		"host": srv.Host, "port": strconv.Itoa(srv.Port), "user": srv.User, "privateKey": string(srv.ClientKeyPEM),
+		"knownHosts": srv.KnownHostsLine + "\n", "baseDir": s.BaseDir,
+	} {
+		if err := os.WriteFile(filepath.Join(s.TargetDir, k), []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s
+}
+
+// Flag is the keeplog flag that archives to this server.
+func (s *SFTP) Flag() string { return "--archive-target=" + s.TargetDir }
+
+// Archived is where a pod's file (its path inside the pod directory) lands on this machine's disk.
+func (s *SFTP) Archived(t testing.TB, pod store.PodRef, rel string) string {
+	t.Helper()
+	remote, err := archiver.RemotePath(s.BaseDir, pod, rel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(s.Server.DataDir, strings.TrimPrefix(remote, s.Server.RemoteDir))
+}
+
+// Files lists every file on the server, relative to its data directory.
+func (s *SFTP) Files() []string {
+	var out []string
+	_ = filepath.WalkDir(s.Server.DataDir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			rel, _ := filepath.Rel(s.Server.DataDir, p)
+			out = append(out, rel)
+		}
+		return nil
+	})
+	return out
+}
