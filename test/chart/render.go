@@ -1,0 +1,119 @@
+// Package chart renders charts/keeplog with the Helm the project builds from the Go module proxy (hack/helm.sh) and
+// decodes the result into typed Kubernetes objects. The template tests in this package and the chart e2e test
+// (test/e2e/chart_e2e_test.go) share it.
+package chart
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer/json"
+	"k8s.io/client-go/kubernetes/scheme"
+)
+
+// RepoRoot finds the checkout from the working directory (go test runs in the package directory).
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := dir; d != "/"; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d, nil
+		}
+	}
+	return "", fmt.Errorf("no go.mod above %s", dir)
+}
+
+// Helm returns the helm binary: $HELM when set, else the one hack/helm.sh builds (once) into the cache.
+func Helm(ctx context.Context, repo string) (string, error) {
+	if h := os.Getenv("HELM"); h != "" {
+		return h, nil
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(repo, "hack", "helm.sh"))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("hack/helm.sh: %w: %s", err, stderr.String())
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// Options say how to render the chart.
+type Options struct {
+	Release     string   // default "keeplog"
+	Namespace   string   // default "keeplog"
+	ValuesFiles []string // -f, in order
+	Set         []string // --set key=value, after the files
+}
+
+// Render runs `helm template` on the chart in repo/charts/keeplog and returns the YAML.
+func Render(ctx context.Context, helm, repo string, o Options) (string, error) {
+	if o.Release == "" {
+		o.Release = "keeplog"
+	}
+	if o.Namespace == "" {
+		o.Namespace = "keeplog"
+	}
+	args := []string{"template", o.Release, filepath.Join(repo, "charts", "keeplog"), "--namespace", o.Namespace}
+	for _, f := range o.ValuesFiles {
+		args = append(args, "--values", f)
+	}
+	for _, s := range o.Set {
+		args = append(args, "--set", s)
+	}
+	cmd := exec.CommandContext(ctx, helm, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("helm %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return string(out), nil
+}
+
+// Documents splits a multi-document YAML stream into its non-empty documents.
+func Documents(yaml string) []string {
+	var docs []string
+	for _, d := range strings.Split("\n"+yaml, "\n---") {
+		if !isEmptyDoc(d) {
+			docs = append(docs, strings.TrimLeft(d, "\n"))
+		}
+	}
+	return docs
+}
+
+func isEmptyDoc(d string) bool {
+	for _, l := range strings.Split(d, "\n") {
+		l = strings.TrimSpace(l)
+		if l != "" && !strings.HasPrefix(l, "#") {
+			return false
+		}
+	}
+	return true
+}
+
+// strict decodes YAML into typed objects and fails on unknown or duplicate fields, so a misspelt field in a template
+// (mountPropogation) is an error here and not silently dropped.
+var strict = json.NewSerializerWithOptions(json.DefaultMetaFactory, scheme.Scheme, scheme.Scheme,
+	json.SerializerOptions{Yaml: true, Strict: true})
+
+// Decode turns each document into a typed object (client-go's scheme knows every kind the chart renders).
+func Decode(yaml string) ([]runtime.Object, error) {
+	var objs []runtime.Object
+	for i, d := range Documents(yaml) {
+		obj, _, err := strict.Decode([]byte(d), nil, nil)
+		if err != nil {
+			return nil, fmt.Errorf("document %d: %w\n%s", i, err, d)
+		}
+		objs = append(objs, obj)
+	}
+	return objs, nil
+}
