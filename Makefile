@@ -24,6 +24,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./test/e2e/...
+	hack/manifests.sh --verify
 
 unit:
 	$(GO) test -race -count=1 ./pkg/... ./cmd/... ./internal/...
@@ -39,10 +40,28 @@ e2e: deps k8s build
 demo: deps k8s build
 	$(GO) run ./test/e2e/cmd/demo
 
-test: deps lint unit sanity e2e
+test: deps lint unit chart sanity e2e
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./pkg/...
 
 clean:
 	rm -rf bin
+
+# Helm built from the Go module proxy into $(CACHE)/bin/helm-<version> (hack/helm.sh; `make lint` needs it).
+.PHONY: helm manifests verify-manifests chart
+helm:
+	@hack/helm.sh >/dev/null
+
+# deploy/ is generated from charts/keeplog (kustomize: kubectl apply -k deploy/); verify-manifests (in lint) fails
+# when they differ.
+manifests:
+	hack/manifests.sh
+
+verify-manifests:
+	hack/manifests.sh --verify
+
+# Template tests of charts/keeplog: render with default and all values, RBAC, schema, every keeplog flag wired and
+# accepted by bin/keeplog, csi-provisioner accepts its arguments.
+chart: k8s build
+	KEEPLOG_BIN=$(CURDIR)/bin/keeplog $(GO) test -count=1 ./test/chart/

@@ -97,7 +97,7 @@ func Setup(ctx context.Context, logf func(string, ...any)) (_ *Env, err error) {
 	if err := e.StartKeeplog(ctx); err != nil {
 		return nil, err
 	}
-	p, err := l.StartProcess("csi-provisioner-1", l.ProvisionerArgs(e.Socket), []string{"NODE_NAME=" + l.NodeName()})
+	p, err := l.StartProcess("csi-provisioner-1", e.provisionerArgs(), e.provisionerEnv())
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +122,7 @@ func (e *Env) superviseProvisioner(ctx context.Context, p *lab.Process) {
 			return
 		case <-time.After(time.Second):
 		}
-		next, err := e.Lab.StartProcess(fmt.Sprintf("csi-provisioner-%d", n), e.Lab.ProvisionerArgs(e.Socket), []string{"NODE_NAME=" + e.Lab.NodeName()})
+		next, err := e.Lab.StartProcess(fmt.Sprintf("csi-provisioner-%d", n), e.provisionerArgs(), e.provisionerEnv())
 		if err != nil {
 			e.logf("restart csi-provisioner: %v", err)
 			return
