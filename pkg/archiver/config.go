@@ -213,7 +213,7 @@ func (c *Config) setDefaults() {
 		c.MaxConcurrentUploads = 2
 	}
 	if c.ConcurrentRequests == 0 {
-		c.ConcurrentRequests = 64
+		c.ConcurrentRequests = 16
 	}
 }
 

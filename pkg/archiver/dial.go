@@ -101,7 +101,7 @@ func NewSSHDialer(t Target, o SSHDialerOptions) (*SSHDialer, error) {
 		o.ConnectTimeout = 30 * time.Second
 	}
 	if o.ConcurrentRequests == 0 {
-		o.ConcurrentRequests = 64
+		o.ConcurrentRequests = 16
 	}
 	if o.Keepalive == 0 {
 		o.Keepalive = 15 * time.Second
@@ -124,6 +124,14 @@ func NewSSHDialer(t Target, o SSHDialerOptions) (*SSHDialer, error) {
 		},
 	}, nil
 }
+
+const (
+	// limitsExtension is advertised by OpenSSH's sftp-server (8.6 and later).
+	limitsExtension = "limits@openssh.com"
+	// openSSHMaxWrite is the max-write-length OpenSSH's sftp-server reports in its limits: its 256 KiB message
+	// limit less 1 KiB for the request's header.
+	openSSHMaxWrite = 256*1024 - 1024
+)
 
 // Dial connects, authenticates and starts the SFTP subsystem.
 func (d *SSHDialer) Dial(ctx context.Context) (*Conn, error) {
@@ -158,6 +166,16 @@ func (d *SSHDialer) Dial(ctx context.Context) (*Conn, error) {
 	if err != nil {
 		_ = client.Close()
 		return nil, fmt.Errorf("start sftp subsystem on %s: %w", addr, err)
+	}
+	if _, ok := sc.HasExtension(limitsExtension); ok {
+		// An OpenSSH sftp-server: it takes writes of up to openSSHMaxWrite bytes, 8x the 32 KiB every server
+		// must take. Fewer, larger requests are markedly faster (see BenchmarkUploadVsSFTPClient).
+		_ = sc.Close()
+		sc, err = sftp.NewClient(client, append(d.sftpOptions, sftp.MaxPacketUnchecked(openSSHMaxWrite))...)
+		if err != nil {
+			_ = client.Close()
+			return nil, fmt.Errorf("restart sftp subsystem on %s with large writes: %w", addr, err)
+		}
 	}
 	_ = tcp.SetDeadline(time.Time{})
 	done := make(chan struct{})
