@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // StorageClass parameters (and CSI inline volume attributes).
@@ -27,6 +29,7 @@ const (
 	ParamFirstOnly         = "firstOnly"         // "true": upload only the first finished dump of each container
 	ParamRetainFor         = "retainFor"         // a duration (e.g. 72h) the directory is kept after the pod
 	ParamLimitAction       = "limitAction"       // "warn" (default) or "block" when the volume passes its size
+	ParamSize              = "size"              // a quantity (e.g. 1Gi): the size of a CSI inline volume, which has no request
 )
 
 // coParameterPrefix marks parameters the CO adds itself (csi-provisioner's --extra-create-metadata).
@@ -76,6 +79,7 @@ type Policy struct {
 	FirstOnlyReset    string
 	RetainFor         time.Duration
 	LimitAction       LimitAction
+	SizeBytes         int64 // from ParamSize; 0 when not set
 }
 
 type field struct {
@@ -104,6 +108,7 @@ var fields = []field{
 		}
 		return fmt.Errorf("must be %q or %q", LimitWarn, LimitBlock)
 	}},
+	{ParamSize, "", func(p *Policy, v string) (err error) { p.SizeBytes, err = parseSize(v); return }},
 }
 
 // ValidateParameters checks StorageClass parameters (or inline volume attributes): every key known, every value
@@ -229,6 +234,18 @@ func parseDuration(v string) (time.Duration, error) {
 		return 0, errors.New("must be positive")
 	}
 	return d, nil
+}
+
+func parseSize(v string) (int64, error) {
+	q, err := resource.ParseQuantity(v)
+	if err != nil {
+		return 0, errors.New("must be a quantity such as 1Gi or 500Mi")
+	}
+	n, ok := q.AsInt64()
+	if !ok || n <= 0 {
+		return 0, errors.New("must be a positive whole number of bytes")
+	}
+	return n, nil
 }
 
 // parsePatterns splits a comma-separated list of globs; each must be relative, without "..", and valid.

@@ -1,0 +1,221 @@
+package usage
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// loopExt4 makes a small ext4 filesystem in a file, mounts it with -o loop and returns the mount point. It needs
+// root; everything is undone in t.Cleanup.
+func loopExt4(t *testing.T, sizeMiB int) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: mounts a loop device")
+	}
+	dir := t.TempDir()
+	img, mnt := filepath.Join(dir, "fs.img"), filepath.Join(dir, "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range [][]string{
+		{"truncate", "-s", strconv.Itoa(sizeMiB) + "M", img},
+		{"mkfs.ext4", "-q", "-F", img},
+		{"mount", "-o", "loop", img, mnt},
+	} {
+		if out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v: %s", cmd, err, out)
+		}
+	}
+	t.Cleanup(func() {
+		// Attributes left set would make the temp directory's removal fail.
+		_ = exec.Command("chattr", "-R", "-f", "-i", mnt).Run()
+		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", mnt, err, out)
+		}
+	})
+	return mnt
+}
+
+func isEPERM(err error) bool { return errors.Is(err, syscall.EPERM) }
+
+// TestAttrEnforcerOnExt4 checks on a real ext4 what the block does: writes through a descriptor opened before fail,
+// so do new files and deletions; keeplog's own .keeplog directory stays writable; unblocking undoes it all.
+func TestAttrEnforcerOnExt4(t *testing.T) {
+	mnt := loopExt4(t, 16)
+	pod := filepath.Join(mnt, "ns_pod_uid")
+	writeFile(t, filepath.Join(pod, "app", "app.log"), 100)
+	writeFile(t, filepath.Join(pod, ".keeplog", "pod.txt"), 10)
+	if err := os.Symlink("/nowhere", filepath.Join(pod, "app", "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(pod, "app", "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	open, err := os.OpenFile(filepath.Join(pod, "app", "app.log"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close()
+	e, err := NewAttrEnforcer(filepath.Join(mnt, ".keeplog", "usage", "blocked"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Block(pod); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := open.Write([]byte("more")); !isEPERM(err) {
+		t.Errorf("write through a descriptor opened before the block: %v, want EPERM", err)
+	}
+	if err := os.WriteFile(filepath.Join(pod, "app", "new.log"), []byte("x"), 0o644); !isEPERM(err) {
+		t.Errorf("create a file: %v, want EPERM", err)
+	}
+	if err := os.WriteFile(filepath.Join(pod, "top.log"), []byte("x"), 0o644); !isEPERM(err) {
+		t.Errorf("create a file at the top: %v, want EPERM", err)
+	}
+	if err := os.Remove(filepath.Join(pod, "app", "app.log")); !isEPERM(err) {
+		t.Errorf("delete a file: %v, want EPERM", err)
+	}
+	if err := os.WriteFile(filepath.Join(pod, ".keeplog", "ended.txt"), []byte("x"), 0o644); err != nil {
+		t.Errorf("keeplog's own directory must stay writable: %v", err)
+	}
+	if got, _ := e.Blocked(); !slices.Equal(got, []string{pod}) {
+		t.Errorf("Blocked() = %v, want [%s]", got, pod)
+	}
+	if err := e.Block(pod); err != nil { // idempotent
+		t.Fatal(err)
+	}
+	if err := e.Unblock(pod); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := open.Write([]byte("more")); err != nil {
+		t.Errorf("write after unblock: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(pod, "app", "new.log"), []byte("x"), 0o644); err != nil {
+		t.Errorf("create after unblock: %v", err)
+	}
+	if got, _ := e.Blocked(); len(got) != 0 {
+		t.Errorf("Blocked() after unblock = %v", got)
+	}
+	for _, p := range []string{pod, filepath.Join(pod, "app"), filepath.Join(pod, "app", "app.log")} {
+		if imm, err := IsImmutable(p); err != nil || imm {
+			t.Errorf("%s immutable=%v err=%v after unblock", p, imm, err)
+		}
+	}
+}
+
+// writer appends to a file through one descriptor until a write fails, and reports the failure.
+func writer(ctx context.Context, path string, chunk int, every time.Duration) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer f.Close()
+		buf := make([]byte, chunk)
+		for ctx.Err() == nil {
+			if _, err := f.Write(buf); err != nil {
+				done <- err
+				return
+			}
+			time.Sleep(every)
+		}
+		done <- nil
+	}()
+	return done
+}
+
+// TestBlockStopsWriterOnExt4 runs the whole Tracker with the immutable-attribute enforcer on a loop-mounted ext4
+// root: a pod directory writing past its limit is stopped within seconds, even through its open descriptor, while
+// another volume's pod writes on; once the excess is removed by hand (as an operator would: chattr -i, rm) it can
+// write again.
+func TestBlockStopsWriterOnExt4(t *testing.T) {
+	mnt := loopExt4(t, 64)
+	f := newFixture(t, filepath.Join(mnt, "root"))
+	blocked := f.volume("vol-block", 1<<20, map[string]string{"limitAction": "block"}, "p1")[0]
+	free := f.volume("vol-free", 0, nil, "q1")[0]
+	enf, err := NewAttrEnforcer(filepath.Join(f.st.Root(), ".keeplog", "usage", "blocked"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := New(Config{UpdateInterval: 100 * time.Millisecond, BlockGrace: time.Millisecond},
+		Deps{Store: f.st, Enforcer: enf, Events: f.events})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	runDone := make(chan error, 1)
+	go func() { runDone <- tr.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-runDone })
+
+	wctx, stopWriters := context.WithCancel(context.Background())
+	defer stopWriters()
+	freeDone := writer(wctx, filepath.Join(free, "free.log"), 4096, 10*time.Millisecond)
+	start := time.Now()
+	if err := os.Mkdir(filepath.Join(blocked, "app"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(blocked, "app", "big.log")
+	blockedDone := writer(wctx, big, 64<<10, 10*time.Millisecond)
+	var werr error
+	select {
+	case werr = <-blockedDone:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the writer past its limit was not stopped within 20 s")
+	}
+	if !isEPERM(werr) {
+		t.Fatalf("writer stopped with %v, want EPERM", werr)
+	}
+	t.Logf("writer stopped after %s", time.Since(start).Round(time.Millisecond))
+	fi, err := os.Stat(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() > 4<<20 {
+		t.Errorf("the blocked file grew to %d bytes: the block came too late", fi.Size())
+	}
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case err := <-freeDone:
+		t.Fatalf("the other volume's writer stopped: %v", err)
+	default:
+	}
+	if reasons := f.events.reasons(); !slices.Contains(reasons, "p1 "+ReasonBlocked) {
+		t.Errorf("events %v lack %s", reasons, ReasonBlocked)
+	}
+
+	// The operator frees space: clears the attribute of the file and its directory only, and removes the file.
+	// The top of the pod directory becomes writable only when the Tracker unblocks it.
+	if err := os.WriteFile(filepath.Join(blocked, "after.log"), []byte("x"), 0o644); !isEPERM(err) {
+		t.Fatalf("write at the top of a blocked directory: %v, want EPERM", err)
+	}
+	if out, err := exec.Command("chattr", "-i", filepath.Dir(big), big).CombinedOutput(); err != nil {
+		t.Fatalf("chattr: %v: %s", err, out)
+	}
+	if err := os.Remove(big); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := os.WriteFile(filepath.Join(blocked, "after.log"), []byte("written again\n"), 0o644)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still cannot write 10 s after the excess was removed: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if imm, err := IsImmutable(filepath.Join(blocked)); err != nil || imm {
+		t.Errorf("pod directory immutable=%v (%v) after the volume is back under its limit", imm, err)
+	}
+}

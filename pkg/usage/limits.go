@@ -1,0 +1,174 @@
+package usage
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"k8s.io/klog/v2"
+
+	"github.com/keeplog/keeplog/pkg/policy"
+	"github.com/keeplog/keeplog/pkg/store"
+)
+
+type podEvent struct {
+	pod                  store.PodRef
+	typ, reason, message string
+}
+
+type enforcement struct {
+	volumeID, dir, path string
+	pod                 *store.PodRef
+	block               bool
+}
+
+// evaluate compares every volume with its limit, sends the Events a change calls for and blocks or unblocks pod
+// directories. A volume's directories are blocked only while it is over its limit with limitAction block, and only
+// those that are published (a pod writes there) and older than BlockGrace; a directory whose pod is gone is
+// released, so retention and deletion can remove it.
+func (t *Tracker) evaluate() {
+	now := t.deps.Now()
+	var events []podEvent
+	var acts []enforcement
+	t.mu.Lock()
+	ids := make([]string, 0, len(t.vols))
+	for id := range t.vols {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		v := t.vols[id]
+		s := t.statusLocked(v)
+		over := v.limit > 0 && s.Bytes > v.limit
+		enforce := over && v.action == policy.LimitBlock && t.deps.Enforcer != nil
+		switch {
+		case over && !v.over:
+			klog.InfoS("Volume is over its limit", "volume", id, "usedBytes", s.Bytes, "limitBytes", v.limit, "limitAction", v.action)
+			t.m.exceeded.WithLabelValues(id).Inc()
+		case !over && v.over:
+			klog.InfoS("Volume is back under its limit", "volume", id, "usedBytes", s.Bytes, "limitBytes", v.limit)
+			for _, name := range v.dirs {
+				if d := t.dirs[name]; d != nil && d.pod != nil && v.notified[name] {
+					events = append(events, podEvent{*d.pod, "Normal", ReasonBackUnder, fmt.Sprintf(
+						"keeplog volume %s uses %s, under its limit of %s again", id, humanBytes(s.Bytes), humanBytes(v.limit))})
+				}
+			}
+			clear(v.notified)
+		}
+		v.over = over
+		for _, name := range v.dirs {
+			d := t.dirs[name]
+			if d == nil {
+				continue
+			}
+			if over && v.published[name] && d.pod != nil && !v.notified[name] {
+				v.notified[name] = true
+				events = append(events, podEvent{*d.pod, "Warning", ReasonOverLimit, overMessage(id, s, v, t.deps.Enforcer != nil)})
+			}
+			want := enforce && v.published[name] && d.t != nil && now.Sub(d.seen) >= t.cfg.BlockGrace
+			path, err := t.deps.Store.PodDirPath(name)
+			if err != nil {
+				continue
+			}
+			switch {
+			case want && (!d.blocked || d.t.usage.Inodes > d.blockedAt.Inodes):
+				acts = append(acts, enforcement{volumeID: id, dir: name, path: path, pod: d.pod, block: true})
+			case !want && d.blocked:
+				acts = append(acts, enforcement{volumeID: id, dir: name, path: path, pod: d.pod})
+			}
+		}
+	}
+	release := t.release
+	t.release = nil
+	t.mu.Unlock()
+
+	for _, e := range events {
+		if t.deps.Events != nil {
+			t.deps.Events.PodEvent(e.pod, e.typ, e.reason, e.message)
+		}
+	}
+	for _, p := range release {
+		if t.deps.Enforcer == nil {
+			break
+		}
+		if err := t.deps.Enforcer.Unblock(p); err != nil {
+			t.m.enforceErrors.WithLabelValues("unblock").Inc()
+			klog.ErrorS(err, "Could not unblock the directory of a deleted volume", "dir", p)
+		}
+	}
+	for _, a := range acts {
+		t.enforce(a)
+	}
+}
+
+// enforce runs one Block or Unblock and records the outcome.
+func (t *Tracker) enforce(a enforcement) {
+	op, run := "unblock", t.deps.Enforcer.Unblock
+	if a.block {
+		op, run = "block", t.deps.Enforcer.Block
+	}
+	err := run(a.path)
+	t.mu.Lock()
+	d := t.dirs[a.dir]
+	first := d != nil && a.block && !d.blocked
+	if d != nil {
+		// Even a partly failed Block leaves some attributes set: count the directory as blocked so it is released.
+		d.blocked = a.block
+		if a.block && d.t != nil {
+			d.blockedAt = d.t.usage
+		}
+	}
+	t.mu.Unlock()
+	if err != nil {
+		t.m.enforceErrors.WithLabelValues(op).Inc()
+		klog.ErrorS(err, "Could not enforce the volume's limit", "operation", op, "volume", a.volumeID, "dir", a.path)
+		if a.pod != nil && t.deps.Events != nil && first {
+			t.deps.Events.PodEvent(*a.pod, "Warning", ReasonEnforceFailed, fmt.Sprintf(
+				"keeplog could not %s writes to volume %s: %v", op, a.volumeID, err))
+		}
+	}
+	switch {
+	case first:
+		klog.InfoS("Pod directory blocked: its volume is over its limit", "volume", a.volumeID, "dir", a.path, "enforcer", t.deps.Enforcer.Name())
+		if a.pod != nil && t.deps.Events != nil {
+			t.deps.Events.PodEvent(*a.pod, "Warning", ReasonBlocked, fmt.Sprintf(
+				"keeplog blocked writes to volume %s (limitAction block): files there cannot be written, created or deleted until the volume is back under its limit", a.volumeID))
+		}
+	case !a.block:
+		klog.InfoS("Pod directory unblocked", "volume", a.volumeID, "dir", a.path)
+	}
+}
+
+// adoptBlocks takes over the blocks a previous run left (the Enforcer's record); evaluate then keeps or releases them.
+func (t *Tracker) adoptBlocks() {
+	if t.deps.Enforcer == nil {
+		return
+	}
+	paths, err := t.deps.Enforcer.Blocked()
+	if err != nil {
+		klog.ErrorS(err, "Could not list the pod directories a previous run blocked")
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, p := range paths {
+		name, ok := strings.CutPrefix(p, t.root+"/")
+		if d := t.dirs[name]; ok && d != nil {
+			d.blocked = true
+			continue
+		}
+		t.release = append(t.release, p)
+	}
+}
+
+func overMessage(id string, s Status, v *volState, canBlock bool) string {
+	msg := fmt.Sprintf("keeplog volume %s uses %s, over its limit of %s; ", id, humanBytes(s.Bytes), humanBytes(v.limit))
+	switch {
+	case v.action == policy.LimitBlock && canBlock:
+		return msg + "limitAction block: writes will be blocked until usage is back under the limit"
+	case v.action == policy.LimitBlock:
+		return msg + "limitAction block, but this node has no way to block writes: nothing is stopped"
+	default:
+		return msg + "limitAction warn: nothing is stopped"
+	}
+}

@@ -1,0 +1,81 @@
+package usage
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	t             *Tracker
+	used, inodes  *prometheus.Desc
+	limit, over   *prometheus.Desc
+	blocked       *prometheus.Desc
+	walks         prometheus.Counter
+	walkSeconds   prometheus.Histogram
+	overflows     prometheus.Counter
+	exceeded      *prometheus.CounterVec
+	enforceErrors *prometheus.CounterVec
+}
+
+// newMetrics registers the Tracker's metrics. The per-volume gauges are read from the Tracker at each scrape, so a
+// deleted volume's series goes away with it.
+func newMetrics(t *Tracker, reg prometheus.Registerer) (*metrics, error) {
+	vol := []string{"volume"}
+	m := &metrics{t: t,
+		used:    prometheus.NewDesc("keeplog_volume_used_bytes", "Bytes allocated by the volume's pod directories (as du counts them).", vol, nil),
+		inodes:  prometheus.NewDesc("keeplog_volume_used_inodes", "Files and directories in the volume's pod directories.", vol, nil),
+		limit:   prometheus.NewDesc("keeplog_volume_limit_bytes", "The volume's limit: its requested capacity (or the size attribute of a CSI inline volume). Absent when it has none.", vol, nil),
+		over:    prometheus.NewDesc("keeplog_volume_over_limit", "1 while the volume uses more than its limit.", vol, nil),
+		blocked: prometheus.NewDesc("keeplog_volume_blocked_directories", "Pod directories of the volume whose writes are blocked now (limitAction block).", vol, nil),
+		walks:   prometheus.NewCounter(prometheus.CounterOpts{Name: "keeplog_usage_walks_total", Help: "Full walks of every pod directory."}),
+		walkSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "keeplog_usage_walk_duration_seconds",
+			Help: "How long measuring one pod directory took.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 9)}),
+		overflows: prometheus.NewCounter(prometheus.CounterOpts{Name: "keeplog_usage_event_overflows_total",
+			Help: "Times file events were lost (inotify queue overflow) and everything was walked again."}),
+		exceeded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keeplog_volume_limit_exceeded_total",
+			Help: "Times the volume went over its limit."}, vol),
+		enforceErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keeplog_usage_enforce_errors_total",
+			Help: "Failed attempts to block or unblock a pod directory."}, []string{"operation"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m, m.walks, m.walkSeconds, m.overflows, m.exceeded, m.enforceErrors} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register usage metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// Describe implements prometheus.Collector.
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{m.used, m.inodes, m.limit, m.over, m.blocked} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	t := m.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.started {
+		return
+	}
+	for id, v := range t.vols {
+		s := t.statusLocked(v)
+		ch <- prometheus.MustNewConstMetric(m.used, prometheus.GaugeValue, float64(s.Bytes), id)
+		ch <- prometheus.MustNewConstMetric(m.inodes, prometheus.GaugeValue, float64(s.Inodes), id)
+		if v.limit > 0 {
+			ch <- prometheus.MustNewConstMetric(m.limit, prometheus.GaugeValue, float64(v.limit), id)
+		}
+		over := 0.0
+		if v.over {
+			over = 1
+		}
+		ch <- prometheus.MustNewConstMetric(m.over, prometheus.GaugeValue, over, id)
+		ch <- prometheus.MustNewConstMetric(m.blocked, prometheus.GaugeValue, float64(len(s.Blocked)), id)
+	}
+}
