@@ -811,3 +811,28 @@ func klogFlags() []string {
 	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
 	return names
 }
+
+// The README's values table names every value of values.yaml (a group may be written as `parent.*`).
+func TestReadmeDocumentsEveryValue(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join(repo, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defaults := map[string]any{}
+	leaves("", loadValues(t, filepath.Join(repo, "charts", "keeplog", "values.yaml")), defaults)
+	var missing []string
+	for path := range defaults {
+		documented := strings.Contains(string(readme), "`"+path+"`")
+		for p := path; !documented && strings.Contains(p, "."); {
+			p = p[:strings.LastIndex(p, ".")]
+			documented = strings.Contains(string(readme), "`"+p+".*`")
+		}
+		if !documented {
+			missing = append(missing, path)
+		}
+	}
+	sort.Strings(missing)
+	if len(missing) > 0 {
+		t.Errorf("README.md (Install with Helm) does not document these values: %s", strings.Join(missing, ", "))
+	}
+}

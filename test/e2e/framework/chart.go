@@ -1,5 +1,33 @@
 package framework
 
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/yaml"
+
+	"github.com/keeplog/keeplog/test/chart"
+	keeplogimage "github.com/keeplog/keeplog/test/e2e/images/keeplog"
+	"github.com/keeplog/keeplog/test/e2e/lab"
+)
+
+// Images the chart e2e imports into the lab's containerd (pods use them with imagePullPolicy: Never).
+const (
+	ChartKeeplogImage     = "keeplog.local/e2e/keeplog:e2e"
+	ChartProvisionerImage = "keeplog.local/e2e/csi-provisioner:" + lab.ProvisionerVersion
+)
+
 // provisionerArgs is csi-provisioner's argv for the host-process deployment: the lab's arguments plus storage capacity
 // tracking, as the chart's DaemonSet runs it. deploy/csidriver.yaml (generated from the chart) says
 // storageCapacity: true, so the scheduler only places a pod with a keeplog claim on a node that has a
@@ -16,4 +44,175 @@ func (e *Env) provisionerArgs() []string {
 // CSIStorageCapacity objects.
 func (e *Env) provisionerEnv() []string {
 	return []string{"NODE_NAME=" + e.Lab.NodeName(), "NAMESPACE=default"}
+}
+
+// SetupLabOnly starts the lab and nothing of keeplog: no CSIDriver, no StorageClass, no host processes. For tests
+// that install keeplog themselves (the Helm chart), so no host keeplog serves the same driver name and socket.
+// Teardown stops it; uninstall what the test installed first (a DaemonSet's pods are not deleted by Teardown).
+func SetupLabOnly(ctx context.Context, logf func(string, ...any)) (*Env, error) {
+	repo, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	base, err := os.MkdirTemp("", "keeplog-e2e-")
+	if err != nil {
+		return nil, err
+	}
+	l, err := lab.Start(ctx, lab.Config{WorkDir: filepath.Join(base, "lab"), Logf: logf})
+	if err != nil {
+		os.RemoveAll(base)
+		return nil, err
+	}
+	return &Env{Lab: l, Client: l.Client(), Root: filepath.Join(base, "root"), Repo: repo, base: base, logf: logf,
+		Socket: filepath.Join(pluginDir, "csi.sock")}, nil
+}
+
+// WorkDir is the test's temporary directory (the lab's work dir and keeplog's root are inside it).
+func (e *Env) WorkDir() string { return e.base }
+
+// ImportChartImages builds the keeplog image (bin/keeplog, busybox's mount and umount) and the csi-provisioner image
+// as docker-archive tars and imports them into the lab's containerd.
+func (e *Env) ImportChartImages(ctx context.Context) error {
+	busybox := "/bin/busybox" // Debian's busybox-static (hack/install-deps.sh), as the lab's busybox image
+	for _, img := range []struct {
+		ref   string
+		write func(out string) error
+	}{
+		{ChartKeeplogImage, func(out string) error {
+			return keeplogimage.WriteKeeplog(out, ChartKeeplogImage, filepath.Join(e.Repo, "bin", "keeplog"), busybox)
+		}},
+		{ChartProvisionerImage, func(out string) error {
+			return keeplogimage.WriteProvisioner(out, ChartProvisionerImage, lab.DefaultProvisionerBin())
+		}},
+	} {
+		out := filepath.Join(e.base, strings.NewReplacer("/", "_", ":", "_").Replace(img.ref)+".tar")
+		if err := img.write(out); err != nil {
+			return err
+		}
+		cmd := exec.CommandContext(ctx, "ctr", "-n", "k8s.io", "--address", e.Lab.ContainerdSocket(), "images", "import", out)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("ctr images import %s: %w: %s", out, err, b)
+		}
+		e.logf("imported %s from %s", img.ref, out)
+	}
+	return nil
+}
+
+// Helm runs the project's Helm (hack/helm.sh) against the lab, with its cache and config inside the test's temp dir.
+func (e *Env) Helm(ctx context.Context, args ...string) (string, error) {
+	bin, err := chart.Helm(ctx, e.Repo)
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", e.Lab.Kubeconfig()}, args...)...)
+	home := filepath.Join(e.base, "helm")
+	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+home+"/cache", "HELM_CONFIG_HOME="+home+"/config", "HELM_DATA_HOME="+home+"/data")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out), fmt.Errorf("helm %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return string(out), nil
+}
+
+// ChartValues are the values that make the chart run in the lab: the imported images, keeplog's root in the test's
+// temp dir, the lab kubelet's pod log directory, a free metrics port, and the API server on loopback (there is no
+// kube-proxy, so the kubernetes Service's ClusterIP the in-cluster configuration would use leads nowhere; the
+// host-network pods reach kube-apiserver on 127.0.0.1 and its certificate names 127.0.0.1). Written to a file for -f.
+func (e *Env) ChartValues() (path string, metricsPort int, err error) {
+	u, err := url.Parse(e.Lab.APIServerURL())
+	if err != nil {
+		return "", 0, err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", 0, err
+	}
+	metricsPort = l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	values := map[string]any{
+		"image": map[string]any{"repository": strings.Split(ChartKeeplogImage, ":")[0], "tag": "e2e", "pullPolicy": "Never"},
+		"provisioner": map[string]any{
+			"image":     map[string]any{"repository": strings.Split(ChartProvisionerImage, ":")[0], "tag": lab.ProvisionerVersion, "pullPolicy": "Never"},
+			"verbosity": 5,
+		},
+		"keeplog": map[string]any{
+			"root":             e.Root,
+			"podLogsDir":       e.PodLogsDir(),
+			"describeInterval": "2s",
+			"verbosity":        4,
+		},
+		"metrics":   map[string]any{"port": metricsPort},
+		"apiServer": map[string]any{"host": u.Hostname(), "port": u.Port()},
+	}
+	data, err := yaml.Marshal(values)
+	if err != nil {
+		return "", 0, err
+	}
+	path = filepath.Join(e.base, "lab-values.yaml")
+	return path, metricsPort, os.WriteFile(path, data, 0o644)
+}
+
+// WaitDaemonSetPod waits until the DaemonSet's pod on the node runs with every container ready and returns it; on
+// timeout the error carries the pod's description and its containers' logs.
+func (e *Env) WaitDaemonSetPod(ctx context.Context, ns, selector string, timeout time.Duration) (*corev1.Pod, error) {
+	var pod *corev1.Pod
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		list, err := e.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
+		if err != nil || len(list.Items) != 1 {
+			return false, nil
+		}
+		pod = &list.Items[0]
+		if pod.Status.Phase != corev1.PodRunning || len(pod.Status.ContainerStatuses) != len(pod.Spec.Containers) {
+			return false, nil
+		}
+		for _, c := range pod.Status.ContainerStatuses {
+			if !c.Ready {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		msg := "no pod"
+		if pod != nil {
+			msg = e.PodDiagnostics(ctx, pod)
+		}
+		return pod, fmt.Errorf("DaemonSet pod (%s) in %s not running and ready: %w\n%s", selector, ns, err, msg)
+	}
+	return pod, nil
+}
+
+// PodDiagnostics is `kubectl describe pod` plus the tail of each container's log as kubelet wrote it.
+func (e *Env) PodDiagnostics(ctx context.Context, pod *corev1.Pod) string {
+	out, err := e.Lab.Kubectl(ctx, "describe", "pod", "-n", pod.Namespace, pod.Name)
+	if err != nil {
+		out += "\n" + err.Error()
+	}
+	var b strings.Builder
+	b.WriteString(out)
+	for _, c := range pod.Spec.Containers {
+		fmt.Fprintf(&b, "\n--- log of container %s:\n%s", c.Name, e.ContainerLog(pod, c.Name, 40))
+	}
+	return b.String()
+}
+
+// ContainerLog returns the last n lines kubelet wrote for a container of a pod (all its restarts), read from the
+// node's pod log directory.
+func (e *Env) ContainerLog(pod *corev1.Pod, container string, n int) string {
+	dir := filepath.Join(e.PodLogsDir(), pod.Namespace+"_"+pod.Name+"_"+string(pod.UID), container)
+	files, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	var lines []string
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		lines = append(lines, strings.Split(strings.TrimRight(string(data), "\n"), "\n")...)
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
