@@ -75,6 +75,9 @@ func (p podEvents) Event(pod archiver.PodRef, eventType, reason, message string)
 // visits, and resolving reads the store.
 const policyCacheTTL = 5 * time.Second
 
+// policyCacheMax is the cache size at which expired entries are dropped.
+const policyCacheMax = 1024
+
 // archivePolicy maps the resolved policy of a pod directory to the archiver's. Warnings (a malformed annotation)
 // become a Warning Event on the pod the first time they are seen.
 func archivePolicy(r *policy.Resolver, events *kube.Events, now func() time.Time) func(string) archiver.Policy {
@@ -104,6 +107,14 @@ func archivePolicy(r *policy.Resolver, events *kube.Events, now func() time.Time
 		}
 		ap := archiver.Policy{Off: !p.Archive, Patterns: p.ArchivePatterns, DeleteAfterUpload: p.DeleteAfterUpload,
 			FirstOnly: p.FirstOnly, FirstOnlyReset: p.FirstOnlyReset}
+		if len(cache) >= policyCacheMax { // drop what expired: directories come and go
+			for d, c := range cache {
+				if now().Sub(c.at) >= policyCacheTTL {
+					delete(cache, d)
+					delete(warned, d)
+				}
+			}
+		}
 		cache[dir] = cached{p: ap, at: now()}
 		return ap
 	}
