@@ -208,16 +208,17 @@ func (d *Driver) findVolume(raw string, ephemeralOK bool) (*store.Volume, error)
 	return v, nil
 }
 
-// GetCapacity is the free space of the root's filesystem, for this node's topology (0 for any other).
+// GetCapacity is what a new volume can get on this node, for this node's topology (0 for any other): the root
+// filesystem's free space minus what its volumes may still grow into (stats.go).
 func (d *Driver) GetCapacity(ctx context.Context, req *csi.GetCapacityRequest) (*csi.GetCapacityResponse, error) {
 	if t := req.GetAccessibleTopology(); t != nil && !d.isThisNode(t) {
 		return &csi.GetCapacityResponse{AvailableCapacity: 0}, nil
 	}
-	st, err := d.statfs(d.store.Root())
+	free, err := d.availableCapacity()
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "GetCapacity: %v", err)
 	}
-	return &csi.GetCapacityResponse{AvailableCapacity: st.FreeBytes}, nil
+	return &csi.GetCapacityResponse{AvailableCapacity: free}, nil
 }
 
 // ControllerGetCapabilities: create/delete and capacity.

@@ -57,6 +57,9 @@ type Deps struct {
 	Describer Describer
 	// Archiver is told when a pod directory is unpublished, so its dumps need no quiet period; nil means none.
 	Archiver Archiver
+	// Usage reports volumes' usage (pkg/usage); nil means NodeGetVolumeStats walks the volume and GetCapacity is the
+	// plain free space.
+	Usage UsageReporter
 }
 
 // Archiver is told about unpublished pod directories (pkg/archiver implements it).
@@ -91,6 +94,8 @@ type Driver struct {
 	describer Describer
 	// archiver is optional; see Deps.Archiver.
 	archiver Archiver
+	// usage is optional; see Deps.Usage.
+	usage UsageReporter
 
 	noPodInfoOnce sync.Once
 }
@@ -114,7 +119,7 @@ func New(cfg Config, deps Deps) (*Driver, error) {
 		return nil, err
 	}
 	return &Driver{cfg: cfg, store: deps.Store, mounter: deps.Mounter, statfs: deps.Statfs, locks: newKeyLocks(), metrics: m,
-		describer: deps.Describer, archiver: deps.Archiver}, nil
+		describer: deps.Describer, archiver: deps.Archiver, usage: deps.Usage}, nil
 }
 
 // Statfs reads a filesystem's size and free space with statfs(2).

@@ -210,7 +210,8 @@ func (d *Driver) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 	return &csi.NodeUnpublishVolumeResponse{}, nil
 }
 
-// NodeGetVolumeStats reports what the volume's own directories use, not the whole filesystem.
+// NodeGetVolumeStats reports what the volume's own directories use, not the whole filesystem, against its limit, and
+// its condition (stats.go).
 func (d *Driver) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
 	raw, path := req.GetVolumeId(), req.GetVolumePath()
 	switch {
@@ -223,33 +224,24 @@ func (d *Driver) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeS
 	if err != nil {
 		return nil, err
 	}
-	if _, err := d.store.FindTarget(vol.ID, filepath.Clean(path)); err != nil {
+	t, err := d.store.FindTarget(vol.ID, filepath.Clean(path))
+	if err != nil {
 		return nil, storeError(fmt.Errorf("NodeGetVolumeStats %s: not published at %s: %w", raw, path, err))
 	}
-	usage, err := d.store.VolumeUsage(vol.ID)
+	resp, err := d.volumeStats(vol, t)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "NodeGetVolumeStats %s: %v", raw, err)
 	}
-	fsst, err := d.statfs(d.store.Root())
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "NodeGetVolumeStats %s: %v", raw, err)
-	}
-	total := vol.CapacityBytes
-	if total <= 0 {
-		total = fsst.TotalBytes
-	}
-	avail := min(max(total-usage.Bytes, 0), fsst.FreeBytes)
-	return &csi.NodeGetVolumeStatsResponse{Usage: []*csi.VolumeUsage{
-		{Unit: csi.VolumeUsage_BYTES, Total: total, Used: usage.Bytes, Available: avail},
-		{Unit: csi.VolumeUsage_INODES, Total: fsst.TotalInodes, Used: usage.Inodes, Available: fsst.FreeInodes},
-	}}, nil
+	return resp, nil
 }
 
-// NodeGetCapabilities: volume stats.
+// NodeGetCapabilities: volume stats and their volume condition.
 func (d *Driver) NodeGetCapabilities(context.Context, *csi.NodeGetCapabilitiesRequest) (*csi.NodeGetCapabilitiesResponse, error) {
-	return &csi.NodeGetCapabilitiesResponse{Capabilities: []*csi.NodeServiceCapability{{
-		Type: &csi.NodeServiceCapability_Rpc{Rpc: &csi.NodeServiceCapability_RPC{Type: csi.NodeServiceCapability_RPC_GET_VOLUME_STATS}},
-	}}}, nil
+	var caps []*csi.NodeServiceCapability
+	for _, t := range []csi.NodeServiceCapability_RPC_Type{csi.NodeServiceCapability_RPC_GET_VOLUME_STATS, nodeVolumeCondition} {
+		caps = append(caps, &csi.NodeServiceCapability{Type: &csi.NodeServiceCapability_Rpc{Rpc: &csi.NodeServiceCapability_RPC{Type: t}}})
+	}
+	return &csi.NodeGetCapabilitiesResponse{Capabilities: caps}, nil
 }
 
 // NodeGetInfo names the node and its topology segment.
