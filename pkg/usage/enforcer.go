@@ -48,6 +48,23 @@ func NewAttrEnforcer(stateDir string) (*AttrEnforcer, error) {
 	return &AttrEnforcer{stateDir: stateDir}, nil
 }
 
+// Probe checks that the attribute can be set and cleared on the filesystem that holds the state directory (the
+// root's): not on tmpfs or overlayfs, and not without CAP_LINUX_IMMUTABLE.
+func (e *AttrEnforcer) Probe() error {
+	p := filepath.Join(e.stateDir, ".probe")
+	if err := os.WriteFile(p, nil, 0o600); err != nil {
+		return fmt.Errorf("probe the immutable attribute: %w", err)
+	}
+	defer os.Remove(p)
+	if err := setImmutable(p, false, true); err != nil {
+		return fmt.Errorf("probe the immutable attribute: %w", err)
+	}
+	if err := setImmutable(p, false, false); err != nil {
+		return fmt.Errorf("probe the immutable attribute: clear it again on %s: %w", p, err)
+	}
+	return nil
+}
+
 // Name says what the enforcer does.
 func (e *AttrEnforcer) Name() string { return "immutable-attribute" }
 
@@ -86,6 +103,9 @@ func (e *AttrEnforcer) Blocked() ([]string, error) {
 	}
 	var out []string
 	for _, en := range entries {
+		if strings.HasPrefix(en.Name(), ".") {
+			continue
+		}
 		data, err := os.ReadFile(filepath.Join(e.stateDir, en.Name()))
 		if err != nil {
 			return nil, fmt.Errorf("read block marker %s: %w", en.Name(), err)
