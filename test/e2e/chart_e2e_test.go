@@ -29,6 +29,9 @@ const (
 	chartSelector  = "app.kubernetes.io/name=keeplog,app.kubernetes.io/instance=keeplog"
 )
 
+// chartScenarioNamespaces hold the scenarios' pods, deleted before the release is uninstalled.
+var chartScenarioNamespaces = []string{"chart-generic", "chart-inline"}
+
 // chartMetricsPort is the node port keeplog serves /healthz and /metrics on (metrics.port), set by chartInstall.
 var chartMetricsPort int
 
@@ -46,8 +49,10 @@ func TestChart(t *testing.T) {
 	t.Cleanup(func() {
 		if installed {
 			// Pods first, while keeplog still runs and can unpublish; then the release.
-			if err := deleteNamespacePods(context.Background(), env, "chart-generic"); err != nil {
-				t.Error(err)
+			for _, ns := range chartScenarioNamespaces {
+				if err := deleteNamespacePods(context.Background(), env, ns); err != nil {
+					t.Error(err)
+				}
 			}
 			if _, err := env.Helm(context.Background(), "uninstall", chartRelease, "--namespace", chartNamespace, "--wait", "--timeout", "2m"); err != nil {
 				t.Error(err)
@@ -67,6 +72,7 @@ func TestChart(t *testing.T) {
 		t.FailNow()
 	}
 	t.Run("GenericEphemeralVolumeOutlivesPod", func(t *testing.T) { chartGenericEphemeral(ctx, t, env) })
+	t.Run("InlineEphemeralVolumeOutlivesPod", func(t *testing.T) { chartInlineEphemeral(ctx, t, env) })
 	t.Run("UninstallRemovesCapacityObjects", func(t *testing.T) { chartUninstall(ctx, t, env, &installed) })
 }
 
@@ -193,23 +199,8 @@ func chartInstall(ctx context.Context, t *testing.T, env *framework.Env, install
 func chartGenericEphemeral(ctx context.Context, t *testing.T, env *framework.Env) {
 	ns := "chart-generic"
 	mustNamespace(ctx, t, env, ns)
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "java-app", Namespace: ns},
-		Spec: env.PodSpec(writer, corev1.Volume{Name: "logs",
-			VolumeSource: corev1.VolumeSource{Ephemeral: &corev1.EphemeralVolumeSource{VolumeClaimTemplate: claimTemplate()}}})}
-	if _, err := env.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		p, err := env.Client.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
-		if err != nil {
-			return false, nil
-		}
-		pod = p
-		return p.Status.Phase == corev1.PodRunning, nil
-	})
-	if err != nil {
-		t.Fatalf("pod not running: %v\n%s\n%s", err, env.PodDiagnostics(ctx, pod), keeplogDiagnostics(ctx, env))
-	}
+	pod := chartRunPod(ctx, t, env, ns, "java-app", corev1.Volume{Name: "logs",
+		VolumeSource: corev1.VolumeSource{Ephemeral: &corev1.EphemeralVolumeSource{VolumeClaimTemplate: claimTemplate()}}})
 	dir := env.PodDir(pod)
 	if err := framework.WaitFileContains(ctx, filepath.Join(dir, "app.log"), "hello from"); err != nil {
 		t.Fatalf("%v\n%s", err, keeplogDiagnostics(ctx, env))
@@ -229,6 +220,8 @@ func chartGenericEphemeral(ctx context.Context, t *testing.T, env *framework.Env
 	if data, err := os.ReadFile(filepath.Join(dir, "app.log")); err != nil || !strings.Contains(string(data), "hello from") {
 		t.Fatalf("the file did not survive the pod: %v %q", err, data)
 	}
+	// The unmount inside keeplog's container reached the node (Bidirectional propagation both ways).
+	assertNotMounted(t, env, pod)
 	if err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		pv, err := env.Client.CoreV1().PersistentVolumes().Get(ctx, pvName, metav1.GetOptions{})
 		return err == nil && pv.Status.Phase == corev1.VolumeReleased, nil
@@ -245,11 +238,54 @@ func chartGenericEphemeral(ctx context.Context, t *testing.T, env *framework.Env
 	t.Logf("after the pod was deleted, on the node:\n%s", framework.Tree(dir))
 }
 
+// chartInlineEphemeral: a CSI inline volume (the chart's CSIDriver allows Ephemeral) through the installed plugin.
+func chartInlineEphemeral(ctx context.Context, t *testing.T, env *framework.Env) {
+	ns := "chart-inline"
+	mustNamespace(ctx, t, env, ns)
+	pod := chartRunPod(ctx, t, env, ns, "batch", corev1.Volume{Name: "logs",
+		VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: framework.DriverName}}})
+	dir := env.PodDir(pod)
+	if err := framework.WaitFileContains(ctx, filepath.Join(dir, "app.log"), "hello from"); err != nil {
+		t.Fatalf("%v\n%s", err, keeplogDiagnostics(ctx, env))
+	}
+	if err := env.DeletePodAndWait(ctx, ns, pod.Name); err != nil {
+		t.Fatal(err)
+	}
+	if data, err := os.ReadFile(filepath.Join(dir, "app.log")); err != nil || !strings.Contains(string(data), "hello from") {
+		t.Fatalf("inline volume's file gone with the pod: %q %v", data, err)
+	}
+	assertNotMounted(t, env, pod)
+}
+
+// chartRunPod creates a busybox pod running the writer script with vol at /logs and waits until it runs; on timeout
+// it shows the pod and the installed plugin's logs.
+func chartRunPod(ctx context.Context, t *testing.T, env *framework.Env, ns, name string, vol corev1.Volume) *corev1.Pod {
+	t.Helper()
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: env.PodSpec(writer, vol)}
+	if _, err := env.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		p, err := env.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		pod = p
+		return p.Status.Phase == corev1.PodRunning, nil
+	})
+	if err != nil {
+		t.Fatalf("pod %s/%s not running: %v\n%s\n%s", ns, name, err, env.PodDiagnostics(ctx, pod), keeplogDiagnostics(ctx, env))
+	}
+	return pod
+}
+
 // chartUninstall: helm uninstall removes the DaemonSet and, through its owner references, the CSIStorageCapacity
 // objects; the data stays on the node.
 func chartUninstall(ctx context.Context, t *testing.T, env *framework.Env, installed *bool) {
-	if err := deleteNamespacePods(ctx, env, "chart-generic"); err != nil {
-		t.Fatal(err)
+	for _, ns := range chartScenarioNamespaces {
+		if err := deleteNamespacePods(ctx, env, ns); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, err := env.Helm(ctx, "uninstall", chartRelease, "--namespace", chartNamespace, "--wait", "--timeout", "2m"); err != nil {
 		t.Fatal(err)
