@@ -530,7 +530,9 @@ func TestAllValues(t *testing.T) {
 		"kubeconfig":     "/etc/keeplog/kubeconfig/kubeconfig",
 		"archive-target": "/etc/keeplog/archive", "archive-quiet-period": "45s", "archive-bandwidth": "25Mi",
 		"archive-node-uploads": "2", "archive-cluster-uploads": "3", "archive-rescan-interval": "5m", "archive-lease-duration": "40s",
-		"vmodule": "node=6",
+		"usage-walk-interval": "2m", "usage-update-interval": "2s", "usage-walk-rate": "5000", "usage-enforcer": "none",
+		"usage-block-grace": "20s",
+		"vmodule":           "node=6",
 	})
 	if last := k.Args[len(k.Args)-1]; last != "--vmodule=node=6" {
 		t.Errorf("extraArgs are not last (they must override): last is %q", last)
@@ -695,6 +697,7 @@ func TestSchemaRefuses(t *testing.T) {
 		{"keeplog.describeInterval=often", "describeInterval"},
 		{"archive.bandwidth=lots", "bandwidth"},
 		{"archive.nodeUploads=0", "nodeUploads"},
+		{"usage.enforcer=chattr", "enforcer"},
 		{"metrics.port=70000", "port"},
 		{"csiDriver.fsGroupPolicy=Sometimes", "fsGroupPolicy"},
 		{"driverName=Bad_Name", "driverName"},
