@@ -1,0 +1,273 @@
+// Package gc is keeplog's retention and garbage collection on one node: it deletes pod directories whose retention
+// has expired once the archiver has nothing pending for them, deletes more (oldest first, archived first) when the
+// root's filesystem passes a high watermark, refuses new volumes past a hard limit, and cleans up the volumes whose
+// directories are all gone: a CSI inline volume's record here, a Released PV through the API (its reclaim policy
+// is switched to Delete, so csi-provisioner calls DeleteVolume). The cluster-wide part, PVs whose node no longer
+// exists, runs in one leader-elected instance (orphanpv.go).
+//
+// Rules, in order, for each pod directory (owned by a volume record, or an orphan no volume owns):
+//   - published (a target record names it): never deleted;
+//   - retention: its clock starts at unpublish (the record's UnpublishedAt; an orphan's directory mtime), and lasts
+//     the directory's policy RetainFor (pod annotation > StorageClass parameter > --retain-for, capped by
+//     --max-retain-for);
+//   - archive: while archiving is on for it and the archiver has anything pending for it, it is kept;
+//   - disk pressure: above the high watermark, unpublished directories are deleted before their time, those with
+//     nothing pending first, each group oldest first, until the filesystem is below the low watermark; pending
+//     ones only with DeleteUnarchived.
+//
+// Deletion goes through store.DeletePodDir, which re-checks the records under the store lock and never follows a
+// symlink. DryRun logs what would be deleted and deletes nothing.
+package gc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+
+	"github.com/keeplog/keeplog/pkg/policy"
+	"github.com/keeplog/keeplog/pkg/store"
+)
+
+// Archive tells whether the archiver still has work for a pod directory (pkg/archiver's Pending implements it).
+type Archive interface {
+	// Pending is true while any file of the pod directory (its base name) is settling, queued, uploading or
+	// waiting for a retry.
+	Pending(podDir string) bool
+}
+
+// Recorder sends Events about pods (*kube.Events implements it).
+type Recorder interface {
+	PodEvent(pod store.PodRef, eventType, reason, message string)
+}
+
+// Event reasons and deletion reasons (the metric's label).
+const (
+	ReasonDeleted = "LogDirectoryDeleted"
+
+	CauseRetention    = "retention"
+	CauseDiskPressure = "disk_pressure"
+)
+
+// Config is the collector's behaviour, from flags.
+type Config struct {
+	// Node is this node's name; DriverName the CSI driver name PVs carry.
+	Node, DriverName string
+	// Interval between passes.
+	Interval time.Duration
+	// DryRun logs what would be deleted and deletes nothing.
+	DryRun bool
+	// HighWatermark, LowWatermark and HardLimit are percentages of the root's filesystem in use.
+	HighWatermark, LowWatermark, HardLimit float64
+	// DeleteUnarchived lets disk pressure delete directories the archiver still has work for.
+	DeleteUnarchived bool
+	// OrphanGrace is how long a volume record without directories and without its PV is kept (node-local), and how
+	// long a PV whose node is gone is kept (leader).
+	OrphanGrace time.Duration
+	// Policy are the retention defaults.
+	Policy policy.Defaults
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Interval <= 0 {
+		errs = append(errs, fmt.Errorf("gc interval %s must be positive", c.Interval))
+	}
+	for name, v := range map[string]float64{"high watermark": c.HighWatermark, "low watermark": c.LowWatermark, "hard limit": c.HardLimit} {
+		if v <= 0 || v > 100 {
+			errs = append(errs, fmt.Errorf("disk %s %g%% must be in (0, 100]", name, v))
+		}
+	}
+	if c.LowWatermark >= c.HighWatermark {
+		errs = append(errs, fmt.Errorf("disk low watermark %g%% must be below the high watermark %g%%", c.LowWatermark, c.HighWatermark))
+	}
+	if c.HighWatermark > c.HardLimit {
+		errs = append(errs, fmt.Errorf("disk high watermark %g%% must not exceed the hard limit %g%%", c.HighWatermark, c.HardLimit))
+	}
+	if c.OrphanGrace <= 0 {
+		errs = append(errs, fmt.Errorf("orphan grace %s must be positive", c.OrphanGrace))
+	}
+	return errors.Join(errs...)
+}
+
+// Deps are the collector's side effects.
+type Deps struct {
+	Store *store.Store
+	// Clock is the real clock unless a test sets a fake one.
+	Clock clock.WithTicker
+	// Statfs reads the root's filesystem; nil means statfs(2).
+	Statfs func(path string) (DiskUsage, error)
+	// Archive is nil when archiving is off: nothing is ever pending.
+	Archive Archive
+	// Kube is nil without API access: Released PVs are then left alone.
+	Kube kubernetes.Interface
+	// Live gives a live pod's annotations (nil: the ones recorded in the store).
+	Live policy.LiveAnnotations
+	// Events is nil for no Events.
+	Events Recorder
+	// Registerer gets the metrics; nil means none.
+	Registerer prometheus.Registerer
+	// Forget is told each deleted directory (the policy resolver's cache); nil means nobody.
+	Forget func(dir string)
+}
+
+// GC is the node's garbage collector.
+type GC struct {
+	cfg     Config
+	store   *store.Store
+	clock   clock.WithTicker
+	statfs  func(string) (DiskUsage, error)
+	archive Archive
+	kube    kubernetes.Interface
+	live    policy.LiveAnnotations
+	events  Recorder
+	forget  func(string)
+	metrics *metrics
+
+	mu    sync.Mutex
+	sizes map[string]sizeEntry // pass goroutine only, behind mu for tests
+}
+
+type sizeEntry struct {
+	bytes int64
+	at    time.Time
+}
+
+// New checks the configuration and registers the metrics.
+func New(cfg Config, deps Deps) (*GC, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Store == nil {
+		return nil, errors.New("gc: Deps.Store is required")
+	}
+	if deps.Clock == nil {
+		deps.Clock = clock.RealClock{}
+	}
+	if deps.Statfs == nil {
+		deps.Statfs = Statfs
+	}
+	if deps.Forget == nil {
+		deps.Forget = func(string) {}
+	}
+	m, err := newMetrics(deps.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &GC{cfg: cfg, store: deps.Store, clock: deps.Clock, statfs: deps.Statfs, archive: deps.Archive,
+		kube: deps.Kube, live: deps.Live, events: deps.Events, forget: deps.Forget, metrics: m,
+		sizes: map[string]sizeEntry{}}, nil
+}
+
+// Run makes a pass now and then every Interval until ctx ends. A failed pass is logged and retried at the next tick.
+func (g *GC) Run(ctx context.Context) error {
+	t := g.clock.NewTicker(g.cfg.Interval)
+	defer t.Stop()
+	for {
+		if _, err := g.Pass(ctx); err != nil {
+			klog.ErrorS(err, "Garbage collection pass failed; retrying at the next one", "interval", g.cfg.Interval)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C():
+		}
+	}
+}
+
+// Deletion is one pod directory a pass deleted (or, dry run, would have).
+type Deletion struct {
+	Dir   string
+	Cause string // CauseRetention or CauseDiskPressure
+}
+
+// Result is what one pass did.
+type Result struct {
+	Deleted []Deletion
+	// Retained are the unpublished directories kept.
+	Retained int
+	// UsedPercent is the root filesystem's use after the pass (before it, in dry run).
+	UsedPercent float64
+	// Volumes are the volume records deleted here (inline ephemeral, or persistent without a PV).
+	Volumes []string
+	// ReclaimedPVs are the Released PVs switched to reclaim policy Delete.
+	ReclaimedPVs []string
+}
+
+// Pass makes one garbage collection pass: retention, then disk pressure, then the volumes left without directories,
+// then the metrics. Errors of single directories or volumes are logged and joined into the returned error; the pass
+// goes on with the others.
+func (g *GC) Pass(ctx context.Context) (Result, error) {
+	var res Result
+	var errs []error
+	if !g.cfg.DryRun {
+		if err := g.store.EmptyTrash(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	inv, err := g.inventory()
+	if err != nil {
+		return res, fmt.Errorf("gc: read the records: %w", err)
+	}
+	now := g.clock.Now()
+	for _, c := range inv.candidates {
+		if c.expired(now) && !c.pending {
+			errs = append(errs, g.delete(c, CauseRetention, now, &res))
+		}
+	}
+	errs = append(errs, g.relieve(inv, now, &res))
+	errs = append(errs, g.cleanVolumes(ctx, inv, now, &res))
+	g.observe(inv, now, &res)
+	return res, errors.Join(errs...)
+}
+
+// delete removes one candidate directory (logs it in dry run), counts it and sends the Event.
+func (g *GC) delete(c *candidate, cause string, now time.Time, res *Result) error {
+	why := g.why(c, cause, now)
+	if g.cfg.DryRun {
+		klog.InfoS("Dry run: would delete pod directory", "dir", c.dir, "cause", cause, "why", why)
+		c.markGone()
+		res.Deleted = append(res.Deleted, Deletion{Dir: c.dir, Cause: cause})
+		return nil
+	}
+	path, err := g.store.DeletePodDir(c.dir, store.DeleteCheck{Volume: c.volumeID(), LastPublished: c.lastPublished})
+	if err != nil {
+		if errors.Is(err, store.ErrInUse) || errors.Is(err, store.ErrConflict) {
+			klog.InfoS("Pod directory not deleted: it changed since the pass looked", "dir", c.dir, "reason", err)
+			return nil
+		}
+		return fmt.Errorf("gc: delete pod directory %s (%s): %w", c.dir, cause, err)
+	}
+	c.markGone()
+	g.forget(c.dir)
+	g.metrics.deletions.WithLabelValues(cause).Inc()
+	res.Deleted = append(res.Deleted, Deletion{Dir: c.dir, Cause: cause})
+	klog.InfoS("Deleted pod directory", "dir", path, "cause", cause, "why", why)
+	if ref, err := store.ParsePodDirName(c.dir); err == nil && g.events != nil {
+		typ := "Normal"
+		if cause != CauseRetention {
+			typ = "Warning"
+		}
+		g.events.PodEvent(ref, typ, ReasonDeleted, fmt.Sprintf("keeplog deleted the pod's log directory %s on node %s: %s", path, g.cfg.Node, why))
+	}
+	return nil
+}
+
+func (g *GC) why(c *candidate, cause string, now time.Time) string {
+	age := now.Sub(c.start).Round(time.Second)
+	switch {
+	case cause == CauseRetention:
+		return fmt.Sprintf("retention %s expired (unpublished %s ago)", c.retainFor, age)
+	case c.pending:
+		return fmt.Sprintf("disk pressure above %g%% with --gc-delete-unarchived; the archiver had NOT finished with it (unpublished %s ago, retention %s)", g.cfg.HighWatermark, age, c.retainFor)
+	default:
+		return fmt.Sprintf("disk pressure above %g%%, before its retention %s expired (unpublished %s ago)", g.cfg.HighWatermark, c.retainFor, age)
+	}
+}

@@ -1,0 +1,98 @@
+package gc
+
+import (
+	"errors"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// sizeTTL is how long a retained directory's measured size is trusted; retained directories are not published, so
+// they change little, and measuring all of them every pass would walk the whole root.
+const sizeTTL = 10 * time.Minute
+
+type metrics struct {
+	retainedDirs  prometheus.Gauge
+	retainedBytes prometheus.Gauge
+	oldest        prometheus.Gauge
+	usedRatio     prometheus.Gauge
+	deletions     *prometheus.CounterVec
+	pvs           *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		retainedDirs: prometheus.NewGauge(prometheus.GaugeOpts{Name: "keeplog_gc_retained_directories",
+			Help: "Unpublished pod directories kept on this node (retention not expired, archive pending, or kept by disk-pressure order)."}),
+		retainedBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "keeplog_gc_retained_bytes",
+			Help: "Bytes allocated by the retained pod directories (measured at most every 10 minutes per directory)."}),
+		oldest: prometheus.NewGauge(prometheus.GaugeOpts{Name: "keeplog_gc_oldest_retained_seconds",
+			Help: "Age of the oldest retained pod directory since its retention clock started (0 when none)."}),
+		usedRatio: prometheus.NewGauge(prometheus.GaugeOpts{Name: "keeplog_gc_disk_used_ratio",
+			Help: "Share of the root's filesystem in use (0..1, as df computes it) after the last pass."}),
+		deletions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keeplog_gc_deletions_total",
+			Help: "Pod directories deleted by the garbage collector, by reason (retention, disk_pressure)."}, []string{"reason"}),
+		pvs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keeplog_gc_pv_cleanups_total",
+			Help: "PVs the garbage collector let go: released (reclaim policy set to Delete), node_gone (deleted by the leader)."}, []string{"reason"}),
+	}
+	for _, r := range []string{CauseRetention, CauseDiskPressure} {
+		m.deletions.WithLabelValues(r)
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.retainedDirs, m.retainedBytes, m.oldest, m.usedRatio, m.deletions, m.pvs} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}
+
+// observe sets the gauges after a pass, measuring the retained directories whose size is unknown or stale.
+func (g *GC) observe(inv *inventory, now time.Time, res *Result) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	root := g.store.Root()
+	seen := make(map[string]bool, len(inv.candidates))
+	var stale []string
+	for _, c := range inv.candidates {
+		if c.gone {
+			continue
+		}
+		seen[c.dir] = true
+		if s, ok := g.sizes[c.dir]; !ok || now.Sub(s.at) >= sizeTTL || now.Before(s.at) {
+			stale = append(stale, c.dir)
+		}
+	}
+	measured := make([]int64, len(stale))
+	parallel(len(stale), func(i int) { measured[i] = dirSize(filepath.Join(root, stale[i])) })
+	for i, dir := range stale {
+		g.sizes[dir] = sizeEntry{bytes: measured[i], at: now}
+	}
+	var n int
+	var bytes int64
+	var oldest time.Duration
+	for _, c := range inv.candidates {
+		if c.gone {
+			continue
+		}
+		n++
+		bytes += g.sizes[c.dir].bytes
+		oldest = max(oldest, now.Sub(c.start))
+	}
+	for dir := range g.sizes {
+		if !seen[dir] {
+			delete(g.sizes, dir)
+		}
+	}
+	res.Retained = n
+	g.metrics.retainedDirs.Set(float64(n))
+	g.metrics.retainedBytes.Set(float64(bytes))
+	g.metrics.oldest.Set(oldest.Seconds())
+	g.metrics.usedRatio.Set(res.UsedPercent / 100)
+}
