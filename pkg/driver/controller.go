@@ -78,6 +78,9 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 		return nil, err
 	}
 	defer unlock()
+	if err := d.admitNew("CreateVolume", id.String()); err != nil {
+		return nil, err
+	}
 
 	want := &store.Volume{ID: id.String(), Name: name, Kind: store.Persistent, CapacityBytes: capacity,
 		Parameters: maps.Clone(req.GetParameters()), Node: d.cfg.NodeID}

@@ -60,6 +60,8 @@ type Deps struct {
 	// Usage reports volumes' usage (pkg/usage); nil means NodeGetVolumeStats walks the volume and GetCapacity is the
 	// plain free space.
 	Usage UsageReporter
+	// Admission may refuse new volumes (pkg/gc, past the disk hard limit); nil admits every volume.
+	Admission Admission
 }
 
 // Archiver is told about unpublished pod directories (pkg/archiver implements it).
@@ -96,6 +98,8 @@ type Driver struct {
 	archiver Archiver
 	// usage is optional; see Deps.Usage.
 	usage UsageReporter
+	// admission is optional; see Deps.Admission.
+	admission Admission
 
 	noPodInfoOnce sync.Once
 }
@@ -119,7 +123,7 @@ func New(cfg Config, deps Deps) (*Driver, error) {
 		return nil, err
 	}
 	return &Driver{cfg: cfg, store: deps.Store, mounter: deps.Mounter, statfs: deps.Statfs, locks: newKeyLocks(), metrics: m,
-		describer: deps.Describer, archiver: deps.Archiver, usage: deps.Usage}, nil
+		describer: deps.Describer, archiver: deps.Archiver, usage: deps.Usage, admission: deps.Admission}, nil
 }
 
 // Statfs reads a filesystem's size and free space with statfs(2).

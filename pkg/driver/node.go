@@ -140,6 +140,9 @@ func (d *Driver) publishVolume(raw string, vc map[string]string) (*store.Volume,
 	if err := checkParameters(attrs); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "NodePublishVolume %s: volume attributes: %v", raw, err)
 	}
+	if err := d.admitNew("NodePublishVolume", raw); err != nil {
+		return nil, err
+	}
 	vol, err := d.store.CreateVolume(&store.Volume{ID: raw, Kind: store.Ephemeral, Node: d.cfg.NodeID, Parameters: maps.Clone(attrs)})
 	if err != nil && !errors.Is(err, store.ErrExists) {
 		return nil, storeError(err)
