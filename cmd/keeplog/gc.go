@@ -1,4 +1,54 @@
 package main
 
-// setupGC adds the garbage collector (pkg/gc).
-func setupGC(c *components) error { return nil }
+import (
+	"context"
+
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+
+	"github.com/keeplog/keeplog/pkg/driver"
+	"github.com/keeplog/keeplog/pkg/gc"
+)
+
+// gcLeaseName is the Lease of the leader that cleans up the PVs of vanished nodes.
+const gcLeaseName = "keeplog-gc-leader"
+
+// setupGC adds the garbage collector (pkg/gc): retention and disk pressure on this node, new volumes refused past
+// the hard limit, and, with API access, Released PVs let go and (one leader in the cluster) PVs of vanished nodes
+// deleted.
+func setupGC(c *components) error {
+	o := c.opts.GC
+	deps := gc.Deps{Store: c.store, Clock: clock.RealClock{}, Kube: c.kube, Registerer: c.reg, Forget: c.policy.Forget}
+	if a, ok := c.deps.Archiver.(gc.Archive); ok && a != nil {
+		deps.Archive = a
+	}
+	if c.pods != nil {
+		deps.Live = c.pods.Annotations
+	}
+	if c.events != nil {
+		deps.Events = c.events
+	}
+	g, err := gc.New(o.config(c.opts.NodeID, c.opts.DriverName), deps)
+	if err != nil {
+		return err
+	}
+	c.deps.Admission = g
+	c.add("garbage collector", g.Run)
+	klog.InfoS("Garbage collection", "retainFor", o.RetainFor, "maxRetainFor", o.MaxRetainFor, "interval", o.Interval,
+		"dryRun", o.DryRun, "highWatermark", o.HighWatermark, "lowWatermark", o.LowWatermark, "hardLimit", o.HardLimit,
+		"deleteUnarchived", o.DeleteUnarchived, "archiveAware", deps.Archive != nil)
+	if c.kube == nil {
+		klog.InfoS("No Kubernetes API access: Released PVs and PVs of vanished nodes are left alone")
+		return nil
+	}
+	orphans, err := gc.NewOrphanPVs(gc.OrphanConfig{DriverName: c.opts.DriverName, TopologyKey: driver.TopologyKey,
+		Grace: o.OrphanPVGrace, DryRun: o.DryRun}, c.kube, clock.RealClock{}, g)
+	if err != nil {
+		return err
+	}
+	lc := gc.LeaderConfig{Namespace: c.opts.Namespace, Name: gcLeaseName, Identity: c.opts.NodeID}
+	c.add("garbage collector leader election", func(ctx context.Context) error {
+		return gc.RunElected(ctx, c.kube, lc, func(ctx context.Context) { orphans.Run(ctx, o.Interval) })
+	})
+	return nil
+}

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keeplog/keeplog/pkg/gc"
+	"github.com/keeplog/keeplog/pkg/policy"
+	"github.com/keeplog/keeplog/pkg/store"
+)
+
+func parseGC(t *testing.T, args ...string) *Options {
+	t.Helper()
+	o := &Options{}
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	o.AddFlags(fs)
+	if err := fs.Parse(append([]string{"--node-id=node-1"}, args...)); err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+func TestGCFlags(t *testing.T) {
+	o := parseGC(t)
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	want := GCOptions{RetainFor: 168 * time.Hour, MaxRetainFor: 720 * time.Hour, Interval: time.Minute, HighWatermark: 90,
+		LowWatermark: 80, HardLimit: 95, OrphanPVGrace: 24 * time.Hour}
+	if o.GC != want {
+		t.Fatalf("defaults %+v, want %+v", o.GC, want)
+	}
+	if d := o.GC.policyDefaults(); d.RetainFor != 168*time.Hour || d.MaxRetainFor != 720*time.Hour {
+		t.Fatalf("policy defaults %+v", d)
+	}
+	o = parseGC(t, "--retain-for=20s", "--gc-interval=2s", "--gc-dry-run", "--gc-delete-unarchived", "--disk-high-watermark=85.5")
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c := o.GC.config("node-1", "keeplog.csi.io"); c.Policy.RetainFor != 20*time.Second || c.Interval != 2*time.Second ||
+		!c.DryRun || !c.DeleteUnarchived || c.HighWatermark != 85.5 || c.Node != "node-1" || c.Validate() != nil {
+		t.Fatalf("config %+v", c)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--retain-for=0s"}, "--retain-for"},
+		{[]string{"--retain-for=1000h"}, "--max-retain-for"},
+		{[]string{"--gc-interval=100ms"}, "--gc-interval"},
+		{[]string{"--disk-high-watermark=0"}, "--disk-high-watermark"},
+		{[]string{"--disk-hard-limit=101"}, "--disk-hard-limit"},
+		{[]string{"--disk-low-watermark=90"}, "--disk-low-watermark"},
+		{[]string{"--disk-high-watermark=96"}, "--disk-hard-limit"},
+		{[]string{"--orphan-pv-grace=0s"}, "--orphan-pv-grace"},
+	} {
+		err := parseGC(t, tc.args...).Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want one naming %s", tc.args, err, tc.want)
+		}
+	}
+}
+
+// pendingArchiver is a driver.Archiver that also answers Pending, as pkg/archiver does.
+type pendingArchiver struct{}
+
+func (pendingArchiver) MarkUnpublished(string) {}
+func (pendingArchiver) Pending(string) bool    { return true }
+
+func TestSetupGCWiresAdmissionAndArchive(t *testing.T) {
+	o := parseGC(t, "--root="+filepath.Join(t.TempDir(), "root"))
+	st, err := store.Open(o.Root, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &components{opts: o, store: st, reg: prometheus.NewRegistry()}
+	c.policy = policy.NewResolver(st, nil, o.GC.policyDefaults())
+	c.deps.Archiver = pendingArchiver{}
+	if err := setupGC(c); err != nil {
+		t.Fatal(err)
+	}
+	if c.deps.Admission == nil {
+		t.Fatal("the driver gets no admission: new volumes would never be refused past the hard limit")
+	}
+	if len(c.runners) != 1 || c.runners[0].name != "garbage collector" {
+		t.Fatalf("runners %+v: want the collector only (no API, no leader election)", c.runners)
+	}
+	if err := c.deps.Admission.AdmitVolume(); err != nil && !strings.Contains(err.Error(), o.Root) {
+		t.Fatalf("AdmitVolume: %v", err)
+	}
+	// An orphan directory long expired stays while the archiver says it has work for it.
+	orphan := filepath.Join(o.Root, "ns_pod_0f8c6a3e-1d2b-4c5d-8e9f-0a1b2c3d4e5f")
+	if err := os.Mkdir(orphan, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-365 * 24 * time.Hour)
+	if err := os.Chtimes(orphan, old, old); err != nil {
+		t.Fatal(err)
+	}
+	g := c.deps.Admission.(*gc.GC)
+	if res, err := g.Pass(context.Background()); err != nil || len(res.Deleted) != 0 {
+		t.Fatalf("pass deleted %+v (%v) although the archiver has work pending", res.Deleted, err)
+	}
+}
