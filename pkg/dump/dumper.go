@@ -1,0 +1,302 @@
+package dump
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/keeplog/keeplog/pkg/archiver"
+)
+
+// trigger is why a dump is taken.
+type trigger struct {
+	manual bool   // dump-requested: bypasses firstOnly and the cooldown, not the disk check or the cluster slot
+	mem    Memory // the reading that crossed the threshold (zero for a manual request)
+	why    string
+}
+
+// start marks the pod busy and takes the dump in the background. Caller holds mu.
+func (m *Manager) start(ctx context.Context, t *tracked, pod *corev1.Pod, spec Spec, tr trigger) {
+	if spec.Method == MethodExec && m.deps.Exec == nil {
+		m.skip(t, tr.manual, DecisionSkipUnsupported, tr.why+"; not dumped: this node cannot run "+AnnotationExec+
+			" commands (no API access); use "+AnnotationPort)
+		return
+	}
+	t.busy = true
+	m.m.inProgress.Inc()
+	m.wg.Add(1)
+	pod = pod.DeepCopy()
+	go func() {
+		defer m.wg.Done()
+		m.dump(ctx, t, pod, spec, tr)
+		m.mu.Lock()
+		t.busy = false
+		m.mu.Unlock()
+		m.m.inProgress.Dec()
+		select { // look at the pod again now: a request may be waiting
+		case m.poke <- struct{}{}:
+		default:
+		}
+	}()
+}
+
+// dump runs the gates that wait (disk, cluster slot), asks the pod for the dump and holds the slot until the dump
+// file is finished and archived, or the timeout.
+func (m *Manager) dump(ctx context.Context, t *tracked, pod *corev1.Pod, spec Spec, tr trigger) {
+	podDir := filepath.Join(m.cfg.Root, t.dir)
+	if tr.manual { // for the disk check
+		if cid := ContainerID(pod, spec.Container); cid != "" {
+			tr.mem, _ = m.deps.Memory.Read(string(pod.UID), cid)
+		}
+	}
+	// The dump of a heap about as large as the limit (or, without one, the working set) must fit.
+	need := tr.mem.Limit
+	if need == 0 {
+		need = tr.mem.WorkingSet
+	}
+	if free, err := m.deps.FreeBytes(m.cfg.Root); err != nil {
+		m.deps.Log.Error(err, "Could not read the free space of the root; dumping anyway", "root", m.cfg.Root)
+	} else if free < need {
+		m.locked(func() {
+			m.skip(t, tr.manual, DecisionSkipLowDisk, fmt.Sprintf("%s; not dumped: %s free on the node's keeplog filesystem, less than the %s the dump may need",
+				tr.why, bytes(free), bytes(need)))
+		})
+		return
+	}
+
+	held := ctx
+	if m.deps.Semaphore != nil {
+		// The slot's context derives from the one Acquire gets: end it when the wait is too long, not after.
+		wctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		acquired := make(chan struct{})
+		go func() {
+			select {
+			case <-acquired:
+			case <-wctx.Done():
+			case <-m.deps.Clock.After(m.cfg.SlotWait):
+				cancel(fmt.Errorf("waited %s", m.cfg.SlotWait))
+			}
+		}()
+		h, release, err := m.deps.Semaphore.Acquire(wctx)
+		close(acquired)
+		if err != nil {
+			if ctx.Err() == nil {
+				m.locked(func() {
+					m.skip(t, tr.manual, DecisionSkipNoSlot, fmt.Sprintf("%s; not dumped: no cluster-wide dump slot free within %s (other dumps are under way): %v",
+						tr.why, m.cfg.SlotWait, err))
+				})
+			}
+			return
+		}
+		defer release()
+		held = h
+	}
+	dctx, cancel := context.WithTimeout(held, m.cfg.Timeout)
+	defer cancel()
+
+	pol := m.archivePolicy(t.dir)
+	before := dumpFiles(podDir, pol)
+	start := m.deps.Clock.Now()
+	m.locked(func() {
+		cs := t.st.container(spec.Container)
+		cs.LastDump = start
+		if !tr.manual {
+			cs.Dumped = true
+		}
+		m.save(t, t.st)
+		t.reported = nil
+	})
+	m.m.decisions.WithLabelValues(DecisionTriggered).Inc()
+	m.event(t.ref, corev1.EventTypeNormal, ReasonTriggered, fmt.Sprintf("%s: asking for a heap dump (%s)", tr.why, describe(spec)))
+
+	out, err := m.request(dctx, pod, spec)
+	if err != nil {
+		m.m.decisions.WithLabelValues(DecisionFailed).Inc()
+		m.locked(func() {
+			if !tr.manual { // a failed request does not use up firstOnly; the cooldown still applies
+				t.st.container(spec.Container).Dumped = false
+				m.save(t, t.st)
+			}
+		})
+		m.event(t.ref, corev1.EventTypeWarning, ReasonFailed, fmt.Sprintf("heap dump request (%s) failed: %v", describe(spec), err))
+		return
+	}
+	m.deps.Log.V(2).Info("Heap dump requested", "pod", t.ref.String(), "answer", out)
+	files, err := m.waitFinished(dctx, podDir, pol, before)
+	if err != nil {
+		m.m.decisions.WithLabelValues(DecisionTimedOut).Inc()
+		m.event(t.ref, corev1.EventTypeWarning, ReasonTimedOut, fmt.Sprintf("heap dump requested %s ago (%s): %v",
+			m.deps.Clock.Since(start).Round(time.Second), describe(spec), err))
+		return
+	}
+	what := "written"
+	if m.deps.Pending != nil && !pol.Off {
+		what = "written and archived"
+	}
+	m.m.decisions.WithLabelValues(DecisionFinished).Inc()
+	m.event(t.ref, corev1.EventTypeNormal, ReasonFinished, fmt.Sprintf("heap dump %s %s in %s", strings.Join(files, ", "), what,
+		m.deps.Clock.Since(start).Round(time.Second)))
+}
+
+func (m *Manager) locked(fn func()) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	fn()
+}
+
+func (m *Manager) archivePolicy(dir string) archiver.Policy {
+	if m.deps.Archive == nil {
+		return archiver.Policy{Off: true}
+	}
+	return m.deps.Archive(dir)
+}
+
+func describe(s Spec) string {
+	if s.Method == MethodExec {
+		return fmt.Sprintf("exec in container %s: %q", s.ExecContainer, s.Command)
+	}
+	return fmt.Sprintf("HTTP %s port %d path %s", s.HTTPMethod, s.Port, s.Path)
+}
+
+// maxAnswer is how much of the pod's answer is kept for the log and error messages.
+const maxAnswer = 512
+
+// request asks the pod for the dump and returns the start of its answer.
+func (m *Manager) request(ctx context.Context, pod *corev1.Pod, spec Spec) (string, error) {
+	if spec.Method == MethodExec {
+		out, err := m.deps.Exec.Exec(ctx, pod.Namespace, pod.Name, spec.ExecContainer, []string{"sh", "-c", spec.Command})
+		if len(out) > maxAnswer {
+			out = out[:maxAnswer]
+		}
+		if err != nil {
+			return out, fmt.Errorf("%w; output: %q", err, out)
+		}
+		return out, nil
+	}
+	host := pod.Status.PodIP
+	if pod.Spec.HostNetwork && m.cfg.HostNetworkAddress != "" {
+		host = m.cfg.HostNetworkAddress
+	}
+	if host == "" {
+		return "", errors.New("the pod has no IP yet")
+	}
+	url := "http://" + net.JoinHostPort(host, strconv.Itoa(spec.Port)) + spec.Path
+	req, err := http.NewRequestWithContext(ctx, spec.HTTPMethod, url, nil)
+	if err != nil {
+		return "", fmt.Errorf("request %s %s: %w", spec.HTTPMethod, url, err)
+	}
+	req.Header.Set("User-Agent", "keeplog-dump")
+	resp, err := m.deps.HTTP.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return string(body), fmt.Errorf("%s %s answered %s: %q", spec.HTTPMethod, url, resp.Status, body)
+	}
+	return string(body), nil
+}
+
+// fileState is what tells a file's writes apart.
+type fileState struct {
+	size  int64
+	mtime int64 // ns
+}
+
+// dumpFiles lists the files of a pod directory that are dumps (the archive patterns, whether or not archiving is
+// on), by path relative to the pod directory. keeplog's own .keeplog directory is left out.
+func dumpFiles(podDir string, pol archiver.Policy) map[string]fileState {
+	pol.Off = false
+	out := map[string]fileState{}
+	_ = filepath.WalkDir(podDir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		rel, _ := filepath.Rel(podDir, path)
+		if d.IsDir() {
+			if rel == ".keeplog" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() || !strings.Contains(rel, "/") || !pol.Matches(filepath.ToSlash(rel)) {
+			return nil
+		}
+		if info, err := d.Info(); err == nil {
+			out[rel] = fileState{size: info.Size(), mtime: info.ModTime().UnixNano()}
+		}
+		return nil
+	})
+	return out
+}
+
+// waitFinished waits for new or changed dump files in the pod directory (compared with before) that then stay
+// unchanged for the quiet period and, with an archiver, until it has nothing of the pod directory left to do.
+func (m *Manager) waitFinished(ctx context.Context, podDir string, pol archiver.Policy, before map[string]fileState) ([]string, error) {
+	clk := m.deps.Clock
+	changed := map[string]fileState{}
+	since := map[string]time.Time{}
+	step := min(time.Second, m.cfg.QuietPeriod)
+	if step <= 0 {
+		step = 100 * time.Millisecond
+	}
+	for {
+		now := clk.Now()
+		for rel, cur := range dumpFiles(podDir, pol) {
+			if old, ok := before[rel]; ok && old == cur {
+				continue
+			}
+			if prev, ok := changed[rel]; !ok || prev != cur {
+				changed[rel], since[rel] = cur, now
+			}
+		}
+		if len(changed) > 0 {
+			quiet := true
+			for rel := range changed {
+				if now.Sub(since[rel]) < m.cfg.QuietPeriod {
+					quiet = false
+				}
+			}
+			if quiet && (m.deps.Pending == nil || pol.Off || !m.deps.Pending(podDir)) {
+				names := make([]string, 0, len(changed))
+				for rel, cur := range changed {
+					names = append(names, fmt.Sprintf("%s (%s)", rel, bytes(uint64(cur.size))))
+				}
+				sort.Strings(names)
+				return names, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if len(changed) == 0 {
+				return nil, fmt.Errorf("no new dump file (matching the archive patterns) appeared in %s: %w", podDir, context.Cause(ctx))
+			}
+			return nil, fmt.Errorf("dump file not finished or not archived: %w", context.Cause(ctx))
+		case <-clk.After(step):
+		}
+	}
+}
+
+// freeBytes is the space an unprivileged writer can still use on path's filesystem.
+func freeBytes(path string) (uint64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return 0, &os.PathError{Op: "statfs", Path: path, Err: err}
+	}
+	return st.Bavail * uint64(st.Bsize), nil
+}
