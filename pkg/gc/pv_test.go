@@ -57,6 +57,11 @@ func TestReleasedPVReclaimedWhenItsDirectoriesAreGone(t *testing.T) {
 	f.volume("v1:node-a:pvc-bound", store.Persistent, "pvc-bound", params)
 	f.volume("v1:node-a:pvc-kept", store.Persistent, "pvc-kept", map[string]string{policy.ParamRetainFor: "10h"})
 	f.volume("v1:node-a:pvc-gone", store.Persistent, "pvc-gone", params) // its PV was deleted by hand
+	// A Released PV of a volume made a minute ago that never got a directory (its claim went before its pod ran).
+	if _, err := f.kube.CoreV1().PersistentVolumes().Create(context.Background(),
+		pv("pvc-early", "node-a", corev1.VolumeReleased, corev1.PersistentVolumeReclaimRetain), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	var dirs []string
 	for _, v := range []string{"pvc-released", "pvc-bound", "pvc-kept", "pvc-gone"} {
 		d, target := f.podDir("v1:node-a:"+v, 10)
@@ -65,11 +70,13 @@ func TestReleasedPVReclaimedWhenItsDirectoriesAreGone(t *testing.T) {
 	}
 	g := f.gc()
 	f.clk.Step(time.Hour)
+	f.volume("v1:node-a:pvc-early", store.Persistent, "pvc-early", params)
+	f.clk.Step(time.Minute)
 	res := f.pass(g)
 	if got, want := slices.Sorted(slices.Values(deletedDirs(res))), []string{dirs[0], dirs[1], dirs[3]}; !slices.Equal(got, want) {
 		t.Fatalf("deleted %v, want %v", deletedDirs(res), want)
 	}
-	if !slices.Equal(res.ReclaimedPVs, []string{"pvc-released"}) {
+	if !slices.Equal(res.ReclaimedPVs, []string{"pvc-early", "pvc-released"}) {
 		t.Fatalf("reclaimed %v, want only the Released PV without directories", res.ReclaimedPVs)
 	}
 	if got := getPV(t, f, "pvc-released").Spec.PersistentVolumeReclaimPolicy; got != corev1.PersistentVolumeReclaimDelete {

@@ -37,14 +37,14 @@ func (g *GC) cleanVolumes(ctx context.Context, inv *inventory, now time.Time, re
 		if vs.remaining() > 0 || vs.targets > 0 {
 			continue
 		}
-		young := now.Sub(v.CreatedAt) < newVolumeGrace
 		switch {
 		case v.Kind == store.Ephemeral:
-			if young && !vs.hadDeleted {
+			if now.Sub(v.CreatedAt) < newVolumeGrace && !vs.hadDeleted {
 				continue
 			}
 			errs = append(errs, g.deleteRecord(v, "CSI inline volume without directories", res))
-		case v.Kind == store.Persistent && g.kube != nil && v.Name != "" && !young:
+		case v.Kind == store.Persistent && g.kube != nil && v.Name != "":
+			// Only a Released PV is let go, so a new volume (its PV not yet created, or Bound) needs no grace here.
 			errs = append(errs, g.reclaimPV(ctx, v, now, res))
 		}
 	}
@@ -74,8 +74,8 @@ func (g *GC) reclaimPV(ctx context.Context, v *store.Volume, now time.Time, res 
 	pvs := g.kube.CoreV1().PersistentVolumes()
 	pv, err := pvs.Get(ctx, v.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		if now.Sub(v.CreatedAt) < g.cfg.OrphanGrace {
-			return nil
+		if now.Sub(v.CreatedAt) < max(g.cfg.OrphanGrace, newVolumeGrace) {
+			return nil // csi-provisioner may still be creating the PV
 		}
 		return g.deleteRecord(v, fmt.Sprintf("its PV %s no longer exists", v.Name), res)
 	}
