@@ -73,6 +73,7 @@ func TestChart(t *testing.T) {
 	}
 	t.Run("GenericEphemeralVolumeOutlivesPod", func(t *testing.T) { chartGenericEphemeral(ctx, t, env) })
 	t.Run("InlineEphemeralVolumeOutlivesPod", func(t *testing.T) { chartInlineEphemeral(ctx, t, env) })
+	t.Run("NoRBACDenials", func(t *testing.T) { chartNoRBACDenials(ctx, t, env) })
 	t.Run("UninstallRemovesCapacityObjects", func(t *testing.T) { chartUninstall(ctx, t, env, &installed) })
 }
 
@@ -255,6 +256,23 @@ func chartInlineEphemeral(ctx context.Context, t *testing.T, env *framework.Env)
 		t.Fatalf("inline volume's file gone with the pod: %q %v", data, err)
 	}
 	assertNotMounted(t, env, pod)
+}
+
+// chartNoRBACDenials: after the scenarios, neither container logged a request the chart's RBAC refused (the leader
+// election, the pod informer, PV annotations, Events, capacity objects all went through).
+func chartNoRBACDenials(ctx context.Context, t *testing.T, env *framework.Env) {
+	list, err := env.Client.CoreV1().Pods(chartNamespace).List(ctx, metav1.ListOptions{LabelSelector: chartSelector})
+	if err != nil || len(list.Items) != 1 {
+		t.Fatalf("keeplog pods: %v %v", err, list)
+	}
+	pod := &list.Items[0]
+	for _, c := range pod.Spec.Containers {
+		for _, line := range strings.Split(env.ContainerLog(pod, c.Name, 1_000_000), "\n") {
+			if strings.Contains(line, "forbidden") {
+				t.Errorf("container %s was refused by RBAC: %s", c.Name, line)
+			}
+		}
+	}
 }
 
 // chartRunPod creates a busybox pod running the writer script with vol at /logs and waits until it runs; on timeout
