@@ -78,6 +78,8 @@ type components struct {
 	policy  *policy.Resolver
 	deps    driver.Deps
 	runners []runner
+	// handlers are served on --http-address beside /healthz and /metrics, by path (dump.go's webhook).
+	handlers map[string]http.Handler
 }
 
 // runner is one long-running part; it returns when ctx ends (nil) or it cannot go on (an error stops keeplog).
@@ -130,7 +132,7 @@ func run(ctx context.Context, o *Options) error {
 	}
 	c.add("describer", func(ctx context.Context) error { describer.Run(ctx); return nil })
 	c.deps = driver.Deps{Store: st, Mounter: mount.New(""), Metrics: c.reg, Describer: describer}
-	for _, part := range []func(*components) error{setupArchiver, setupGC, setupUsage} {
+	for _, part := range []func(*components) error{setupArchiver, setupGC, setupUsage, setupDump} {
 		if err := part(c); err != nil {
 			return err
 		}
@@ -168,7 +170,7 @@ func run(ctx context.Context, o *Options) error {
 		g.Go(func() error { return drv.ServeRegistration(ctx, o.RegistrationDir, kubeletEndpoint) })
 	}
 	if o.HTTPAddress != "" {
-		g.Go(func() error { return serveHTTP(ctx, o.HTTPAddress, drv, c.reg) })
+		g.Go(func() error { return serveHTTP(ctx, o.HTTPAddress, drv, c.reg, c.handlers) })
 	}
 	return g.Wait()
 }
@@ -191,7 +193,7 @@ func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
 }
 
 // serveHTTP serves /healthz (the driver can read its root and records) and /metrics until ctx ends.
-func serveHTTP(ctx context.Context, addr string, drv *driver.Driver, reg *prometheus.Registry) error {
+func serveHTTP(ctx context.Context, addr string, drv *driver.Driver, reg *prometheus.Registry, extra map[string]http.Handler) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if err := drv.Healthy(); err != nil {
@@ -201,6 +203,9 @@ func serveHTTP(ctx context.Context, addr string, drv *driver.Driver, reg *promet
 		fmt.Fprintln(w, "ok")
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	for path, h := range extra {
+		mux.Handle(path, h)
+	}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen for health and metrics on %s: %w", addr, err)

@@ -36,6 +36,7 @@ type Options struct {
 	Archive ArchiveOptions // options_archive.go
 	GC      GCOptions      // options_gc.go
 	Usage   UsageOptions   // options_usage.go
+	Dump    DumpOptions    // options_dump.go
 }
 
 // AddFlags registers the flags on fs with their defaults.
@@ -61,6 +62,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	o.Archive.AddFlags(fs)
 	o.GC.AddFlags(fs)
 	o.Usage.AddFlags(fs)
+	o.Dump.AddFlags(fs)
 }
 
 // Validate checks the flags and says which is wrong.
@@ -99,6 +101,6 @@ func (o *Options) Validate() error {
 	if o.LogFormat != "text" && o.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("--log-format %q must be text or json", o.LogFormat))
 	}
-	errs = append(errs, o.Archive.Validate(), o.GC.Validate(), o.Usage.Validate())
+	errs = append(errs, o.Archive.Validate(), o.GC.Validate(), o.Usage.Validate(), o.Dump.Validate())
 	return errors.Join(errs...)
 }

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"errors"
+	"net/http"
+	"path/filepath"
+
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+
+	"github.com/keeplog/keeplog/pkg/archiver"
+	"github.com/keeplog/keeplog/pkg/dump"
+	"github.com/keeplog/keeplog/pkg/policy"
+	"github.com/keeplog/keeplog/pkg/semaphore"
+	"github.com/keeplog/keeplog/pkg/store"
+)
+
+// dumpLeasePrefix names the Leases of the cluster-wide dump semaphore: <prefix>-0 … <prefix>-(N-1).
+const dumpLeasePrefix = "keeplog-dump"
+
+// setupDump adds heap dumps on demand and under memory pressure (pkg/dump) and, with --dump-webhook, the
+// Alertmanager receiver. Both need the API: pods opt in by annotations, which the node's pod informer delivers.
+// Run it after setupArchiver: a dump's cluster slot is held until the archiver has uploaded the file.
+func setupDump(c *components) error {
+	o := c.opts.Dump
+	if c.pods == nil {
+		klog.InfoS("Heap dumps are off (no Kubernetes API access: pods opt in by annotations)")
+		return nil
+	}
+	deps := dump.Deps{
+		Pods:    c.pods.Get,
+		Memory:  dump.NewCgroupReader(o.CgroupRoot),
+		Events:  c.events,
+		Archive: dumpArchivePolicy(c.policy),
+		Clock:   clock.RealClock{}, Registerer: c.reg, Log: klog.Background().WithName("dump"),
+		HTTP: &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}},
+	}
+	if p, ok := c.deps.Archiver.(interface{ Pending(string) bool }); ok && p != nil {
+		deps.Pending = p.Pending
+	}
+	if ex, err := dumpExecer(c.opts.Kubeconfig); err != nil {
+		klog.InfoS("dump-exec is not available: pods that ask for it get a DumpSkipped Event", "reason", err)
+	} else {
+		deps.Exec = ex
+	}
+	if o.ClusterMax > 0 {
+		sem, err := semaphore.New(c.kube.CoordinationV1(), semaphore.Config{Namespace: c.opts.Namespace,
+			Prefix: dumpLeasePrefix, Slots: o.ClusterMax, Holder: c.opts.NodeID, LeaseDuration: o.LeaseDuration},
+			clock.RealClock{})
+		if err != nil {
+			return err
+		}
+		deps.Semaphore = sem
+	}
+	m, err := dump.New(dump.Config{Root: c.opts.Root, StateDir: filepath.Join(c.opts.Root, store.StateDirName, "dumps"),
+		PollInterval: o.PollInterval, Cooldown: o.Cooldown, Timeout: o.Timeout, SlotWait: o.SlotWait,
+		QuietPeriod: o.QuietPeriod, HostNetworkAddress: o.HostNetworkAddress}, deps)
+	if err != nil {
+		return err
+	}
+	if err := c.pods.OnChange(m.Observe); err != nil {
+		return err
+	}
+	c.add("heap dumps", m.Run)
+	klog.InfoS("Heap dumps on demand and under memory pressure", "cgroupRoot", o.CgroupRoot, "clusterMax", o.ClusterMax,
+		"cooldown", o.Cooldown, "timeout", o.Timeout, "webhook", o.Webhook)
+	if o.Webhook {
+		if c.opts.HTTPAddress == "" {
+			return errors.New("--dump-webhook needs --http-address")
+		}
+		if o.WebhookTokenFile == "" {
+			klog.InfoS("WARNING: the Alertmanager webhook accepts requests without authentication (no --dump-webhook-token-file)")
+		}
+		if c.handlers == nil {
+			c.handlers = map[string]http.Handler{}
+		}
+		c.handlers[dump.WebhookPath] = dump.NewWebhook(c.kube, o.WebhookTokenFile, klog.Background().WithName("dump-webhook"))
+	}
+	return nil
+}
+
+// dumpArchivePolicy gives the dump manager a pod directory's archive patterns (which files are dumps) and whether
+// it is archived. Warnings about malformed annotations are the archiver's to report.
+func dumpArchivePolicy(r *policy.Resolver) func(string) archiver.Policy {
+	return func(dir string) archiver.Policy {
+		p, _, err := r.For(dir)
+		if err != nil {
+			klog.V(4).InfoS("Dump file patterns from defaults", "dir", dir, "reason", err)
+			return archiver.Policy{}
+		}
+		return archiver.Policy{Off: !p.Archive, Patterns: p.ArchivePatterns}
+	}
+}
+
+// dumpExecer runs dump-exec commands through the API's exec subresource.
+func dumpExecer(kubeconfig string) (dump.Execer, error) {
+	return nil, errors.New("not built yet")
+}
