@@ -111,27 +111,32 @@ func TestAttrEnforcerOnExt4(t *testing.T) {
 	}
 }
 
-// writer appends to a file through one descriptor until a write fails, and reports the failure.
-func writer(ctx context.Context, path string, chunk int, every time.Duration) <-chan error {
-	done := make(chan error, 1)
+// writing appends to a file through one descriptor until a write fails or ctx ends; done closes then, err says why.
+type writing struct {
+	done chan struct{}
+	err  error
+}
+
+func writer(ctx context.Context, path string, chunk int, every time.Duration) *writing {
+	w := &writing{done: make(chan struct{})}
 	go func() {
+		defer close(w.done)
 		f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 		if err != nil {
-			done <- err
+			w.err = err
 			return
 		}
 		defer f.Close()
 		buf := make([]byte, chunk)
 		for ctx.Err() == nil {
 			if _, err := f.Write(buf); err != nil {
-				done <- err
+				w.err = err
 				return
 			}
 			time.Sleep(every)
 		}
-		done <- nil
 	}()
-	return done
+	return w
 }
 
 // TestBlockStopsWriterOnExt4 runs the whole Tracker with the immutable-attribute enforcer on a loop-mounted ext4
@@ -158,22 +163,21 @@ func TestBlockStopsWriterOnExt4(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-runDone })
 
 	wctx, stopWriters := context.WithCancel(context.Background())
-	defer stopWriters()
 	freeDone := writer(wctx, filepath.Join(free, "free.log"), 4096, 10*time.Millisecond)
+	t.Cleanup(func() { stopWriters(); <-freeDone.done }) // its open file would keep the mount busy
 	start := time.Now()
 	if err := os.Mkdir(filepath.Join(blocked, "app"), 0o777); err != nil {
 		t.Fatal(err)
 	}
 	big := filepath.Join(blocked, "app", "big.log")
 	blockedDone := writer(wctx, big, 64<<10, 10*time.Millisecond)
-	var werr error
 	select {
-	case werr = <-blockedDone:
+	case <-blockedDone.done:
 	case <-time.After(20 * time.Second):
 		t.Fatal("the writer past its limit was not stopped within 20 s")
 	}
-	if !isEPERM(werr) {
-		t.Fatalf("writer stopped with %v, want EPERM", werr)
+	if !isEPERM(blockedDone.err) {
+		t.Fatalf("writer stopped with %v, want EPERM", blockedDone.err)
 	}
 	t.Logf("writer stopped after %s", time.Since(start).Round(time.Millisecond))
 	fi, err := os.Stat(big)
@@ -185,8 +189,8 @@ func TestBlockStopsWriterOnExt4(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond)
 	select {
-	case err := <-freeDone:
-		t.Fatalf("the other volume's writer stopped: %v", err)
+	case <-freeDone.done:
+		t.Fatalf("the other volume's writer stopped: %v", freeDone.err)
 	default:
 	}
 	if reasons := f.events.reasons(); !slices.Contains(reasons, "p1 "+ReasonBlocked) {
