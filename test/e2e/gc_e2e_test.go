@@ -1,0 +1,270 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/keeplog/keeplog/pkg/gc"
+	"github.com/keeplog/keeplog/pkg/policy"
+	"github.com/keeplog/keeplog/pkg/store"
+	"github.com/keeplog/keeplog/test/e2e/framework"
+)
+
+const (
+	gcRetention = 20 * time.Second
+	gcClass     = "keeplog-retain-20s"
+)
+
+// TestGC runs retention and garbage collection on a real single-node Kubernetes: a StorageClass with retainFor 20s,
+// keeplog passing every 2s.
+func TestGC(t *testing.T) {
+	ctx := context.Background()
+	env, err := framework.Setup(ctx, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := env.Teardown(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	if err := env.CreateKeeplogStorageClass(ctx, gcClass, map[string]string{policy.ParamRetainFor: gcRetention.String()}); err != nil {
+		t.Fatal(err)
+	}
+	restartKeeplog(ctx, t, env, "--gc-interval=2s")
+	t.Run("DirectoryAndReleasedPVGoAfterRetentionPublishedUntouched", func(t *testing.T) { gcRetentionScenario(ctx, t, env) })
+	t.Run("PlantedSymlinksRemovedNothingOutside", func(t *testing.T) { gcSymlinks(ctx, t, env) })
+	t.Run("UnuploadedDumpKeptUntilUploadSucceeds", func(t *testing.T) { gcArchivePending(ctx, t, env) })
+}
+
+func restartKeeplog(ctx context.Context, t *testing.T, env *framework.Env, flags ...string) {
+	t.Helper()
+	if err := env.KillKeeplog(); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.StartKeeplog(ctx, flags...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func gcClaim() *corev1.PersistentVolumeClaimTemplate {
+	sc := gcClass
+	return &corev1.PersistentVolumeClaimTemplate{Spec: corev1.PersistentVolumeClaimSpec{
+		AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+		StorageClassName: &sc,
+		Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("64Mi")}},
+	}}
+}
+
+func gcEphemeral() corev1.Volume {
+	return corev1.Volume{Name: "logs", VolumeSource: corev1.VolumeSource{Ephemeral: &corev1.EphemeralVolumeSource{VolumeClaimTemplate: gcClaim()}}}
+}
+
+// gcPVOf returns the PV name of the pod's generic ephemeral volume "logs".
+func gcPVOf(ctx context.Context, t *testing.T, env *framework.Env, pod *corev1.Pod) string {
+	t.Helper()
+	pvc, err := env.Client.CoreV1().PersistentVolumeClaims(pod.Namespace).Get(ctx, pod.Name+"-logs", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pvc.Spec.VolumeName
+}
+
+// unpublishedAt is when keeplog recorded the pod directory's unpublish: the retention clock's start.
+func unpublishedAt(ctx context.Context, t *testing.T, env *framework.Env, dir string) (string, time.Time) {
+	t.Helper()
+	var vol string
+	var at time.Time
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		v, rec, err := env.PodDirRecord(dir)
+		if err != nil {
+			return false, nil
+		}
+		vol, at = v, rec.UnpublishedAt
+		return !at.IsZero(), nil
+	})
+	if err != nil {
+		t.Fatalf("no unpublish time recorded for %s: %v", dir, err)
+	}
+	return vol, at
+}
+
+// Pod deleted → its directory and its Released PV are gone after the retention, not before; a pod that keeps
+// running on the same StorageClass is never touched.
+func gcRetentionScenario(ctx context.Context, t *testing.T, env *framework.Env) {
+	ns := "gc-retention"
+	mustNamespace(ctx, t, env, ns)
+	keeper := runPod(ctx, t, env, ns, "keeper", gcEphemeral())
+	short := runPod(ctx, t, env, ns, "short", gcEphemeral())
+	dir, keeperDir := env.PodDir(short), env.PodDir(keeper)
+	for _, d := range []string{dir, keeperDir} {
+		if err := framework.WaitFileContains(ctx, filepath.Join(d, "app.log"), "hello from"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pvName, keeperPV := gcPVOf(ctx, t, env, short), gcPVOf(ctx, t, env, keeper)
+	if err := env.DeletePodAndWait(ctx, ns, short.Name); err != nil {
+		t.Fatal(err)
+	}
+	vol, unpub := unpublishedAt(ctx, t, env, filepath.Base(dir))
+	// Well inside the retention: directory, records and PV all still there, the PV Released and still Retain.
+	time.Sleep(time.Until(unpub.Add(gcRetention * 3 / 5)))
+	if _, err := os.Stat(filepath.Join(dir, "app.log")); err != nil {
+		t.Fatalf("directory gone %s after unpublish, before its retention of %s: %v", time.Since(unpub), gcRetention, err)
+	}
+	pv, err := env.Client.CoreV1().PersistentVolumes().Get(ctx, pvName, metav1.GetOptions{})
+	if err != nil || pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimRetain {
+		t.Fatalf("PV %s before the retention ended: %v %+v", pvName, err, pv.Spec.PersistentVolumeReclaimPolicy)
+	}
+	gone, err := framework.WaitPathGone(ctx, dir, 90*time.Second)
+	if err != nil {
+		t.Fatalf("%v\nkeeplog:\n%s", err, env.KeeplogLog(40))
+	}
+	if after := gone.Sub(unpub); after < gcRetention {
+		t.Fatalf("directory deleted %s after unpublish, before its retention of %s", after, gcRetention)
+	} else {
+		t.Logf("directory deleted %s after unpublish (retention %s, passes every 2s)", after.Round(100*time.Millisecond), gcRetention)
+	}
+	if err := env.WaitPVGone(ctx, pvName, 90*time.Second); err != nil {
+		t.Fatalf("%v\nkeeplog:\n%s", err, env.KeeplogLog(40))
+	}
+	if err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		return !env.VolumeRecordExists(vol), nil
+	}); err != nil {
+		t.Fatalf("records of volume %s still there after its PV was deleted (DeleteVolume not called?)", vol)
+	}
+	evs, err := env.GCEventsOf(ctx, short, gc.ReasonDeleted)
+	if err != nil || len(evs) == 0 || !strings.Contains(evs[0].Message, "retention 20s expired") {
+		t.Fatalf("no %s Event on the deleted pod: %v %+v", gc.ReasonDeleted, err, evs)
+	}
+	// The pod that kept running: published far longer than the retention, untouched.
+	if err := framework.WaitFileContains(ctx, filepath.Join(keeperDir, "app.log"), "hello from"); err != nil {
+		t.Fatalf("published directory touched: %v", err)
+	}
+	before := fileSize(t, filepath.Join(keeperDir, "ticks.log"))
+	time.Sleep(2 * time.Second)
+	if fileSize(t, filepath.Join(keeperDir, "ticks.log")) <= before {
+		t.Fatal("the running pod no longer writes to its directory")
+	}
+	pv, err = env.Client.CoreV1().PersistentVolumes().Get(ctx, keeperPV, metav1.GetOptions{})
+	if err != nil || pv.Status.Phase != corev1.VolumeBound || pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimRetain {
+		t.Fatalf("running pod's PV %s: %v %+v", keeperPV, err, pv)
+	}
+	if err := env.DeletePodAndWait(ctx, ns, keeper.Name); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A pod plants victim -> /, x -> /etc and links to a canary directory on the node outside the root; its CSI inline
+// volume (retainFor 5s) is collected: the links go, everything they point at stays, and so does the volume's record.
+func gcSymlinks(ctx context.Context, t *testing.T, env *framework.Env) {
+	ns := "gc-symlinks"
+	mustNamespace(ctx, t, env, ns)
+	canaryDir := t.TempDir()
+	canary := filepath.Join(canaryDir, "canary")
+	if err := os.WriteFile(canary, []byte("must survive"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script := fmt.Sprintf(`set -e; ln -s / /logs/victim; ln -s /etc /logs/x; ln -s %[1]s /logs/canary-dir; `+
+		`mkdir -p /logs/app/deep; ln -s %[2]s /logs/app/deep/canary; ln -s ../../../../../../.. /logs/app/deep/up; `+
+		`ln -s /etc/passwd /logs/app/deep/passwd; echo planted > /logs/planted; while true; do sleep 1; done`, canaryDir, canary)
+	vol := corev1.Volume{Name: "logs", VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{
+		Driver: framework.DriverName, VolumeAttributes: map[string]string{policy.ParamRetainFor: "5s"}}}}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "planter", Namespace: ns}, Spec: env.PodSpec(script, vol)}
+	if _, err := env.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pod, err := env.WaitPodRunning(ctx, ns, pod.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := env.PodDir(pod)
+	if err := framework.WaitFileContains(ctx, filepath.Join(dir, "planted"), "planted"); err != nil {
+		t.Fatal(err)
+	}
+	if target, err := os.Readlink(filepath.Join(dir, "victim")); err != nil || target != "/" {
+		t.Fatalf("victim link: %q %v", target, err)
+	}
+	volID, _, err := env.PodDirRecord(filepath.Base(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.DeletePodAndWait(ctx, ns, pod.Name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := framework.WaitPathGone(ctx, dir, 60*time.Second); err != nil {
+		t.Fatalf("%v\nkeeplog:\n%s", err, env.KeeplogLog(40))
+	}
+	for _, p := range []string{canary, "/etc/passwd", "/etc/hostname", env.Root, filepath.Join(env.Root, store.StateDirName, "volumes")} {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("%s is gone after GC removed a directory with links to it: %v", p, err)
+		}
+	}
+	if err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 20*time.Second, true, func(context.Context) (bool, error) {
+		return !env.VolumeRecordExists(volID), nil
+	}); err != nil {
+		t.Fatalf("record of inline volume %s still there after its directory went", volID)
+	}
+}
+
+// With the SFTP server down, a deleted pod's heap dump cannot be uploaded: its directory stays past the retention.
+// Once the server is back and the upload succeeded, the directory goes.
+func gcArchivePending(ctx context.Context, t *testing.T, env *framework.Env) {
+	sftp := framework.StartSFTP(t)
+	sftp.Server.Stop()
+	restartKeeplog(ctx, t, env, "--gc-interval=2s", sftp.Flag(), "--archive-quiet-period=10m")
+	ns := "gc-archive"
+	mustNamespace(ctx, t, env, ns)
+	script := `dd if=/dev/urandom of=/dumps/java_pid1.hprof bs=1024 count=1024 2>/dev/null; touch /dumps/written; while true; do sleep 1; done`
+	spec := env.PodSpec(script, gcEphemeral())
+	spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "logs", MountPath: "/dumps", SubPath: "app"}}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "java", Namespace: ns}, Spec: spec}
+	if _, err := env.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pod, err := env.WaitPodRunning(ctx, ns, pod.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := env.PodDir(pod)
+	if err := framework.WaitFileContains(ctx, filepath.Join(dir, "app", "written"), ""); err != nil {
+		t.Fatal(err)
+	}
+	pvName := gcPVOf(ctx, t, env, pod)
+	if err := env.DeletePodAndWait(ctx, ns, pod.Name); err != nil {
+		t.Fatal(err)
+	}
+	_, unpub := unpublishedAt(ctx, t, env, filepath.Base(dir))
+	// Retention plus several passes: still there, the dump with it, the PV too.
+	time.Sleep(time.Until(unpub.Add(gcRetention + 10*time.Second)))
+	if _, err := os.Stat(filepath.Join(dir, "app", "java_pid1.hprof")); err != nil {
+		t.Fatalf("the un-uploaded dump is gone %s after unpublish while the SFTP server is down: %v\nkeeplog:\n%s",
+			time.Since(unpub), err, env.KeeplogLog(40))
+	}
+	if _, err := env.Client.CoreV1().PersistentVolumes().Get(ctx, pvName, metav1.GetOptions{}); err != nil {
+		t.Fatalf("PV %s of a directory kept for the archive: %v", pvName, err)
+	}
+	sftp.Server.Start()
+	remote := sftp.Archived(t, store.PodRef{Namespace: ns, Name: pod.Name, UID: string(pod.UID)}, "app/java_pid1.hprof")
+	if _, err := framework.WaitPathGone(ctx, dir, 3*time.Minute); err != nil {
+		t.Fatalf("%v\nserver files: %v\nkeeplog:\n%s", err, sftp.Files(), env.KeeplogLog(40))
+	}
+	if fi, err := os.Stat(remote); err != nil || fi.Size() != 1024*1024 {
+		t.Fatalf("directory deleted but the dump is not on the server (%v): %v", fi, err)
+	}
+	if err := env.WaitPVGone(ctx, pvName, 90*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
