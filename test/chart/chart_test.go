@@ -56,6 +56,7 @@ type rendered struct {
 	roles          map[string]*rbacv1.Role
 	clusterBinding []*rbacv1.ClusterRoleBinding
 	roleBindings   []*rbacv1.RoleBinding
+	services       []*corev1.Service
 }
 
 func render(t *testing.T, o Options) *rendered {
@@ -96,6 +97,8 @@ func render(t *testing.T, o Options) *rendered {
 			r.clusterBinding = append(r.clusterBinding, o)
 		case *rbacv1.RoleBinding:
 			r.roleBindings = append(r.roleBindings, o)
+		case *corev1.Service:
+			r.services = append(r.services, o)
 		default:
 			t.Fatalf("unexpected object %T in the render", obj)
 		}
@@ -270,16 +273,19 @@ func TestDefaults(t *testing.T) {
 		t.Error("keeplog container is not privileged (it bind-mounts into kubelet's directories)")
 	}
 	f := wantFlags(t, k, map[string]string{
-		"endpoint":                 "unix:///var/lib/kubelet/plugins/keeplog.csi.io/csi.sock",
-		"node-id":                  "$(NODE_NAME)",
-		"driver-name":              "keeplog.csi.io",
-		"root":                     "/var/log/keeplog",
-		"pod-logs-dir":             "/var/log/pods",
-		"kubelet-registration-dir": "/var/lib/kubelet/plugins_registry",
-		"kubelet-endpoint":         "/var/lib/kubelet/plugins/keeplog.csi.io/csi.sock",
-		"http-address":             ":9808",
-		"log-format":               "json",
-		"keep-env-values":          "false",
+		"endpoint":                  "unix:///var/lib/kubelet/plugins/keeplog.csi.io/csi.sock",
+		"node-id":                   "$(NODE_NAME)",
+		"driver-name":               "keeplog.csi.io",
+		"root":                      "/var/log/keeplog",
+		"pod-logs-dir":              "/var/log/pods",
+		"kubelet-registration-dir":  "/var/lib/kubelet/plugins_registry",
+		"kubelet-endpoint":          "/var/lib/kubelet/plugins/keeplog.csi.io/csi.sock",
+		"http-address":              ":9808",
+		"log-format":                "json",
+		"keep-env-values":           "false",
+		"cgroup-root":               "/host/sys/fs/cgroup",
+		"dump-host-network-address": "127.0.0.1",
+		"dump-webhook":              "false",
 	})
 	for name := range f {
 		if strings.HasPrefix(name, "archive-") || name == "kubeconfig" || name == "namespace" {
@@ -321,6 +327,17 @@ func TestDefaults(t *testing.T) {
 		if v.HostPath != nil && (v.HostPath.Type == nil || *v.HostPath.Type != corev1.HostPathDirectoryOrCreate) {
 			t.Errorf("volume %s hostPath type %v, want DirectoryOrCreate", vol, v.HostPath.Type)
 		}
+	}
+	// The node's cgroups (heap dumps read containers' memory there), read-only, where --cgroup-root points.
+	if v, m := r.volume(t, "cgroup"), mountOf(t, k, "cgroup"); v.HostPath == nil || v.HostPath.Path != "/sys/fs/cgroup" ||
+		m.MountPath != f["cgroup-root"] || !m.ReadOnly {
+		t.Errorf("cgroup volume %+v mounted at %s (read-only %v), want the node's /sys/fs/cgroup read-only at --cgroup-root", v.VolumeSource, m.MountPath, m.ReadOnly)
+	}
+	if len(r.services) != 0 {
+		t.Errorf("a Service is rendered without the dump webhook: %v", r.services)
+	}
+	if _, ok := f["dump-webhook-token-file"]; ok {
+		t.Error("--dump-webhook-token-file without heapDumps.webhook.tokenSecret")
 	}
 	if !mountOf(t, k, "pod-logs").ReadOnly {
 		t.Error("kubelet's pod logs are mounted writable")
@@ -435,6 +452,7 @@ func TestRBAC(t *testing.T) {
 		expand("storage.k8s.io", []string{"csistoragecapacities"}, []string{"get", "list", "watch", "create", "update", "patch", "delete"}),
 	)
 	exec := rbacRule{"", "pods/exec", "create"}
+	patchPods := rbacRule{"", "pods", "patch"}
 	for _, tc := range []struct {
 		name      string
 		set       []string
@@ -443,7 +461,7 @@ func TestRBAC(t *testing.T) {
 		namespace string
 	}{
 		{"defaults", nil, false, true, "keeplog"},
-		{"exec and no capacity", []string{"heapDumps.allowExec=true", "capacity.enabled=false"}, true, false, "other"},
+		{"exec, webhook, no capacity", []string{"heapDumps.allowExec=true", "heapDumps.webhook.enabled=true", "capacity.enabled=false"}, true, false, "other"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := render(t, Options{Set: tc.set, Namespace: tc.namespace})
@@ -464,6 +482,9 @@ func TestRBAC(t *testing.T) {
 			}
 			if got := allows(cluster, exec); got != tc.exec {
 				t.Errorf("pods/exec create granted %v, want %v (heapDumps.allowExec)", got, tc.exec)
+			}
+			if got := allows(cluster, patchPods); got != tc.exec {
+				t.Errorf("pods patch granted %v, want %v (heapDumps.webhook.enabled)", got, tc.exec)
 			}
 			for _, rule := range slices.Concat(cluster, namespaced) {
 				for _, s := range slices.Concat(rule.APIGroups, rule.Resources, rule.Verbs) {
@@ -535,7 +556,11 @@ func TestAllValues(t *testing.T) {
 		"disk-high-watermark": "85", "disk-low-watermark": "70.5", "disk-hard-limit": "97",
 		"usage-walk-interval": "2m", "usage-update-interval": "2s", "usage-walk-rate": "5000", "usage-enforcer": "none",
 		"usage-block-grace": "20s",
-		"vmodule":           "node=6",
+		"cgroup-root":       "/host/sys/fs/cgroup-alt", "dump-poll-interval": "3s", "dump-cluster-max": "2", "dump-cooldown": "10m",
+		"dump-timeout": "20m", "dump-slot-wait": "2m", "dump-quiet-period": "10s", "dump-lease-duration": "45s",
+		"dump-host-network-address": "", // no hostNetwork: the pod IP
+		"dump-webhook":              "true", "dump-webhook-token-file": "/etc/keeplog/dump-webhook/token",
+		"vmodule": "node=6",
 	})
 	if last := k.Args[len(k.Args)-1]; last != "--vmodule=node=6" {
 		t.Errorf("extraArgs are not last (they must override): last is %q", last)
@@ -566,6 +591,17 @@ func TestAllValues(t *testing.T) {
 	}
 	if v := r.volume(t, "kubeconfig"); v.Secret == nil || v.Secret.SecretName != "keeplog-kubeconfig" {
 		t.Errorf("kubeconfig volume %+v", v.VolumeSource)
+	}
+	if v, m := r.volume(t, "dump-webhook-token"), mountOf(t, k, "dump-webhook-token"); v.Secret == nil ||
+		v.Secret.SecretName != "keeplog-dump-token" || m.MountPath != filepath.Dir(f["dump-webhook-token-file"]) || !m.ReadOnly {
+		t.Errorf("dump-webhook-token volume %+v at %s", v.VolumeSource, m.MountPath)
+	}
+	if v := r.volume(t, "cgroup"); v.HostPath == nil || v.HostPath.Path != "/sys/fs/cgroup-alt" {
+		t.Errorf("cgroup volume %+v", v.VolumeSource)
+	}
+	if len(r.services) != 1 || r.services[0].Spec.Ports[0].Port != 19808 || r.services[0].Spec.Ports[0].TargetPort.StrVal != "http-metrics" ||
+		!reflect.DeepEqual(r.services[0].Spec.Selector, r.ds.Spec.Selector.MatchLabels) {
+		t.Errorf("webhook Service %+v, want one on the metrics port selecting the DaemonSet's pods", r.services)
 	}
 
 	p := r.container(t, "csi-provisioner")
@@ -703,6 +739,7 @@ func TestSchemaRefuses(t *testing.T) {
 		{"archive.bandwidth=lots", "bandwidth"},
 		{"archive.nodeUploads=0", "nodeUploads"},
 		{"usage.enforcer=chattr", "enforcer"},
+		{"heapDumps.hostNetworkAddress=localhost", "hostNetworkAddress"},
 		{"metrics.port=70000", "port"},
 		{"csiDriver.fsGroupPolicy=Sometimes", "fsGroupPolicy"},
 		{"driverName=Bad_Name", "driverName"},
