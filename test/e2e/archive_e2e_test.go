@@ -32,15 +32,7 @@ import (
 // Lease semaphore, with policies from StorageClass parameters and pod annotations.
 func TestArchive(t *testing.T) {
 	ctx := context.Background()
-	env, err := framework.Setup(ctx, t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := env.Teardown(context.Background()); err != nil {
-			t.Error(err)
-		}
-	})
+	env := framework.SetupTest(t)
 	sftp := framework.StartSFTP(t)
 	if err := env.KillKeeplog(); err != nil {
 		t.Fatal(err)

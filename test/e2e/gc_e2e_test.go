@@ -31,15 +31,7 @@ const (
 // keeplog passing every 2s.
 func TestGC(t *testing.T) {
 	ctx := context.Background()
-	env, err := framework.Setup(ctx, t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := env.Teardown(context.Background()); err != nil {
-			t.Error(err)
-		}
-	})
+	env := framework.SetupTest(t)
 	if err := env.CreateKeeplogStorageClass(ctx, gcClass, map[string]string{policy.ParamRetainFor: gcRetention.String()}); err != nil {
 		t.Fatal(err)
 	}

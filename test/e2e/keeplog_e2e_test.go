@@ -26,15 +26,7 @@ const writer = `echo "stdout from $HOSTNAME"; echo "hello from $HOSTNAME" > /log
 // TestKeeplog runs the CSI core scenarios on one real single-node Kubernetes, in order.
 func TestKeeplog(t *testing.T) {
 	ctx := context.Background()
-	env, err := framework.Setup(ctx, t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := env.Teardown(context.Background()); err != nil {
-			t.Error(err)
-		}
-	})
+	env := framework.SetupTest(t)
 	t.Run("GenericEphemeralVolumeOutlivesPod", func(t *testing.T) { genericEphemeral(ctx, t, env) })
 	t.Run("InlineEphemeralVolumeOutlivesPod", func(t *testing.T) { inlineEphemeral(ctx, t, env) })
 	t.Run("DeploymentGetsOneDirectoryPerPod", func(t *testing.T) { deployment(ctx, t, env) })

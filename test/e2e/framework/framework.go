@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -391,4 +392,19 @@ func (e *Env) WaitNoPods(ctx context.Context, ns, selector string) error {
 		list, err := e.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
 		return err == nil && len(list.Items) == 0, nil
 	})
+}
+
+// SetupTest is Setup for one test: a setup error fails the test, and the lab is torn down when the test ends.
+func SetupTest(t testing.TB) *Env {
+	t.Helper()
+	env, err := Setup(context.Background(), t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := env.Teardown(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	return env
 }
