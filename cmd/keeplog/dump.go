@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"path/filepath"
 
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
@@ -92,7 +94,18 @@ func dumpArchivePolicy(r *policy.Resolver) func(string) archiver.Policy {
 	}
 }
 
-// dumpExecer runs dump-exec commands through the API's exec subresource.
+// dumpExecer runs dump-exec commands through the API's exec subresource, with the same configuration as kubeClient.
 func dumpExecer(kubeconfig string) (dump.Execer, error) {
-	return nil, errors.New("not built yet")
+	var cfg *rest.Config
+	var err error
+	if kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	} else {
+		cfg, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, err
+	}
+	cfg.UserAgent = "keeplog/" + version
+	return dump.NewAPIExecer(cfg)
 }
