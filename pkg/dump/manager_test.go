@@ -530,3 +530,29 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		t.Fatalf("New(negative cooldown) = %v", err)
 	}
 }
+
+func TestStatePrunedForGoneDirectories(t *testing.T) {
+	root := t.TempDir()
+	s := stateStore{dir: filepath.Join(root, ".keeplog", "dumps")}
+	live, gone := "ns_a_"+testUID, "ns_b_11111111-2222-3333-4444-555555555555"
+	if err := os.Mkdir(filepath.Join(root, live), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{live, gone} {
+		if err := s.save(d, &podState{Requested: "x"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.save("../escape", &podState{}); err == nil {
+		t.Fatal("a state file outside the state directory was written")
+	}
+	if err := s.prune(root); err != nil {
+		t.Fatal(err)
+	}
+	if st, found, err := s.load(live); err != nil || !found || st.Requested != "x" {
+		t.Fatalf("live state: %+v %v %v", st, found, err)
+	}
+	if _, found, err := s.load(gone); err != nil || found {
+		t.Fatalf("state of a gone directory kept: %v %v", found, err)
+	}
+}
