@@ -60,6 +60,7 @@ func TestDump(t *testing.T) {
 	t.Run("ClusterSlotSerializesDumps", func(t *testing.T) { h.clusterSlot(ctx, t) })
 	t.Run("ManualAnnotation", func(t *testing.T) { h.manual(ctx, t) })
 	t.Run("AlertmanagerWebhook", func(t *testing.T) { h.alertmanager(ctx, t) })
+	t.Run("ExecRequested", func(t *testing.T) { h.exec(ctx, t) })
 }
 
 type heapEnv struct {
@@ -229,6 +230,20 @@ func (h *heapEnv) manual(ctx context.Context, t *testing.T) {
 		t.Fatalf("no DumpTriggered event naming the request:\n%s", ev)
 	}
 	h.stillDumps(t, a, 1, 4*time.Second)
+}
+
+// exec: a pod that asks for dumps by a command; keeplog runs it through the API's exec subresource.
+func (h *heapEnv) exec(ctx context.Context, t *testing.T) {
+	ns := "dump-exec"
+	mustNamespace(ctx, t, h.env, ns)
+	a := h.app(ctx, t, ns, "jcmd", false, map[string]string{dump.AnnotationExec: "sh /www/cgi-bin/dump >/dev/null"})
+	h.annotate(ctx, t, a.Pod, dump.AnnotationRequested+"=exec-1")
+	log := h.waitDumps(ctx, t, a, 1, 30*time.Second)
+	h.archived(ctx, t, a, log.Dumps[0].File)
+	waitEvent(ctx, t, h.env, a.Pod, dump.ReasonFinished)
+	if ev := h.events(ctx, a.Pod); !strings.Contains(ev, `exec in container app: "sh /www/cgi-bin/dump >/dev/null"`) {
+		t.Fatalf("no event naming the exec:\n%s", ev)
+	}
 }
 
 func (h *heapEnv) alertmanager(ctx context.Context, t *testing.T) {

@@ -67,7 +67,8 @@ func FreeLocalPort() (int, error) {
 }
 
 // HeapAppPod runs the heap app (see heapAppScript) with a keeplog CSI inline volume at /logs, a memory limit of
-// limitMiB and the dump annotations (dump-port and dump-path are set to the app's endpoint; ann adds or overrides).
+// limitMiB and the dump annotations (dump-port and dump-path are set to the app's endpoint unless ann has dump-exec;
+// ann adds or overrides).
 // With guaranteed, CPU and memory requests equal the limits (QoS Guaranteed: its cgroup is directly under kubepods).
 func (e *Env) HeapAppPod(ctx context.Context, ns, name string, limitMiB int, guaranteed bool, ann map[string]string) (*HeapApp, error) {
 	port, err := FreeLocalPort()
@@ -88,6 +89,9 @@ func (e *Env) HeapAppPod(ctx context.Context, ns, name string, limitMiB int, gua
 	}
 	c.Resources.Limits = limits
 	all := map[string]string{"keeplog.csi.io/dump-port": strconv.Itoa(port), "keeplog.csi.io/dump-path": "/cgi-bin/dump"}
+	if _, exec := ann["keeplog.csi.io/dump-exec"]; exec { // asked by a command (e.g. sh /www/cgi-bin/dump), not HTTP
+		all = map[string]string{}
+	}
 	for k, v := range ann {
 		all[k] = v
 	}
