@@ -29,15 +29,7 @@ import (
 // dumps are uploaded by the archiver to a real OpenSSH server.
 func TestDump(t *testing.T) {
 	ctx := context.Background()
-	env, err := framework.Setup(ctx, t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := env.Teardown(context.Background()); err != nil {
-			t.Error(err)
-		}
-	})
+	env := framework.SetupTest(t)
 	sftp := framework.StartSFTP(t)
 	httpPort, err := framework.FreeLocalPort()
 	if err != nil {
