@@ -184,3 +184,22 @@ func TestAboveNoOverflow(t *testing.T) {
 		t.Fatalf("huge values: Above(50)=%v Above(51)=%v", Above(m, 50), Above(m, 51))
 	}
 }
+
+func TestCgroupForget(t *testing.T) {
+	root := t.TempDir()
+	dir := "memory/kubepods/pod" + testUID + "/" + testCID
+	writeTree(t, root, map[string]string{"memory/memory.usage_in_bytes": "1\n",
+		dir + "/memory.usage_in_bytes": "1\n", dir + "/memory.stat": v1Stat("0", "0"), dir + "/memory.limit_in_bytes": "2\n"})
+	r := NewCgroupReader(root)
+	if _, err := r.Read(testUID, testCID); err != nil {
+		t.Fatal(err)
+	}
+	r.Forget(map[string]bool{testCID: true})
+	if len(r.paths) != 1 {
+		t.Fatalf("kept %v", r.paths)
+	}
+	r.Forget(nil)
+	if len(r.paths) != 0 {
+		t.Fatalf("a container not seen any more is still cached: %v", r.paths)
+	}
+}

@@ -149,6 +149,7 @@ type Manager struct {
 
 	mu   sync.Mutex
 	pods map[string]*tracked // by pod directory name
+	seen map[string]bool     // container IDs read during the current check
 }
 
 // tracked is one opted-in pod.
@@ -251,12 +252,16 @@ func (m *Manager) check(ctx context.Context) {
 	}
 	m.mu.Unlock()
 	watched := 0
+	m.seen = map[string]bool{}
 	for _, d := range dirs {
 		if m.checkPod(ctx, d) {
 			watched++
 		}
 	}
 	m.m.watched.Set(float64(watched))
+	if f, ok := m.deps.Memory.(interface{ Forget(keep map[string]bool) }); ok {
+		f.Forget(m.seen) // containers gone or restarted under a new ID
+	}
 }
 
 // checkPod evaluates one pod; it returns whether its memory is being watched.
@@ -335,6 +340,7 @@ func (m *Manager) checkMemory(ctx context.Context, t *tracked, pod *corev1.Pod, 
 	if cid == "" {
 		return false // not running (yet)
 	}
+	m.seen[cid] = true
 	mem, err := m.deps.Memory.Read(string(pod.UID), cid)
 	if err != nil {
 		if err.Error() != t.readErr {
