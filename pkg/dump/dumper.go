@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/keeplog/keeplog/internal/units"
 	"github.com/keeplog/keeplog/pkg/archiver"
 )
 
@@ -72,7 +73,7 @@ func (m *Manager) dump(ctx context.Context, t *tracked, pod *corev1.Pod, spec Sp
 	} else if free < need {
 		m.locked(func() {
 			m.skip(t, tr.manual, DecisionSkipLowDisk, fmt.Sprintf("%s; not dumped: %s free on the node's keeplog filesystem, less than the %s the dump may need",
-				tr.why, bytes(free), bytes(need)))
+				tr.why, units.Bytes(free), units.Bytes(need)))
 		})
 		return
 	}
@@ -275,7 +276,7 @@ func (m *Manager) waitFinished(ctx context.Context, podDir string, pol archiver.
 			if quiet && (m.deps.Pending == nil || pol.Off || !m.deps.Pending(podDir)) {
 				names := make([]string, 0, len(changed))
 				for rel, cur := range changed {
-					names = append(names, fmt.Sprintf("%s (%s)", rel, bytes(uint64(cur.size))))
+					names = append(names, fmt.Sprintf("%s (%s)", rel, units.Bytes(uint64(cur.size))))
 				}
 				sort.Strings(names)
 				return names, nil

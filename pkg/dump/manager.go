@@ -28,6 +28,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
+	"github.com/keeplog/keeplog/internal/units"
 	"github.com/keeplog/keeplog/pkg/archiver"
 	"github.com/keeplog/keeplog/pkg/store"
 )
@@ -367,7 +368,7 @@ func (m *Manager) checkMemory(ctx context.Context, t *tracked, pod *corev1.Pod, 
 	}
 	t.above = true
 	why := fmt.Sprintf("container %s working set %s is %.0f%% of its memory limit %s (threshold %d%%)", spec.Container,
-		bytes(mem.WorkingSet), 100*float64(mem.WorkingSet)/float64(mem.Limit), bytes(mem.Limit), spec.Threshold)
+		units.Bytes(mem.WorkingSet), 100*float64(mem.WorkingSet)/float64(mem.Limit), units.Bytes(mem.Limit), spec.Threshold)
 	cs := t.st.container(spec.Container)
 	now := m.deps.Clock.Now()
 	switch {
@@ -423,18 +424,4 @@ func (m *Manager) event(ref store.PodRef, typ, reason, msg string) {
 	if m.deps.Events != nil {
 		m.deps.Events.PodEvent(ref, typ, reason, msg)
 	}
-}
-
-// bytes formats a size in binary units.
-func bytes(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%dB", n)
-	}
-	div, exp := uint64(unit), 0
-	for v := n / unit; v >= unit; v /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

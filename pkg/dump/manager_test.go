@@ -369,7 +369,7 @@ func TestLowDiskAndNoSlot(t *testing.T) {
 	e.poll()
 	e.poll()
 	e.expect(0, map[string]int{DecisionSkipLowDisk: 1, DecisionTriggered: 0})
-	if !strings.Contains(e.events.String(), "Warning DumpSkipped") || !strings.Contains(e.events.String(), "99.0MiB free") {
+	if !strings.Contains(e.events.String(), "Warning DumpSkipped") || !strings.Contains(e.events.String(), "99.0 MiB free") {
 		t.Fatalf("low disk not reported as a Warning with the numbers:\n%s", e.events)
 	}
 	// A manual request is not exempt from the disk check, and is reported each time.

@@ -12,6 +12,8 @@ import (
 
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
+
+	"github.com/keeplog/keeplog/internal/units"
 )
 
 // DiskUsage is the root filesystem's space, as df shows it.
@@ -51,7 +53,7 @@ func (g *GC) AdmitVolume() error {
 	}
 	if p := u.Percent(); p >= g.cfg.HardLimit {
 		return fmt.Errorf("keeplog root %s is %.1f%% full (%s used, %s available), at or past the hard limit of %g%% (--disk-hard-limit): no new volumes until garbage collection frees space",
-			root, p, bytesString(u.Used), bytesString(u.Avail), g.cfg.HardLimit)
+			root, p, units.Bytes(u.Used), units.Bytes(u.Avail), g.cfg.HardLimit)
 	}
 	return nil
 }
@@ -160,17 +162,4 @@ func dirSize(path string) int64 {
 		return nil
 	})
 	return n
-}
-
-func bytesString(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for v := n / unit; v >= unit; v /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -2,14 +2,13 @@ package gc
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/keeplog/keeplog/internal/loopfs"
 	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/store"
 )
@@ -77,7 +76,7 @@ func TestDiskPressureOnLoopExt4(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: loop device, mkfs.ext4, mount")
 	}
-	mnt := loopExt4(t, 64)
+	mnt := loopfs.ForTest(t, 64)
 	f := newFixture(t)
 	f.root = filepath.Join(mnt, "root")
 	st, err := store.Open(f.root, f.clk.Now)
@@ -145,37 +144,4 @@ func TestDiskPressureOnLoopExt4(t *testing.T) {
 		t.Fatalf("after the pass: %v", err)
 	}
 	t.Logf("deleted %d of %d directories; %.1f%% used", len(got), len(dirs), u.Percent())
-}
-
-// loopExt4 makes an ext4 filesystem of sizeMiB on a loop device and mounts it; all undone at cleanup.
-func loopExt4(t *testing.T, sizeMiB int) string {
-	t.Helper()
-	base := t.TempDir()
-	img, mnt := filepath.Join(base, "disk.img"), filepath.Join(base, "mnt")
-	run := func(name string, args ...string) string {
-		t.Helper()
-		out, err := exec.Command(name, args...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	run("truncate", "-s", strconv.Itoa(sizeMiB)+"M", img)
-	run("mkfs.ext4", "-q", "-F", img)
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	dev := run("losetup", "--find", "--show", img)
-	t.Cleanup(func() {
-		if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
-			t.Errorf("losetup -d %s: %v: %s", dev, err, out)
-		}
-	})
-	run("mount", dev, mnt)
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", mnt, err, out)
-		}
-	})
-	return mnt
 }

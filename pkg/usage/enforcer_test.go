@@ -7,49 +7,19 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
-)
 
-// loopExt4 makes a small ext4 filesystem in a file, mounts it with -o loop and returns the mount point. It needs
-// root; everything is undone in t.Cleanup.
-func loopExt4(t *testing.T, sizeMiB int) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: mounts a loop device")
-	}
-	dir := t.TempDir()
-	img, mnt := filepath.Join(dir, "fs.img"), filepath.Join(dir, "mnt")
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, cmd := range [][]string{
-		{"truncate", "-s", strconv.Itoa(sizeMiB) + "M", img},
-		{"mkfs.ext4", "-q", "-F", img},
-		{"mount", "-o", "loop", img, mnt},
-	} {
-		if out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v: %s", cmd, err, out)
-		}
-	}
-	t.Cleanup(func() {
-		// Attributes left set would make the temp directory's removal fail.
-		_ = exec.Command("chattr", "-R", "-f", "-i", mnt).Run()
-		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", mnt, err, out)
-		}
-	})
-	return mnt
-}
+	"github.com/keeplog/keeplog/internal/loopfs"
+)
 
 func isEPERM(err error) bool { return errors.Is(err, syscall.EPERM) }
 
 // TestAttrEnforcerOnExt4 checks on a real ext4 what the block does: writes through a descriptor opened before fail,
 // so do new files and deletions; keeplog's own .keeplog directory stays writable; unblocking undoes it all.
 func TestAttrEnforcerOnExt4(t *testing.T) {
-	mnt := loopExt4(t, 16)
+	mnt := loopfs.ForTest(t, 16)
 	pod := filepath.Join(mnt, "ns_pod_uid")
 	writeFile(t, filepath.Join(pod, "app", "app.log"), 100)
 	writeFile(t, filepath.Join(pod, ".keeplog", "pod.txt"), 10)
@@ -144,7 +114,7 @@ func writer(ctx context.Context, path string, chunk int, every time.Duration) *w
 // another volume's pod writes on; once the excess is removed by hand (as an operator would: chattr -i, rm) it can
 // write again.
 func TestBlockStopsWriterOnExt4(t *testing.T) {
-	mnt := loopExt4(t, 64)
+	mnt := loopfs.ForTest(t, 64)
 	f := newFixture(t, filepath.Join(mnt, "root"))
 	blocked := f.volume("vol-block", 1<<20, map[string]string{"limitAction": "block"}, "p1")[0]
 	free := f.volume("vol-free", 0, nil, "q1")[0]

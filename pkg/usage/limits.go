@@ -7,6 +7,7 @@ import (
 
 	"k8s.io/klog/v2"
 
+	"github.com/keeplog/keeplog/internal/units"
 	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/store"
 )
@@ -50,7 +51,7 @@ func (t *Tracker) evaluate() {
 			for _, name := range v.dirs {
 				if d := t.dirs[name]; d != nil && d.pod != nil && v.notified[name] {
 					events = append(events, podEvent{*d.pod, "Normal", ReasonBackUnder, fmt.Sprintf(
-						"keeplog volume %s uses %s, under its limit of %s again", id, humanBytes(s.Bytes), humanBytes(v.limit))})
+						"keeplog volume %s uses %s, under its limit of %s again", id, units.Bytes(s.Bytes), units.Bytes(v.limit))})
 				}
 			}
 			clear(v.notified)
@@ -162,7 +163,7 @@ func (t *Tracker) adoptBlocks() {
 }
 
 func overMessage(id string, s Status, v *volState, canBlock bool) string {
-	msg := fmt.Sprintf("keeplog volume %s uses %s, over its limit of %s; ", id, humanBytes(s.Bytes), humanBytes(v.limit))
+	msg := fmt.Sprintf("keeplog volume %s uses %s, over its limit of %s; ", id, units.Bytes(s.Bytes), units.Bytes(v.limit))
 	switch {
 	case v.action == policy.LimitBlock && canBlock:
 		return msg + "limitAction block: writes will be blocked until usage is back under the limit"

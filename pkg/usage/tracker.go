@@ -532,17 +532,3 @@ func (t *Tracker) enforcerName() string {
 	}
 	return t.deps.Enforcer.Name()
 }
-
-// String describes a size for Events.
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}

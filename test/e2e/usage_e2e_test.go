@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/keeplog/keeplog/internal/loopfs"
 	"github.com/keeplog/keeplog/pkg/usage"
 	"github.com/keeplog/keeplog/test/e2e/framework"
 )
@@ -45,7 +46,7 @@ func TestUsage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	loop, err := framework.NewLoopFS(rootMiB)
+	loop, err := loopfs.New(rootMiB)
 	if err != nil {
 		if terr := env.Teardown(context.Background()); terr != nil {
 			t.Error(terr)

@@ -6,11 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -20,47 +15,6 @@ import (
 	"k8s.io/client-go/rest"
 	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 )
-
-// LoopFS is a small ext4 filesystem in a file, mounted with -o loop (root only), so a test can fill a node's disk
-// or rely on the immutable attribute without touching the machine's own filesystems.
-type LoopFS struct {
-	Dir  string // the mount point
-	base string
-}
-
-// NewLoopFS makes and mounts an ext4 of sizeMiB outside any Env's temp directory (Teardown checks that nothing is
-// left mounted there), so it can outlive the Env's teardown; Remove undoes it.
-func NewLoopFS(sizeMiB int) (*LoopFS, error) {
-	base, err := os.MkdirTemp("", "keeplog-e2e-loopfs-")
-	if err != nil {
-		return nil, err
-	}
-	l := &LoopFS{Dir: filepath.Join(base, "mnt"), base: base}
-	img := filepath.Join(base, "fs.img")
-	if err := os.Mkdir(l.Dir, 0o755); err != nil {
-		return nil, err
-	}
-	for _, cmd := range [][]string{
-		{"truncate", "-s", strconv.Itoa(sizeMiB) + "M", img},
-		{"mkfs.ext4", "-q", "-F", img},
-		{"mount", "-o", "loop", img, l.Dir},
-	} {
-		if out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput(); err != nil {
-			os.RemoveAll(base)
-			return nil, fmt.Errorf("%s: %v: %s", strings.Join(cmd, " "), err, out)
-		}
-	}
-	return l, nil
-}
-
-// Remove clears any immutable attribute left (a blocked volume), unmounts and deletes the filesystem.
-func (l *LoopFS) Remove() error {
-	_ = exec.Command("chattr", "-R", "-f", "-i", l.Dir).Run()
-	if out, err := exec.Command("umount", l.Dir).CombinedOutput(); err != nil {
-		return fmt.Errorf("umount %s: %v: %s", l.Dir, err, out)
-	}
-	return os.RemoveAll(l.base)
-}
 
 // RestartKeeplogWithRoot stops the node plugin (SIGTERM) and starts it again on another --root, with extra flags.
 // PodDir follows the new root.
