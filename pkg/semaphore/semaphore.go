@@ -109,6 +109,12 @@ func (s *Semaphore) Name(i int) string { return s.cfg.Prefix + "-" + strconv.Ito
 // context is cancelled when the slot is lost (renewal failed until the lease
 // could have expired, or someone else holds it) or released; release frees
 // the slot (idempotent).
+//
+// The slot lives within ctx: the returned context derives from it and the
+// renewals stop when ctx ends. To bound only the wait, do not pass a context
+// with a timeout that is cancelled once Acquire returns; pass the long-lived
+// context and stop waiting some other way (e.g. a timer that cancels a
+// separate context only while Acquire has not returned).
 func (s *Semaphore) Acquire(ctx context.Context) (context.Context, func(), error) {
 	for {
 		start := rand.IntN(s.cfg.Slots) // spread holders over the slots
