@@ -23,7 +23,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -44,9 +43,18 @@ type Options struct {
 	Password string
 }
 
+// TB is what the server needs of its caller: testing.TB has it, and a program that is not a test (the demo)
+// can provide it too.
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Errorf(format string, args ...any)
+	Cleanup(func())
+}
+
 // Server is one running (or stopped) sshd.
 type Server struct {
-	t testing.TB
+	t TB
 
 	// Host is always 127.0.0.1.
 	Host string
@@ -82,7 +90,7 @@ type Server struct {
 
 // Start sets up and starts an sshd for the test. It fails the test (never
 // skips) if sshd is not installed or the test does not run as root.
-func Start(t testing.TB, opts ...Options) *Server {
+func Start(t TB, opts ...Options) *Server {
 	t.Helper()
 	var o Options
 	if len(opts) > 0 {
@@ -397,7 +405,7 @@ func (s *Server) lookupUser() (uid, gid int) {
 	return 0, 0
 }
 
-func writePrivateKey(t testing.TB, file string, key ed25519.PrivateKey, comment string) []byte {
+func writePrivateKey(t TB, file string, key ed25519.PrivateKey, comment string) []byte {
 	t.Helper()
 	block, err := ssh.MarshalPrivateKey(key, comment)
 	if err != nil {
@@ -410,7 +418,7 @@ func writePrivateKey(t testing.TB, file string, key ed25519.PrivateKey, comment 
 	return b
 }
 
-func randHex(t testing.TB, n int) string {
+func randHex(t TB, n int) string {
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
 		t.Fatalf("sshdtest: %v", err)
@@ -418,7 +426,7 @@ func randHex(t testing.TB, n int) string {
 	return hex.EncodeToString(b)
 }
 
-func freePort(t testing.TB) int {
+func freePort(t TB) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("sshdtest: find a free port: %v", err)

@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"testing"
 
 	"github.com/keeplog/keeplog/internal/sshdtest"
 	"github.com/keeplog/keeplog/pkg/archiver"
@@ -22,20 +21,23 @@ type SFTP struct {
 	BaseDir string
 }
 
-// StartSFTP starts the server (stopped at the end of the test) and writes the target directory.
-func StartSFTP(t testing.TB) *SFTP {
+// StartSFTP starts the server (stopped at the end of the test, or when the demo runs its cleanups) and writes the
+// target directory.
+func StartSFTP(t sshdtest.TB) *SFTP {
 	t.Helper()
 	srv := sshdtest.Start(t)
-	s := &SFTP{Server: srv, TargetDir: filepath.Join(t.TempDir(), "archive-secret"), BaseDir: srv.RemoteDir + "/archive"}
-	if err := os.Mkdir(s.TargetDir, 0o700); err != nil {
-		t.Fatal(err)
+	dir, err := os.MkdirTemp("", "keeplog-archive-secret-")
+	if err != nil {
+		t.Fatalf("archive target directory: %v", err)
 	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	s := &SFTP{Server: srv, TargetDir: dir, BaseDir: srv.RemoteDir + "/archive"}
 	for k, v := range map[string]string{
 		"host": srv.Host, "port": strconv.Itoa(srv.Port), "user": srv.User, "privateKey": string(srv.ClientKeyPEM),
 		"knownHosts": srv.KnownHostsLine + "\n", "baseDir": s.BaseDir,
 	} {
 		if err := os.WriteFile(filepath.Join(s.TargetDir, k), []byte(v), 0o600); err != nil {
-			t.Fatal(err)
+			t.Fatalf("archive target: %v", err)
 		}
 	}
 	return s
@@ -45,11 +47,11 @@ func StartSFTP(t testing.TB) *SFTP {
 func (s *SFTP) Flag() string { return "--archive-target=" + s.TargetDir }
 
 // Archived is where a pod's file (its path inside the pod directory) lands on this machine's disk.
-func (s *SFTP) Archived(t testing.TB, pod store.PodRef, rel string) string {
+func (s *SFTP) Archived(t sshdtest.TB, pod store.PodRef, rel string) string {
 	t.Helper()
 	remote, err := archiver.RemotePath(s.BaseDir, pod, rel)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("remote path of %s in %s: %v", rel, pod.DirName(), err)
 	}
 	return filepath.Join(s.Server.DataDir, strings.TrimPrefix(remote, s.Server.RemoteDir))
 }

@@ -1,6 +1,7 @@
 // Command demo runs keeplog's main job on a real single-node Kubernetes: a pod with a keeplog volume from the
-// StorageClass writes its logs, is deleted, and its directory stays on the node. It prints what a user looks at
-// (the directory tree on the node, the PV) and stops everything it started.
+// StorageClass writes its logs and a heap dump, is deleted, its directory stays on the node and the dump arrives on
+// an SFTP server (a real OpenSSH sshd on 127.0.0.1). It prints what a user looks at (the directory tree on the node,
+// the archive, the PV) and stops everything it started.
 package main
 
 import (
@@ -15,7 +16,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/keeplog/keeplog/pkg/store"
 	"github.com/keeplog/keeplog/test/e2e/framework"
 )
 
@@ -36,12 +39,27 @@ func run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	tb := &cleanups{}
 	defer func() {
 		step("Stopping everything the demo started")
 		if terr := env.Teardown(context.Background()); terr != nil && err == nil {
 			err = terr
 		}
+		tb.run()
+		if err == nil && tb.failed != nil {
+			err = tb.failed
+		}
 	}()
+	defer tb.recoverFatal(&err)
+
+	step("Starting an SFTP server (OpenSSH on 127.0.0.1) and restarting keeplog to archive heap dumps to it")
+	sftp := framework.StartSFTP(tb)
+	if err := env.KillKeeplog(); err != nil {
+		return err
+	}
+	if err := env.StartKeeplog(ctx, sftp.Flag(), "--archive-quiet-period=5s"); err != nil {
+		return err
+	}
 	ns, name := "demo", "java-app"
 	if err := env.CreateNamespace(ctx, ns); err != nil {
 		return err
@@ -53,6 +71,7 @@ func run(ctx context.Context) (err error) {
 			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
 		}}}}}
 	script := `mkdir -p /logs/app; echo "GC pause 12ms" > /logs/app/gc.log; echo "GET /health 200" > /logs/app/access.log; ` +
+		`dd if=/dev/urandom of=/logs/app/java_pid1.hprof bs=1024 count=2048 2>/dev/null; ` +
 		`while true; do date >> /logs/app/ticks.log; sleep 1; done`
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: env.PodSpec(script, vol)}
 	step("Creating pod %s/%s with a generic ephemeral volume from StorageClass %q", ns, name, sc)
@@ -83,8 +102,63 @@ func run(ctx context.Context) (err error) {
 		return fmt.Errorf("the pod's file is gone: %w", err)
 	}
 	fmt.Printf("\n%s/app/gc.log:\n%s", dir, data)
+
+	ref := store.PodRef{Namespace: ns, Name: name, UID: string(running.UID)}
+	archived := sftp.Archived(tb, ref, "app/java_pid1.hprof")
+	step("The heap dump is on the SFTP server, under <namespace>/<pod>/<pod-uid>/, with its manifest")
+	if err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 60*time.Second, true, func(context.Context) (bool, error) {
+		_, err := os.Stat(archived + ".manifest.json")
+		return err == nil, nil
+	}); err != nil {
+		return fmt.Errorf("the dump did not reach the SFTP server: %w", err)
+	}
+	fmt.Print(framework.Tree(sftp.Server.DataDir))
+	manifest, err := os.ReadFile(archived + ".manifest.json")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\n%s.manifest.json:\n%s", archived, manifest)
 	step("The PersistentVolume is Released and kept (reclaimPolicy Retain)")
 	out, _ = env.Lab.Kubectl(ctx, "get", "pv", "-o", "custom-columns=NAME:.metadata.name,STATUS:.status.phase,RECLAIM:.spec.persistentVolumeReclaimPolicy,HANDLE:.spec.csi.volumeHandle,NODE:.spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0].values[0]")
 	fmt.Print(out)
 	return nil
+}
+
+// cleanups gives the test SFTP server what it needs of a test (sshdtest.TB): cleanups run at the end of the demo, and
+// a fatal error ends the demo with that error.
+type cleanups struct {
+	fns    []func()
+	failed error
+}
+
+type fatal struct{ err error }
+
+func (c *cleanups) Helper()                   {}
+func (c *cleanups) Cleanup(f func())          { c.fns = append(c.fns, f) }
+func (c *cleanups) Fatalf(f string, a ...any) { panic(fatal{fmt.Errorf(f, a...)}) }
+func (c *cleanups) Errorf(f string, a ...any) {
+	err := fmt.Errorf(f, a...)
+	fmt.Fprintln(os.Stderr, "demo:", err)
+	if c.failed == nil {
+		c.failed = err
+	}
+}
+
+// recoverFatal turns a Fatalf into run's error.
+func (c *cleanups) recoverFatal(err *error) {
+	if r := recover(); r != nil {
+		f, ok := r.(fatal)
+		if !ok {
+			panic(r)
+		}
+		*err = f.err
+	}
+}
+
+// run runs the cleanups, last registered first.
+func (c *cleanups) run() {
+	for i := len(c.fns) - 1; i >= 0; i-- {
+		c.fns[i]()
+	}
+	c.fns = nil
 }
