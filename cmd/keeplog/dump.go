@@ -5,8 +5,6 @@ import (
 	"net/http"
 	"path/filepath"
 
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
@@ -40,7 +38,7 @@ func setupDump(c *components) error {
 	if p, ok := c.deps.Archiver.(interface{ Pending(string) bool }); ok && p != nil {
 		deps.Pending = p.Pending
 	}
-	if ex, err := dumpExecer(c.opts.Kubeconfig); err != nil {
+	if ex, err := dump.NewAPIExecer(c.restCfg); err != nil {
 		klog.InfoS("dump-exec is not available: pods that ask for it get a DumpSkipped Event", "reason", err)
 	} else {
 		deps.Exec = ex
@@ -92,20 +90,4 @@ func dumpArchivePolicy(r *policy.Resolver) func(string) archiver.Policy {
 		}
 		return archiver.Policy{Off: !p.Archive, Patterns: p.ArchivePatterns}
 	}
-}
-
-// dumpExecer runs dump-exec commands through the API's exec subresource, with the same configuration as kubeClient.
-func dumpExecer(kubeconfig string) (dump.Execer, error) {
-	var cfg *rest.Config
-	var err error
-	if kubeconfig != "" {
-		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
-	} else {
-		cfg, err = rest.InClusterConfig()
-	}
-	if err != nil {
-		return nil, err
-	}
-	cfg.UserAgent = "keeplog/" + version
-	return dump.NewAPIExecer(cfg)
 }

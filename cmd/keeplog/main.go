@@ -72,6 +72,7 @@ type components struct {
 	opts    *Options
 	store   *store.Store
 	kube    kubernetes.Interface // nil without API access
+	restCfg *rest.Config         // the API client configuration; nil without API access
 	reg     *prometheus.Registry
 	events  *kube.Events   // nil without API access: no Events
 	pods    *kube.NodePods // nil without API access
@@ -100,9 +101,9 @@ func run(ctx context.Context, o *Options) error {
 	}
 	c := &components{opts: o, store: st, reg: prometheus.NewRegistry()}
 	c.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	c.kube, err = kubeClient(o.Kubeconfig)
+	c.restCfg, c.kube, err = kubeClient(o.Kubeconfig)
 	if err != nil {
-		c.kube = nil
+		c.restCfg, c.kube = nil, nil
 		klog.InfoS("No Kubernetes API access: running with reduced metadata (pod information from kubelet only)", "reason", err)
 	}
 	var live policy.LiveAnnotations
@@ -176,7 +177,7 @@ func run(ctx context.Context, o *Options) error {
 }
 
 // kubeClient connects to the API server: the kubeconfig when given, else the in-cluster configuration.
-func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
+func kubeClient(kubeconfig string) (*rest.Config, kubernetes.Interface, error) {
 	var cfg *rest.Config
 	var err error
 	if kubeconfig != "" {
@@ -185,11 +186,15 @@ func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
 		cfg, err = rest.InClusterConfig()
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cfg.UserAgent = "keeplog/" + version
 	klog.InfoS("Kubernetes API configured", "host", cfg.Host)
-	return kubernetes.NewForConfig(cfg)
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, client, nil
 }
 
 // serveHTTP serves /healthz (the driver can read its root and records) and /metrics until ctx ends.
