@@ -355,7 +355,7 @@ func TestRBAC(t *testing.T) {
 		namespace string
 	}{
 		{"defaults", nil, false, true, "keeplog"},
-		{"exec, webhook, no capacity", []string{"heapDumps.allowExec=true", "heapDumps.webhook.enabled=true", "capacity.enabled=false"}, true, false, "other"},
+		{"exec, webhook, no capacity", []string{"heapDumps.allowExec=true", "heapDumps.webhook.enabled=true", "heapDumps.webhook.tokenSecret=dump-token", "capacity.enabled=false"}, true, false, "other"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := render(t, Options{Set: tc.set, Namespace: tc.namespace})
@@ -643,6 +643,7 @@ func TestSchemaRefuses(t *testing.T) {
 		{"storageClasses[0].name=keeplog,storageClasses[0].reclaimPolicy=Recycle", "reclaimPolicy"},
 		{"image.digest=latest", "digest"},
 		{"apiServer.host=10.0.0.1", "apiServer.port is required"},
+		{"heapDumps.webhook.enabled=true", "heapDumps.webhook.tokenSecret is required"},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		_, err := Render(ctx, helm, repo, Options{Set: []string{tc.set}})
