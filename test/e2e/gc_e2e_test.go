@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/keeplog/keeplog/pkg/driver"
 	"github.com/keeplog/keeplog/pkg/gc"
 	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/store"
@@ -35,10 +36,96 @@ func TestGC(t *testing.T) {
 	if err := env.CreateKeeplogStorageClass(ctx, gcClass, map[string]string{policy.ParamRetainFor: gcRetention.String()}); err != nil {
 		t.Fatal(err)
 	}
-	restartKeeplog(ctx, t, env, "--gc-interval=2s")
+	restartKeeplog(ctx, t, env, gcFlags()...)
 	t.Run("DirectoryAndReleasedPVGoAfterRetentionPublishedUntouched", func(t *testing.T) { gcRetentionScenario(ctx, t, env) })
 	t.Run("PlantedSymlinksRemovedNothingOutside", func(t *testing.T) { gcSymlinks(ctx, t, env) })
 	t.Run("UnuploadedDumpKeptUntilUploadSucceeds", func(t *testing.T) { gcArchivePending(ctx, t, env) })
+	t.Run("PVOfVanishedNodeDeletedByTheLeader", func(t *testing.T) { gcVanishedNode(ctx, t, env) })
+}
+
+// gcOrphanGrace is how long a PV whose node is gone is kept in this test.
+const gcOrphanGrace = 10 * time.Second
+
+// gcFlags are the flags every keeplog of TestGC runs with: a pass every 2s, and a short grace for PVs of vanished
+// nodes.
+func gcFlags() []string {
+	return []string{"--gc-interval=2s", "--orphan-pv-grace=" + gcOrphanGrace.String()}
+}
+
+// gcVanishedNode: a keeplog PV pinned to a node that does not exist (a node removed from the cluster, with its
+// plugin) is marked, kept for the grace period, then deleted, finalizer included, by the instance that holds the
+// GC leader Lease; the PVs of the live node are not touched.
+func gcVanishedNode(ctx context.Context, t *testing.T, env *framework.Env) {
+	ghost := "ghost-node"
+	pv := &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: "pvc-ghost", Finalizers: []string{"external-provisioner.volume.kubernetes.io/finalizer"}},
+		Spec: corev1.PersistentVolumeSpec{
+			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("64Mi")},
+			AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
+			StorageClassName:              gcClass,
+			PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{
+				Driver: framework.DriverName, VolumeHandle: "v1:" + ghost + ":pvc-ghost"}},
+			NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+				MatchExpressions: []corev1.NodeSelectorRequirement{{Key: driver.TopologyKey, Operator: corev1.NodeSelectorOpIn,
+					Values: []string{ghost}}}}}}},
+		},
+	}
+	created, err := env.Client.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := env.Client.CoreV1().PersistentVolumes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var marked time.Time
+	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		got, err := env.Client.CoreV1().PersistentVolumes().Get(ctx, pv.Name, metav1.GetOptions{})
+		if err != nil {
+			return err != nil && strings.Contains(err.Error(), "not found"), nil
+		}
+		if v := got.Annotations[gc.AnnotationNodeMissingSince]; v != "" && marked.IsZero() {
+			marked = time.Now()
+		}
+		return false, nil
+	})
+	if err != nil {
+		got, _ := env.Client.CoreV1().PersistentVolumes().Get(ctx, pv.Name, metav1.GetOptions{})
+		var lines []string
+		for _, l := range strings.Split(env.KeeplogLog(3000), "\n") {
+			if strings.Contains(l, "leader") || strings.Contains(l, "lead") || strings.Contains(l, "rphan") || strings.Contains(l, "ghost") {
+				lines = append(lines, l)
+			}
+		}
+		t.Fatalf("the PV of vanished node %s was not deleted: %v\nPV now: %+v %+v\nkeeplog:\n%s", ghost, err,
+			got.ObjectMeta, got.Status, strings.Join(lines, "\n"))
+	}
+	if marked.IsZero() {
+		t.Fatalf("the PV was deleted without first being marked %s", gc.AnnotationNodeMissingSince)
+	}
+	if held := time.Since(created.CreationTimestamp.Time); held < gcOrphanGrace {
+		t.Fatalf("the PV was deleted %s after it was created, before the %s grace period", held, gcOrphanGrace)
+	}
+	lease, err := env.Client.CoordinationV1().Leases("kube-system").Get(ctx, "keeplog-gc-leader", metav1.GetOptions{})
+	if err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != env.Lab.NodeName() {
+		t.Fatalf("GC leader Lease: %+v (%v); want it held by %s", lease, err, env.Lab.NodeName())
+	}
+	for _, p := range live.Items {
+		if p.Name == pv.Name {
+			continue
+		}
+		if _, err := env.Client.CoreV1().PersistentVolumes().Get(ctx, p.Name, metav1.GetOptions{}); err != nil &&
+			!strings.Contains(err.Error(), "not found") {
+			t.Fatalf("reading PV %s: %v", p.Name, err)
+		} else if err == nil {
+			continue
+		}
+		// A PV of the live node may go only through its own retention (Released → Delete → DeleteVolume).
+		if !strings.HasPrefix(p.Spec.CSI.VolumeHandle, "v1:"+env.Lab.NodeName()+":") {
+			t.Fatalf("PV %s (%s) was deleted", p.Name, p.Spec.CSI.VolumeHandle)
+		}
+	}
 }
 
 func restartKeeplog(ctx context.Context, t *testing.T, env *framework.Env, flags ...string) {
@@ -216,7 +303,7 @@ func gcSymlinks(ctx context.Context, t *testing.T, env *framework.Env) {
 func gcArchivePending(ctx context.Context, t *testing.T, env *framework.Env) {
 	sftp := framework.StartSFTP(t)
 	sftp.Server.Stop()
-	restartKeeplog(ctx, t, env, "--gc-interval=2s", sftp.Flag(), "--archive-quiet-period=10m")
+	restartKeeplog(ctx, t, env, append(gcFlags(), sftp.Flag(), "--archive-quiet-period=10m")...)
 	ns := "gc-archive"
 	mustNamespace(ctx, t, env, ns)
 	script := `dd if=/dev/urandom of=/dumps/java_pid1.hprof bs=1024 count=1024 2>/dev/null; touch /dumps/written; while true; do sleep 1; done`
