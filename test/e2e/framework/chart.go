@@ -50,7 +50,7 @@ func (e *Env) provisionerEnv() []string {
 // that install keeplog themselves (the Helm chart), so no host keeplog serves the same driver name and socket.
 // Teardown stops it; uninstall what the test installed first (a DaemonSet's pods are not deleted by Teardown).
 func SetupLabOnly(ctx context.Context, logf func(string, ...any)) (*Env, error) {
-	repo, err := RepoRoot()
+	repo, err := chart.RepoRoot()
 	if err != nil {
 		return nil, err
 	}

@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/keeplog/keeplog/test/chart"
 	"github.com/keeplog/keeplog/test/e2e/lab"
 )
 
@@ -47,24 +48,10 @@ type Env struct {
 	supervised     chan struct{}
 }
 
-// RepoRoot finds the checkout from the working directory (go test runs in the package directory).
-func RepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for d := dir; d != "/"; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d, nil
-		}
-	}
-	return "", fmt.Errorf("no go.mod above %s", dir)
-}
-
 // Setup starts the lab, applies the project's CSIDriver and StorageClass, starts keeplog and csi-provisioner, and
 // waits until kubelet has registered the driver. On error everything started is stopped.
 func Setup(ctx context.Context, logf func(string, ...any)) (_ *Env, err error) {
-	repo, err := RepoRoot()
+	repo, err := chart.RepoRoot()
 	if err != nil {
 		return nil, err
 	}
