@@ -80,20 +80,7 @@ func (m *Manager) dump(ctx context.Context, t *tracked, pod *corev1.Pod, spec Sp
 
 	held := ctx
 	if m.deps.Semaphore != nil {
-		// The slot's context derives from the one Acquire gets: end it when the wait is too long, not after.
-		wctx, cancel := context.WithCancelCause(ctx)
-		defer cancel(nil)
-		acquired := make(chan struct{})
-		go func() {
-			select {
-			case <-acquired:
-			case <-wctx.Done():
-			case <-m.deps.Clock.After(m.cfg.SlotWait):
-				cancel(fmt.Errorf("waited %s", m.cfg.SlotWait))
-			}
-		}()
-		h, release, err := m.deps.Semaphore.Acquire(wctx)
-		close(acquired)
+		h, release, err := m.deps.Semaphore.AcquireWithin(ctx, m.cfg.SlotWait)
 		if err != nil {
 			if ctx.Err() == nil {
 				m.locked(func() {

@@ -98,7 +98,8 @@ type EventRecorder interface {
 
 // Semaphore is the cluster-wide dump limit (*semaphore.Semaphore). The returned context ends when the slot is lost.
 type Semaphore interface {
-	Acquire(ctx context.Context) (context.Context, func(), error)
+	// AcquireWithin holds a slot for the life of ctx, waiting at most maxWait for one.
+	AcquireWithin(ctx context.Context, maxWait time.Duration) (context.Context, func(), error)
 }
 
 // MemoryReader reads a container's memory (*CgroupReader).

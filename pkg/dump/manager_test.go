@@ -82,7 +82,7 @@ type fakeSem struct {
 	acquire int
 }
 
-func (s *fakeSem) Acquire(ctx context.Context) (context.Context, func(), error) {
+func (s *fakeSem) AcquireWithin(ctx context.Context, _ time.Duration) (context.Context, func(), error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.refuse || s.held {

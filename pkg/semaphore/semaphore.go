@@ -108,14 +108,18 @@ func (s *Semaphore) Name(i int) string { return s.cfg.Prefix + "-" + strconv.Ito
 // Acquire blocks until this process holds a slot or ctx ends. The returned
 // context is cancelled when the slot is lost (renewal failed until the lease
 // could have expired, or someone else holds it) or released; release frees
-// the slot (idempotent).
-//
-// The slot lives within ctx: the returned context derives from it and the
-// renewals stop when ctx ends. To bound only the wait, do not pass a context
-// with a timeout that is cancelled once Acquire returns; pass the long-lived
-// context and stop waiting some other way (e.g. a timer that cancels a
-// separate context only while Acquire has not returned).
+// the slot (idempotent). The slot lives within ctx: the returned context
+// derives from it and the renewals stop when ctx ends.
 func (s *Semaphore) Acquire(ctx context.Context) (context.Context, func(), error) {
+	return s.AcquireWithin(ctx, 0)
+}
+
+// AcquireWithin is Acquire that gives up after waiting maxWait (0: no
+// limit). The wait bound is kept apart from ctx, so a slot obtained just as
+// the wait runs out is still held for the life of ctx (a context with a
+// timeout for the wait would cancel the slot too).
+func (s *Semaphore) AcquireWithin(ctx context.Context, maxWait time.Duration) (context.Context, func(), error) {
+	deadline := s.clk.Now().Add(maxWait)
 	for {
 		start := rand.IntN(s.cfg.Slots) // spread holders over the slots
 		for k := 0; k < s.cfg.Slots; k++ {
@@ -132,6 +136,13 @@ func (s *Semaphore) Acquire(ctx context.Context) (context.Context, func(), error
 			}
 		}
 		wait := s.cfg.RetryInterval/2 + time.Duration(rand.Int64N(int64(s.cfg.RetryInterval)+1))
+		if maxWait > 0 {
+			left := deadline.Sub(s.clk.Now())
+			if left <= 0 {
+				return nil, nil, fmt.Errorf("all %d slots taken (Leases %s-*) for %s", s.cfg.Slots, s.cfg.Prefix, maxWait)
+			}
+			wait = min(wait, left)
+		}
 		select {
 		case <-ctx.Done():
 			return nil, nil, context.Cause(ctx)

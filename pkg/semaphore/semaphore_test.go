@@ -3,6 +3,7 @@ package semaphore
 import (
 	"context"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -330,4 +331,42 @@ func TestConcurrentAcquireNeverExceedsSlots(t *testing.T) {
 	if p := peak.Load(); p != 1 {
 		t.Fatalf("%d holders at once with 1 slot", p)
 	}
+}
+
+func TestAcquireWithinGivesUpAndASlotOutlivesTheWait(t *testing.T) {
+	cs := newFake(t)
+	clk := clocktesting.NewFakeClock(time.Now())
+	a := newSem(t, cs, "node-a", 1, clk)
+	b := newSem(t, cs, "node-b", 1, clk)
+	ctx := context.Background()
+	heldA, relA, err := a.AcquireWithin(ctx, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan result, 1)
+	go func() {
+		h, r, err := b.AcquireWithin(ctx, 5*time.Second)
+		ch <- result{h, r, err}
+	}()
+	var r result
+	eventually(t, "the waiter gives up after its wait", func() bool {
+		if clk.HasWaiters() {
+			clk.Step(time.Second)
+		}
+		select {
+		case r = <-ch:
+			return true
+		default:
+			return false
+		}
+	})
+	if r.err == nil || !strings.Contains(r.err.Error(), "all 1 slots taken") {
+		t.Fatalf("waiter: %v, want it to give up because the slot is taken", r.err)
+	}
+	// The wait bound never reaches the slot that was obtained: long after it, a's slot is still held.
+	clk.Step(time.Minute)
+	if heldA.Err() != nil || holderOf(getLease(t, cs, "upload-0")) != "node-a" {
+		t.Fatalf("a's slot ended with the wait bound: %v, holder %s", context.Cause(heldA), holderOf(getLease(t, cs, "upload-0")))
+	}
+	relA()
 }
