@@ -196,7 +196,11 @@ func TestRunElectedOneLeaderAtATime(t *testing.T) {
 	var leading, maxLeading atomic.Int32
 	run := func(ctx context.Context, id string, led chan<- string) {
 		_ = RunElected(ctx, kube, LeaderConfig{Namespace: "kube-system", Name: "keeplog-gc-leader", Identity: id,
-			LeaseDuration: time.Second, RenewDeadline: 500 * time.Millisecond, RetryPeriod: 100 * time.Millisecond},
+			// client-go compares Lease records whose renew time has whole-second
+			// precision, so a contender sees the holder's renewals at most once a
+			// second: a Lease shorter than a few seconds can expire in its eyes
+			// while the holder renews on time (this test failed in CI with 1 s).
+			LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 200 * time.Millisecond},
 			func(ctx context.Context) {
 				n := leading.Add(1)
 				for m := maxLeading.Load(); n > m && !maxLeading.CompareAndSwap(m, n); m = maxLeading.Load() {
@@ -219,7 +223,7 @@ func TestRunElectedOneLeaderAtATime(t *testing.T) {
 	select {
 	case id := <-led:
 		t.Fatalf("%s leads while node-a holds the Lease", id)
-	case <-time.After(2 * time.Second):
+	case <-time.After(6 * time.Second):
 	}
 	stopA()
 	<-doneA
