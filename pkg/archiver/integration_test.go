@@ -24,11 +24,12 @@ import (
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
+// bigSize is the 1 GiB; -short makes it 256 MiB for quick loops.
 func bigSize() int64 {
-	if os.Getenv("KEEPLOG_BIG") == "1" {
-		return 1 << 30
+	if testing.Short() {
+		return 256 << 20
 	}
-	return 256 << 20
+	return 1 << 30
 }
 
 func TestUploadVerifiedWithManifest(t *testing.T) {

@@ -75,9 +75,10 @@ func runChild(specFile string) int {
 }
 
 func TestSIGKILLMidUploadEachFileOnceAndIntact(t *testing.T) {
-	kills, files, size := 5, 8, int64(32<<20)
-	if os.Getenv("KEEPLOG_BIG") == "1" {
-		kills, files, size = 10, 12, 64<<20
+	// The 10 kills; -short makes it 5 for quick loops.
+	kills, files, size := 10, 12, int64(64<<20)
+	if testing.Short() {
+		kills, files, size = 5, 8, 32<<20
 	}
 	const rate = 64 << 20 // so that an upload takes a while
 	uploadTime := time.Duration(float64(size) / rate * float64(time.Second))
