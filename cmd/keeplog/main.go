@@ -132,6 +132,12 @@ func run(ctx context.Context, o *Options) error {
 		return err
 	}
 	c.add("describer", func(ctx context.Context) error { describer.Run(ctx); return nil })
+	if c.pods != nil {
+		// A container that ended has its stdout/stderr copied at once, not at the next --describe-interval.
+		if err := c.pods.OnChange(describer.ContainersChanged); err != nil {
+			return fmt.Errorf("watch pods: %w", err)
+		}
+	}
 	c.deps = driver.Deps{Store: st, Mounter: mount.New(""), Metrics: c.reg, Describer: describer}
 	for _, part := range []func(*components) error{setupArchiver, setupGC, setupUsage, setupDump} {
 		if err := part(c); err != nil {

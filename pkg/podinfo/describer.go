@@ -3,11 +3,15 @@ package podinfo
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
+
+	"github.com/keeplog/keeplog/pkg/store"
 )
 
 // Use is one pod's use of its directory, as the node plugin sees it at publish and unpublish.
@@ -41,6 +45,9 @@ type Describer struct {
 	mu        sync.Mutex
 	published map[string]Use // by pod directory
 	pending   map[string]Use // published pods whose metadata is still minimal
+	ended     map[string]int // by pod directory: containers seen ended (endedCount) at the last ContainersChanged
+	urgent    map[string]Use // published pods with a container that ended since their last copy
+	kick      chan struct{}  // tells Run that urgent has entries
 }
 
 // NewDescriber builds a Describer; client may be nil (no API access: minimal metadata from the publish context only).
@@ -56,7 +63,8 @@ func NewDescriber(cfg DescriberConfig, client kubernetes.Interface) (*Describer,
 		return nil, err
 	}
 	d := &Describer{cfg: cfg, copier: copier, fetcher: &Fetcher{Client: client, Timeout: cfg.FetchTimeout},
-		published: map[string]Use{}, pending: map[string]Use{}}
+		published: map[string]Use{}, pending: map[string]Use{}, ended: map[string]int{}, urgent: map[string]Use{},
+		kick: make(chan struct{}, 1)}
 	opts := Options{KeepEnvValues: cfg.KeepEnvValues, Now: cfg.Now, SealDir: cfg.SealDir}
 	if client != nil {
 		opts.Owners = APIOwnerLookup(client)
@@ -117,6 +125,8 @@ func (d *Describer) Unpublished(ctx context.Context, u Use) {
 	d.mu.Lock()
 	delete(d.published, u.PodDir)
 	delete(d.pending, u.PodDir)
+	delete(d.ended, u.PodDir)
+	delete(d.urgent, u.PodDir)
 	d.mu.Unlock()
 	if _, err := d.copier.Copy(ctx, u.PodDir, u.Pod.Pod); err != nil {
 		klog.ErrorS(err, "Could not copy the pod's stdout/stderr", "pod", u.Pod.Pod.String())
@@ -133,7 +143,8 @@ func (d *Describer) Unpublished(ctx context.Context, u Use) {
 	}
 }
 
-// Run copies published pods' stdout/stderr and retries missing metadata every Interval until ctx ends.
+// Run copies published pods' stdout/stderr and retries missing metadata every Interval, and copies a pod's logs
+// at once when ContainersChanged saw one of its containers end, until ctx ends.
 func (d *Describer) Run(ctx context.Context) {
 	t := time.NewTicker(d.cfg.Interval)
 	defer t.Stop()
@@ -141,6 +152,16 @@ func (d *Describer) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-d.kick:
+			d.mu.Lock()
+			urgent := make([]Use, 0, len(d.urgent))
+			for _, u := range d.urgent {
+				urgent = append(urgent, u)
+			}
+			clear(d.urgent)
+			d.mu.Unlock()
+			d.copyLogs(ctx, urgent)
+			continue
 		case <-t.C:
 		}
 		d.mu.Lock()
@@ -156,12 +177,64 @@ func (d *Describer) Run(ctx context.Context) {
 		for _, u := range pending {
 			d.describe(ctx, u)
 		}
-		for _, u := range published {
-			if _, err := d.copier.Copy(ctx, u.PodDir, u.Pod.Pod); err != nil {
-				klog.V(2).InfoS("Periodic stdout/stderr copy failed", "pod", u.Pod.Pod.String(), "error", err)
+		d.copyLogs(ctx, published)
+	}
+}
+
+func (d *Describer) copyLogs(ctx context.Context, uses []Use) {
+	for _, u := range uses {
+		if _, err := d.copier.Copy(ctx, u.PodDir, u.Pod.Pod); err != nil {
+			klog.V(2).InfoS("Stdout/stderr copy failed", "pod", u.Pod.Pod.String(), "error", err)
+		}
+	}
+}
+
+// ContainersChanged is told every update of a pod on the node (the pod informer). When one of a published pod's
+// containers has ended since the last update (a restart, or a container that terminated), Run copies the pod's
+// stdout/stderr at once rather than at the next Interval: kubelet keeps the log of only the last ended instance of
+// a container, so a container that restarts faster than the Interval would otherwise lose logs.
+func (d *Describer) ContainersChanged(pod *corev1.Pod) {
+	n := endedCount(pod)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	name := store.PodRef{Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID)}.DirName()
+	var use Use
+	for dir, u := range d.published {
+		if filepath.Base(dir) == name {
+			use = u
+			break
+		}
+	}
+	if use.PodDir == "" {
+		return
+	}
+	last, seen := d.ended[use.PodDir]
+	d.ended[use.PodDir] = n
+	if n == 0 || seen && n <= last {
+		// Nothing ended since the last update. (At the first update after publish, anything ended at all is
+		// reason enough for a copy: it is incremental, so copying again is cheap.)
+		return
+	}
+	d.urgent[use.PodDir] = use
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+}
+
+// endedCount counts the container instances of pod that have ended: restarts plus containers terminated now.
+func endedCount(pod *corev1.Pod) int {
+	n := 0
+	for _, list := range [][]corev1.ContainerStatus{pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses,
+		pod.Status.EphemeralContainerStatuses} {
+		for _, c := range list {
+			n += int(c.RestartCount)
+			if c.State.Terminated != nil {
+				n++
 			}
 		}
 	}
+	return n
 }
 
 // Resume registers a pod that was published before the plugin restarted, so Run keeps copying its logs.

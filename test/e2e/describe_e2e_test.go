@@ -167,3 +167,55 @@ func apiDownAtPublish(ctx context.Context, t *testing.T, env *framework.Env) {
 		t.Fatal(err)
 	}
 }
+
+// restartingContainer: with a periodic copy only once an hour, the stdout of each ended instance of a crashing
+// container is in the volume while the pod still runs: the pod informer tells keeplog that a container ended, and it
+// copies at once (kubelet keeps only the last ended instance's log).
+func restartingContainer(ctx context.Context, t *testing.T, env *framework.Env) {
+	ns := "scenario-restart"
+	mustNamespace(ctx, t, env, ns)
+	if err := env.KillKeeplog(); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.StartKeeplog(ctx, "--describe-interval=1h"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := env.KillKeeplog(); err != nil {
+			t.Error(err)
+			return
+		}
+		if err := env.StartKeeplog(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	spec := env.PodSpec(`echo "instance started at $(date +%s%N)"; sleep 1; exit 1`,
+		corev1.Volume{Name: "logs", VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: framework.DriverName}}})
+	spec.RestartPolicy = corev1.RestartPolicyAlways
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "crashy", Namespace: ns}, Spec: spec}
+	if _, err := env.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var live *corev1.Pod
+	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		p, err := env.Client.CoreV1().Pods(ns).Get(ctx, "crashy", metav1.GetOptions{})
+		if err != nil || len(p.Status.ContainerStatuses) == 0 {
+			return false, nil
+		}
+		live = p
+		return p.Status.ContainerStatuses[0].RestartCount >= 2, nil
+	})
+	if err != nil {
+		t.Fatalf("the container did not restart twice: %v", err)
+	}
+	c := live.Spec.Containers[0].Name
+	logs := filepath.Join(env.PodDir(live), podinfo.KeeplogDirName, podinfo.LogsDirName, c)
+	for _, name := range []string{"0.log", "1.log"} {
+		if err := framework.WaitFileContains(ctx, filepath.Join(logs, name), "instance started at"); err != nil {
+			t.Fatalf("stdout of an ended instance not copied while the pod runs (periodic copy is hourly): %v", err)
+		}
+	}
+	if err := env.DeletePodAndWait(ctx, ns, "crashy"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -34,6 +34,7 @@ func TestKeeplog(t *testing.T) {
 	t.Run("PluginKilledWhilePodsRun", func(t *testing.T) { pluginKilled(ctx, t, env) })
 	t.Run("DescribesPodAndKeepsStdout", func(t *testing.T) { describesPod(ctx, t, env) })
 	t.Run("PodStartsWhileAPIUnreachable", func(t *testing.T) { apiDownAtPublish(ctx, t, env) })
+	t.Run("RestartingContainerLogsCopiedAtOnce", func(t *testing.T) { restartingContainer(ctx, t, env) })
 }
 
 func claimTemplate() *corev1.PersistentVolumeClaimTemplate {
