@@ -74,7 +74,11 @@ func setupDump(c *components) error {
 		if c.handlers == nil {
 			c.handlers = map[string]http.Handler{}
 		}
-		c.handlers[dump.WebhookPath] = dump.NewWebhook(c.kube, o.WebhookTokenFile, klog.Background().WithName("dump-webhook"))
+		wh, err := dump.NewWebhook(c.kube, o.WebhookTokenFile, klog.Background().WithName("dump-webhook"), c.reg)
+		if err != nil {
+			return err
+		}
+		c.handlers[dump.WebhookPath] = wh
 	}
 	return nil
 }

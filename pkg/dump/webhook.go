@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -59,12 +60,35 @@ type Webhook struct {
 	client    kubernetes.Interface
 	tokenFile string
 	log       klog.Logger
+	requests  *prometheus.CounterVec // by HTTP status code
+	alerts    *prometheus.CounterVec // by WebhookResult.Result
 }
 
+// webhookResults are the values of WebhookResult.Result (the labels of keeplog_dump_webhook_alerts_total).
+var webhookResults = []string{"requested", "unchanged", "resolved", "no-pod", "not-found", "not-opted-in", "error"}
+
 // NewWebhook patches pods with client. With tokenFile, requests must carry "Authorization: Bearer <the file's
-// content>" (read at each request, so it can be rotated).
-func NewWebhook(client kubernetes.Interface, tokenFile string, log klog.Logger) *Webhook {
-	return &Webhook{client: client, tokenFile: tokenFile, log: log}
+// content>" (read at each request, so it can be rotated). Its metrics go to reg (nil: not registered).
+func NewWebhook(client kubernetes.Interface, tokenFile string, log klog.Logger, reg prometheus.Registerer) (*Webhook, error) {
+	w := &Webhook{client: client, tokenFile: tokenFile, log: log,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keeplog_dump_webhook_requests_total",
+			Help: "Requests to the Alertmanager receiver by HTTP status answered (401: bad token, 400: bad payload, 500: an API error Alertmanager retries)."},
+			[]string{"code"}),
+		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keeplog_dump_webhook_alerts_total",
+			Help: "Alerts received by the Alertmanager receiver by what was done: requested (a dump), unchanged, resolved, no-pod, not-found, not-opted-in, error."},
+			[]string{"result"}),
+	}
+	for _, r := range webhookResults {
+		w.alerts.WithLabelValues(r)
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{w.requests, w.alerts} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register the dump webhook's metrics: %w", err)
+			}
+		}
+	}
+	return w, nil
 }
 
 // RequestValue is the dump-requested value for an alert: its fingerprint (or a hash of its labels) and start time.
@@ -85,6 +109,23 @@ func RequestValue(fingerprint string, labels map[string]string, startsAt time.Ti
 }
 
 func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	sw := &statusWriter{ResponseWriter: rw, code: http.StatusOK}
+	w.serve(sw, r)
+	w.requests.WithLabelValues(fmt.Sprint(sw.code)).Inc()
+}
+
+// statusWriter remembers the status code a handler answered.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	s.code = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (w *Webhook) serve(rw http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		rw.Header().Set("Allow", http.MethodPost)
 		http.Error(rw, "POST an Alertmanager webhook payload", http.StatusMethodNotAllowed)
@@ -128,6 +169,7 @@ func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 func (w *Webhook) handleAll(ctx context.Context, alerts []amAlert) (results []WebhookResult, retry bool) {
 	for _, a := range alerts {
 		res := w.handle(ctx, a)
+		w.alerts.WithLabelValues(res.Result).Inc()
 		if res.Result == "error" {
 			retry = true
 		}

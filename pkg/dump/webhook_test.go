@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -66,7 +68,10 @@ func post(t *testing.T, h http.Handler, body, auth string) (*httptest.ResponseRe
 func TestWebhookPatchesFiringAlertsOnce(t *testing.T) {
 	plain := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "plain"}}
 	client := fake.NewClientset(optedInPod("java-0", nil), plain, optedInPod("java-1", nil))
-	w := NewWebhook(client, "", klog.Background())
+	w, err := NewWebhook(client, "", klog.Background(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
 	rec, res := post(t, w, payload, "")
 	if rec.Code != http.StatusOK {
 		t.Fatalf("status %d: %s", rec.Code, rec.Body)
@@ -108,6 +113,15 @@ func TestWebhookPatchesFiringAlertsOnce(t *testing.T) {
 	if res[0].Result != "requested" || patches != 1 {
 		t.Fatalf("new firing: %+v, %d patches", res[0], patches)
 	}
+	// Three payloads of five alerts each: two dumps requested in the first and one in the third.
+	for result, want := range map[string]float64{"requested": 2, "unchanged": 1, "not-opted-in": 3, "not-found": 3, "resolved": 3, "no-pod": 3, "error": 0} {
+		if got := counterValue(t, w.alerts.WithLabelValues(result)); got != want {
+			t.Errorf("keeplog_dump_webhook_alerts_total{result=%q} = %v, want %v", result, got, want)
+		}
+	}
+	if got := counterValue(t, w.requests.WithLabelValues("200")); got != 3 {
+		t.Errorf("keeplog_dump_webhook_requests_total{code=\"200\"} = %v, want 3", got)
+	}
 }
 
 func TestWebhookErrorsAndAuth(t *testing.T) {
@@ -117,7 +131,10 @@ func TestWebhookErrorsAndAuth(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	w := NewWebhook(client, tokenFile, klog.Background())
+	w, err := NewWebhook(client, tokenFile, klog.Background(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, auth := range []string{"", "Bearer wrong", "s3cret", "Basic czNjcmV0"} {
 		if rec, _ := post(t, w, payload, auth); rec.Code != http.StatusUnauthorized {
 			t.Fatalf("Authorization %q: status %d", auth, rec.Code)
@@ -140,6 +157,14 @@ func TestWebhookErrorsAndAuth(t *testing.T) {
 	if rec.Code != http.StatusInternalServerError || res[0].Result != "error" || !strings.Contains(res[0].Error, "bad day") {
 		t.Fatalf("API error: status %d, %+v", rec.Code, res)
 	}
+	for code, want := range map[string]float64{"401": 4, "400": 1, "405": 1, "500": 1, "200": 0} {
+		if got := counterValue(t, w.requests.WithLabelValues(code)); got != want {
+			t.Errorf("keeplog_dump_webhook_requests_total{code=%q} = %v, want %v", code, got, want)
+		}
+	}
+	if got := counterValue(t, w.alerts.WithLabelValues("error")); got != 1 {
+		t.Errorf("keeplog_dump_webhook_alerts_total{result=\"error\"} = %v, want 1", got)
+	}
 }
 
 func TestRequestValueWithoutFingerprint(t *testing.T) {
@@ -149,4 +174,13 @@ func TestRequestValueWithoutFingerprint(t *testing.T) {
 	if a[:len("alert-")+16] != b[:len("alert-")+16] || a[:len("alert-")+16] == c[:len("alert-")+16] {
 		t.Fatalf("label hash not stable or not distinct: %s %s %s", a, b, c)
 	}
+}
+
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var out dto.Metric
+	if err := c.Write(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out.GetCounter().GetValue()
 }

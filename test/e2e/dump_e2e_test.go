@@ -270,6 +270,19 @@ func (h *heapEnv) alertmanager(ctx context.Context, t *testing.T) {
 	if len(res.Results) != 1 || p.Annotations[dump.AnnotationRequested] != res.Results[0].Value {
 		t.Fatalf("pod annotation %q, webhook answer %s", p.Annotations[dump.AnnotationRequested], body)
 	}
+	// The plugin's /metrics (same listener) counts what the receiver did.
+	resp, err := http.Get(strings.TrimSuffix(h.webhook, dump.WebhookPath) + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	metrics, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{`keeplog_dump_webhook_requests_total{code="401"} 1`, `keeplog_dump_webhook_requests_total{code="200"} 2`,
+		`keeplog_dump_webhook_alerts_total{result="requested"} 1`, `keeplog_dump_webhook_alerts_total{result="unchanged"} 1`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 }
 
 func (h *heapEnv) post(t *testing.T, body, token string) (int, string) {
