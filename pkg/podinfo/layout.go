@@ -31,8 +31,9 @@
 // can still do is rename the whole .keeplog/ aside inside its own directory and create a look-alike: that look-alike
 // is owned by the pod's UID, not root, so it is detectable, and keeplog checks the owner every time it opens
 // .keeplog/: a .keeplog/ not owned by root is moved aside to .keeplog.untrusted-<unix-nanos> and a fresh one made.
-// When the CSIDriver has fsGroupPolicy File, kubelet itself chowns the whole volume to the fsGroup and adds group
-// write after each mount; keeplog takes .keeplog/ back (root:root 0755, its files 0644) each time it writes there.
+// keeplog's CSIDriver has fsGroupPolicy None. With File (an admin's choice), kubelet itself chowns the whole volume
+// to the fsGroup and adds group write after each mount; keeplog takes .keeplog/ back (root:root 0755, its files 0644)
+// each time it writes there.
 // A pod running as UID 0 without a user namespace can forge anything in its own directory; for that case
 // Options.SealDir (outside every pod directory) receives the sha256 of each metadata file written, and Verify reports
 // files that no longer match. The stdout copies are not sealed (they grow); they are a copy, kubelet's files are the

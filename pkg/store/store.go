@@ -226,7 +226,7 @@ func (s *Store) ClaimPodDir(volumeID, dir string, pod *PodRef) (string, error) {
 	if err := checkRealDir(path); err != nil {
 		return "", err
 	}
-	// Writable for whatever user the pod runs as; the kubelet narrows it when the CSIDriver's fsGroupPolicy applies.
+	// Writable for whatever user the pod runs as (the container directories below get the pod's own user and group).
 	if err := os.Chmod(path, 0o777); err != nil {
 		return "", fmt.Errorf("set mode of %s: %w", path, err)
 	}

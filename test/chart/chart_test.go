@@ -119,10 +119,10 @@ func TestDefaults(t *testing.T) {
 	}
 	if d.Name != "keeplog.csi.io" || d.Spec.PodInfoOnMount == nil || !*d.Spec.PodInfoOnMount ||
 		d.Spec.AttachRequired == nil || *d.Spec.AttachRequired ||
-		d.Spec.FSGroupPolicy == nil || *d.Spec.FSGroupPolicy != storagev1.FileFSGroupPolicy ||
+		d.Spec.FSGroupPolicy == nil || *d.Spec.FSGroupPolicy != storagev1.NoneFSGroupPolicy ||
 		d.Spec.StorageCapacity == nil || !*d.Spec.StorageCapacity ||
 		!reflect.DeepEqual(d.Spec.VolumeLifecycleModes, []storagev1.VolumeLifecycleMode{storagev1.VolumeLifecyclePersistent, storagev1.VolumeLifecycleEphemeral}) {
-		t.Errorf("CSIDriver %s spec %+v: want podInfoOnMount, no attach, fsGroupPolicy File, storageCapacity, Persistent+Ephemeral", d.Name, d.Spec)
+		t.Errorf("CSIDriver %s spec %+v: want podInfoOnMount, no attach, fsGroupPolicy None, storageCapacity, Persistent+Ephemeral", d.Name, d.Spec)
 	}
 
 	sc := r.classes["keeplog"]
@@ -415,7 +415,7 @@ func TestAllValues(t *testing.T) {
 	}
 
 	d := r.driver
-	if d.Name != "keeplog-test.csi.io" || *d.Spec.FSGroupPolicy != storagev1.NoneFSGroupPolicy || *d.Spec.StorageCapacity {
+	if d.Name != "keeplog-test.csi.io" || *d.Spec.FSGroupPolicy != storagev1.FileFSGroupPolicy || *d.Spec.StorageCapacity {
 		t.Errorf("CSIDriver %s %+v", d.Name, d.Spec)
 	}
 	dumps, short := r.classes["keeplog-dumps"], r.classes["keeplog-short"]

@@ -33,8 +33,13 @@ func describesPod(ctx context.Context, t *testing.T, env *framework.Env) {
 	spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: &uid, RunAsGroup: &gid, FSGroup: &fsGroup}
 	web := spec.Containers[0]
 	web.Name = "web"
-	web.Command = []string{"sh", "-c", `echo "stdout from web"; echo "web as $(id -u)" > /logs/web.log; while true; do sleep 1; done`}
-	web.VolumeMounts = []corev1.VolumeMount{{Name: "logs", MountPath: "/logs", SubPath: "web"}}
+	// web also mounts the whole volume and tries to change keeplog's metadata: fsGroupPolicy None keeps .keeplog/
+	// root's, where File would have made it group-writable for the fsGroup at the mount.
+	web.Command = []string{"sh", "-c", `echo "stdout from web"; echo "web as $(id -u)" > /logs/web.log
+t=for  # so that the word the check looks for is not in pod.yaml's copy of this command
+if echo ${t}ged >> /all/.keeplog/pod.yaml 2>/dev/null || echo ${t}ged > /all/.keeplog/${t}ged 2>/dev/null; then echo "keeplog metadata writable"; else echo "keeplog metadata protected"; fi
+while true; do sleep 1; done`}
+	web.VolumeMounts = []corev1.VolumeMount{{Name: "logs", MountPath: "/logs", SubPath: "web"}, {Name: "logs", MountPath: "/all"}}
 	web.Env = []corev1.EnvVar{{Name: "DB_PASSWORD", Value: "hunter2-literal"}}
 	sidecar := web
 	sidecar.Name = "sidecar"
@@ -103,6 +108,15 @@ func describesPod(ctx context.Context, t *testing.T, env *framework.Env) {
 		if err := framework.WaitFileContains(ctx, filepath.Join(meta, podinfo.LogsDirName, c, "0.log"), "stdout from "+c); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := framework.WaitFileContains(ctx, filepath.Join(meta, podinfo.LogsDirName, "web", "0.log"), "keeplog metadata protected"); err != nil {
+		t.Fatalf("a pod with an fsGroup could write to .keeplog/: %v", err)
+	}
+	if data, _ := os.ReadFile(filepath.Join(meta, podinfo.PodYAMLName)); strings.Contains(string(data), "forged") {
+		t.Fatal("the pod appended to .keeplog/pod.yaml")
+	}
+	if _, err := os.Lstat(filepath.Join(meta, "forged")); !os.IsNotExist(err) {
+		t.Fatalf("the pod created a file in .keeplog/: %v", err)
 	}
 	if err := env.DeletePodAndWait(ctx, ns, "two"); err != nil {
 		t.Fatal(err)
