@@ -122,7 +122,8 @@ while true; do sleep 1; done`}
 		t.Fatal(err)
 	}
 	kubeletCopy := filepath.Join(env.PodLogsDir(), ns+"_two_"+string(live.UID))
-	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 60*time.Second, true, func(context.Context) (bool, error) {
+	// kubelet removes a deleted pod's log directory in its container garbage collection, once a minute.
+	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 3*time.Minute, true, func(context.Context) (bool, error) {
 		_, err := os.Stat(kubeletCopy)
 		return os.IsNotExist(err), nil
 	})
