@@ -90,6 +90,9 @@ func (s *Store) trashPodDir(dir, path string, check DeleteCheck) (string, error)
 		if err := os.Remove(rec); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return trashed, fmt.Errorf("remove record of pod directory %s: %w", dir, err)
 		}
+		if s.owners != nil && s.owners[dir] == check.Volume {
+			delete(s.owners, dir)
+		}
 		if err := SyncDir(filepath.Dir(rec)); err != nil {
 			return trashed, err
 		}

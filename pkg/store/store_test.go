@@ -213,3 +213,86 @@ func TestVolumeUsageDoesNotFollowLinks(t *testing.T) {
 		t.Fatalf("usage %+v, want about 1 MiB in 3 inodes", u)
 	}
 }
+
+// The owner index follows every way a pod directory's record comes and goes: a claim, the GC's DeletePodDir,
+// DeleteVolume, a record removed by hand, and a restart (a new Store reads the records).
+func TestOwnerIndexFollowsTheRecords(t *testing.T) {
+	s, root := openStore(t)
+	for _, id := range []string{"v1:n:a", "v1:n:b", "v1:n:c"} {
+		if _, err := s.CreateVolume(&Volume{ID: id, Kind: Persistent}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ref := func(name string) *PodRef {
+		return &PodRef{Namespace: "ns", Name: name, UID: "0f8c6a3e-1d2b-4c5d-8e9f-0a1b2c3d4e5f"}
+	}
+	claim := func(vol, name string) error {
+		_, err := s.ClaimPodDir(vol, ref(name).DirName(), ref(name))
+		return err
+	}
+	owner := func(st *Store, name string) string {
+		t.Helper()
+		v, _, err := st.Owner(ref(name).DirName())
+		if errors.Is(err, ErrNotFound) {
+			return ""
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.ID
+	}
+	for vol, name := range map[string]string{"v1:n:a": "p1", "v1:n:b": "p2", "v1:n:c": "p3"} {
+		if err := claim(vol, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A restarted plugin (a new Store on the same root) knows every owner from the records.
+	again, err := Open(root, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"p1": "v1:n:a", "p2": "v1:n:b", "p3": "v1:n:c", "p4": ""} {
+		if got := owner(again, name); got != want {
+			t.Errorf("after a restart %s is owned by %q, want %q", name, got, want)
+		}
+	}
+	if err := claim("v1:n:b", "p1"); !errors.Is(err, ErrConflict) {
+		t.Fatalf("p1 claimed by a second volume: %v", err)
+	}
+	// The GC deletes p1: another volume may claim the name now.
+	_, p, err := s.Owner(ref("p1").DirName())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DeletePodDir(p.Dir, DeleteCheck{Volume: "v1:n:a", LastPublished: p.LastPublished}); err != nil {
+		t.Fatal(err)
+	}
+	if got := owner(s, "p1"); got != "" {
+		t.Fatalf("p1 still owned by %s after DeletePodDir", got)
+	}
+	if err := claim("v1:n:b", "p1"); err != nil {
+		t.Fatalf("claim of a deleted directory: %v", err)
+	}
+	// DeleteVolume forgets its directories.
+	if err := s.DeleteVolume("v1:n:b"); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"p1", "p2"} {
+		if got := owner(s, name); got != "" {
+			t.Fatalf("%s still owned by %s after DeleteVolume", name, got)
+		}
+	}
+	if err := claim("v1:n:c", "p2"); err != nil {
+		t.Fatalf("claim after DeleteVolume: %v", err)
+	}
+	// A record removed by hand is not believed.
+	if err := os.Remove(filepath.Join(root, StateDirName, "volumes", "v1:n:c", "pods", ref("p3").DirName()+".json")); err != nil {
+		t.Fatal(err)
+	}
+	if got := owner(s, "p3"); got != "" {
+		t.Fatalf("p3 owned by %s after its record was removed", got)
+	}
+	if err := claim("v1:n:a", "p3"); err != nil {
+		t.Fatalf("claim after the record was removed by hand: %v", err)
+	}
+}

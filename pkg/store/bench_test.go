@@ -1,0 +1,47 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// BenchmarkOwner10000 finds the owner of one pod directory among 10,000 volumes, as every publish (ClaimPodDir) and
+// every policy lookup (Owner) does.
+func BenchmarkOwner10000(b *testing.B) {
+	s, err := Open(filepath.Join(b.TempDir(), "root"), time.Now)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The records are written directly (no fsync, no owner search each) so that the setup takes seconds.
+	var last string
+	for i := 0; i < 10000; i++ {
+		id := fmt.Sprintf("v1:n:vol-%05d", i)
+		vdir, _ := s.volumeDir(id)
+		ref := &PodRef{Namespace: "ns", Name: fmt.Sprintf("p-%05d", i), UID: fmt.Sprintf("0f8c6a3e-1d2b-4c5d-8e9f-%012d", i)}
+		last = ref.DirName()
+		for _, sub := range []string{"pods", "targets"} {
+			if err := os.MkdirAll(filepath.Join(vdir, sub), 0o700); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for name, rec := range map[string]any{"volume.json": &Volume{ID: id, Kind: Persistent}, "pods/" + last + ".json": &PodDir{Dir: last, Pod: ref}} {
+			data, _ := json.Marshal(rec)
+			if err := os.WriteFile(filepath.Join(vdir, name), data, 0o600); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	if _, _, err := s.Owner(last); err != nil { // the first lookup reads every record into the index
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if v, _, err := s.Owner(last); err != nil || v.ID != "v1:n:vol-09999" {
+			b.Fatalf("owner %v, %v", v, err)
+		}
+	}
+}
