@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"path"
 	"strings"
+
+	"github.com/keeplog/keeplog/internal/safefs"
 )
 
 // Policy says which files of a pod directory are archived and how.
@@ -82,5 +84,5 @@ func (p Policy) Matches(rel string) bool {
 
 // isOwnFile is true for the status file and its temporary files.
 func isOwnFile(base string) bool {
-	return base == StatusFileName || strings.HasPrefix(base, StatusFileName+".tmp")
+	return base == StatusFileName || safefs.IsTempOf(base, StatusFileName)
 }

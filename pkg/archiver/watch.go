@@ -93,11 +93,11 @@ func (a *Archiver) handleEvent(w *watcher, name string) {
 
 // walkSub visits everything below a directory of a pod.
 func (a *Archiver) walkSub(w *watcher, pod, rel string) error {
-	fd, err := a.fs.openDir(pod, rel)
+	d, err := a.fs.openDir(pod, rel)
 	if err != nil {
 		return err
 	}
-	return a.fs.walkFD(fd, pod, rel, strings.Count(rel, "/")+1, func(e entry) { a.visit(w, pod, e) })
+	return a.fs.walkDir(d, pod, rel, strings.Count(rel, "/")+1, func(e entry) { a.visit(w, pod, e) })
 }
 
 // ownDir is keeplog's own metadata directory inside a pod directory

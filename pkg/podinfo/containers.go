@@ -9,6 +9,8 @@ import (
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/keeplog/keeplog/internal/safefs"
 )
 
 // ValidateContainerName checks a container name before it becomes a directory name: a DNS-1123 label (at most 63
@@ -142,7 +144,7 @@ func ensureContainerDir(pd *os.File, pod *corev1.Pod, c *corev1.Container) (Cont
 	if err := ValidateContainerName(c.Name); err != nil {
 		return ContainerDir{}, err
 	}
-	d, err := openDirAt(pd, c.Name, true)
+	d, err := safefs.OpenDirAt(pd, c.Name, true)
 	if err != nil {
 		return ContainerDir{}, err
 	}

@@ -44,8 +44,6 @@
 package podinfo
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -54,6 +52,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/keeplog/keeplog/internal/safefs"
 )
 
 // Names inside the pod directory.
@@ -75,49 +75,12 @@ func openPodDir(podDir string) (*os.File, error) {
 	if !filepath.IsAbs(podDir) || filepath.Clean(podDir) != podDir || podDir == "/" {
 		return nil, fmt.Errorf("pod directory %q must be a clean absolute path", podDir)
 	}
-	parent, err := unix.Open(filepath.Dir(podDir), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	parent, err := safefs.OpenDir(filepath.Dir(podDir))
 	if err != nil {
 		return nil, fmt.Errorf("open parent of pod directory %s: %w", podDir, err)
 	}
-	defer unix.Close(parent)
-	fd, err := unix.Openat(parent, filepath.Base(podDir), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("open pod directory %s (symlinks refused): %w", podDir, err)
-	}
-	return os.NewFile(uintptr(fd), podDir), nil
-}
-
-// openDirAt opens name below dir as a directory without following a symlink; with create, a missing directory is made
-// (mode is applied after creation by the caller; mkdir's mode is only a umask-reduced start).
-func openDirAt(dir *os.File, name string, create bool) (*os.File, error) {
-	if err := checkComponent(name); err != nil {
-		return nil, err
-	}
-	path := filepath.Join(dir.Name(), name)
-	for attempt := 0; ; attempt++ {
-		fd, err := unix.Openat(int(dir.Fd()), name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err == nil {
-			return os.NewFile(uintptr(fd), path), nil
-		}
-		if !errors.Is(err, unix.ENOENT) || !create || attempt > 0 {
-			return nil, fmt.Errorf("open directory %s (symlinks refused): %w", path, err)
-		}
-		if err := unix.Mkdirat(int(dir.Fd()), name, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
-			return nil, fmt.Errorf("create directory %s: %w", path, err)
-		}
-	}
-}
-
-func checkComponent(name string) error {
-	if name == "" || name == "." || name == ".." || filepath.Base(name) != name || len(name) > 255 {
-		return fmt.Errorf("%q is not a single path component", name)
-	}
-	for _, c := range name {
-		if c == 0 || c == '/' {
-			return fmt.Errorf("%q is not a single path component", name)
-		}
-	}
-	return nil
+	defer parent.Close()
+	return safefs.OpenDirAt(parent, filepath.Base(podDir), false)
 }
 
 // rootOwn makes an open file or directory root:root with the given mode, through its descriptor.
@@ -145,7 +108,7 @@ func rootOwn(f *os.File, mode uint32) error {
 // (kubelet's fsGroup walk) is taken back to root:root 0755, and so are the regular files directly in it.
 func openKeeplogDir(pod *os.File, now time.Time) (*os.File, error) {
 	for attempt := 0; attempt < 3; attempt++ {
-		d, err := openDirAt(pod, KeeplogDirName, true)
+		d, err := safefs.OpenDirAt(pod, KeeplogDirName, true)
 		if err == nil {
 			var st unix.Stat_t
 			if err := unix.Fstat(int(d.Fd()), &st); err != nil {
@@ -177,7 +140,7 @@ func openKeeplogDir(pod *os.File, now time.Time) (*os.File, error) {
 // rootOwnEntries resets owner and mode of the regular files and directories directly in dir. Each entry is opened
 // with O_NOFOLLOW (a symlink fails to open and is left alone) and changed through its descriptor.
 func rootOwnEntries(dir *os.File) error {
-	names, err := readDirNames(dir)
+	names, err := safefs.ReadDirNames(dir)
 	if err != nil {
 		return err
 	}
@@ -204,92 +167,13 @@ func rootOwnEntries(dir *os.File) error {
 	return nil
 }
 
-func readDirNames(dir *os.File) ([]string, error) {
-	// A duplicate descriptor: reading a directory moves its offset, dir stays usable for the *at calls.
-	fd, err := unix.Openat(int(dir.Fd()), ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("reopen %s: %w", dir.Name(), err)
-	}
-	f := os.NewFile(uintptr(fd), dir.Name())
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", dir.Name(), err)
-	}
-	return names, nil
-}
-
-// writeFileAt writes data to dir/name atomically: a temp file created with O_EXCL|O_NOFOLLOW in the same directory,
-// root:root 0644, fsync, then renamed over name. rename replaces a symlink at name itself, never its target.
+// writeFileAt writes data to dir/name atomically (safefs.WriteFileAt), root:root 0644.
 func writeFileAt(dir *os.File, name string, data []byte) error {
-	if err := checkComponent(name); err != nil {
-		return err
-	}
-	path := filepath.Join(dir.Name(), name)
-	var rnd [6]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		return fmt.Errorf("temp name for %s: %w", path, err)
-	}
-	tmp := ".tmp-" + name + "-" + hex.EncodeToString(rnd[:])
-	fd, err := unix.Openat(int(dir.Fd()), tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, keeplogFileMode)
-	if err != nil {
-		return fmt.Errorf("create temp file for %s: %w", path, err)
-	}
-	f := os.NewFile(uintptr(fd), filepath.Join(dir.Name(), tmp))
-	committed := false
-	defer func() {
-		if !committed {
-			f.Close()
-			_ = unix.Unlinkat(int(dir.Fd()), tmp, 0)
-		}
-	}()
-	if err := rootOwn(f, keeplogFileMode); err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", f.Name(), err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", f.Name(), err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", f.Name(), err)
-	}
-	if err := unix.Renameat(int(dir.Fd()), tmp, int(dir.Fd()), name); err != nil {
-		return fmt.Errorf("rename %s to %s: %w", tmp, path, err)
-	}
-	committed = true
-	if err := unix.Fsync(int(dir.Fd())); err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir.Name(), err)
-	}
-	return nil
+	return safefs.WriteFileAt(dir, name, data, keeplogFileMode, func(f *os.File) error { return rootOwn(f, keeplogFileMode) })
 }
 
-// existsAt reports whether dir/name exists (as anything, symlinks not followed).
-func existsAt(dir *os.File, name string) bool {
-	var st unix.Stat_t
-	return unix.Fstatat(int(dir.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil
-}
-
-// openRegularAt opens dir/name for reading: never through a symlink (O_NOFOLLOW), never blocking on a FIFO
-// (O_NONBLOCK), and only a regular file.
+// openRegularAt opens dir/name for reading, only a regular file and never through a symlink (safefs.OpenFileAt).
 func openRegularAt(dir *os.File, name string) (*os.File, error) {
-	if err := checkComponent(name); err != nil {
-		return nil, err
-	}
-	path := filepath.Join(dir.Name(), name)
-	fd, err := unix.Openat(int(dir.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("open %s (symlinks refused): %w", path, err)
-	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("stat %s: %w", path, err)
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		unix.Close(fd)
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	return os.NewFile(uintptr(fd), path), nil
+	f, _, err := safefs.OpenFileAt(dir, name, unix.O_RDONLY)
+	return f, err
 }

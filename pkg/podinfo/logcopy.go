@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/keeplog/keeplog/internal/safefs"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -106,11 +107,11 @@ func (c *LogCopier) Copy(ctx context.Context, podDir string, ref store.PodRef) (
 	}
 	root := os.NewFile(uintptr(rootFd), c.source)
 	defer root.Close()
-	realRoot, err := fdPath(root)
+	realRoot, err := safefs.ResolvedPath(root)
 	if err != nil {
 		return stats, err
 	}
-	srcPod, err := openDirAt(root, ref.DirName(), false)
+	srcPod, err := safefs.OpenDirAt(root, ref.DirName(), false)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			stats.SourceMissing = true
@@ -130,7 +131,7 @@ func (c *LogCopier) Copy(ctx context.Context, podDir string, ref store.PodRef) (
 		return stats, err
 	}
 	defer kd.Close()
-	logs, err := openDirAt(kd, LogsDirName, true)
+	logs, err := safefs.OpenDirAt(kd, LogsDirName, true)
 	if err != nil {
 		return stats, err
 	}
@@ -144,7 +145,7 @@ func (c *LogCopier) Copy(ctx context.Context, podDir string, ref store.PodRef) (
 	}
 	defer unlock()
 
-	names, err := readDirNames(srcPod)
+	names, err := safefs.ReadDirNames(srcPod)
 	if err != nil {
 		return stats, err
 	}
@@ -167,12 +168,12 @@ func (c *LogCopier) Copy(ctx context.Context, podDir string, ref store.PodRef) (
 }
 
 func (c *LogCopier) copyContainer(ctx context.Context, realRoot string, srcPod, logs *os.File, name string, stats *CopyStats) error {
-	src, err := openDirAt(srcPod, name, false)
+	src, err := safefs.OpenDirAt(srcPod, name, false)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	dst, err := openDirAt(logs, name, true)
+	dst, err := safefs.OpenDirAt(logs, name, true)
 	if err != nil {
 		return err
 	}
@@ -183,7 +184,7 @@ func (c *LogCopier) copyContainer(ctx context.Context, realRoot string, srcPod, 
 	if err := rootOwnEntries(dst); err != nil {
 		return err
 	}
-	srcNames, err := readDirNames(src)
+	srcNames, err := safefs.ReadDirNames(src)
 	if err != nil {
 		return err
 	}
@@ -198,7 +199,7 @@ func (c *LogCopier) copyContainer(ctx context.Context, realRoot string, srcPod, 
 	sort.Strings(files)
 	var errs []error
 	// Rotation first: move the copy of a rotated <n>.log to the name its content now has at the source.
-	dstNames, err := readDirNames(dst)
+	dstNames, err := safefs.ReadDirNames(dst)
 	if err != nil {
 		return err
 	}
@@ -223,7 +224,7 @@ func (c *LogCopier) copyContainer(ctx context.Context, realRoot string, srcPod, 
 			continue
 		}
 		// X.gz complete and X gone at the source: keeplog's copy of X is a prefix of X.gz's content.
-		if plain, ok := strings.CutSuffix(n, ".gz"); ok && !inSource[plain] && existsAt(dst, plain) {
+		if plain, ok := strings.CutSuffix(n, ".gz"); ok && !inSource[plain] && safefs.ExistsAt(dst, plain) {
 			if err := unix.Unlinkat(int(dst.Fd()), plain, 0); err != nil && !errors.Is(err, unix.ENOENT) {
 				errs = append(errs, fmt.Errorf("remove %s, superseded by %s: %w", filepath.Join(dst.Name(), plain), n, err))
 			}
@@ -254,7 +255,7 @@ func (c *LogCopier) followRotation(realRoot string, src, dst *os.File, name stri
 		}
 	}
 	for _, n := range files {
-		if !strings.HasPrefix(n, name+".") || strings.HasSuffix(n, ".gz") || existsAt(dst, n) {
+		if !strings.HasPrefix(n, name+".") || strings.HasSuffix(n, ".gz") || safefs.ExistsAt(dst, n) {
 			continue
 		}
 		s, err := c.openSource(realRoot, src, n)
@@ -300,7 +301,7 @@ func (c *LogCopier) openSource(realRoot string, dir *os.File, name string) (*os.
 		f.Close()
 		return nil, fmt.Errorf("%s has %d hard links; keeplog copies only files with one", f.Name(), st.Nlink)
 	}
-	real, err := fdPath(f)
+	real, err := safefs.ResolvedPath(f)
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -324,7 +325,7 @@ func (c *LogCopier) copyFile(ctx context.Context, realRoot string, srcDir, dstDi
 		return 0, fmt.Errorf("stat %s: %w", s.Name(), err)
 	}
 	size := sst.Size // copy up to the size seen now; a file that grows is continued next time
-	d, err := openRegularRW(dstDir, name)
+	d, _, err := safefs.OpenFileAt(dstDir, name, unix.O_RDWR)
 	if errors.Is(err, unix.ELOOP) {
 		// Only root writes here; a symlink is a leftover of tampering before .keeplog/ was taken back. Drop the link
 		// itself (unlinkat never touches a target) and copy afresh.
@@ -427,43 +428,17 @@ func isPrefix(cp, src *os.File) (bool, error) {
 	return true, nil
 }
 
-// openRegularRW opens an existing copy for reading and appending, never through a symlink.
-func openRegularRW(dir *os.File, name string) (*os.File, error) {
-	path := filepath.Join(dir.Name(), name)
-	fd, err := unix.Openat(int(dir.Fd()), name, unix.O_RDWR|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("open copy %s (symlinks refused): %w", path, err)
-	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
-		unix.Close(fd)
-		return nil, fmt.Errorf("copy %s is not a regular file", path)
-	}
-	return os.NewFile(uintptr(fd), path), nil
-}
-
-// createAt creates a new copy root:root 0644; O_EXCL|O_NOFOLLOW: an existing entry, symlink or not, is never reused.
+// createAt creates a new copy root:root 0644; an existing entry, symlink or not, is never reused (safefs.CreateAt).
 func createAt(dir *os.File, name string) (*os.File, error) {
-	path := filepath.Join(dir.Name(), name)
-	fd, err := unix.Openat(int(dir.Fd()), name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, keeplogFileMode)
+	f, err := safefs.CreateAt(dir, name, keeplogFileMode)
 	if err != nil {
-		return nil, fmt.Errorf("create copy %s: %w", path, err)
+		return nil, err
 	}
-	f := os.NewFile(uintptr(fd), path)
 	if err := rootOwn(f, keeplogFileMode); err != nil {
 		f.Close()
 		return nil, err
 	}
 	return f, nil
-}
-
-// fdPath is the path the kernel resolved for an open file.
-func fdPath(f *os.File) (string, error) {
-	p, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(f.Fd())))
-	if err != nil {
-		return "", fmt.Errorf("resolve path of %s: %w", f.Name(), err)
-	}
-	return p, nil
 }
 
 // lockDir takes an exclusive flock on dir, waiting until ctx is done.

@@ -15,6 +15,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/keeplog/keeplog/internal/safefs"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -123,7 +124,7 @@ func (w *Writer) WriteMinimal(podDir string, pc PodContext) error {
 		return err
 	}
 	defer kd.Close()
-	if existsAt(kd, PodYAMLName) {
+	if safefs.ExistsAt(kd, PodYAMLName) {
 		return nil
 	}
 	return w.writeAndSeal(kd, podDir, PodTextName, []byte(MinimalSummary(pc, now)))
@@ -137,12 +138,12 @@ func HasPodMetadata(podDir string) bool {
 		return false
 	}
 	defer pd.Close()
-	kd, err := openDirAt(pd, KeeplogDirName, false)
+	kd, err := safefs.OpenDirAt(pd, KeeplogDirName, false)
 	if err != nil {
 		return false
 	}
 	defer kd.Close()
-	return existsAt(kd, PodYAMLName)
+	return safefs.ExistsAt(kd, PodYAMLName)
 }
 
 func (w *Writer) writeKeeplogFiles(podDir string, now time.Time, files map[string][]byte, order []string) error {
@@ -194,7 +195,7 @@ func openSealDir(sealDir, podDirName string, create bool) (*os.File, error) {
 		return nil, fmt.Errorf("open seal directory %s: %w", sealDir, err)
 	}
 	defer base.Close()
-	return openDirAt(base, podDirName, create)
+	return safefs.OpenDirAt(base, podDirName, create)
 }
 
 // Verify compares the metadata files of podDir with the seals Options.SealDir holds for it. It returns the names of
@@ -209,7 +210,7 @@ func (w *Writer) Verify(podDir string) ([]string, error) {
 		return nil, fmt.Errorf("verify %s: %w", podDir, err)
 	}
 	defer sd.Close()
-	names, err := readDirNames(sd)
+	names, err := safefs.ReadDirNames(sd)
 	if err != nil {
 		return nil, err
 	}
@@ -218,7 +219,7 @@ func (w *Writer) Verify(podDir string) ([]string, error) {
 		return nil, err
 	}
 	defer pd.Close()
-	kd, kerr := openDirAt(pd, KeeplogDirName, false)
+	kd, kerr := safefs.OpenDirAt(pd, KeeplogDirName, false)
 	if kerr == nil {
 		defer kd.Close()
 	}
