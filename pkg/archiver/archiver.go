@@ -442,15 +442,28 @@ func (a *Archiver) retry(it Item, err error) {
 }
 
 // deleteLocal removes an archived file (deleteAfterUpload) if it is still
-// the same file, and records that.
+// the same file, and records that. A deletion refused for permission (EPERM:
+// the volume is blocked over its limit with the immutable attribute) is tried
+// again each time a scan sees the file, with one Event; any other failure
+// (the file was replaced meanwhile) gives up.
 func (a *Archiver) deleteLocal(it Item) {
 	err := a.fs.remove(it.PodDir, it.Rel, it.Ino)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	ref, _ := store.ParsePodDirName(it.PodDir)
+	switch {
+	case err == nil || errors.Is(err, fs.ErrNotExist):
+		it.Deleted, it.Error = true, ""
+	case errors.Is(err, fs.ErrPermission):
+		first := it.Error == ""
+		it.Error = "delete after upload: " + err.Error()
+		a.log.Info("Cannot delete archived file yet; retried at the next scan", "podDir", it.PodDir, "file", it.Rel, "err", err.Error())
+		if first {
+			a.rec.Event(ref, "Warning", ReasonArchiveFailed, fmt.Sprintf("%s was archived but cannot be deleted yet (retried at each scan): %v", it.Rel, err))
+		}
+	default:
 		a.log.Info("Cannot delete archived file", "podDir", it.PodDir, "file", it.Rel, "err", err.Error())
-		ref, _ := store.ParsePodDirName(it.PodDir)
 		a.rec.Event(ref, "Warning", ReasonArchiveFailed, fmt.Sprintf("%s was archived but cannot be deleted: %v", it.Rel, err))
+		it.Deleted = true
 	}
-	it.Deleted = true
 	it.UpdatedAt = a.clk.Now()
 	if _, err := a.journal.Put(it, ""); err != nil {
 		a.log.Error(err, "Cannot record deletion")

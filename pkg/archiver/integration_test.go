@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
+	"github.com/keeplog/keeplog/internal/loopfs"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -537,4 +539,49 @@ func TestFirstOnlyAndDeleteAfterUpload(t *testing.T) {
 		return len(fs) == 2 && fs[0].Deleted && fs[1].Deleted
 	})
 	_ = r
+}
+
+// deleteAfterUpload on a volume blocked over its limit (the immutable attribute, on a real ext4): the dump is
+// uploaded, its deletion is refused with EPERM and tried again at each scan with one Event, and it goes once the
+// block is lifted.
+func TestDeleteAfterUploadWaitsForABlockedVolume(t *testing.T) {
+	e := newEnv(t)
+	e.root = filepath.Join(loopfs.ForTest(t, 64), "root")
+	e.state = filepath.Join(e.root, ".keeplog", "archiver")
+	if err := os.MkdirAll(e.state, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pod := e.pod("ns", "blocked")
+	dump := filepath.Join(e.root, pod, "app", "java_pid1.hprof")
+	sum := writeRandom(t, dump, 1<<20, 7)
+	chattr := func(op string) {
+		t.Helper()
+		if out, err := exec.Command("chattr", op, filepath.Dir(dump), dump).CombinedOutput(); err != nil {
+			t.Fatalf("chattr %s: %v: %s", op, err, out)
+		}
+	}
+	chattr("+i")
+	t.Cleanup(func() { _ = exec.Command("chattr", "-i", filepath.Dir(dump), dump).Run() }) // or the mount cannot go
+	r := e.start(e.config(), Deps{Policy: func(string) Policy { return Policy{DeleteAfterUpload: true} }})
+	waitFor(t, time.Minute, "the dump archived", func() bool { return exists(e.archived(pod, "app/java_pid1.hprof")) })
+	if got := fileSHA(t, e.archived(pod, "app/java_pid1.hprof")); got != sum {
+		t.Fatalf("server copy sha256 %s, want %s", got, sum)
+	}
+	waitFor(t, time.Minute, "the refused deletion in the status file", func() bool {
+		fs := statusOf(readStatus(t, e.root, pod), "app/java_pid1.hprof")
+		return len(fs) == 1 && strings.Contains(fs[0].Error, "operation not permitted") && !fs[0].Deleted
+	})
+	time.Sleep(5 * time.Second) // two more scans (every 2 s) try again
+	if !exists(dump) {
+		t.Fatal("the dump is gone although its directory is immutable")
+	}
+	if n := r.rec.count(ReasonArchiveFailed); n != 1 {
+		t.Fatalf("%d %s Events for one refused deletion, want 1", n, ReasonArchiveFailed)
+	}
+	chattr("-i")
+	waitFor(t, time.Minute, "the dump deleted once the block is lifted", func() bool { return !exists(dump) })
+	waitFor(t, time.Minute, "the status file says deleted", func() bool {
+		fs := statusOf(readStatus(t, e.root, pod), "app/java_pid1.hprof")
+		return len(fs) == 1 && fs[0].Deleted && fs[0].Error == ""
+	})
 }
