@@ -101,10 +101,30 @@ func (r *fakeRecorder) count(reason string) int {
 	return n
 }
 
+// testLogger logs the archiver to the test: every line with KEEPLOG_TEST_LOG set, else the last 300 lines when the
+// test fails (so that a failure in CI says what the archiver was doing).
 func testLogger(t testing.TB) logr.Logger {
+	var (
+		mu    sync.Mutex
+		lines []string
+	)
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if t.Failed() {
+			t.Logf("the archiver's last %d log lines:\n%s", len(lines), strings.Join(lines, "\n"))
+		}
+	})
 	return funcr.New(func(prefix, args string) {
 		if os.Getenv("KEEPLOG_TEST_LOG") != "" {
 			t.Log(prefix, args)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		lines = append(lines, time.Now().Format("15:04:05.000")+" "+prefix+" "+args)
+		if len(lines) > 300 {
+			lines = lines[len(lines)-300:]
 		}
 	}, funcr.Options{Verbosity: 2})
 }
