@@ -92,6 +92,7 @@ type Archiver struct {
 	wake        chan struct{} // something for the main loop: unpublish or dirty status
 
 	// Main loop only.
+	scan     *writerScan // a search for writers that outlived WriterScanTimeout, until it returns
 	settler  *settler
 	rejected map[string]map[string]string
 	watched  map[string]bool

@@ -182,6 +182,10 @@ type Config struct {
 	PollInterval time.Duration
 	// RescanInterval between full rescans (inotify loses events). 2m.
 	RescanInterval time.Duration
+	// WriterScanTimeout bounds one search for processes writing the finished-looking files (/proc). A search that
+	// takes longer (a stat of another process's file on a hung network filesystem) leaves the files settling
+	// while the archiver goes on; no new search starts until it returns. 10s.
+	WriterScanTimeout time.Duration
 	// BytesPerSecond caps this node's total upload rate; 0 = unlimited.
 	BytesPerSecond int64
 	// MaxConcurrentUploads on this node. 2.
@@ -206,6 +210,7 @@ func (c *Config) setDefaults() {
 		c.PollInterval = min(max(c.QuietPeriod/4, 100*time.Millisecond), 5*time.Second)
 	}
 	def(&c.RescanInterval, 2*time.Minute)
+	def(&c.WriterScanTimeout, 10*time.Second)
 	def(&c.MinBackoff, time.Second)
 	def(&c.MaxBackoff, 5*time.Minute)
 	def(&c.ConnectTimeout, 30*time.Second)

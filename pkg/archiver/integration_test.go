@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -583,5 +584,57 @@ func TestDeleteAfterUploadWaitsForABlockedVolume(t *testing.T) {
 	waitFor(t, time.Minute, "the status file says deleted", func() bool {
 		fs := statusOf(readStatus(t, e.root, pod), "app/java_pid1.hprof")
 		return len(fs) == 1 && fs[0].Deleted && fs[0].Error == ""
+	})
+}
+
+// blockingWriters answers every search for writers at once, except the first, which blocks until release is closed
+// (a stat on a hung network filesystem).
+type blockingWriters struct {
+	calls   atomic.Int32
+	release chan struct{}
+}
+
+func (b *blockingWriters) OpenForWriting(map[FileID]bool) (map[FileID]bool, error) {
+	if b.calls.Add(1) == 1 {
+		<-b.release
+	}
+	return map[FileID]bool{}, nil
+}
+
+// A search for writers that hangs leaves the files waiting, not the archiver: events, status files and (once the
+// search returns) uploads go on.
+func TestHungWriterSearchDoesNotStopTheArchiver(t *testing.T) {
+	e := newEnv(t)
+	podA := e.pod("ns", "hung-a")
+	b := &blockingWriters{release: make(chan struct{})}
+	cfg := e.config()
+	cfg.WriterScanTimeout = 500 * time.Millisecond
+	e.start(cfg, Deps{Writers: b})
+	released := false
+	t.Cleanup(func() { // before the archiver is stopped (cleanups run last first)
+		if !released {
+			close(b.release)
+		}
+	})
+	writeRandom(t, filepath.Join(e.root, podA, "app", "a.hprof"), 1000, 1)
+	waitFor(t, time.Minute, "the search for writers of a.hprof", func() bool { return b.calls.Load() >= 1 })
+
+	podB := e.pod("ns", "hung-b")
+	writeRandom(t, filepath.Join(e.root, podB, "app", "b.hprof"), 1000, 2)
+	waitFor(t, time.Minute, "b.hprof in the new pod's status file while the search hangs", func() bool {
+		if _, err := os.Stat(filepath.Join(e.root, podB, StatusFileName)); err != nil {
+			return false
+		}
+		fs := statusOf(readStatus(t, e.root, podB), "app/b.hprof")
+		return len(fs) == 1 && fs[0].State == StatusSettling
+	})
+	if exists(e.archived(podA, "app/a.hprof")) || b.calls.Load() != 1 {
+		t.Fatalf("while the first search hangs: a.hprof uploaded=%v, searches=%d (want no upload, 1 search)",
+			exists(e.archived(podA, "app/a.hprof")), b.calls.Load())
+	}
+	close(b.release)
+	released = true
+	waitFor(t, time.Minute, "both dumps uploaded once the search returned", func() bool {
+		return exists(e.archived(podA, "app/a.hprof")) && exists(e.archived(podB, "app/b.hprof"))
 	})
 }
