@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -637,4 +638,56 @@ func TestHungWriterSearchDoesNotStopTheArchiver(t *testing.T) {
 	waitFor(t, time.Minute, "both dumps uploaded once the search returned", func() bool {
 		return exists(e.archived(podA, "app/a.hprof")) && exists(e.archived(podB, "app/b.hprof"))
 	})
+}
+
+// racingWriters simulates a writer that appends to the file and closes it while the search for writers runs (after
+// the archiver's stat, before the search looks): the search finds no writer.
+type racingWriters struct {
+	path  string
+	raced atomic.Bool
+}
+
+func (r *racingWriters) OpenForWriting(map[FileID]bool) (map[FileID]bool, error) {
+	if !r.raced.Swap(true) {
+		f, err := os.OpenFile(r.path, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			return nil, err
+		}
+		_, err = f.WriteString(" second half")
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return map[FileID]bool{}, nil
+}
+
+// A file written and closed while the archiver searches for its writers is not finished as it was before: it
+// settles again and is uploaded whole, under its own name, without a failed attempt. (CI once saw the old state
+// queued, refused at upload as changed, and the whole file uploaded as heap.2.hprof.)
+func TestFileWrittenDuringTheWriterSearchSettlesAgain(t *testing.T) {
+	e := newEnv(t)
+	pod := e.pod("ns", "racer")
+	p := filepath.Join(e.root, pod, "app", "heap.hprof")
+	if err := os.WriteFile(p, []byte("first half,"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := &racingWriters{path: p}
+	r := e.start(e.config(), Deps{Writers: w})
+	dst := e.archived(pod, "app/heap.hprof")
+	waitFor(t, time.Minute, "the file on the server", func() bool { return exists(dst) })
+	if !w.raced.Load() {
+		t.Fatal("the search for writers never ran")
+	}
+	if b, _ := os.ReadFile(dst); string(b) != "first half, second half" {
+		t.Fatalf("server copy %q, want the whole file", b)
+	}
+	if n := r.rec.count(ReasonArchiveFailed); n != 0 {
+		t.Fatalf("%d failed attempts for a file that changed during the search", n)
+	}
+	if files := e.serverFiles(); slices.ContainsFunc(files, func(f string) bool { return strings.Contains(f, "heap.2.hprof") }) {
+		t.Fatalf("a second generation on the server: %v", files)
+	}
 }

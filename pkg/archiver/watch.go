@@ -282,6 +282,18 @@ func (a *Archiver) poll() {
 		if open[FileID{Dev: f.state.Dev, Ino: f.state.Ino}] {
 			continue
 		}
+		// The file may have been written and closed between the stat above and the search (which then finds no
+		// writer): it is finished only if it is still as it was when it settled.
+		st, err := a.fs.lstat(f.pod, f.rel)
+		if err != nil {
+			a.settler.forget(f.pod, f.rel)
+			a.markDirty(f.pod)
+			continue
+		}
+		if stateOf(&st) != f.state {
+			a.consider(f.pod, f.rel, &st)
+			continue
+		}
 		a.finish(f)
 	}
 }
