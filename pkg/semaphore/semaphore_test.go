@@ -152,7 +152,9 @@ func TestAcquireBlocksAtNAndReleaseFreesASlot(t *testing.T) {
 	// holders keep renewing).
 	third := acquireAsync(newSem(t, cs, "node-c", 2, clk), ctx)
 	for i := 0; i < 30; i++ {
-		eventually(t, "waiters", func() bool { return clk.HasWaiters() })
+		// Both renewers and the third's retry wait before each step: stepping while a renewer is busy with its
+		// last renewal lets fake time pass it by (30 steps outran a starved renewer once in CI).
+		eventually(t, "both renewers and the third waiting", func() bool { return clk.Waiters() >= 3 })
 		clk.Step(2 * time.Second)
 		select {
 		case r := <-third:
@@ -297,7 +299,9 @@ func TestConcurrentAcquireNeverExceedsSlots(t *testing.T) {
 			case <-done:
 				return
 			default:
-				clk.Step(100 * time.Millisecond)
+				// 20 ms of fake time a millisecond: a holder would have to be starved for 1.5 s before
+				// its 30 s lease expired under it.
+				clk.Step(20 * time.Millisecond)
 				time.Sleep(time.Millisecond)
 			}
 		}
