@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -62,6 +63,7 @@ type Webhook struct {
 	log       klog.Logger
 	requests  *prometheus.CounterVec // by HTTP status code
 	alerts    *prometheus.CounterVec // by WebhookResult.Result
+	handler   http.Handler           // serve, counted into requests
 }
 
 // webhookResults are the values of WebhookResult.Result (the labels of keeplog_dump_webhook_alerts_total).
@@ -81,6 +83,7 @@ func NewWebhook(client kubernetes.Interface, tokenFile string, log klog.Logger, 
 	for _, r := range webhookResults {
 		w.alerts.WithLabelValues(r)
 	}
+	w.handler = promhttp.InstrumentHandlerCounter(w.requests, http.HandlerFunc(w.serve))
 	if reg != nil {
 		for _, c := range []prometheus.Collector{w.requests, w.alerts} {
 			if err := reg.Register(c); err != nil {
@@ -108,22 +111,7 @@ func RequestValue(fingerprint string, labels map[string]string, startsAt time.Ti
 	return "alert-" + fingerprint + "-" + startsAt.UTC().Format("20060102T150405Z")
 }
 
-func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
-	sw := &statusWriter{ResponseWriter: rw, code: http.StatusOK}
-	w.serve(sw, r)
-	w.requests.WithLabelValues(fmt.Sprint(sw.code)).Inc()
-}
-
-// statusWriter remembers the status code a handler answered.
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	s.code = code
-	s.ResponseWriter.WriteHeader(code)
-}
+func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) { w.handler.ServeHTTP(rw, r) }
 
 func (w *Webhook) serve(rw http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
