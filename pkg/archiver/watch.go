@@ -250,17 +250,9 @@ func (a *Archiver) podGone(pod string) {
 func (a *Archiver) poll() {
 	now := a.clk.Now()
 	for _, f := range a.settler.all() {
-		st, err := a.fs.lstat(f.pod, f.rel)
-		if err != nil {
-			a.settler.forget(f.pod, f.rel)
-			a.markDirty(f.pod)
-			continue
+		if st, ok := a.restat(f); ok {
+			a.consider(f.pod, f.rel, &st)
 		}
-		if st.Mode&unix.S_IFMT != unix.S_IFREG {
-			a.reject(f.pod, f.rel, "not a regular file: never read")
-			continue
-		}
-		a.consider(f.pod, f.rel, &st)
 	}
 	due := a.settler.due(now, a.isUnpublished)
 	if len(due) == 0 {
@@ -284,10 +276,8 @@ func (a *Archiver) poll() {
 		}
 		// The file may have been written and closed between the stat above and the search (which then finds no
 		// writer): it is finished only if it is still as it was when it settled.
-		st, err := a.fs.lstat(f.pod, f.rel)
-		if err != nil {
-			a.settler.forget(f.pod, f.rel)
-			a.markDirty(f.pod)
+		st, ok := a.restat(f)
+		if !ok {
 			continue
 		}
 		if stateOf(&st) != f.state {
@@ -296,6 +286,21 @@ func (a *Archiver) poll() {
 		}
 		a.finish(f)
 	}
+}
+
+// restat stats a settling file again; false when it is gone (forgotten) or no longer a regular file (rejected).
+func (a *Archiver) restat(f *settling) (unix.Stat_t, bool) {
+	st, err := a.fs.lstat(f.pod, f.rel)
+	if err != nil {
+		a.settler.forget(f.pod, f.rel)
+		a.markDirty(f.pod)
+		return st, false
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		a.reject(f.pod, f.rel, "not a regular file: never read")
+		return st, false
+	}
+	return st, true
 }
 
 // finish journals a finished file: queued for upload, or skipped by policy.
