@@ -25,6 +25,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/mount-utils"
 
+	"github.com/keeplog/keeplog/internal/liveness"
 	"github.com/keeplog/keeplog/pkg/driver"
 	"github.com/keeplog/keeplog/pkg/kube"
 	"github.com/keeplog/keeplog/pkg/podinfo"
@@ -74,6 +75,7 @@ type components struct {
 	kube    kubernetes.Interface // nil without API access
 	restCfg *rest.Config         // the API client configuration; nil without API access
 	reg     *prometheus.Registry
+	live    *liveness.Registry // every long-running loop records its progress here; /healthz fails when one stalls
 	events  *kube.Events   // nil without API access: no Events
 	pods    *kube.NodePods // nil without API access
 	policy  *policy.Resolver
@@ -101,6 +103,9 @@ func run(ctx context.Context, o *Options) error {
 	}
 	c := &components{opts: o, store: st, reg: prometheus.NewRegistry()}
 	c.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if c.live, err = liveness.New(nil, c.reg); err != nil {
+		return err
+	}
 	c.restCfg, c.kube, err = kubeClient(o.Kubeconfig)
 	if err != nil {
 		c.restCfg, c.kube = nil, nil
@@ -177,7 +182,7 @@ func run(ctx context.Context, o *Options) error {
 		g.Go(func() error { return drv.ServeRegistration(ctx, o.RegistrationDir, kubeletEndpoint) })
 	}
 	if o.HTTPAddress != "" {
-		g.Go(func() error { return serveHTTP(ctx, o.HTTPAddress, drv, c.reg, c.handlers) })
+		g.Go(func() error { return serveHTTP(ctx, o.HTTPAddress, drv, c.live, c.reg, c.handlers) })
 	}
 	return g.Wait()
 }
@@ -203,11 +208,12 @@ func kubeClient(kubeconfig string) (*rest.Config, kubernetes.Interface, error) {
 	return cfg, client, nil
 }
 
-// serveHTTP serves /healthz (the driver can read its root and records) and /metrics until ctx ends.
-func serveHTTP(ctx context.Context, addr string, drv *driver.Driver, reg *prometheus.Registry, extra map[string]http.Handler) error {
+// serveHTTP serves /healthz (the driver can read its root and records, and no long-running loop has stalled) and
+// /metrics until ctx ends.
+func serveHTTP(ctx context.Context, addr string, drv *driver.Driver, live *liveness.Registry, reg *prometheus.Registry, extra map[string]http.Handler) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := drv.Healthy(); err != nil {
+		if err := errors.Join(drv.Healthy(), live.Check()); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
