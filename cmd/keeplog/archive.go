@@ -35,7 +35,7 @@ func setupArchiver(c *components) error {
 		return err
 	}
 	deps := archiver.Deps{Root: c.opts.Root, StateDir: filepath.Join(c.opts.Root, store.StateDirName, "archiver"),
-		Dialer: dialer, Registerer: c.reg, Log: klog.Background(),
+		Dialer: dialer, Registerer: c.reg, Log: klog.Background(), Liveness: c.live,
 		Policy: archivePolicy(c.policy, c.events, time.Now)}
 	if c.events != nil {
 		deps.Recorder = podEvents{c.events}

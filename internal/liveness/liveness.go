@@ -47,8 +47,12 @@ func New(clk clock.PassiveClock, reg prometheus.Registerer) (*Registry, error) {
 }
 
 // Loop registers (or returns the already registered) loop name, stalled once it has made no progress for bound.
-// Its clock starts now: a loop that never starts is reported after bound.
+// Its clock starts now: a loop that never starts is reported after bound. On a nil Registry it returns nil (a
+// valid Loop that records nothing), so that components take a Registry as an optional dependency.
 func (r *Registry) Loop(name string, bound time.Duration) *Loop {
+	if r == nil {
+		return nil
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if l, ok := r.loops[name]; ok {

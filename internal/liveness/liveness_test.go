@@ -53,6 +53,10 @@ func TestNilLoopIsANoOp(t *testing.T) {
 	if l.Heartbeat() != time.Hour {
 		t.Fatalf("nil heartbeat %s", l.Heartbeat())
 	}
+	var none *Registry
+	if none.Loop("x", time.Second) != nil {
+		t.Fatal("a nil Registry made a Loop")
+	}
 	r, _ := New(clocktesting.NewFakeClock(time.Unix(0, 0)), nil)
 	if got := r.Loop("x", 8*time.Second).Heartbeat(); got != 2*time.Second {
 		t.Fatalf("heartbeat %s, want 2s", got)

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/time/rate"
 	"k8s.io/utils/clock"
 
+	"github.com/keeplog/keeplog/internal/liveness"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -64,6 +65,8 @@ type Deps struct {
 	Writers WriterChecker
 	// Log; discarded when zero.
 	Log logr.Logger
+	// Liveness gets the archiver's loops ("archiver" and "archiver-watch"); none are checked when nil.
+	Liveness *liveness.Registry
 }
 
 // Archiver is the node's archiver. Create it with New, run it with Run.
@@ -82,20 +85,21 @@ type Archiver struct {
 	log     logr.Logger
 	queue   *queue
 	running atomic.Bool
+	loop    *liveness.Loop // the main loop's progress
+	drain   *liveness.Loop // the watch drain goroutine's progress
 
 	mu          sync.Mutex
-	scanned     bool           // the first full scan is done: Pending can trust what it knows
-	settlingBy  map[string]int // settling files per pod directory, as of the main loop's last iteration
 	unpublished map[string]bool
 	newUnpub    map[string]bool // unpublished since the main loop last looked
 	dirty       map[string]bool
 	wake        chan struct{} // something for the main loop: unpublish or dirty status
 
 	// Main loop only.
-	scan     *writerScan // a search for writers that outlived WriterScanTimeout, until it returns
-	settler  *settler
-	rejected map[string]map[string]string
-	watched  map[string]bool
+	scan       *writerScan // a search for writers that outlived WriterScanTimeout, until it returns
+	settler    *settler
+	rejected   map[string]map[string]string
+	watched    map[string]bool
+	statusSums map[string][32]byte // what each pod directory's status file says now (all but its time)
 }
 
 // New checks the configuration, opens the journal and registers metrics.
@@ -145,50 +149,16 @@ func New(cfg Config, deps Deps) (*Archiver, error) {
 		cfg: cfg, clk: deps.Clock, fs: pfs, journal: j, m: m, limiter: newLimiter(cfg.BytesPerSecond),
 		dialer: deps.Dialer, rec: deps.Recorder, sem: deps.Semaphore, policy: deps.Policy, writers: deps.Writers,
 		log: deps.Log.WithName("archiver"), queue: newQueue(deps.Clock),
-		settlingBy: map[string]int{}, unpublished: map[string]bool{}, newUnpub: map[string]bool{}, dirty: map[string]bool{}, wake: make(chan struct{}, 1),
+		loop: deps.Liveness.Loop("archiver", cfg.LoopBound), drain: deps.Liveness.Loop("archiver-watch", cfg.LoopBound),
+		unpublished: map[string]bool{}, newUnpub: map[string]bool{}, dirty: map[string]bool{}, wake: make(chan struct{}, 1),
 		settler: newSettler(cfg.QuietPeriod), rejected: map[string]map[string]string{}, watched: map[string]bool{},
+		statusSums: map[string][32]byte{},
 	}, nil
 }
 
 type nopRecorder struct{}
 
 func (nopRecorder) Event(PodRef, string, string, string) {}
-
-// Pending reports whether a pod directory (path or base name) has files the
-// archiver still has to finish: settling, queued, uploading or waiting for a
-// retry. Before the archiver's first full scan every directory is pending
-// (it may hold dumps nobody has seen yet). Safe to call from any goroutine;
-// the garbage collector asks before it deletes a directory.
-func (a *Archiver) Pending(podDir string) bool {
-	pod := filepath.Base(podDir)
-	a.mu.Lock()
-	scanned, settling := a.scanned, a.settlingBy[pod]
-	a.mu.Unlock()
-	if !scanned || settling > 0 {
-		return true
-	}
-	for _, it := range a.journal.PodItems(pod) {
-		if !it.State.terminal() {
-			return true
-		}
-	}
-	return false
-}
-
-// publishSettling copies the settler's per-pod counts for Pending (main
-// loop only); scanned marks the end of the first full scan.
-func (a *Archiver) publishSettling(scanned bool) {
-	by := map[string]int{}
-	for _, f := range a.settler.all() {
-		by[f.pod]++
-	}
-	a.mu.Lock()
-	a.settlingBy = by
-	if scanned {
-		a.scanned = true
-	}
-	a.mu.Unlock()
-}
 
 // MarkUnpublished tells the archiver that a pod's volume was unpublished:
 // its files no longer need the quiet period (they still must not be open
@@ -228,7 +198,7 @@ func (a *Archiver) Run(ctx context.Context) error {
 	if !a.running.CompareAndSwap(false, true) {
 		return errors.New("archiver: Run called twice")
 	}
-	w, err := newWatcher(a)
+	w, err := newWatcher(a.fs.root, a.clk, a.drain)
 	if err != nil {
 		return err
 	}
@@ -236,7 +206,6 @@ func (a *Archiver) Run(ctx context.Context) error {
 
 	a.recover()
 	a.rescan(w)
-	a.publishSettling(true)
 
 	var wg sync.WaitGroup
 	for i := 0; i < a.cfg.MaxConcurrentUploads; i++ {
@@ -249,28 +218,27 @@ func (a *Archiver) Run(ctx context.Context) error {
 	a.log.Info("Archiver started", "root", a.fs.root, "target", a.cfg.Target.String(), "node", a.cfg.NodeName,
 		"quietPeriod", a.cfg.QuietPeriod, "bytesPerSecond", a.cfg.BytesPerSecond, "maxConcurrentUploads", a.cfg.MaxConcurrentUploads)
 
-	poll := a.clk.After(a.cfg.PollInterval)
+	heartbeat := a.clk.After(a.loop.Heartbeat())
 	rescan := a.clk.After(a.cfg.RescanInterval)
+	var poll <-chan time.Time // armed only while files settle: an idle archiver does not wake to poll nothing
 loop:
 	for {
+		if poll == nil && len(a.settler.files) > 0 {
+			poll = a.clk.After(a.cfg.PollInterval)
+		}
 		select {
 		case <-ctx.Done():
 			break loop
-		case ev, ok := <-w.events():
-			if ok {
-				a.handleEvent(w, ev.Name)
-			}
-		case err, ok := <-w.errors():
-			if ok {
-				a.log.Info("File watch error; rescanning", "err", err.Error())
-				a.rescan(w)
-			}
+		case <-w.ready:
+			a.handleBatch(w, w.take())
 		case <-poll:
+			poll = nil
 			a.poll()
-			poll = a.clk.After(a.cfg.PollInterval)
 		case <-rescan:
 			a.rescan(w)
 			rescan = a.clk.After(a.cfg.RescanInterval)
+		case <-heartbeat:
+			heartbeat = a.clk.After(a.loop.Heartbeat())
 		case <-a.wake:
 			a.mu.Lock()
 			unpub := a.newUnpub
@@ -284,7 +252,7 @@ loop:
 			}
 		}
 		a.flushStatus()
-		a.publishSettling(false)
+		a.loop.Progress()
 	}
 	wg.Wait()
 	a.flushStatus()

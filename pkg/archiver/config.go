@@ -186,6 +186,10 @@ type Config struct {
 	// takes longer (a stat of another process's file on a hung network filesystem) leaves the files settling
 	// while the archiver goes on; no new search starts until it returns. 10s.
 	WriterScanTimeout time.Duration
+	// LoopBound is how long the main loop (or the watch drain goroutine) may go without progress before /healthz
+	// fails. 5m: a rescan of 20,000 pod directories records progress per directory, a search for writers is
+	// bounded by WriterScanTimeout.
+	LoopBound time.Duration
 	// BytesPerSecond caps this node's total upload rate; 0 = unlimited.
 	BytesPerSecond int64
 	// MaxConcurrentUploads on this node. 2.
@@ -211,6 +215,7 @@ func (c *Config) setDefaults() {
 	}
 	def(&c.RescanInterval, 2*time.Minute)
 	def(&c.WriterScanTimeout, 10*time.Second)
+	def(&c.LoopBound, 5*time.Minute)
 	def(&c.MinBackoff, time.Second)
 	def(&c.MaxBackoff, 5*time.Minute)
 	def(&c.ConnectTimeout, 30*time.Second)

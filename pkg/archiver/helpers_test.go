@@ -130,6 +130,7 @@ func testLogger(t testing.TB) logr.Logger {
 }
 
 type running struct {
+	t      testing.TB
 	a      *Archiver
 	rec    *fakeRecorder
 	reg    *prometheus.Registry
@@ -157,14 +158,22 @@ func (e *env) start(cfg Config, deps Deps) *running {
 	r.a = a
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
+	r.t = e.t
 	go func() { r.done <- a.Run(ctx) }()
 	e.t.Cleanup(r.stop)
 	return r
 }
 
+// stop ends Run and waits for it, at most a minute: an archiver that does not stop is wedged, and says so instead
+// of hanging the test binary until its timeout.
 func (r *running) stop() {
 	r.cancel()
-	<-r.done
+	select {
+	case <-r.done:
+	case <-time.After(time.Minute):
+		r.t.Errorf("the archiver did not stop within a minute of its context's end: a loop is wedged")
+		return
+	}
 	r.done <- nil // let a second stop return
 }
 
@@ -277,7 +286,7 @@ func readManifest(t testing.TB, p string) Manifest {
 func readStatus(t testing.TB, root, pod string) PodStatus {
 	t.Helper()
 	var ps PodStatus
-	b, err := os.ReadFile(filepath.Join(root, pod, StatusFileName))
+	b, err := os.ReadFile(filepath.Join(root, pod, StatusPath))
 	if err != nil {
 		return ps
 	}

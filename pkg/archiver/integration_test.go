@@ -623,7 +623,7 @@ func TestHungWriterSearchDoesNotStopTheArchiver(t *testing.T) {
 	podB := e.pod("ns", "hung-b")
 	writeRandom(t, filepath.Join(e.root, podB, "app", "b.hprof"), 1000, 2)
 	waitFor(t, time.Minute, "b.hprof in the new pod's status file while the search hangs", func() bool {
-		if _, err := os.Stat(filepath.Join(e.root, podB, StatusFileName)); err != nil {
+		if _, err := os.Stat(filepath.Join(e.root, podB, StatusPath)); err != nil {
 			return false
 		}
 		fs := statusOf(readStatus(t, e.root, podB), "app/b.hprof")

@@ -15,11 +15,13 @@ const (
 )
 
 type metrics struct {
-	queueDepth prometheus.Gauge
-	bytes      prometheus.Counter
-	uploads    *prometheus.CounterVec
-	duration   prometheus.Histogram
-	settling   prometheus.Gauge
+	queueDepth   prometheus.Gauge
+	bytes        prometheus.Counter
+	uploads      *prometheus.CounterVec
+	duration     prometheus.Histogram
+	settling     prometheus.Gauge
+	overflows    prometheus.Counter
+	statusWrites prometheus.Counter
 }
 
 // newMetrics creates the archiver's collectors and registers them with reg
@@ -33,6 +35,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		settling: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "keeplog_archiver_settling_files",
 			Help: "Files matching the archive patterns that are not known to be finished yet.",
+		}),
+		overflows: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keeplog_archive_watch_overflows_total",
+			Help: "Times the file watch lost events (kernel queue overflow) and the archiver rescanned every pod directory.",
+		}),
+		statusWrites: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keeplog_archive_status_writes_total",
+			Help: "Archive status files written (only when a pod directory's archive state changed).",
 		}),
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "keeplog_archiver_uploaded_bytes_total",
@@ -52,7 +62,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.uploads.WithLabelValues(r)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.queueDepth, m.settling, m.bytes, m.uploads, m.duration} {
+		for _, c := range []prometheus.Collector{m.queueDepth, m.settling, m.bytes, m.uploads, m.duration, m.overflows, m.statusWrites} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register archiver metrics: %w", err)
 			}

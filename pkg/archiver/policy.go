@@ -82,7 +82,7 @@ func (p Policy) Matches(rel string) bool {
 	return false
 }
 
-// isOwnFile is true for the status file and its temporary files.
+// isOwnFile is true for the status file an older keeplog wrote in the pod directory and its temporary files.
 func isOwnFile(base string) bool {
-	return base == StatusFileName || safefs.IsTempOf(base, StatusFileName)
+	return base == LegacyStatusFileName || safefs.IsTempOf(base, LegacyStatusFileName)
 }

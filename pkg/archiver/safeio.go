@@ -168,15 +168,33 @@ func (p *podFS) remove(podDir, rel string, ino uint64) error {
 	return nil
 }
 
-// writeFile atomically replaces <root>/<podDir>/<name> with data (safefs.WriteFileAt). A symlink planted at name is
-// replaced, never followed.
-func (p *podFS) writeFile(podDir, name string, data []byte, perm uint32) error {
-	d, err := p.openDir(podDir, "")
+// writeOwnFile replaces name in the pod directory's .keeplog/ (made root:root 0755 when missing, as pkg/podinfo
+// makes it). A .keeplog/ that root does not own was forged by the pod: nothing is written there (podinfo moves it
+// aside at its next write).
+func (p *podFS) writeOwnFile(pod, name string, data []byte) error {
+	pd, err := p.openDir(pod, "")
+	if err != nil {
+		return err
+	}
+	defer pd.Close()
+	d, err := safefs.OpenDirAt(pd, ownDir, true)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	return safefs.WriteFileAt(d, name, data, perm, nil)
+	var st unix.Stat_t
+	if err := unix.Fstat(int(d.Fd()), &st); err != nil {
+		return fmt.Errorf("stat %s: %w", d.Name(), err)
+	}
+	if st.Uid != 0 {
+		return fmt.Errorf("%s is owned by uid %d, not root: not written", d.Name(), st.Uid)
+	}
+	if st.Mode&0o777 == 0o700 { // just made by OpenDirAt
+		if err := unix.Fchmod(int(d.Fd()), 0o755); err != nil {
+			return fmt.Errorf("chmod %s: %w", d.Name(), err)
+		}
+	}
+	return safefs.WriteFileAt(d, name, data, 0o644, nil)
 }
 
 // entry is one thing found by walk.

@@ -1,17 +1,29 @@
 package archiver
 
 import (
+	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"sort"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
-// StatusFileName is the file in each pod directory that lists the archive
-// state of its files. The pod may write its own directory, so it is
-// replaced with a fresh temporary file + rename, never written through.
-const StatusFileName = ".keeplog-archive-status.json"
+// StatusFileName is the file in each pod directory's .keeplog/ that lists the archive state of its files
+// (StatusPath). It lives in keeplog's own root-owned directory, which the archiver never watches, so writing it
+// causes no event: an idle archiver writes nothing. It is replaced with a fresh temporary file + rename, never
+// written through, and only when its content (all but the time it was written) changes.
+const StatusFileName = "archive-status.json"
+
+// StatusPath is the status file's path inside a pod directory.
+const StatusPath = ownDir + "/" + StatusFileName
+
+// LegacyStatusFileName is where keeplog before 0.4 wrote the status file: in the pod directory itself, where its
+// own watch saw every rewrite. A root-owned regular file of that name is removed when a scan finds it.
+const LegacyStatusFileName = ".keeplog-archive-status.json"
 
 // States that appear only in the status file (besides the ItemStates).
 const (
@@ -71,14 +83,41 @@ func (a *Archiver) podStatus(pod string) PodStatus {
 	return ps
 }
 
-// writeStatus replaces a pod directory's status file.
+// writeStatus replaces a pod directory's status file when what it says changed since it was last written.
 func (a *Archiver) writeStatus(pod string) {
-	b, err := json.MarshalIndent(a.podStatus(pod), "", "  ")
+	ps := a.podStatus(pod)
+	updated := ps.Updated
+	ps.Updated = time.Time{}
+	b, err := json.Marshal(ps)
 	if err != nil {
 		a.log.Error(err, "Cannot encode archive status", "podDir", pod)
 		return
 	}
-	if err := a.fs.writeFile(pod, StatusFileName, append(b, '\n'), 0o644); err != nil {
+	sum := sha256.Sum256(b)
+	if a.statusSums[pod] == sum {
+		return
+	}
+	ps.Updated = updated
+	if b, err = json.MarshalIndent(ps, "", "  "); err != nil {
+		a.log.Error(err, "Cannot encode archive status", "podDir", pod)
+		return
+	}
+	if err := a.fs.writeOwnFile(pod, StatusFileName, append(b, '\n')); err != nil {
 		a.log.V(2).Info("Cannot write archive status file", "podDir", pod, "err", err.Error())
+		return
+	}
+	a.statusSums[pod] = sum
+	a.m.statusWrites.Inc()
+}
+
+// removeLegacyStatus removes the status file an older keeplog wrote in the pod directory itself, if it is a
+// root-owned regular file (a file of that name the pod made is the pod's).
+func (a *Archiver) removeLegacyStatus(pod string) {
+	st, err := a.fs.lstat(pod, LegacyStatusFileName)
+	if err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Uid != 0 {
+		return
+	}
+	if err := a.fs.remove(pod, LegacyStatusFileName, st.Ino); err != nil && !errors.Is(err, unix.ENOENT) {
+		a.log.V(2).Info("Cannot remove the old archive status file", "podDir", pod, "err", err.Error())
 	}
 }

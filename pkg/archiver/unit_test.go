@@ -129,9 +129,9 @@ func TestPolicy(t *testing.T) {
 		{def, "app/app.log", false},
 		{def, "app/corefile", false},
 		{def, "app/x.hprof.tmp", false},
-		{def, StatusFileName, false},
-		{Policy{Patterns: []string{"*"}}, StatusFileName, false},
-		{Policy{Patterns: []string{"*"}}, ".tmp-0123456789ab-" + StatusFileName, false},
+		{def, LegacyStatusFileName, false},
+		{Policy{Patterns: []string{"*"}}, LegacyStatusFileName, false},
+		{Policy{Patterns: []string{"*"}}, ".tmp-0123456789ab-" + LegacyStatusFileName, false},
 		{Policy{Patterns: []string{"*"}}, ".tmp-0123456789ab-other.json", true},
 		{Policy{Patterns: []string{"dumps/*.bin"}}, "app/dumps/a.bin", true},
 		{Policy{Patterns: []string{"dumps/*.bin"}}, "app/a.bin", false},
@@ -375,65 +375,140 @@ func TestProcFSFindsWriters(t *testing.T) {
 func TestStatusFileNeverFollowsSymlinks(t *testing.T) {
 	root := t.TempDir()
 	pod := "ns_p_0123456789abcdef0123456789abcdef"
-	if err := os.MkdirAll(filepath.Join(root, pod), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(root, pod, ownDir), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	victim := filepath.Join(t.TempDir(), "victim")
 	if err := os.WriteFile(victim, []byte("keep"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// The pod plants symlinks at the status file's name and at the first
-	// temporary name.
-	if err := os.Symlink(victim, filepath.Join(root, pod, StatusFileName)); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(victim, filepath.Join(root, pod, StatusFileName+".tmp"+itoa(os.Getpid())+"-0")); err != nil {
+	// A symlink planted at the status file's name is replaced, never followed.
+	if err := os.Symlink(victim, filepath.Join(root, pod, StatusPath)); err != nil {
 		t.Fatal(err)
 	}
 	pfs, err := newPodFS(root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := pfs.writeFile(pod, StatusFileName, []byte(`{"ok":true}`), 0o644); err != nil {
+	if err := pfs.writeOwnFile(pod, StatusFileName, []byte(`{"ok":true}`)); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(victim); string(b) != "keep" {
 		t.Fatalf("the symlink target was written: %q", b)
 	}
-	fi, err := os.Lstat(filepath.Join(root, pod, StatusFileName))
+	fi, err := os.Lstat(filepath.Join(root, pod, StatusPath))
 	if err != nil || fi.Mode()&os.ModeSymlink != 0 {
 		t.Fatalf("status file: %v, %v", fi.Mode(), err)
 	}
-	// The pod directory itself replaced by a symlink: refused.
+	// .keeplog/ itself, or the pod directory, replaced by a symlink: refused, nothing written outside.
 	outside := t.TempDir()
 	pod2 := "ns_q_0123456789abcdef0123456789abcdef"
 	if err := os.Symlink(outside, filepath.Join(root, pod2)); err != nil {
 		t.Fatal(err)
 	}
-	if err := pfs.writeFile(pod2, StatusFileName, []byte("x"), 0o644); !errors.Is(err, errNotRegular) {
+	if err := pfs.writeOwnFile(pod2, StatusFileName, []byte("x")); !errors.Is(err, errNotRegular) {
 		t.Fatalf("write through a symlinked pod directory: %v", err)
+	}
+	pod3 := "ns_r_0123456789abcdef0123456789abcdef"
+	if err := os.MkdirAll(filepath.Join(root, pod3), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(root, pod3, ownDir)); err != nil {
+		t.Fatal(err)
+	}
+	if err := pfs.writeOwnFile(pod3, StatusFileName, []byte("x")); !errors.Is(err, errNotRegular) {
+		t.Fatalf("write through a symlinked .keeplog: %v", err)
 	}
 	if ents, _ := os.ReadDir(outside); len(ents) != 0 {
 		t.Fatalf("wrote outside: %v", ents)
+	}
+	// A .keeplog/ the pod made (not root's) gets nothing.
+	pod4 := "ns_s_0123456789abcdef0123456789abcdef"
+	if err := os.MkdirAll(filepath.Join(root, pod4, ownDir), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(filepath.Join(root, pod4, ownDir), 1000, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if err := pfs.writeOwnFile(pod4, StatusFileName, []byte("x")); err == nil || exists(filepath.Join(root, pod4, StatusPath)) {
+		t.Fatalf("wrote into a .keeplog/ owned by uid 1000: %v", err)
+	}
+	// A missing .keeplog/ is made root:root 0755.
+	pod5 := "ns_t_0123456789abcdef0123456789abcdef"
+	if err := os.MkdirAll(filepath.Join(root, pod5), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := pfs.writeOwnFile(pod5, StatusFileName, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(root, pod5, ownDir)); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Fatalf(".keeplog made as %v, %v", fi.Mode(), err)
 	}
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
-func TestPendingBeforeTheFirstScan(t *testing.T) {
+// TestArchivedComesFromTheJournalAndTheDisk: "archived" is never answered from what the archiver has seen so far.
+// A dump nobody has discovered (the archiver is not even running) is pending; a directory with no
+// matching file, or whose every match is journalled done or skipped, is archived; a failed or queued one is not.
+func TestArchivedComesFromTheJournalAndTheDisk(t *testing.T) {
 	root := t.TempDir()
 	a, err := New(Config{NodeName: "n", Target: Target{BaseDir: "/archive"}},
 		Deps{Root: root, StateDir: filepath.Join(root, ".keeplog", "archiver"), Dialer: dialerFunc(nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Nobody has looked at the directories yet: an unseen dump may be there.
-	if !a.Pending("ns_pod_0123456789abcdef0123456789abcdef") {
-		t.Fatal("Pending is false before the archiver scanned anything")
+	pod := "ns_pod_0123456789abcdef0123456789abcdef"
+	if a.Pending(pod) {
+		t.Fatal("a pod directory that does not exist is pending")
 	}
-	a.publishSettling(true)
-	if a.Pending("ns_pod_0123456789abcdef0123456789abcdef") {
-		t.Fatal("Pending is true after the scan for a directory the archiver knows nothing of")
+	if err := os.MkdirAll(filepath.Join(root, pod, "app"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, pod, "app", "gc.log"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if a.Pending(pod) {
+		t.Fatal("a directory with no file matching the patterns is pending")
+	}
+	deep := "app"
+	for i := 0; i < 10; i++ {
+		deep += "/d" + itoa(i)
+	}
+	if err := os.MkdirAll(filepath.Join(root, pod, deep), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rel := deep + "/heap.hprof"
+	if err := os.WriteFile(filepath.Join(root, pod, rel), []byte("dump"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ok, why := a.Archived(pod)
+	if ok || !strings.Contains(why, "heap.hprof is not archived yet") {
+		t.Fatalf("an undiscovered dump 10 levels deep: archived %v (%q)", ok, why)
+	}
+	st, err := a.fs.lstat(pod, rel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	it := Item{ID: itemID(pod, rel, st.Ino, st.Size, st.Mtim.Nano()), PodDir: pod, Rel: rel, State: StateFailed, Error: "boom"}
+	for _, c := range []struct {
+		state ItemState
+		want  bool
+	}{{StateQueued, false}, {StateUploading, false}, {StateFailed, false}, {StateSkipped, true}, {StateDone, true}} {
+		it.State = c.state
+		if _, err := a.journal.Put(it, ""); err != nil {
+			t.Fatal(err)
+		}
+		if ok, why := a.Archived(pod); ok != c.want {
+			t.Errorf("journalled %s: archived %v (%q), want %v", c.state, ok, why, c.want)
+		}
+	}
+	// The same name with other content is another file: not archived.
+	if err := os.WriteFile(filepath.Join(root, pod, rel), []byte("another dump"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if !a.Pending(pod) {
+		t.Fatal("a rewritten dump counts as archived")
 	}
 }
 

@@ -5,36 +5,13 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"strings"
 
-	"github.com/fsnotify/fsnotify"
 	"golang.org/x/sys/unix"
 
 	"github.com/keeplog/keeplog/pkg/store"
 )
-
-// watcher wraps fsnotify. Watches are only added to directories found by
-// a walk that never follows symlinks; an event only makes the archiver look
-// at a path again (through podFS), it is never trusted by itself.
-type watcher struct {
-	w *fsnotify.Watcher
-}
-
-func newWatcher(a *Archiver) (*watcher, error) {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return nil, fmt.Errorf("archiver: start file watcher: %w", err)
-	}
-	if err := w.Add(a.fs.root); err != nil {
-		_ = w.Close()
-		return nil, fmt.Errorf("archiver: watch %s: %w", a.fs.root, err)
-	}
-	return &watcher{w: w}, nil
-}
-
-func (w *watcher) events() <-chan fsnotify.Event { return w.w.Events }
-func (w *watcher) errors() <-chan error          { return w.w.Errors }
-func (w *watcher) close()                        { _ = w.w.Close() }
 
 // watchDir adds a watch for a directory inside a pod directory.
 func (a *Archiver) watchDir(w *watcher, pod, rel string) {
@@ -42,7 +19,7 @@ func (a *Archiver) watchDir(w *watcher, pod, rel string) {
 	if a.watched[p] {
 		return
 	}
-	if err := w.w.Add(p); err != nil {
+	if err := w.addWatch(p); err != nil {
 		a.log.V(2).Info("Cannot watch directory; relying on rescans", "dir", p, "err", err.Error())
 		return
 	}
@@ -65,6 +42,23 @@ func (a *Archiver) splitEvent(name string) (string, string, bool) {
 	return pod, rel, true
 }
 
+// handleBatch handles what the watcher collected: an overflow (events were lost) rescans everything, keeping what
+// was known; otherwise each changed name is looked at once.
+func (a *Archiver) handleBatch(w *watcher, b watchBatch) {
+	if b.errs > 0 {
+		a.log.V(2).Info("File watch errors (no events lost)", "count", b.errs, "last", b.lastErr.Error())
+	}
+	if b.overflow {
+		a.m.overflows.Inc()
+		a.log.V(1).Info("File watch queue overflowed; rescanning")
+		a.rescan(w)
+		return
+	}
+	for _, name := range b.names {
+		a.handleEvent(w, name)
+	}
+}
+
 func (a *Archiver) handleEvent(w *watcher, name string) {
 	pod, rel, ok := a.splitEvent(name)
 	if !ok {
@@ -74,20 +68,31 @@ func (a *Archiver) handleEvent(w *watcher, name string) {
 		a.scanPod(w, pod)
 		return
 	}
-	if inOwnDir(rel) {
+	if inOwnDir(rel) || isOwnFile(path.Base(rel)) { // keeplog's own names: known before any syscall
 		return
 	}
 	st, err := a.fs.lstat(pod, rel)
 	if err != nil {
-		a.settler.forget(pod, rel)
-		delete(a.watched, a.fs.abs(pod, rel))
-		a.markDirty(pod)
+		a.vanished(pod, rel)
 		return
 	}
 	a.visit(w, pod, entry{rel: rel, st: st, kind: st.Mode & unix.S_IFMT})
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		// A new directory: its content may predate the watch.
 		_ = a.walkSub(w, pod, rel)
+	}
+}
+
+// vanished forgets a path that is gone. Only a file the archiver knew of changes the pod's status: a vanished
+// temporary file (an application's, or podinfo's) is no work at all.
+func (a *Archiver) vanished(pod, rel string) {
+	delete(a.watched, a.fs.abs(pod, rel))
+	_, settling := a.settler.get(pod, rel)
+	_, rejected := a.rejected[pod][rel]
+	if settling || rejected {
+		a.settler.forget(pod, rel)
+		delete(a.rejected[pod], rel)
+		a.markDirty(pod)
 	}
 }
 
@@ -173,6 +178,7 @@ func (a *Archiver) scanPod(w *watcher, pod string) {
 		return
 	}
 	a.watchDir(w, pod, "")
+	a.removeLegacyStatus(pod)
 	if err := a.fs.walk(pod, func(e entry) { a.visit(w, pod, e) }); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			a.podGone(pod)
@@ -223,6 +229,7 @@ func (a *Archiver) rescan(w *watcher) {
 func (a *Archiver) podGone(pod string) {
 	a.settler.forgetPod(pod)
 	delete(a.rejected, pod)
+	delete(a.statusSums, pod)
 	for k := range a.watched {
 		if strings.HasPrefix(k, a.fs.abs(pod, "")) && (len(k) == len(a.fs.abs(pod, "")) || k[len(a.fs.abs(pod, ""))] == '/') {
 			delete(a.watched, k)

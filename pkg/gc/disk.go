@@ -77,7 +77,7 @@ func (g *GC) relieve(inv *inventory, now time.Time, res *Result) error {
 	for _, c := range inv.candidates {
 		switch {
 		case c.gone:
-		case c.pending && !g.cfg.DeleteUnarchived:
+		case c.isPending() && !g.cfg.DeleteUnarchived:
 			held++
 		default:
 			cands = append(cands, c)
@@ -85,8 +85,8 @@ func (g *GC) relieve(inv *inventory, now time.Time, res *Result) error {
 	}
 	sort.SliceStable(cands, func(i, j int) bool {
 		a, b := cands[i], cands[j]
-		if a.pending != b.pending {
-			return !a.pending
+		if a.isPending() != b.isPending() {
+			return !a.isPending()
 		}
 		if !a.start.Equal(b.start) {
 			return a.start.Before(b.start)

@@ -37,8 +37,9 @@ import (
 
 // Archive tells whether the archiver still has work for a pod directory (pkg/archiver's Pending implements it).
 type Archive interface {
-	// Pending is true while any file of the pod directory (its base name) is settling, queued, uploading or
-	// waiting for a retry.
+	// Pending is true unless every file of the pod directory (its base name) that matches its archive patterns,
+	// at any depth, is journalled done or skipped: the archiver answers from its journal and a fresh walk of the
+	// directory, never from what it has seen so far.
 	Pending(podDir string) bool
 }
 
@@ -218,7 +219,7 @@ func (g *GC) Pass(ctx context.Context) (Result, error) {
 	}
 	now := g.clock.Now()
 	for _, c := range inv.candidates {
-		if c.expired(now) && !c.pending {
+		if c.expired(now) && !c.isPending() {
 			errs = append(errs, g.delete(c, CauseRetention, now, &res))
 		}
 	}
@@ -265,7 +266,7 @@ func (g *GC) why(c *candidate, cause string, now time.Time) string {
 	switch {
 	case cause == CauseRetention:
 		return fmt.Sprintf("retention %s expired (unpublished %s ago)", c.retainFor, age)
-	case c.pending:
+	case c.isPending():
 		return fmt.Sprintf("disk pressure above %g%% with --gc-delete-unarchived; the archiver had NOT finished with it (unpublished %s ago, retention %s)", g.cfg.HighWatermark, age, c.retainFor)
 	default:
 		return fmt.Sprintf("disk pressure above %g%%, before its retention %s expired (unpublished %s ago)", g.cfg.HighWatermark, c.retainFor, age)

@@ -17,8 +17,23 @@ type candidate struct {
 	lastPublished time.Time
 	start         time.Time // the retention clock's start
 	retainFor     time.Duration
-	pending       bool // the archiver has work for it (and archiving is on for it)
-	gone          bool // deleted by this pass
+	archive       Archive // asked whether the archiver has work for it; nil when archiving is off for it
+	asked         bool    // archive was asked (once a pass: the answer walks the directory)
+	pending       bool    // the answer
+	gone          bool    // deleted by this pass
+}
+
+// isPending reports whether the archiver has work for the directory (and archiving is on for it). The archiver
+// answers from its journal and a fresh walk of the directory, so it is asked only for directories a pass would
+// delete (expired, or under disk pressure), once.
+func (c *candidate) isPending() bool {
+	if c.archive == nil {
+		return false
+	}
+	if !c.asked {
+		c.pending, c.asked = c.archive.Pending(c.dir), true
+	}
+	return c.pending
 }
 
 func (c *candidate) expired(now time.Time) bool { return !now.Before(c.start.Add(c.retainFor)) }
@@ -186,12 +201,14 @@ func (g *GC) annotations(pd *store.PodDir) map[string]string {
 	return pd.Annotations
 }
 
-// resolve sets the candidate's retention and whether the archiver has work for it.
+// resolve sets the candidate's retention and whom to ask whether the archiver has work for it.
 func (g *GC) resolve(c *candidate, params, annotations map[string]string) {
 	p, warns := policy.Resolve(params, annotations, g.cfg.Policy)
 	if len(warns) > 0 {
 		klog.V(4).InfoS("Policy warnings (reported as Events by the archiver)", "dir", c.dir, "warnings", warns)
 	}
 	c.retainFor = p.RetainFor
-	c.pending = p.Archive && g.archive != nil && g.archive.Pending(c.dir)
+	if p.Archive && g.archive != nil {
+		c.archive = g.archive
+	}
 }

@@ -116,7 +116,7 @@ func dumpArrives(ctx context.Context, t *testing.T, env *framework.Env, sftp *fr
 	}
 	// Visible state: an Event on the pod, the status file in the directory, the Lease of the upload semaphore.
 	waitEvent(ctx, t, env, pod, archiver.ReasonArchived)
-	status := filepath.Join(env.PodDir(pod), archiver.StatusFileName)
+	status := filepath.Join(env.PodDir(pod), archiver.StatusPath)
 	if err := framework.WaitFileContains(ctx, status, `"state": "done"`); err != nil {
 		t.Fatalf("status file: %v", err)
 	}
@@ -175,7 +175,7 @@ func archivePolicies(ctx context.Context, t *testing.T, env *framework.Env, sftp
 		t.Fatalf("firstOnly+deleteAfterUpload: uploaded %v, kept locally %v; want one uploaded and deleted, the other kept\nkeeplog:\n%s",
 			uploaded, kept, env.KeeplogLog(40))
 	}
-	status := filepath.Join(env.PodDir(first), archiver.StatusFileName)
+	status := filepath.Join(env.PodDir(first), archiver.StatusPath)
 	if err := framework.WaitFileContains(ctx, status, `"state": "skipped"`); err != nil {
 		t.Fatalf("the second dump is not reported as skipped: %v", err)
 	}

@@ -1,0 +1,138 @@
+package archiver
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
+)
+
+// TestTrashRenamesDoNotWedgeTheWatcher is the GC's own churn: pod directories (with watched sub-directories) renamed
+// into the trash and removed while new ones appear. fsnotify sends an error while holding the mutex that Add needs;
+// an archiver loop that both adds watches and is the only reader of Errors deadlocked within seconds, and a dump
+// written afterwards was never seen. Rescans are off, so only events can find the dump.
+func TestTrashRenamesDoNotWedgeTheWatcher(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config()
+	cfg.RescanInterval = time.Hour
+	e.start(cfg, Deps{})
+	trash := filepath.Join(e.root, ".keeplog", "trash")
+	if err := os.MkdirAll(trash, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	churn := 15 * time.Second
+	if testing.Short() {
+		churn = 5 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), churn)
+	defer cancel()
+	// One goroutine makes pod directories (the archiver adds watches for them and their sub-directories), another
+	// moves each into the trash once the archiver had time to watch it, and removes it, as the GC does.
+	made := make(chan string, 1024)
+	errs := make(chan error, 2)
+	go func() {
+		defer close(made)
+		for i := 0; ctx.Err() == nil; i++ {
+			pod := e.pod("churn", fmt.Sprintf("p%d", i))
+			for _, sub := range []string{"app/a/b", "app/c", "side/d/e"} {
+				if err := os.MkdirAll(filepath.Join(e.root, pod, sub), 0o755); err != nil {
+					errs <- err
+					return
+				}
+			}
+			made <- pod
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	n := 0
+	for pod := range made {
+		time.Sleep(2 * time.Millisecond)
+		gone := filepath.Join(trash, fmt.Sprintf("%s~%d", pod, n))
+		if err := os.Rename(filepath.Join(e.root, pod), gone); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.RemoveAll(gone); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	select {
+	case err := <-errs:
+		t.Fatal(err)
+	default:
+	}
+	t.Logf("%d pod directories renamed into the trash and removed", n)
+	pod := e.pod("ns", "after")
+	writeRandom(t, filepath.Join(e.root, pod, "app", "heap.hprof"), 4096, 1)
+	waitFor(t, 30*time.Second, "the dump written after the churn to be archived", func() bool {
+		return exists(e.archived(pod, "app/heap.hprof"))
+	})
+}
+
+// TestIdleArchiverWritesNoStatus: once a dump is archived, nothing is rewritten. The status file used to live in
+// the watched pod directory: each rewrite's vanished temporary name marked the pod dirty again and the status was
+// rewritten 50–400 times a second. Files the application makes and removes that match no pattern are no work either.
+func TestIdleArchiverWritesNoStatus(t *testing.T) {
+	e := newEnv(t)
+	r := e.start(e.config(), Deps{})
+	pod := e.pod("ns", "idle")
+	writeRandom(t, filepath.Join(e.root, pod, "app", "heap.hprof"), 64<<10, 3)
+	waitFor(t, 30*time.Second, "the dump to be archived", func() bool {
+		fs := statusOf(readStatus(t, e.root, pod), "app/heap.hprof")
+		return len(fs) == 1 && fs[0].State == string(StateDone)
+	})
+	time.Sleep(time.Second) // let the last status write of the upload happen
+	status := filepath.Join(e.root, pod, StatusPath)
+	inode := func() uint64 {
+		var st unix.Stat_t
+		if err := unix.Lstat(status, &st); err != nil {
+			t.Fatalf("status file: %v", err)
+		}
+		return st.Ino
+	}
+	before, writes := inode(), counter(t, r.reg, "keeplog_archive_status_writes_total")
+	rewrites := 0
+	for i := 0; i < 30; i++ {
+		// The application rotates a log through a temporary name.
+		tmp := filepath.Join(e.root, pod, "app", fmt.Sprintf(".gc.log.%d.tmp", i))
+		if err := os.WriteFile(tmp, []byte("line\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(e.root, pod, "app", "gc.log")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+		if ino := inode(); ino != before {
+			rewrites++
+			before = ino
+		}
+	}
+	if got := counter(t, r.reg, "keeplog_archive_status_writes_total") - writes; rewrites != 0 || got != 0 {
+		t.Fatalf("while idle the status file was replaced %d times (%v counted writes); want 0", rewrites, got)
+	}
+}
+
+// counter reads a counter (or gauge) without labels from a registry.
+func counter(t testing.TB, g prometheus.Gatherer, name string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			m := mf.GetMetric()[0]
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("metric %s not found", name)
+	return 0
+}
