@@ -174,6 +174,7 @@ func (a *Archiver) consider(pod, rel string, st *unix.Stat_t) {
 
 // scanPod walks one pod directory.
 func (a *Archiver) scanPod(w *watcher, pod string) {
+	a.loop.Progress() // a rescan of thousands of pod directories is progress too
 	if _, err := store.ParsePodDirName(pod); err != nil {
 		return
 	}

@@ -120,6 +120,19 @@ func (h *heapEnv) archived(ctx context.Context, t *testing.T, a *framework.HeapA
 	}
 }
 
+// archivedAlready checks, without waiting, that the app's dump file is on the SFTP server, identical to the local one.
+func (h *heapEnv) archivedAlready(t *testing.T, a *framework.HeapApp, file string) {
+	t.Helper()
+	rel := "app/" + filepath.Base(file)
+	remote := h.sftp.Archived(t, podRef(a.Pod), rel)
+	if _, err := os.Stat(remote); err != nil {
+		t.Fatalf("%s: DumpFinished said archived, but the server does not have it yet: %v\nserver: %v", rel, err, h.sftp.Files())
+	}
+	if got, want := sha(t, remote), sha(t, filepath.Join(h.env.PodDir(a.Pod), rel)); got != want {
+		t.Fatalf("%s: archived sha256 %s, local %s", rel, got, want)
+	}
+}
+
 // events lists the pod's Events, "Reason: message" (count).
 func (h *heapEnv) events(ctx context.Context, pod *corev1.Pod) string {
 	evs, err := h.env.Client.CoreV1().Events(pod.Namespace).List(ctx, metav1.ListOptions{})
@@ -155,8 +168,9 @@ func (h *heapEnv) thresholdFirstOnlyRearm(ctx context.Context, t *testing.T) {
 		t.Fatalf("dump started %.2fs after the memory crossed the threshold, want within 10s: %+v", log.Dumps[0].Start-log.Hogs[0], log)
 	}
 	t.Logf("dump started %.2fs after the hog", log.Dumps[0].Start-log.Hogs[0])
-	h.archived(ctx, t, a, log.Dumps[0].File)
+	// "written and archived" means the server has it: the file is there the moment the Event is.
 	waitEvent(ctx, t, h.env, a.Pod, dump.ReasonFinished)
+	h.archivedAlready(t, a, log.Dumps[0].File)
 
 	// Still above, past the 5s cooldown: firstOnly keeps it at one dump, and says so.
 	h.stillDumps(t, a, 1, 8*time.Second)
@@ -231,8 +245,9 @@ func (h *heapEnv) exec(ctx context.Context, t *testing.T) {
 	a := h.app(ctx, t, ns, "jcmd", false, map[string]string{dump.AnnotationExec: "sh /www/cgi-bin/dump >/dev/null"})
 	h.annotate(ctx, t, a.Pod, dump.AnnotationRequested+"=exec-1")
 	log := h.waitDumps(ctx, t, a, 1, 30*time.Second)
-	h.archived(ctx, t, a, log.Dumps[0].File)
+	// "written and archived" means the server has it: the file is there the moment the Event is.
 	waitEvent(ctx, t, h.env, a.Pod, dump.ReasonFinished)
+	h.archivedAlready(t, a, log.Dumps[0].File)
 	if ev := h.events(ctx, a.Pod); !strings.Contains(ev, `exec in container app: "sh /www/cgi-bin/dump >/dev/null"`) {
 		t.Fatalf("no event naming the exec:\n%s", ev)
 	}
