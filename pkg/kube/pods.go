@@ -1,5 +1,5 @@
-// Package kube is the small API surface keeplog's node plugin needs beyond single reads: a cache of the pods on
-// its node (their annotations drive policy and heap dumps) and Events on pods.
+// Package kube is the small API surface keeplog's node plugin needs: the typed clients of the API groups it uses
+// (Clients), a cache of the pods on its node (their annotations drive policy and heap dumps) and Events on pods.
 package kube
 
 import (
