@@ -1,7 +1,8 @@
 # keeplog's node plugin image. Build: docker build -t ghcr.io/keeplog/keeplog:$(git describe --tags --always) \
 #   --build-arg VERSION=$(git describe --tags --always) .
 #
-# Stage 1 builds a static binary (CGO_ENABLED=0: no libc needed at run time, same flags as `make build`).
+# Stage 1 builds a static binary (CGO_ENABLED=0: no libc needed at run time, same flags and tags as `make build`;
+# the Makefile says why -tags grpcnotrace).
 # Stage 2 is debian:bookworm-slim because k8s.io/mount-utils execs mount(8) and umount(8) for the bind mounts keeplog
 # makes; distroless/static and scratch have neither. util-linux's mount (Debian package `mount`) is what kubelet and
 # the e2e nodes use: its "not mounted" message lets mount-utils trust umount instead of re-checking the mount table,
@@ -20,7 +21,7 @@ ARG TARGETARCH
 ARG VERSION=dev
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
 	CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
-	go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/keeplog ./cmd/keeplog
+	go build -tags grpcnotrace -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/keeplog ./cmd/keeplog
 
 FROM debian:bookworm-slim
 # `mount` (util-linux: mount, umount) is in bookworm-slim already; installing it by name keeps it if the base changes.

@@ -74,7 +74,7 @@ func setupDump(c *components) error {
 		if c.handlers == nil {
 			c.handlers = map[string]http.Handler{}
 		}
-		wh, err := dump.NewWebhook(c.kube, o.WebhookTokenFile, klog.Background().WithName("dump-webhook"), c.reg)
+		wh, err := dump.NewWebhook(c.kube.CoreV1(), o.WebhookTokenFile, klog.Background().WithName("dump-webhook"), c.reg)
 		if err != nil {
 			return err
 		}

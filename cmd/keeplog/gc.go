@@ -18,7 +18,7 @@ const gcLeaseName = "keeplog-gc-leader"
 // deleted.
 func setupGC(c *components) error {
 	o := c.opts.GC
-	deps := gc.Deps{Store: c.store, Clock: clock.RealClock{}, Kube: c.kube, Registerer: c.reg, Forget: c.policy.Forget}
+	deps := gc.Deps{Store: c.store, Clock: clock.RealClock{}, Kube: c.kube.CoreV1(), Registerer: c.reg, Forget: c.policy.Forget}
 	if a, ok := c.deps.Archiver.(gc.Archive); ok && a != nil {
 		deps.Archive = a
 	}
@@ -42,13 +42,13 @@ func setupGC(c *components) error {
 		return nil
 	}
 	orphans, err := gc.NewOrphanPVs(gc.OrphanConfig{DriverName: c.opts.DriverName, TopologyKey: driver.TopologyKey,
-		Grace: o.OrphanPVGrace, DryRun: o.DryRun}, c.kube, clock.RealClock{}, g)
+		Grace: o.OrphanPVGrace, DryRun: o.DryRun}, c.kube.CoreV1(), clock.RealClock{}, g)
 	if err != nil {
 		return err
 	}
 	lc := gc.LeaderConfig{Namespace: c.opts.Namespace, Name: gcLeaseName, Identity: c.opts.NodeID}
 	c.add("garbage collector leader election", func(ctx context.Context) error {
-		return gc.RunElected(ctx, c.kube, lc, func(ctx context.Context) { orphans.Run(ctx, o.Interval) })
+		return gc.RunElected(ctx, c.kube.CoordinationV1(), lc, func(ctx context.Context) { orphans.Run(ctx, o.Interval) })
 	})
 	return nil
 }

@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
@@ -72,17 +71,25 @@ func main() {
 type components struct {
 	opts    *Options
 	store   *store.Store
-	kube    kubernetes.Interface // nil without API access
-	restCfg *rest.Config         // the API client configuration; nil without API access
+	kube    *kube.Clients // nil without API access (its clients are nil then)
+	restCfg *rest.Config  // the API client configuration; nil without API access
 	reg     *prometheus.Registry
 	live    *liveness.Registry // every long-running loop records its progress here; /healthz fails when one stalls
-	events  *kube.Events   // nil without API access: no Events
-	pods    *kube.NodePods // nil without API access
+	events  *kube.Events       // nil without API access: no Events
+	pods    *kube.NodePods     // nil without API access
 	policy  *policy.Resolver
 	deps    driver.Deps
 	runners []runner
 	// handlers are served on --http-address beside /healthz and /metrics, by path (dump.go's webhook).
 	handlers map[string]http.Handler
+}
+
+// podAPI is c.kube as podinfo's API: without API access a nil interface, not an interface holding a nil *kube.Clients.
+func (c *components) podAPI() podinfo.API {
+	if c.kube == nil {
+		return nil
+	}
+	return c.kube
 }
 
 // runner is one long-running part; it returns when ctx ends (nil) or it cannot go on (an error stops keeplog).
@@ -113,9 +120,9 @@ func run(ctx context.Context, o *Options) error {
 	}
 	var live policy.LiveAnnotations
 	if c.kube != nil {
-		c.events = kube.NewEvents(c.kube, "keeplog", o.NodeID)
+		c.events = kube.NewEvents(c.kube.CoreV1(), "keeplog", o.NodeID)
 		defer c.events.Shutdown()
-		c.pods = kube.NewNodePods(c.kube, o.NodeID, 10*time.Minute)
+		c.pods = kube.NewNodePods(c.kube.CoreV1(), o.NodeID, 10*time.Minute)
 		live = c.pods.Annotations
 		c.add("pod informer", func(ctx context.Context) error { c.pods.Run(ctx); return nil })
 	}
@@ -132,7 +139,7 @@ func run(ctx context.Context, o *Options) error {
 	}
 
 	describer, err := podinfo.NewDescriber(podinfo.DescriberConfig{Node: o.NodeID, KeepEnvValues: o.KeepEnvValues,
-		LogSourceRoot: o.PodLogsDir, Interval: o.DescribeInterval}, c.kube)
+		LogSourceRoot: o.PodLogsDir, Interval: o.DescribeInterval}, c.podAPI())
 	if err != nil {
 		return err
 	}
@@ -188,7 +195,7 @@ func run(ctx context.Context, o *Options) error {
 }
 
 // kubeClient connects to the API server: the kubeconfig when given, else the in-cluster configuration.
-func kubeClient(kubeconfig string) (*rest.Config, kubernetes.Interface, error) {
+func kubeClient(kubeconfig string) (*rest.Config, *kube.Clients, error) {
 	var cfg *rest.Config
 	var err error
 	if kubeconfig != "" {
@@ -201,7 +208,7 @@ func kubeClient(kubeconfig string) (*rest.Config, kubernetes.Interface, error) {
 	}
 	cfg.UserAgent = "keeplog/" + version
 	klog.InfoS("Kubernetes API configured", "host", cfg.Host)
-	client, err := kubernetes.NewForConfig(cfg)
+	client, err := kube.NewClients(cfg)
 	if err != nil {
 		return nil, nil, err
 	}

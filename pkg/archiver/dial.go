@@ -63,7 +63,7 @@ type SSHDialerOptions struct {
 	// ConnectTimeout bounds TCP connect + SSH handshake + SFTP start. 30s.
 	ConnectTimeout time.Duration
 	// ConcurrentRequests is the number of SFTP write requests in flight per
-	// file. 64.
+	// file. 16 (as Config.ConcurrentRequests).
 	ConcurrentRequests int
 	// Keepalive interval; a connection that does not answer two in a row is
 	// closed. 15s.

@@ -9,8 +9,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/httpstream"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
 	"k8s.io/client-go/util/exec"
@@ -21,7 +21,7 @@ import (
 // Needs RBAC: create on pods/exec.
 type APIExecer struct {
 	cfg    *rest.Config
-	client kubernetes.Interface
+	client corev1client.CoreV1Interface
 }
 
 // maxExecOutput bounds the output kept from a command.
@@ -29,7 +29,7 @@ const maxExecOutput = 64 << 10
 
 // NewAPIExecer uses cfg's server and credentials.
 func NewAPIExecer(cfg *rest.Config) (*APIExecer, error) {
-	c, err := kubernetes.NewForConfig(cfg)
+	c, err := corev1client.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("exec client for %s: %w", cfg.Host, err)
 	}
@@ -40,7 +40,7 @@ func NewAPIExecer(cfg *rest.Config) (*APIExecer, error) {
 // error that says the code.
 func (e *APIExecer) Exec(ctx context.Context, namespace, pod, container string, command []string) (string, error) {
 	what := fmt.Sprintf("exec in %s/%s container %s", namespace, pod, container)
-	req := e.client.CoreV1().RESTClient().Post().Resource("pods").Namespace(namespace).Name(pod).SubResource("exec").
+	req := e.client.RESTClient().Post().Resource("pods").Namespace(namespace).Name(pod).SubResource("exec").
 		VersionedParams(&corev1.PodExecOptions{Container: container, Command: command, Stdout: true, Stderr: true},
 			scheme.ParameterCodec)
 	ws, err := remotecommand.NewWebSocketExecutor(e.cfg, "GET", req.URL().String())

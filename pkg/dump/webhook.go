@@ -19,7 +19,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/klog/v2"
 )
 
@@ -58,7 +58,7 @@ type WebhookResult struct {
 // the keeplog node plugin on the pod's node takes one dump; Alertmanager's repeats of the same alert set the same
 // value and so do not dump again. Only pods that opted in to dumps are patched.
 type Webhook struct {
-	client    kubernetes.Interface
+	client    corev1client.PodsGetter
 	tokenFile string
 	log       klog.Logger
 	requests  *prometheus.CounterVec // by HTTP status code
@@ -71,7 +71,7 @@ var webhookResults = []string{"requested", "unchanged", "resolved", "no-pod", "n
 
 // NewWebhook patches pods with client. With tokenFile, requests must carry "Authorization: Bearer <the file's
 // content>" (read at each request, so it can be rotated). Its metrics go to reg (nil: not registered).
-func NewWebhook(client kubernetes.Interface, tokenFile string, log klog.Logger, reg prometheus.Registerer) (*Webhook, error) {
+func NewWebhook(client corev1client.PodsGetter, tokenFile string, log klog.Logger, reg prometheus.Registerer) (*Webhook, error) {
 	w := &Webhook{client: client, tokenFile: tokenFile, log: log,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keeplog_dump_webhook_requests_total",
 			Help: "Requests to the Alertmanager receiver by HTTP status answered (401: bad token, 400: bad payload, 500: an API error Alertmanager retries)."},
@@ -183,7 +183,7 @@ func (w *Webhook) handle(ctx context.Context, a amAlert) WebhookResult {
 		return res
 	}
 	res.Value = RequestValue(a.Fingerprint, a.Labels, a.StartsAt)
-	p, err := w.client.CoreV1().Pods(ns).Get(ctx, pod, metav1.GetOptions{})
+	p, err := w.client.Pods(ns).Get(ctx, pod, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		res.Result = "not-found"
 		return res
@@ -202,7 +202,7 @@ func (w *Webhook) handle(ctx context.Context, a amAlert) WebhookResult {
 	}
 	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{
 		"annotations": map[string]string{AnnotationRequested: res.Value}}})
-	if _, err := w.client.CoreV1().Pods(ns).Patch(ctx, pod, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+	if _, err := w.client.Pods(ns).Patch(ctx, pod, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		if apierrors.IsNotFound(err) {
 			res.Result = "not-found"
 			return res

@@ -68,7 +68,7 @@ func post(t *testing.T, h http.Handler, body, auth string) (*httptest.ResponseRe
 func TestWebhookPatchesFiringAlertsOnce(t *testing.T) {
 	plain := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "plain"}}
 	client := fake.NewClientset(optedInPod("java-0", nil), plain, optedInPod("java-1", nil))
-	w, err := NewWebhook(client, "", klog.Background(), prometheus.NewRegistry())
+	w, err := NewWebhook(client.CoreV1(), "", klog.Background(), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func TestWebhookErrorsAndAuth(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	w, err := NewWebhook(client, tokenFile, klog.Background(), prometheus.NewRegistry())
+	w, err := NewWebhook(client.CoreV1(), tokenFile, klog.Background(), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

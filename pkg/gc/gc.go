@@ -27,7 +27,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
@@ -98,6 +98,14 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// API is the part of the Kubernetes API the collector uses: PVs (Released ones let go, those of vanished nodes
+// deleted) and nodes (whether a PV's node still exists). The typed core/v1 client is one (a fake clientset's
+// CoreV1() in tests); keeplog does not link the full clientset for two resources.
+type API interface {
+	corev1client.PersistentVolumesGetter
+	corev1client.NodesGetter
+}
+
 // Deps are the collector's side effects.
 type Deps struct {
 	Store *store.Store
@@ -108,7 +116,7 @@ type Deps struct {
 	// Archive is nil when archiving is off: nothing is ever pending.
 	Archive Archive
 	// Kube is nil without API access: Released PVs are then left alone.
-	Kube kubernetes.Interface
+	Kube API
 	// Live gives a live pod's annotations (nil: the ones recorded in the store).
 	Live policy.LiveAnnotations
 	// Events is nil for no Events.
@@ -126,7 +134,7 @@ type GC struct {
 	clock   clock.WithTicker
 	statfs  func(string) (DiskUsage, error)
 	archive Archive
-	kube    kubernetes.Interface
+	kube    API
 	live    policy.LiveAnnotations
 	events  Recorder
 	forget  func(string)

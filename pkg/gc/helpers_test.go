@@ -92,7 +92,7 @@ func newFixture(t *testing.T) *fixture {
 func (f *fixture) gc() *GC {
 	f.t.Helper()
 	g, err := New(f.cfg, Deps{Store: f.st, Clock: f.clk, Archive: f.archive, Events: f.events, Registerer: f.reg,
-		Kube: f.kube, Statfs: func(string) (DiskUsage, error) { return f.disk() }})
+		Kube: f.api(), Statfs: func(string) (DiskUsage, error) { return f.disk() }})
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -161,4 +161,12 @@ func deletedDirs(res Result) []string {
 		out = append(out, d.Dir)
 	}
 	return out
+}
+
+// api is the fixture's fake clientset as the collector's API; nil when the test gave none (no API access).
+func (f *fixture) api() API {
+	if f.kube == nil {
+		return nil
+	}
+	return f.kube.CoreV1()
 }

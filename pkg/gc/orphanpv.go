@@ -12,7 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
+	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/util/retry"
@@ -44,13 +44,13 @@ type OrphanConfig struct {
 // would make it Lost): it is reported in the log.
 type OrphanPVs struct {
 	cfg     OrphanConfig
-	kube    kubernetes.Interface
+	kube    API
 	clock   clock.WithTicker
 	metrics *metrics
 }
 
 // NewOrphanPVs builds the cleaner; g supplies its metrics (may be nil).
-func NewOrphanPVs(cfg OrphanConfig, kube kubernetes.Interface, clk clock.WithTicker, g *GC) (*OrphanPVs, error) {
+func NewOrphanPVs(cfg OrphanConfig, kube API, clk clock.WithTicker, g *GC) (*OrphanPVs, error) {
 	if kube == nil {
 		return nil, errors.New("gc: cleaning PVs of vanished nodes needs the Kubernetes API")
 	}
@@ -68,7 +68,7 @@ func NewOrphanPVs(cfg OrphanConfig, kube kubernetes.Interface, clk clock.WithTic
 func (o *OrphanPVs) Pass(ctx context.Context) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*apiTimeout)
 	defer cancel()
-	list, err := o.kube.CoreV1().PersistentVolumes().List(ctx, metav1.ListOptions{})
+	list, err := o.kube.PersistentVolumes().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("gc: list PVs: %w", err)
 	}
@@ -87,7 +87,7 @@ func (o *OrphanPVs) Pass(ctx context.Context) ([]string, error) {
 		}
 		exists, ok := nodes[node]
 		if !ok {
-			_, err := o.kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+			_, err := o.kube.Nodes().Get(ctx, node, metav1.GetOptions{})
 			switch {
 			case err == nil:
 				exists = true
@@ -111,7 +111,7 @@ func (o *OrphanPVs) Pass(ctx context.Context) ([]string, error) {
 }
 
 func (o *OrphanPVs) handle(ctx context.Context, pv *corev1.PersistentVolume, node string, exists bool, now time.Time) (bool, error) {
-	pvs := o.kube.CoreV1().PersistentVolumes()
+	pvs := o.kube.PersistentVolumes()
 	since, marked := pv.Annotations[AnnotationNodeMissingSince]
 	if exists {
 		if marked && !o.cfg.DryRun {
@@ -208,13 +208,13 @@ type LeaderConfig struct {
 
 // RunElected runs lead while this instance holds the Lease, and campaigns again whenever it loses it, until ctx
 // ends. lead must return when its context ends.
-func RunElected(ctx context.Context, kube kubernetes.Interface, cfg LeaderConfig, lead func(ctx context.Context)) error {
+func RunElected(ctx context.Context, leases coordinationv1client.LeasesGetter, cfg LeaderConfig, lead func(ctx context.Context)) error {
 	if cfg.LeaseDuration == 0 {
 		cfg.LeaseDuration, cfg.RenewDeadline, cfg.RetryPeriod = 15*time.Second, 10*time.Second, 2*time.Second
 	}
 	lock := &resourcelock.LeaseLock{
 		LeaseMeta:  metav1.ObjectMeta{Namespace: cfg.Namespace, Name: cfg.Name},
-		Client:     kube.CoordinationV1(),
+		Client:     leases,
 		LockConfig: resourcelock.ResourceLockConfig{Identity: cfg.Identity},
 	}
 	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{

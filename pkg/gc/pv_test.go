@@ -121,7 +121,7 @@ func TestOrphanPVsOfVanishedNodes(t *testing.T) {
 	if _, err := kube.CoreV1().PersistentVolumes().Create(context.Background(), other, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	o, err := NewOrphanPVs(OrphanConfig{DriverName: "keeplog.csi.io", TopologyKey: topologyKey, Grace: 24 * time.Hour}, kube, clk, nil)
+	o, err := NewOrphanPVs(OrphanConfig{DriverName: "keeplog.csi.io", TopologyKey: topologyKey, Grace: 24 * time.Hour}, kube.CoreV1(), clk, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +179,7 @@ func TestOrphanPVsDryRun(t *testing.T) {
 	p := pv("pvc-b", "node-b", corev1.VolumeReleased, corev1.PersistentVolumeReclaimRetain)
 	p.Annotations = map[string]string{AnnotationNodeMissingSince: t0.Add(-48 * time.Hour).Format(time.RFC3339)}
 	kube := fake.NewClientset(p)
-	o, err := NewOrphanPVs(OrphanConfig{DriverName: "keeplog.csi.io", TopologyKey: topologyKey, Grace: time.Hour, DryRun: true}, kube, clk, nil)
+	o, err := NewOrphanPVs(OrphanConfig{DriverName: "keeplog.csi.io", TopologyKey: topologyKey, Grace: time.Hour, DryRun: true}, kube.CoreV1(), clk, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +195,7 @@ func TestRunElectedOneLeaderAtATime(t *testing.T) {
 	kube := fake.NewClientset()
 	var leading, maxLeading atomic.Int32
 	run := func(ctx context.Context, id string, led chan<- string) {
-		_ = RunElected(ctx, kube, LeaderConfig{Namespace: "kube-system", Name: "keeplog-gc-leader", Identity: id,
+		_ = RunElected(ctx, kube.CoordinationV1(), LeaderConfig{Namespace: "kube-system", Name: "keeplog-gc-leader", Identity: id,
 			// client-go compares Lease records whose renew time has whole-second
 			// precision, so a contender sees the holder's renewals at most once a
 			// second: a Lease shorter than a few seconds can expire in its eyes

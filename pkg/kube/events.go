@@ -4,7 +4,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
@@ -20,10 +19,10 @@ type Events struct {
 
 // NewEvents starts an event broadcaster that writes to the API as component on host (the node). Call Shutdown at
 // the end to flush.
-func NewEvents(client kubernetes.Interface, component, host string) *Events {
+func NewEvents(client typedcorev1.EventsGetter, component, host string) *Events {
 	b := record.NewBroadcaster()
 	b.StartStructuredLogging(4)
-	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.Events("")})
 	rec := b.NewRecorder(scheme(), corev1.EventSource{Component: component, Host: host})
 	return &Events{broadcaster: b, recorder: rec}
 }

@@ -22,7 +22,7 @@ func pod(name, uid string, ann map[string]string) *corev1.Pod {
 
 func TestNodePodsGetChecksUIDAndReportsChanges(t *testing.T) {
 	client := fake.NewClientset(pod("app", "uid-1", map[string]string{"keeplog.csi.io/first-only": "true"}))
-	n := NewNodePods(client, "node-a", 0)
+	n := NewNodePods(client.CoreV1(), "node-a", 0)
 	var mu sync.Mutex
 	changes := map[string]int{}
 	if err := n.OnChange(func(p *corev1.Pod) { mu.Lock(); changes[p.Name]++; mu.Unlock() }); err != nil {
@@ -66,7 +66,7 @@ func TestEventsOnPods(t *testing.T) {
 	nilEvents.Shutdown()
 
 	client := fake.NewClientset()
-	e := NewEvents(client, "keeplog", "node-a")
+	e := NewEvents(client.CoreV1(), "keeplog", "node-a")
 	defer e.Shutdown()
 	ref := store.PodRef{Namespace: "ns", Name: "deleted-already", UID: "uid-7"}
 	e.PodEvent(ref, corev1.EventTypeWarning, "ArchiveFailed", "cannot read x.hprof")

@@ -1,5 +1,5 @@
-// Package kube is the small API surface keeplog's node plugin needs beyond single reads: a cache of the pods on
-// its node (their annotations drive policy and heap dumps) and Events on pods.
+// Package kube is the small API surface keeplog's node plugin needs: the typed clients of the API groups it uses
+// (Clients), a cache of the pods on its node (their annotations drive policy and heap dumps) and Events on pods.
 package kube
 
 import (
@@ -9,9 +9,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/watch"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	listersv1 "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
@@ -20,19 +21,36 @@ import (
 
 // NodePods is an informer cache of the pods bound to one node.
 type NodePods struct {
-	factory  informers.SharedInformerFactory
 	informer cache.SharedIndexInformer
 	lister   listersv1.PodLister
 }
 
 // NewNodePods watches the pods whose spec.nodeName is node. Add handlers with OnChange before Run.
-func NewNodePods(client kubernetes.Interface, node string, resync time.Duration) *NodePods {
-	f := informers.NewSharedInformerFactoryWithOptions(client, resync,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", node).String()
-		}))
-	pods := f.Core().V1().Pods()
-	return &NodePods{factory: f, informer: pods.Informer(), lister: pods.Lister()}
+//
+// The informer is built for pods only, as client-go's NewFilteredPodInformer builds it (same ListWatch, namespace
+// index and resync), not through the shared informer factory, which would link informers and clients of every API
+// group.
+func NewNodePods(client corev1client.PodsGetter, node string, resync time.Duration) *NodePods {
+	selector := fields.OneTermEqualSelector("spec.nodeName", node).String()
+	onNode := func(o metav1.ListOptions) metav1.ListOptions { o.FieldSelector = selector; return o }
+	pods := client.Pods(metav1.NamespaceAll)
+	lw := &cache.ListWatch{
+		ListFunc: func(o metav1.ListOptions) (runtime.Object, error) {
+			return pods.List(context.Background(), onNode(o))
+		},
+		WatchFunc: func(o metav1.ListOptions) (watch.Interface, error) {
+			return pods.Watch(context.Background(), onNode(o))
+		},
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return pods.List(ctx, onNode(o))
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return pods.Watch(ctx, onNode(o))
+		},
+	}
+	informer := cache.NewSharedIndexInformer(lw, &corev1.Pod{}, resync,
+		cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	return &NodePods{informer: informer, lister: listersv1.NewPodLister(informer.GetIndexer())}
 }
 
 // OnChange calls fn for every pod added or updated (and once per pod at each resync).
@@ -54,9 +72,7 @@ func (n *NodePods) OnChange(fn func(*corev1.Pod)) error {
 
 // Run starts the informer and blocks until ctx ends.
 func (n *NodePods) Run(ctx context.Context) {
-	n.factory.Start(ctx.Done())
-	<-ctx.Done()
-	n.factory.Shutdown()
+	n.informer.Run(ctx.Done())
 }
 
 // WaitSynced waits until the cache holds the node's pods (or ctx ends).

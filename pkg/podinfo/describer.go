@@ -8,7 +8,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
 	"github.com/keeplog/keeplog/pkg/store"
@@ -51,7 +50,7 @@ type Describer struct {
 }
 
 // NewDescriber builds a Describer; client may be nil (no API access: minimal metadata from the publish context only).
-func NewDescriber(cfg DescriberConfig, client kubernetes.Interface) (*Describer, error) {
+func NewDescriber(cfg DescriberConfig, client API) (*Describer, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}

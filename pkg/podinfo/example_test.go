@@ -6,15 +6,13 @@ import (
 	"log"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
-
 	"github.com/keeplog/keeplog/pkg/podinfo"
 )
 
 // How the node plugin uses the package: at NodePublish after the pod directory exists and before (or right after)
 // the bind mount, and at NodeUnpublish before the unmount returns. Nothing here may fail a publish.
 func Example() {
-	var client kubernetes.Interface // nil when keeplog runs without API access
+	var client podinfo.API // keeplog's kube.Clients; nil when keeplog runs without API access
 	w := podinfo.NewWriter(podinfo.Options{Owners: podinfo.APIOwnerLookup(client), SealDir: "/var/log/keeplog/.keeplog/seals"})
 	fetcher := &podinfo.Fetcher{Client: client, Timeout: podinfo.DefaultFetchTimeout}
 	copier, _ := podinfo.NewLogCopier("", time.Now)

@@ -9,7 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/keeplog/keeplog/pkg/store"
 )
@@ -51,7 +50,7 @@ func (e *FetchError) Unwrap() error { return e.Err }
 
 // Fetcher reads a pod from the API with a bounded wait.
 type Fetcher struct {
-	Client  kubernetes.Interface
+	Client  API
 	Timeout time.Duration // <= 0: DefaultFetchTimeout
 }
 

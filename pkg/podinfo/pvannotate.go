@@ -8,7 +8,6 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/keeplog/keeplog/pkg/store"
@@ -84,7 +83,7 @@ func PVAnnotations(existing map[string]string, pod store.PodRef, node, hostPath 
 
 // PVAnnotator writes the annotations on PVs through the API.
 type PVAnnotator struct {
-	Client  kubernetes.Interface
+	Client  API
 	MaxPods int // <= 0: DefaultMaxPods
 }
 

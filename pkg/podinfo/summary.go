@@ -9,7 +9,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 )
 
 // maxOwnerDepth bounds the owner chain walk (Pod → ReplicaSet → Deployment is 2; a cycle or a deep custom chain stops
@@ -50,7 +49,7 @@ func (f OwnerLookupFunc) OwnerReferences(ctx context.Context, namespace string, 
 // APIOwnerLookup reads the built-in workload kinds (ReplicaSet, Deployment, StatefulSet, DaemonSet, Job, CronJob,
 // ReplicationController) through client. Other kinds (custom resources) end the chain with no error: their owners are
 // not followed. It needs get on those resources; a forbidden read ends the chain with the error shown.
-func APIOwnerLookup(client kubernetes.Interface) OwnerLookup {
+func APIOwnerLookup(client API) OwnerLookup {
 	return OwnerLookupFunc(func(ctx context.Context, ns string, ref metav1.OwnerReference) ([]metav1.OwnerReference, error) {
 		group := ref.APIVersion
 		if i := strings.Index(group, "/"); i >= 0 {
