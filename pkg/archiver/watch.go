@@ -97,7 +97,8 @@ func (a *Archiver) walkSub(w *watcher, pod, rel string) error {
 	if err != nil {
 		return err
 	}
-	return a.fs.walkDir(d, pod, rel, strings.Count(rel, "/")+1, func(e entry) { a.visit(w, pod, e) })
+	_, err = a.fs.walkDir(d, pod, rel, func(e entry) { a.visit(w, pod, e) })
+	return err
 }
 
 // ownDir is keeplog's own metadata directory inside a pod directory
@@ -173,7 +174,7 @@ func (a *Archiver) scanPod(w *watcher, pod string) {
 		return
 	}
 	a.watchDir(w, pod, "")
-	if err := a.fs.walk(pod, func(e entry) { a.visit(w, pod, e) }); err != nil {
+	if _, err := a.fs.walk(pod, func(e entry) { a.visit(w, pod, e) }); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			a.podGone(pod)
 			return
