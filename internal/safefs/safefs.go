@@ -1,7 +1,14 @@
-// Package safefs reaches files inside directories that pods write to without ever following a symbolic link: every
-// name is one path component opened relative to an already open directory (openat) with O_NOFOLLOW, files are
-// checked to be regular files through their descriptor, and writes go to a new temporary file that is renamed over
-// the name (rename replaces a symlink itself, never its target). The archiver and the pod description both use it.
+// Package safefs reaches files inside directories that pods write to. keeplog runs as root on those trees, so it
+// touches untrusted files only as regular files on the tree's own mount:
+//   - no symlink is ever followed: every name is one path component opened relative to an already open directory
+//     (openat) with O_NOFOLLOW, and writes go to a new temporary file renamed over the name (rename replaces a
+//     symlink itself, never its target);
+//   - nothing but a regular file or a directory is ever opened: a file's type is proven on an O_PATH descriptor
+//     before the inode is opened for real (OpenFileAt), so a device node or FIFO a pod swaps in is never opened;
+//   - no mount is crossed: walks and removals compare st_dev and the mount ID (statx) of every directory they enter
+//     with the tree's (OpenSubdirAt, Walk, RemoveAllAt), and MountsBelow reads the mount table for a check up front.
+//
+// The archiver, the pod description, the log copier and the store's removals all use it.
 package safefs
 
 import (
@@ -66,35 +73,67 @@ func OpenDirAt(dir *os.File, name string, create bool) (*os.File, error) {
 	}
 }
 
-// OpenFileAt opens name below dir with flag (O_RDONLY, O_RDWR, ...; no O_CREAT) only when it is a regular file: never
-// through a symlink, and without blocking on a FIFO (O_NONBLOCK while opening, cleared after). It returns the
-// file's stat from the descriptor.
+// OpenFileAt opens name below dir with flag (O_RDONLY, O_RDWR, ...; no O_CREAT) only when it is a regular file, and
+// never through a symlink. It returns the file's stat from the descriptor.
+//
+// The entry's type is proven before anything opens it for real: opening a device node has side effects (opening a
+// watchdog arms it, a tape rewinds, a FIFO blocks or wakes its writer) and a pod can swap one in at any time. So
+// the name is first opened with O_PATH|O_NOFOLLOW (which runs no driver code and generates no IN_OPEN), that
+// descriptor is fstat'ed and must be S_IFREG, and only then is the same inode reopened through /proc/self/fd/N
+// with the wanted flags; a last fstat checks that the reopened descriptor is the proven inode (dev and ino).
 func OpenFileAt(dir *os.File, name string, flag int) (*os.File, unix.Stat_t, error) {
 	var st unix.Stat_t
 	if err := CheckName(name); err != nil {
 		return nil, st, err
 	}
 	path := filepath.Join(dir.Name(), name)
-	fd, err := unix.Openat(int(dir.Fd()), name, flag|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if errors.Is(err, unix.ELOOP) {
-		return nil, st, fmt.Errorf("open %s (symlinks refused): %w: %w", path, ErrNotRegular, err)
+	if flag&(unix.O_CREAT|unix.O_PATH|unix.O_DIRECTORY|unix.O_TMPFILE) != 0 {
+		return nil, st, fmt.Errorf("open %s: flags %#x not allowed (only existing regular files are opened)", path, flag)
 	}
+	pfd, pst, err := provenRegular(dir, name, path)
 	if err != nil {
-		return nil, st, fmt.Errorf("open %s (symlinks refused): %w", path, err)
+		return nil, st, err
+	}
+	defer unix.Close(pfd)
+	flag &^= unix.O_NOFOLLOW // /proc/self/fd/N is a magic link: O_NOFOLLOW would refuse it; it points at the proven inode
+	fd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(pfd), flag|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, st, &os.PathError{Op: "reopen", Path: path, Err: err}
 	}
 	if err := unix.Fstat(fd, &st); err != nil {
 		unix.Close(fd)
 		return nil, st, &os.PathError{Op: "fstat", Path: path, Err: err}
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+	if st.Dev != pst.Dev || st.Ino != pst.Ino || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		unix.Close(fd)
-		return nil, st, fmt.Errorf("open %s: %w (mode %o)", path, ErrNotRegular, st.Mode&unix.S_IFMT)
-	}
-	if err := unix.SetNonblock(fd, false); err != nil {
-		unix.Close(fd)
-		return nil, st, &os.PathError{Op: "clear O_NONBLOCK on", Path: path, Err: err}
+		return nil, st, fmt.Errorf("open %s: the reopened file is not the one checked (inode %d on %d, want %d on %d)",
+			path, st.Ino, st.Dev, pst.Ino, pst.Dev)
 	}
 	return os.NewFile(uintptr(fd), path), st, nil
+}
+
+// provenRegular opens name below dir with O_PATH|O_NOFOLLOW and returns the descriptor only if it is a regular file
+// (ErrNotRegular for a symlink, device, FIFO, socket or directory).
+func provenRegular(dir *os.File, name, path string) (int, unix.Stat_t, error) {
+	var st unix.Stat_t
+	fd, err := unix.Openat(int(dir.Fd()), name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, st, fmt.Errorf("open %s (symlinks refused): %w", path, err)
+	}
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, st, &os.PathError{Op: "fstat", Path: path, Err: err}
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		return fd, st, nil
+	case unix.S_IFLNK: // O_PATH|O_NOFOLLOW opens the link itself; keep the error callers know for a symlink
+		unix.Close(fd)
+		return -1, st, fmt.Errorf("open %s (symlinks refused): %w: %w", path, ErrNotRegular, unix.ELOOP)
+	default:
+		unix.Close(fd)
+		return -1, st, fmt.Errorf("open %s: %w (mode %o), never opened", path, ErrNotRegular, st.Mode&unix.S_IFMT)
+	}
 }
 
 // CreateAt creates name below dir for reading and writing with perm; O_EXCL|O_NOFOLLOW: an existing entry, symlink

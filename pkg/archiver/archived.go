@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/keeplog/keeplog/internal/safefs"
 )
 
 // Archived reports whether a pod directory (path or base name) is archived: every regular file under it that
@@ -23,7 +25,7 @@ func (a *Archiver) Archived(podDir string) (bool, string) {
 		return true, ""
 	}
 	var why string
-	err := a.fs.walk(pod, func(e entry) {
+	res, err := a.fs.walk(pod, func(e entry) {
 		if why != "" || e.kind != unix.S_IFREG || inOwnDir(e.rel) || !pol.Matches(e.rel) {
 			return
 		}
@@ -43,6 +45,10 @@ func (a *Archiver) Archived(podDir string) (bool, string) {
 		return true, ""
 	case err != nil:
 		return false, "cannot look at the directory: " + err.Error()
+	case len(res.Mounts) > 0:
+		return false, res.Mounts[0] + " is a mount point: keeplog never enters or deletes another mount"
+	case len(res.TooDeep) > 0:
+		return false, fmt.Sprintf("%s is deeper than %d levels: not walked", res.TooDeep[0], safefs.MaxWalkDepth)
 	}
 	return why == "", why
 }

@@ -22,7 +22,14 @@ type metrics struct {
 	settling     prometheus.Gauge
 	overflows    prometheus.Counter
 	statusWrites prometheus.Counter
+	unwalked     *prometheus.CounterVec
 }
+
+// Reasons in keeplog_archiver_unwalked_directories_total{reason}.
+const (
+	UnwalkedMount   = "mount"    // another mount inside a pod directory: never entered
+	UnwalkedTooDeep = "too_deep" // deeper than safefs.MaxWalkDepth
+)
 
 // newMetrics creates the archiver's collectors and registers them with reg
 // (none registered when reg is nil).
@@ -44,6 +51,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "keeplog_archive_status_writes_total",
 			Help: "Archive status files written (only when a pod directory's archive state changed).",
 		}),
+		unwalked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keeplog_archiver_unwalked_directories_total",
+			Help: "Directories inside pod directories the archiver did not enter (a mount, or too deep); their pod directories are never archived, so the GC keeps them.",
+		}, []string{"reason"}),
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "keeplog_archiver_uploaded_bytes_total",
 			Help: "Bytes sent to the archive server (including attempts that failed).",
@@ -58,11 +69,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(0.25, 2, 16), // 0.25s .. ~2.3h
 		}),
 	}
+	for _, r := range []string{UnwalkedMount, UnwalkedTooDeep} {
+		m.unwalked.WithLabelValues(r)
+	}
 	for _, r := range []string{ResultSuccess, ResultRetry, ResultFailed, ResultSkipped} {
 		m.uploads.WithLabelValues(r)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.queueDepth, m.settling, m.bytes, m.uploads, m.duration, m.overflows, m.statusWrites} {
+		for _, c := range []prometheus.Collector{m.queueDepth, m.settling, m.bytes, m.uploads, m.duration, m.overflows, m.statusWrites, m.unwalked} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register archiver metrics: %w", err)
 			}

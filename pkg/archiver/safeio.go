@@ -61,25 +61,31 @@ func splitRel(rel string) ([]string, error) {
 }
 
 // openDir opens <root>/<podDir>/<dirRel> (dirRel "" = the pod directory), one component at a time, never through a
-// symlink. The caller closes it.
+// symlink and, below the pod directory, never onto another mount (safefs.ErrOtherMount): a file reached through a
+// mount inside a pod directory is not the pod's. The caller closes it.
 func (p *podFS) openDir(podDir, dirRel string) (*os.File, error) {
 	if err := safefs.CheckName(podDir); err != nil {
 		return nil, fmt.Errorf("pod directory: %w", err)
 	}
-	comps := []string{podDir}
+	var comps []string
 	if dirRel != "" {
 		more, err := splitRel(dirRel)
 		if err != nil {
 			return nil, err
 		}
-		comps = append(comps, more...)
+		comps = more
 	}
-	d, err := safefs.OpenDir(p.root)
+	root, err := safefs.OpenDir(p.root)
+	if err != nil {
+		return nil, err
+	}
+	d, err := safefs.OpenDirAt(root, podDir, false)
+	root.Close()
 	if err != nil {
 		return nil, err
 	}
 	for _, c := range comps {
-		next, err := safefs.OpenDirAt(d, c, false)
+		next, err := safefs.OpenSubdirAt(d, c)
 		d.Close()
 		if err != nil {
 			return nil, err
@@ -87,6 +93,18 @@ func (p *podFS) openDir(podDir, dirRel string) (*os.File, error) {
 		d = next
 	}
 	return d, nil
+}
+
+// mountsIn lists the mount points (absolute paths) at or below <root>/<podDir>, from the mount table. walk never
+// enters them; a check that must know the whole pod directory (is it archived? may it be deleted?) treats a
+// non-empty answer as "not everything is known" and says which.
+func (p *podFS) mountsIn(podDir string) ([]string, error) {
+	d, err := p.openDir(podDir, "")
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return safefs.MountsBelow(d)
 }
 
 func splitDirBase(rel string) (string, string) {
@@ -204,44 +222,35 @@ type entry struct {
 	kind uint32 // S_IFREG, S_IFDIR, S_IFLNK, ...
 }
 
-// walk lists everything below <root>/<podDir> without following symlinks,
-// calling fn for each entry (directories before their contents). Depth is
-// bounded.
-func (p *podFS) walk(podDir string, fn func(e entry)) error {
+// walkResult is what a walk did not enter (safefs.WalkResult): Mounts are directories on another mount than the
+// pod directory, TooDeep directories below safefs.MaxWalkDepth, both as paths relative to the pod directory. Files
+// there were not seen, so a caller must not conclude that the pod directory is archived (or may be deleted) while
+// either is non-empty; Complete() says whether both are empty.
+type walkResult = safefs.WalkResult
+
+// walk lists everything below <root>/<podDir> without following symlinks, calling fn for each entry (directories
+// before their contents), at any depth (safefs.Walk: bounded descriptors, no silent limit). It never enters a
+// directory on another mount nor keeplog's own directory; what it did not enter (other than keeplog's own) is
+// returned.
+func (p *podFS) walk(podDir string, fn func(e entry)) (walkResult, error) {
 	d, err := p.openDir(podDir, "")
 	if err != nil {
-		return err
+		return walkResult{}, err
 	}
-	return p.walkDir(d, podDir, "", 0, fn)
+	return p.walkDir(d, podDir, "", fn)
 }
 
-const maxDepth = 32
-
-// walkDir walks below the open directory d (prefix is its path inside the pod directory) and closes d.
-func (p *podFS) walkDir(d *os.File, podDir, prefix string, depth int, fn func(e entry)) error {
+// walkDir walks below the open directory d of podDir (prefix is its path inside the pod directory, "" for the pod
+// directory itself) like walk, and closes d.
+func (p *podFS) walkDir(d *os.File, podDir, prefix string, fn func(e entry)) (walkResult, error) {
 	defer d.Close()
-	names, err := safefs.ReadDirNames(d)
-	if err != nil {
-		return err
-	}
-	for _, n := range names {
-		rel := n
-		if prefix != "" {
-			rel = prefix + "/" + n
-		}
-		st, err := safefs.Lstat(d, n)
-		if err != nil {
-			continue // vanished
-		}
-		e := entry{rel: rel, st: st, kind: st.Mode & unix.S_IFMT}
+	res, err := safefs.Walk(d, prefix, func(se safefs.Entry) bool {
+		e := entry{rel: se.Rel, st: se.Stat, kind: se.Kind()}
 		fn(e)
-		if e.kind == unix.S_IFDIR && depth < maxDepth && !inOwnDir(rel) {
-			child, err := safefs.OpenDirAt(d, n, false)
-			if err != nil {
-				continue // replaced by a symlink or vanished: skip
-			}
-			_ = p.walkDir(child, podDir, rel, depth+1, fn)
-		}
+		return !inOwnDir(e.rel)
+	})
+	if err != nil {
+		return res, fmt.Errorf("walk pod directory %s: %w", p.abs(podDir, prefix), err)
 	}
-	return nil
+	return res, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -134,5 +135,76 @@ func counter(t testing.TB, g prometheus.Gatherer, name string) float64 {
 		}
 	}
 	t.Fatalf("metric %s not found", name)
+	return 0
+}
+
+// TestMountInsidePodDirectoryIsReportedAndBlocksArchived: the archiver never walks into another mount inside a pod
+// directory; it says so once (Event, metric, status file) and the directory is never archived, so the GC keeps it.
+func TestMountInsidePodDirectoryIsReportedAndBlocksArchived(t *testing.T) {
+	e := newEnv(t)
+	pod := e.pod("ns", "mnt")
+	outside := t.TempDir()
+	if err := os.WriteFile(filepath.Join(outside, "other.hprof"), []byte("not the pod's"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mnt := filepath.Join(e.root, pod, "app", "mnt")
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount(outside, mnt, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(mnt, 0); err != nil {
+			_ = unix.Unmount(mnt, unix.MNT_DETACH)
+		}
+	})
+	writeRandom(t, filepath.Join(e.root, pod, "app", "own.hprof"), 4096, 5)
+	r := e.start(e.config(), Deps{})
+	waitFor(t, 30*time.Second, "the pod's own dump to be archived", func() bool { return exists(e.archived(pod, "app/own.hprof")) })
+	waitFor(t, 10*time.Second, "the mount to be reported", func() bool { return r.rec.count(ReasonRejected) == 1 })
+	ok, why := r.a.Archived(pod)
+	if ok || !strings.Contains(why, "app/mnt is a mount point") {
+		t.Fatalf("Archived = %v (%q), want false naming the mount", ok, why)
+	}
+	if fs := statusOf(readStatus(t, e.root, pod), "app/mnt"); len(fs) != 1 || fs[0].State != StatusRejected {
+		t.Fatalf("status of app/mnt: %+v", fs)
+	}
+	if got := counterVec(t, r.reg, "keeplog_archiver_unwalked_directories_total", UnwalkedMount); got != 1 {
+		t.Fatalf("unwalked mounts counted %v, want 1", got)
+	}
+	time.Sleep(2 * cfgRescan(e)) // two more rescans: still one Event, and nothing of the mount uploaded
+	if n := r.rec.count(ReasonRejected); n != 1 {
+		t.Fatalf("%d ArchiveRejected events, want 1", n)
+	}
+	for _, f := range e.serverFiles() {
+		if strings.Contains(f, "other.hprof") {
+			t.Fatalf("a file on the mount was uploaded: %s", f)
+		}
+	}
+}
+
+func cfgRescan(e *env) time.Duration { return e.config().RescanInterval }
+
+// counterVec reads one labelled series of a counter from a registry.
+func counterVec(t testing.TB, g prometheus.Gatherer, name, label string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetValue() == label {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("metric %s{%s} not found", name, label)
 	return 0
 }

@@ -449,7 +449,7 @@ func TestStatusFileNeverFollowsSymlinks(t *testing.T) {
 func itoa(n int) string { return strconv.Itoa(n) }
 
 // TestArchivedComesFromTheJournalAndTheDisk: "archived" is never answered from what the archiver has seen so far.
-// A dump nobody has discovered (the archiver is not even running) is pending; a directory with no
+// A dump nobody has discovered (the archiver is not even running) is pending, at any depth; a directory with no
 // matching file, or whose every match is journalled done or skipped, is archived; a failed or queued one is not.
 func TestArchivedComesFromTheJournalAndTheDisk(t *testing.T) {
 	root := t.TempDir()
@@ -472,7 +472,7 @@ func TestArchivedComesFromTheJournalAndTheDisk(t *testing.T) {
 		t.Fatal("a directory with no file matching the patterns is pending")
 	}
 	deep := "app"
-	for i := 0; i < 10; i++ {
+	for i := 0; i < 40; i++ {
 		deep += "/d" + itoa(i)
 	}
 	if err := os.MkdirAll(filepath.Join(root, pod, deep), 0o755); err != nil {
@@ -484,7 +484,7 @@ func TestArchivedComesFromTheJournalAndTheDisk(t *testing.T) {
 	}
 	ok, why := a.Archived(pod)
 	if ok || !strings.Contains(why, "heap.hprof is not archived yet") {
-		t.Fatalf("an undiscovered dump 10 levels deep: archived %v (%q)", ok, why)
+		t.Fatalf("an undiscovered dump 40 levels deep: archived %v (%q)", ok, why)
 	}
 	st, err := a.fs.lstat(pod, rel)
 	if err != nil {

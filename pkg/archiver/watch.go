@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/keeplog/keeplog/internal/safefs"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -19,6 +20,14 @@ func (a *Archiver) watchDir(w *watcher, pod, rel string) {
 	if a.watched[p] {
 		return
 	}
+	// inotify takes a path: it is watched only if the path, opened without following symlinks, is a directory on
+	// the pod directory's mount (a mount inside the pod directory is never watched, walked or read).
+	d, err := a.fs.openDir(pod, rel)
+	if err != nil {
+		a.log.V(2).Info("Not watching directory", "dir", p, "err", err.Error())
+		return
+	}
+	d.Close()
 	if err := w.addWatch(p); err != nil {
 		a.log.V(2).Info("Cannot watch directory; relying on rescans", "dir", p, "err", err.Error())
 		return
@@ -102,7 +111,11 @@ func (a *Archiver) walkSub(w *watcher, pod, rel string) error {
 	if err != nil {
 		return err
 	}
-	return a.fs.walkDir(d, pod, rel, strings.Count(rel, "/")+1, func(e entry) { a.visit(w, pod, e) })
+	res, err := a.fs.walkDir(d, pod, rel, func(e entry) { a.visit(w, pod, e) })
+	if err == nil {
+		a.unwalked(pod, res)
+	}
+	return err
 }
 
 // ownDir is keeplog's own metadata directory inside a pod directory
@@ -180,12 +193,33 @@ func (a *Archiver) scanPod(w *watcher, pod string) {
 	}
 	a.watchDir(w, pod, "")
 	a.removeLegacyStatus(pod)
-	if err := a.fs.walk(pod, func(e entry) { a.visit(w, pod, e) }); err != nil {
+	res, err := a.fs.walk(pod, func(e entry) { a.visit(w, pod, e) })
+	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			a.podGone(pod)
 			return
 		}
 		a.log.V(2).Info("Cannot scan pod directory", "podDir", pod, "err", err.Error())
+		return
+	}
+	a.unwalked(pod, res)
+}
+
+// unwalked reports, once each, the directories a walk did not enter: another mount (never crossed) or deeper
+// than safefs.MaxWalkDepth. Their files cannot be archived, so the pod directory is not archived and the garbage
+// collector keeps it (Archived says why); they show as rejected in the status file.
+func (a *Archiver) unwalked(pod string, res walkResult) {
+	for _, rel := range res.Mounts {
+		if a.rejected[pod][rel] == "" {
+			a.m.unwalked.WithLabelValues(UnwalkedMount).Inc()
+		}
+		a.reject(pod, rel, "a mount point: keeplog never enters another mount")
+	}
+	for _, rel := range res.TooDeep {
+		if a.rejected[pod][rel] == "" {
+			a.m.unwalked.WithLabelValues(UnwalkedTooDeep).Inc()
+		}
+		a.reject(pod, rel, fmt.Sprintf("deeper than %d levels: not walked", safefs.MaxWalkDepth))
 	}
 }
 

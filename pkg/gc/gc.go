@@ -140,8 +140,9 @@ type GC struct {
 	forget  func(string)
 	metrics *metrics
 
-	mu    sync.Mutex
-	sizes map[string]sizeEntry // pass goroutine only, behind mu for tests
+	mu         sync.Mutex
+	sizes      map[string]sizeEntry // pass goroutine only, behind mu for tests
+	heldMounts map[string]bool      // directories reported kept for a mount inside (mounts.go), behind mu
 }
 
 type sizeEntry struct {
@@ -252,10 +253,15 @@ func (g *GC) delete(c *candidate, cause string, now time.Time, res *Result) erro
 			klog.InfoS("Pod directory not deleted: it changed since the pass looked", "dir", c.dir, "reason", err)
 			return nil
 		}
+		if errors.Is(err, store.ErrHoldsMount) {
+			g.heldMount(c, err)
+			return nil
+		}
 		return fmt.Errorf("gc: delete pod directory %s (%s): %w", c.dir, cause, err)
 	}
 	c.markGone()
 	g.forget(c.dir)
+	g.deletedHeld(c.dir)
 	g.metrics.deletions.WithLabelValues(cause).Inc()
 	res.Deleted = append(res.Deleted, Deletion{Dir: c.dir, Cause: cause})
 	klog.InfoS("Deleted pod directory", "dir", path, "cause", cause, "why", why)

@@ -137,34 +137,47 @@ func openKeeplogDir(pod *os.File, now time.Time) (*os.File, error) {
 	return nil, fmt.Errorf("could not obtain a root-owned %s", filepath.Join(pod.Name(), KeeplogDirName))
 }
 
-// rootOwnEntries resets owner and mode of the regular files and directories directly in dir. Each entry is opened
-// with O_NOFOLLOW (a symlink fails to open and is left alone) and changed through its descriptor.
+// rootOwnEntries resets owner and mode of the regular files and directories directly in dir, through their
+// descriptors. Only what is proven a regular file (safefs.OpenFileAt: typed on an O_PATH descriptor first) or a
+// directory on dir's mount (safefs.OpenSubdirAt) is opened: a symlink, device node, FIFO or socket a root pod
+// planted is left alone and never opened, and neither is a mount.
 func rootOwnEntries(dir *os.File) error {
 	names, err := safefs.ReadDirNames(dir)
 	if err != nil {
 		return err
 	}
 	for _, name := range names {
-		fd, err := unix.Openat(int(dir.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-		if err != nil {
-			continue // a symlink (ELOOP), a socket, or gone meanwhile
+		f, mode := openOwnable(dir, name)
+		if f == nil {
+			continue
 		}
-		f := os.NewFile(uintptr(fd), filepath.Join(dir.Name(), name))
-		var st unix.Stat_t
-		err = unix.Fstat(fd, &st)
-		switch {
-		case err != nil:
-		case st.Mode&unix.S_IFMT == unix.S_IFREG:
-			err = rootOwn(f, keeplogFileMode)
-		case st.Mode&unix.S_IFMT == unix.S_IFDIR:
-			err = rootOwn(f, keeplogDirMode)
-		}
+		err := rootOwn(f, mode)
 		f.Close()
 		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// openOwnable opens dir/name when it is a regular file or a directory on dir's mount, with the mode keeplog gives
+// it; nil for anything else (or gone meanwhile).
+func openOwnable(dir *os.File, name string) (*os.File, uint32) {
+	st, err := safefs.Lstat(dir, name)
+	if err != nil {
+		return nil, 0
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		if f, _, err := safefs.OpenFileAt(dir, name, unix.O_RDONLY); err == nil {
+			return f, keeplogFileMode
+		}
+	case unix.S_IFDIR:
+		if f, err := safefs.OpenSubdirAt(dir, name); err == nil {
+			return f, keeplogDirMode
+		}
+	}
+	return nil, 0
 }
 
 // writeFileAt writes data to dir/name atomically (safefs.WriteFileAt), root:root 0644.

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/keeplog/keeplog/internal/safefs"
 )
 
 // childPath joins one already-validated component to base and checks that the result is a direct child of base.
@@ -99,15 +101,49 @@ func readJSON(path string, v any) error {
 	return nil
 }
 
-// removeTree deletes path and everything below it without following any symlink: os.RemoveAll on Linux walks with
-// openat/unlinkat relative to directory descriptors opened with O_NOFOLLOW, and removes a link itself, never its target.
-// path must be a direct child of base, base itself is never removed.
+// removeTree deletes path and everything below it (safefs.RemoveAllAt): never following a symlink (a link is removed
+// itself, never its target), and never entering a directory on another mount than base's: a bind mount inside a pod
+// directory, even one that appeared after checkNoMounts, stops the removal with an error wrapping ErrHoldsMount
+// rather than being emptied. path must be a direct child of base, base itself is never removed.
 func removeTree(base, path string) error {
 	if filepath.Dir(filepath.Clean(path)) != filepath.Clean(base) {
 		return fmt.Errorf("refusing to delete %s: not directly below %s", path, base)
 	}
-	if err := os.RemoveAll(path); err != nil {
+	b, err := safefs.OpenDir(base)
+	if err != nil {
 		return fmt.Errorf("delete %s: %w", path, err)
+	}
+	defer b.Close()
+	err = safefs.RemoveAllAt(b, filepath.Base(path))
+	if errors.Is(err, safefs.ErrOtherMount) {
+		return fmt.Errorf("%w: %w", ErrHoldsMount, err)
+	}
+	return err
+}
+
+// checkNoMounts refuses (ErrHoldsMount, naming the mount points) when anything is mounted at or below base/name, so
+// that a directory holding a mount is kept whole rather than half deleted. A missing directory, or one that is not a
+// real directory, passes: the caller's own checks handle those.
+func checkNoMounts(base, name string) error {
+	b, err := safefs.OpenDir(base)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	d, err := safefs.OpenDirAt(b, name, false)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, safefs.ErrNotRegular) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	mounts, err := safefs.MountsBelow(d)
+	if err != nil {
+		return err
+	}
+	if len(mounts) > 0 {
+		return fmt.Errorf("refusing to delete %s: %s mounted inside it: %w", d.Name(), strings.Join(mounts, ", "), ErrHoldsMount)
 	}
 	return nil
 }

@@ -26,9 +26,11 @@ type DeleteCheck struct {
 }
 
 // DeletePodDir deletes one pod directory and its record, the garbage collector's delete. Under the store lock it
-// checks that the directory still belongs to check.Volume (or to no volume), is not published (ErrInUse) and was not
-// published again since the decision (ErrConflict); then it moves the directory into the trash and removes its
-// record. The trash is emptied without the lock, without following any symlink. A directory that is already gone
+// checks that the directory still belongs to check.Volume (or to no volume), is not published (ErrInUse), was not
+// published again since the decision (ErrConflict) and has nothing mounted at or below it (ErrHoldsMount, naming the
+// mount points: the directory and its record are kept, and the next call after the unmount deletes it); then it moves the directory into the trash and removes its
+// record. The trash is emptied without the lock, without following any symlink and without entering another mount
+// (a mount that appeared after the check stops the removal with ErrHoldsMount; EmptyTrash retries). A directory that is already gone
 // still has its record removed. The returned path is the directory's former path.
 func (s *Store) DeletePodDir(dir string, check DeleteCheck) (string, error) {
 	path, err := s.PodDirPath(dir)
@@ -81,6 +83,9 @@ func (s *Store) trashPodDir(dir, path string, check DeleteCheck) (string, error)
 				return "", fmt.Errorf("pod directory %s is published at %s: %w", dir, t.Path, ErrInUse)
 			}
 		}
+	}
+	if err := checkNoMounts(s.root, dir); err != nil {
+		return "", fmt.Errorf("pod directory %s: %w", dir, err)
 	}
 	trashed, err := s.moveToTrash(dir, path)
 	if err != nil {

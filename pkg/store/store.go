@@ -32,6 +32,9 @@ var (
 	ErrExists   = errors.New("already exists")
 	ErrConflict = errors.New("conflict")
 	ErrInUse    = errors.New("in use")
+	// ErrHoldsMount refuses to delete a directory with something mounted at or below it: what is mounted belongs
+	// to someone else and is never emptied. The directory is kept until the mount is gone.
+	ErrHoldsMount = errors.New("holds a mount")
 )
 
 // StateDirName is keeplog's own records directory below the root. A namespace never starts with '.', so it never
@@ -463,6 +466,9 @@ func (s *Store) DeleteVolume(id string) error {
 		path, err := s.PodDirPath(d.Dir)
 		if err != nil {
 			return fmt.Errorf("volume %s owns an invalid directory name: %w", id, err)
+		}
+		if err := checkNoMounts(s.root, d.Dir); err != nil {
+			return fmt.Errorf("volume %s: %w", id, err)
 		}
 		if err := removeTree(s.root, path); err != nil {
 			return err

@@ -1,0 +1,170 @@
+package archiver
+
+import (
+	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+const safeioPod = "ns_p_0123456789abcdef0123456789abcdef"
+
+func safeioRoot(t *testing.T) (*podFS, string) {
+	t.Helper()
+	root := t.TempDir()
+	if err := os.Mkdir(filepath.Join(root, safeioPod), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	pfs, err := newPodFS(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pfs, filepath.Join(pfs.root, safeioPod)
+}
+
+// inOpenEvents reads a non-blocking inotify descriptor: whether an IN_OPEN is queued.
+func inOpenEvents(t *testing.T, fd int) bool {
+	t.Helper()
+	buf := make([]byte, 4096)
+	n, err := unix.Read(fd, buf)
+	if errors.Is(err, unix.EAGAIN) {
+		return false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off := 0; off+unix.SizeofInotifyEvent <= n; off += unix.SizeofInotifyEvent + int(binary.NativeEndian.Uint32(buf[off+12:])) {
+		if binary.NativeEndian.Uint32(buf[off+4:])&unix.IN_OPEN != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// A root container swaps a settled dump for a device node (here with /dev/null's numbers) or a FIFO between settle
+// and upload: the upload's open must refuse it without opening it (no IN_OPEN on the node).
+func TestPodFSOpenNeverOpensASwappedInDevice(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (mknod)")
+	}
+	pfs, pd := safeioRoot(t)
+	if err := os.MkdirAll(filepath.Join(pd, "app"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, node := range map[string][2]int{"dump.hprof": {unix.S_IFCHR, int(unix.Mkdev(1, 3))}, "fifo.hprof": {unix.S_IFIFO, 0}} {
+		path := filepath.Join(pd, "app", name)
+		if err := unix.Mknod(path, uint32(node[0])|0o666, node[1]); err != nil {
+			t.Fatal(err)
+		}
+		w, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(w)
+		if _, err := unix.InotifyAddWatch(w, path, unix.IN_OPEN); err != nil {
+			t.Fatal(err)
+		}
+		// The method: a plain open of the node is seen.
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		unix.Close(fd)
+		if !inOpenEvents(t, w) {
+			t.Fatal("method check: a plain open generated no IN_OPEN")
+		}
+		f, _, err := pfs.open(safeioPod, "app/"+name)
+		if !errors.Is(err, errNotRegular) {
+			t.Errorf("open %s = %v, %v; want errNotRegular", name, f, err)
+		}
+		if f != nil {
+			f.Close()
+		}
+		if inOpenEvents(t, w) {
+			t.Errorf("%s was opened (IN_OPEN)", name)
+		}
+	}
+}
+
+// A dump 40 levels deep was never uploaded (the walk stopped at 32) and then deleted by GC.
+func TestWalkFindsAFile40LevelsDeep(t *testing.T) {
+	pfs, pd := safeioRoot(t)
+	var comps []string
+	for i := range 40 {
+		comps = append(comps, "l"+strconv.Itoa(i))
+	}
+	deep := filepath.Join(append([]string{pd}, comps...)...)
+	if err := os.MkdirAll(deep, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(deep, "heap.hprof"), []byte("dump"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Join(comps, "/") + "/heap.hprof"
+	found := false
+	res, err := pfs.walk(safeioPod, func(e entry) { found = found || (e.rel == want && e.kind == unix.S_IFREG) })
+	if err != nil || !res.Complete() {
+		t.Fatalf("walk: %+v, %v", res, err)
+	}
+	if !found {
+		t.Fatalf("%s not found", want)
+	}
+	if f, _, err := pfs.open(safeioPod, want); err != nil {
+		t.Fatalf("open the deep file: %v", err)
+	} else {
+		f.Close()
+	}
+}
+
+// A bind mount inside the pod directory is not the pod's: the walk does not enter it and returns it, mountsIn
+// names it, and a file below it cannot be opened through podFS.
+func TestWalkDoesNotEnterABindMount(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (mount --bind)")
+	}
+	pfs, pd := safeioRoot(t)
+	outside := t.TempDir()
+	if err := os.WriteFile(filepath.Join(outside, "other.hprof"), []byte("not the pod's"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mnt := filepath.Join(pd, "app", "mnt")
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(pd, "app", "own.hprof"), []byte("the pod's"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount(outside, mnt, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(mnt, 0); err != nil {
+			_ = unix.Unmount(mnt, unix.MNT_DETACH)
+		}
+	})
+	var seen []string
+	res, err := pfs.walk(safeioPod, func(e entry) { seen = append(seen, e.rel) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(seen)
+	if !slices.Equal(res.Mounts, []string{"app/mnt"}) || len(res.TooDeep) != 0 {
+		t.Errorf("result %+v, want Mounts [app/mnt]", res)
+	}
+	if !slices.Equal(seen, []string{"app", "app/mnt", "app/own.hprof"}) {
+		t.Errorf("seen %v", seen)
+	}
+	if m, err := pfs.mountsIn(safeioPod); err != nil || !slices.Equal(m, []string{mnt}) {
+		t.Errorf("mountsIn = %v, %v", m, err)
+	}
+	if f, _, err := pfs.open(safeioPod, "app/mnt/other.hprof"); err == nil {
+		f.Close()
+		t.Error("a file on the bind mount was opened")
+	}
+}

@@ -1,0 +1,41 @@
+package gc
+
+import (
+	"fmt"
+
+	"k8s.io/klog/v2"
+
+	"github.com/keeplog/keeplog/pkg/store"
+)
+
+// ReasonHoldsMount is the Event reason when an expired pod directory is kept because something is mounted inside it.
+const ReasonHoldsMount = "LogDirectoryHoldsMount"
+
+// heldMount reports, once per directory until it is deleted, that store.DeletePodDir refused it with
+// store.ErrHoldsMount: the directory stays (what is mounted belongs to someone else) and the pass goes on. Later
+// passes retry quietly; an admin has to unmount it.
+func (g *GC) heldMount(c *candidate, err error) {
+	g.mu.Lock()
+	if g.heldMounts == nil {
+		g.heldMounts = map[string]bool{}
+	}
+	known := g.heldMounts[c.dir]
+	g.heldMounts[c.dir] = true
+	g.mu.Unlock()
+	if known {
+		klog.V(4).InfoS("Pod directory still holds a mount; kept", "dir", c.dir, "reason", err)
+		return
+	}
+	klog.InfoS("Pod directory not deleted: something is mounted inside it; it is kept until that is unmounted", "dir", c.dir, "reason", err.Error())
+	if ref, perr := store.ParsePodDirName(c.dir); perr == nil && g.events != nil {
+		g.events.PodEvent(ref, "Warning", ReasonHoldsMount,
+			fmt.Sprintf("keeplog keeps the pod's expired log directory on node %s: %v", g.cfg.Node, err))
+	}
+}
+
+// deletedHeld forgets that a directory held a mount (it was deleted).
+func (g *GC) deletedHeld(dir string) {
+	g.mu.Lock()
+	delete(g.heldMounts, dir)
+	g.mu.Unlock()
+}

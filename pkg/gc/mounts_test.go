@@ -1,0 +1,74 @@
+package gc
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/keeplog/keeplog/pkg/store"
+)
+
+// An expired pod directory with a bind mount inside is kept and reported once (log and Event) while the pass goes
+// on; after the unmount the next pass deletes it.
+func TestExpiredDirectoryHoldingAMountIsKeptAndReportedOnce(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (mount --bind)")
+	}
+	f := newFixture(t)
+	f.cfg.Policy.RetainFor = time.Minute
+	f.volume("v1:node-a:pvc-1", store.Persistent, "pvc-1", nil)
+	held, target := f.podDir("v1:node-a:pvc-1", 10)
+	other, otherTarget := f.podDir("v1:node-a:pvc-1", 10)
+	outside := t.TempDir()
+	if err := os.WriteFile(filepath.Join(outside, "keep"), []byte("must survive"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mnt := filepath.Join(f.root, held, "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount(outside, mnt, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(mnt, 0); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			_ = unix.Unmount(mnt, unix.MNT_DETACH)
+		}
+	})
+	f.unpublish("v1:node-a:pvc-1", target)
+	f.unpublish("v1:node-a:pvc-1", otherTarget)
+	f.clk.Step(time.Minute)
+	g := f.gc()
+	for pass := range 2 {
+		res := f.pass(g)
+		if !slices.Equal(deletedDirs(res), []string{other}) && pass == 0 {
+			t.Fatalf("pass %d deleted %v, want only %s", pass, res.Deleted, other)
+		}
+		f.wantExists(held, true, "with the mount")
+	}
+	var held1 []event
+	for _, e := range f.events.all() {
+		if e.reason == ReasonHoldsMount {
+			held1 = append(held1, e)
+		}
+	}
+	if len(held1) != 1 || held1[0].pod != held || held1[0].typ != "Warning" || !strings.Contains(held1[0].msg, mnt) {
+		t.Fatalf("events %+v: want one Warning %s naming %s", held1, ReasonHoldsMount, mnt)
+	}
+	if b, err := os.ReadFile(filepath.Join(outside, "keep")); err != nil || string(b) != "must survive" {
+		t.Fatalf("mounted file: %q %v", b, err)
+	}
+	if err := unix.Unmount(mnt, 0); err != nil {
+		t.Fatal(err)
+	}
+	if res := f.pass(g); !slices.Equal(deletedDirs(res), []string{held}) {
+		t.Fatalf("after the unmount deleted %v", res.Deleted)
+	}
+	f.wantExists(held, false, "after the unmount")
+}
