@@ -277,7 +277,7 @@ func storeError(err error) error {
 		return nil
 	case errors.Is(err, store.ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrInUse):
+	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrInUse), errors.Is(err, store.ErrHoldsMount):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, store.ErrExists):
 		return status.Error(codes.AlreadyExists, err.Error())

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/keeplog/keeplog/internal/safefs"
 	"github.com/keeplog/keeplog/internal/units"
 	"github.com/keeplog/keeplog/pkg/archiver"
 )
@@ -211,24 +211,20 @@ type fileState struct {
 func dumpFiles(podDir string, pol archiver.Policy) map[string]fileState {
 	pol.Off = false
 	out := map[string]fileState{}
-	_ = filepath.WalkDir(podDir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return nil
+	d, err := safefs.OpenDir(podDir)
+	if err != nil {
+		return out
+	}
+	defer d.Close()
+	// Never through a symlink, never into another mount, nothing opened but directories: the pod wrote this tree.
+	_, _ = safefs.Walk(d, "", func(e safefs.Entry) bool {
+		if e.Kind() == unix.S_IFDIR {
+			return e.Rel != ".keeplog"
 		}
-		rel, _ := filepath.Rel(podDir, path)
-		if d.IsDir() {
-			if rel == ".keeplog" {
-				return filepath.SkipDir
-			}
-			return nil
+		if e.Kind() == unix.S_IFREG && strings.Contains(e.Rel, "/") && pol.Matches(e.Rel) {
+			out[e.Rel] = fileState{size: e.Stat.Size, mtime: e.Stat.Mtim.Nano()}
 		}
-		if !d.Type().IsRegular() || !strings.Contains(rel, "/") || !pol.Matches(filepath.ToSlash(rel)) {
-			return nil
-		}
-		if info, err := d.Info(); err == nil {
-			out[rel] = fileState{size: info.Size(), mtime: info.ModTime().UnixNano()}
-		}
-		return nil
+		return true
 	})
 	return out
 }
