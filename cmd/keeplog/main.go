@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -53,9 +52,9 @@ func main() {
 		fmt.Fprintf(os.Stderr, "keeplog: invalid flags:\n%v\n", err)
 		os.Exit(2)
 	}
-	if opts.LogFormat == "json" {
-		// One JSON object per line on stderr; klog's -v still sets the verbosity.
-		klog.SetSlogLogger(slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.Level(-128)})))
+	if err := setupLogging(opts.LogFormat, fs, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "keeplog: %v\n", err)
+		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -76,8 +75,8 @@ type components struct {
 	restCfg *rest.Config         // the API client configuration; nil without API access
 	reg     *prometheus.Registry
 	live    *liveness.Registry // every long-running loop records its progress here; /healthz fails when one stalls
-	events  *kube.Events   // nil without API access: no Events
-	pods    *kube.NodePods // nil without API access
+	events  *kube.Events       // nil without API access: no Events
+	pods    *kube.NodePods     // nil without API access
 	policy  *policy.Resolver
 	deps    driver.Deps
 	runners []runner
