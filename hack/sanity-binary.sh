@@ -46,6 +46,11 @@ grep -q 'keeplog_csi_operations_total{code="OK",method="/csi.v1.Node/NodePublish
   { grep keeplog_csi "$work/metrics" | head; echo "/metrics does not count NodePublishVolume calls" >&2; exit 1; }
 grep -q 'keeplog_csi_operations_total{code="InvalidArgument",method="/csi.v1.Node/NodePublishVolume"}' "$work/metrics" ||
   { echo "/metrics does not count refused NodePublishVolume calls by code" >&2; exit 1; }
+# Every long-running loop that runs without an API server records its progress (internal/liveness).
+for loop in gc; do
+  grep -q "^keeplog_loop_last_progress_seconds{loop=\"$loop\"}" "$work/metrics" ||
+    { grep keeplog_loop "$work/metrics"; echo "/metrics has no keeplog_loop_last_progress_seconds for loop $loop" >&2; exit 1; }
+done
 if [ "$(grep -c 'reduced metadata' "$work/keeplog.log")" -ne 1 ]; then
   cat "$work/keeplog.log"; echo "keeplog did not say exactly once that it runs with reduced metadata" >&2; exit 1
 fi

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"path/filepath"
+	"time"
 
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -17,6 +18,13 @@ import (
 
 // dumpLeasePrefix names the Leases of the cluster-wide dump semaphore: <prefix>-0 … <prefix>-(N-1).
 const dumpLeasePrefix = "keeplog-dump"
+
+// dumpLivenessBound is how long the dump manager's poll loop may go without progress before /healthz fails. The
+// loop only reads the watched containers' memory (cgroup files) and the pod informer's cache, recording progress
+// after each pod and on a heartbeat; the dumps themselves, which take minutes (--dump-timeout), run in their own
+// goroutines. Five minutes, or five poll intervals when --dump-poll-interval is longer, is far beyond a healthy
+// poll.
+func dumpLivenessBound(poll time.Duration) time.Duration { return max(5*time.Minute, 5*poll) }
 
 // setupDump adds heap dumps on demand and under memory pressure (pkg/dump) and, with --dump-webhook, the
 // Alertmanager receiver. Both need the API: pods opt in by annotations, which the node's pod informer delivers.
@@ -33,7 +41,8 @@ func setupDump(c *components) error {
 		Events:  c.events,
 		Archive: dumpArchivePolicy(c.policy),
 		Clock:   clock.RealClock{}, Registerer: c.reg, Log: klog.Background().WithName("dump"),
-		HTTP: &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}},
+		Liveness: c.live.Loop("dump", dumpLivenessBound(o.PollInterval)),
+		HTTP:     &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}},
 	}
 	if p, ok := c.deps.Archiver.(interface{ Pending(string) bool }); ok && p != nil {
 		deps.Pending = p.Pending

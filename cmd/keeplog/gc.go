@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"time"
 
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -13,12 +14,21 @@ import (
 // gcLeaseName is the Lease of the leader that cleans up the PVs of vanished nodes.
 const gcLeaseName = "keeplog-gc-leader"
 
+// gcLivenessBound is how long the garbage collector's loop may go without progress before /healthz fails. The loop
+// records progress at each pass, after the inventory, after each directory it deletes and on a heartbeat while it
+// waits, so only one step must fit: the inventory of every pod directory (one record read per directory, in
+// parallel: 20,000 directories are 20,000 small reads) or the deletion of one directory, which may hold millions of
+// files. Ten minutes is generous for both (not measured at that size) and still restarts a wedged plugin within
+// minutes.
+const gcLivenessBound = 10 * time.Minute
+
 // setupGC adds the garbage collector (pkg/gc): retention and disk pressure on this node, new volumes refused past
 // the hard limit, and, with API access, Released PVs let go and (one leader in the cluster) PVs of vanished nodes
 // deleted.
 func setupGC(c *components) error {
 	o := c.opts.GC
-	deps := gc.Deps{Store: c.store, Clock: clock.RealClock{}, Kube: c.kube.CoreV1(), Registerer: c.reg, Forget: c.policy.Forget}
+	deps := gc.Deps{Store: c.store, Clock: clock.RealClock{}, Kube: c.kube.CoreV1(), Registerer: c.reg, Forget: c.policy.Forget,
+		Liveness: c.live.Loop("gc", gcLivenessBound)}
 	if a, ok := c.deps.Archiver.(gc.Archive); ok && a != nil {
 		deps.Archive = a
 	}

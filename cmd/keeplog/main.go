@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -52,9 +51,9 @@ func main() {
 		fmt.Fprintf(os.Stderr, "keeplog: invalid flags:\n%v\n", err)
 		os.Exit(2)
 	}
-	if opts.LogFormat == "json" {
-		// One JSON object per line on stderr; klog's -v still sets the verbosity.
-		klog.SetSlogLogger(slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.Level(-128)})))
+	if err := setupLogging(opts.LogFormat, fs, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "keeplog: %v\n", err)
+		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/keeplog/keeplog/internal/liveness"
 	"github.com/keeplog/keeplog/pkg/gc"
 	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/store"
@@ -81,10 +83,16 @@ func TestSetupGCWiresAdmissionAndArchive(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := &components{opts: o, store: st, reg: prometheus.NewRegistry()}
+	if c.live, err = liveness.New(nil, c.reg); err != nil {
+		t.Fatal(err)
+	}
 	c.policy = policy.NewResolver(st, nil, o.GC.policyDefaults())
 	c.deps.Archiver = pendingArchiver{}
 	if err := setupGC(c); err != nil {
 		t.Fatal(err)
+	}
+	if n, err := testutil.GatherAndCount(c.reg, liveness.MetricName); err != nil || n != 1 {
+		t.Fatalf("%d series of %s (%v), want the gc loop's", n, liveness.MetricName, err)
 	}
 	if c.deps.Admission == nil {
 		t.Fatal("the driver gets no admission: new volumes would never be refused past the hard limit")

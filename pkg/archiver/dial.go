@@ -155,7 +155,7 @@ func (d *SSHDialer) Dial(ctx context.Context) (*Conn, error) {
 		return nil, fmt.Errorf("ssh handshake with %s as user %q: %w", addr, d.target.User, err)
 	}
 	client := ssh.NewClient(c, chans, reqs)
-	sc, err := sftp.NewClient(client, d.sftpOptions...)
+	sc, err := newSFTPClient(client, d.sftpOptions...)
 	if !stop() || ctx.Err() != nil {
 		if sc != nil {
 			_ = sc.Close()
@@ -171,7 +171,7 @@ func (d *SSHDialer) Dial(ctx context.Context) (*Conn, error) {
 		// An OpenSSH sftp-server: it takes writes of up to openSSHMaxWrite bytes, 8x the 32 KiB every server
 		// must take. Fewer, larger requests are markedly faster (see BenchmarkUploadVsSFTPClient).
 		_ = sc.Close()
-		sc, err = sftp.NewClient(client, append(d.sftpOptions, sftp.MaxPacketUnchecked(openSSHMaxWrite))...)
+		sc, err = newSFTPClient(client, append(d.sftpOptions, sftp.MaxPacketUnchecked(openSSHMaxWrite))...)
 		if err != nil {
 			_ = client.Close()
 			return nil, fmt.Errorf("restart sftp subsystem on %s with large writes: %w", addr, err)
@@ -184,6 +184,48 @@ func (d *SSHDialer) Dial(ctx context.Context) (*Conn, error) {
 		close(done)
 		return client.Close()
 	}), nil
+}
+
+// newSFTPClient starts the SFTP subsystem on a new session of c, as sftp.NewClient does, with the request stream
+// going through a createModeWriter: every file keeplog creates on the server is created with mode 0600.
+func newSFTPClient(c *ssh.Client, opts ...sftp.ClientOption) (*sftp.Client, error) {
+	s, err := c.NewSession()
+	if err != nil {
+		return nil, err
+	}
+	w, err := s.StdinPipe()
+	if err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	r, err := s.StdoutPipe()
+	if err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	if err := s.RequestSubsystem("sftp"); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	sc, err := sftp.NewClientPipe(r, &sessionWriter{createModeWriter: newCreateModeWriter(w, remoteFileMode), s: s}, opts...)
+	if err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	return sc, nil
+}
+
+// sessionWriter closes the SSH session with the SFTP client's request stream, so that a client replaced after
+// the limits check does not leave its session open.
+type sessionWriter struct {
+	*createModeWriter
+	s *ssh.Session
+}
+
+func (w *sessionWriter) Close() error {
+	err := w.createModeWriter.Close()
+	_ = w.s.Close()
+	return err
 }
 
 // keepalive closes the connection when the server stops answering, so that

@@ -125,12 +125,13 @@ func (a *Archiver) upload(ctx context.Context, conn *Conn, it Item) (string, err
 		_ = c.Remove(tempPath(manifestPath(final), it.ID))
 		return sum, nil
 	}
-	if err := c.MkdirAll(path.Dir(final)); err != nil {
-		return "", fmt.Errorf("create remote directory %s: %w", path.Dir(final), err)
+	dir := path.Dir(final)
+	if err := c.MkdirAll(dir); err != nil {
+		return "", fmt.Errorf("create remote directory %s: %w", dir, err)
 	}
-	w, err := c.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+	w, err := createTemp(c, tmp, it.Size)
 	if err != nil {
-		return "", fmt.Errorf("create remote file %s: %w", tmp, err)
+		return "", err
 	}
 	r := &uploadReader{ctx: ctx, f: f, limiter: a.limiter, h: sha256.New(), want: it.Size,
 		onBytes: func(n int) { a.m.bytes.Add(float64(n)) }}
@@ -140,11 +141,12 @@ func (a *Archiver) upload(ctx context.Context, conn *Conn, it Item) (string, err
 		if ctx.Err() != nil {
 			return "", fmt.Errorf("upload %s to %s interrupted: %w", f.Name(), tmp, context.Cause(ctx))
 		}
+		// The partial file goes before the retry: on a full server it would keep the server full.
+		_ = c.Remove(tmp)
 		if isPermanent(err) {
-			_ = c.Remove(tmp)
 			return "", err
 		}
-		return "", fmt.Errorf("upload %s to %s: %w", f.Name(), tmp, err)
+		return "", serverError(c, dir, it.Size, fmt.Errorf("upload %s to %s: %w", f.Name(), tmp, err))
 	}
 	if n != it.Size || r.n != it.Size {
 		_ = w.Close()
@@ -162,7 +164,8 @@ func (a *Archiver) upload(ctx context.Context, conn *Conn, it Item) (string, err
 		return "", permanentf("%s changed while it was uploaded", f.Name())
 	}
 	if err := w.Close(); err != nil {
-		return "", fmt.Errorf("close remote file %s: %w", tmp, err)
+		_ = c.Remove(tmp)
+		return "", serverError(c, dir, it.Size, fmt.Errorf("close remote file %s: %w", tmp, err))
 	}
 	rst, err := c.Stat(tmp)
 	if err != nil {
@@ -183,7 +186,8 @@ func (a *Archiver) upload(ctx context.Context, conn *Conn, it Item) (string, err
 		return "", err
 	}
 	if err := putSmall(c, manifestPath(final), tempPath(manifestPath(final), it.ID), append(mb, '\n')); err != nil {
-		return "", err
+		_ = c.Remove(tmp)
+		return "", serverError(c, dir, it.Size, err)
 	}
 	if err := renameOver(c, tmp, final); err != nil {
 		return "", err
@@ -213,17 +217,39 @@ func alreadyArchived(c *sftp.Client, final string, it Item) (string, bool) {
 	return m.SHA256, true
 }
 
+// createTemp creates the temporary file an upload of size bytes writes, after checking that they fit on the server.
+// A temporary file a failed attempt or a killed keeplog left is removed first: it would keep a full server full, and
+// O_EXCL then makes sure the file is a new one, created with mode 0600 (see createModeWriter), not an old one of
+// another mode.
+func createTemp(c *sftp.Client, tmp string, size int64) (*sftp.File, error) {
+	if _, err := c.Lstat(tmp); err == nil { // one round trip when there is none (Remove takes three)
+		if err := c.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("remove the remote file %s of an earlier attempt: %w", tmp, err)
+		}
+	}
+	if err := checkSpace(c, path.Dir(tmp), size); err != nil {
+		return nil, err
+	}
+	w, err := c.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+	if err != nil {
+		return nil, serverError(c, path.Dir(tmp), size, fmt.Errorf("create remote file %s: %w", tmp, err))
+	}
+	return w, nil
+}
+
 // putSmall writes a small file through a temporary name and renames it.
 func putSmall(c *sftp.Client, final, tmp string, data []byte) error {
-	w, err := c.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+	w, err := createTemp(c, tmp, int64(len(data)))
 	if err != nil {
-		return fmt.Errorf("create remote file %s: %w", tmp, err)
+		return err
 	}
 	if _, err := w.Write(data); err != nil {
 		_ = w.Close()
+		_ = c.Remove(tmp)
 		return fmt.Errorf("write remote file %s: %w", tmp, err)
 	}
 	if err := w.Close(); err != nil {
+		_ = c.Remove(tmp)
 		return fmt.Errorf("close remote file %s: %w", tmp, err)
 	}
 	if st, err := c.Stat(tmp); err != nil || st.Size() != int64(len(data)) {

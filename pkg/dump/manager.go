@@ -28,6 +28,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
+	"github.com/keeplog/keeplog/internal/liveness"
 	"github.com/keeplog/keeplog/internal/units"
 	"github.com/keeplog/keeplog/pkg/archiver"
 	"github.com/keeplog/keeplog/pkg/store"
@@ -138,6 +139,9 @@ type Deps struct {
 	// Registerer for the metrics; nil: not registered.
 	Registerer prometheus.Registerer
 	Log        klog.Logger
+	// Liveness records the poll loop's progress (each poll, each pod looked at, and a heartbeat while it waits),
+	// so that /healthz fails when the loop is wedged; nil records nothing. Dumps run outside the loop.
+	Liveness *liveness.Loop
 }
 
 // Manager watches the opted-in pods of its node and takes their dumps.
@@ -233,14 +237,19 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	t := m.deps.Clock.NewTicker(m.cfg.PollInterval)
 	defer t.Stop()
+	hb := m.deps.Clock.NewTicker(m.deps.Liveness.Heartbeat())
+	defer hb.Stop()
 	for {
+		m.deps.Liveness.Progress()
 		m.check(ctx)
+		m.deps.Liveness.Progress()
 		select {
 		case <-ctx.Done():
 			m.wg.Wait()
 			return nil
 		case <-t.C():
 		case <-m.poke:
+		case <-hb.C():
 		}
 	}
 }
@@ -259,6 +268,7 @@ func (m *Manager) check(ctx context.Context) {
 		if m.checkPod(ctx, d) {
 			watched++
 		}
+		m.deps.Liveness.Progress()
 	}
 	m.m.watched.Set(float64(watched))
 	if f, ok := m.deps.Memory.(interface{ Forget(keep map[string]bool) }); ok {

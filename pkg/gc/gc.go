@@ -31,6 +31,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
+	"github.com/keeplog/keeplog/internal/liveness"
 	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/store"
 )
@@ -125,6 +126,9 @@ type Deps struct {
 	Registerer prometheus.Registerer
 	// Forget is told each deleted directory (the policy resolver's cache); nil means nobody.
 	Forget func(dir string)
+	// Liveness records the loop's progress (each pass, each directory deleted, and a heartbeat while it waits for
+	// the next pass), so that /healthz fails when the collector is wedged; nil records nothing.
+	Liveness *liveness.Loop
 }
 
 // GC is the node's garbage collector.
@@ -138,6 +142,7 @@ type GC struct {
 	live    policy.LiveAnnotations
 	events  Recorder
 	forget  func(string)
+	loop    *liveness.Loop
 	metrics *metrics
 
 	mu         sync.Mutex
@@ -172,22 +177,40 @@ func New(cfg Config, deps Deps) (*GC, error) {
 		return nil, err
 	}
 	return &GC{cfg: cfg, store: deps.Store, clock: deps.Clock, statfs: deps.Statfs, archive: deps.Archive,
-		kube: deps.Kube, live: deps.Live, events: deps.Events, forget: deps.Forget, metrics: m,
+		kube: deps.Kube, live: deps.Live, events: deps.Events, forget: deps.Forget, loop: deps.Liveness, metrics: m,
 		sizes: map[string]sizeEntry{}}, nil
 }
 
 // Run makes a pass now and then every Interval until ctx ends. A failed pass is logged and retried at the next tick.
+//
+// The loop records its progress (Deps.Liveness) at each pass, for each directory a pass deletes, and on a
+// heartbeat while it waits: an interval longer than the loop's bound is not a stall, a pass stuck in one step is.
 func (g *GC) Run(ctx context.Context) error {
 	t := g.clock.NewTicker(g.cfg.Interval)
 	defer t.Stop()
+	hb := g.clock.NewTicker(g.loop.Heartbeat())
+	defer hb.Stop()
 	for {
+		g.loop.Progress()
 		if _, err := g.Pass(ctx); err != nil {
 			klog.ErrorS(err, "Garbage collection pass failed; retrying at the next one", "interval", g.cfg.Interval)
 		}
+		if !g.wait(ctx, t.C(), hb.C()) {
+			return nil
+		}
+	}
+}
+
+// wait returns at the next pass (true) or when ctx ends (false), recording progress on each heartbeat meanwhile.
+func (g *GC) wait(ctx context.Context, next, heartbeat <-chan time.Time) bool {
+	for {
+		g.loop.Progress()
 		select {
 		case <-ctx.Done():
-			return nil
-		case <-t.C():
+			return false
+		case <-next:
+			return true
+		case <-heartbeat:
 		}
 	}
 }
@@ -227,9 +250,11 @@ func (g *GC) Pass(ctx context.Context) (Result, error) {
 		return res, fmt.Errorf("gc: read the records: %w", err)
 	}
 	now := g.clock.Now()
+	g.loop.Progress() // the inventory of every directory is the pass's longest step
 	for _, c := range inv.candidates {
 		if c.expired(now) && !c.isPending() {
 			errs = append(errs, g.delete(c, CauseRetention, now, &res))
+			g.loop.Progress()
 		}
 	}
 	errs = append(errs, g.relieve(inv, now, &res))
