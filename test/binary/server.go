@@ -117,6 +117,8 @@ type TempWatch struct {
 	seen int // temporaries seen at all
 	// overlaps describes each moment two or more were live.
 	overlaps []string
+	// timeline is every temporary's creation and end, as the server's disk saw them.
+	timeline []string
 }
 
 // WatchTemps starts watching dirs (which must exist: create the remote directories first, owned by the SFTP user).
@@ -154,7 +156,10 @@ func (tw *TempWatch) run() {
 }
 
 func (tw *TempWatch) handle(ev fsnotify.Event) {
-	if !strings.Contains(filepath.Base(ev.Name), TempMarker) {
+	// A manifest's temporary belongs to the upload of its data file (same item), written just before the data
+	// file's rename: only data temporaries are uploads.
+	base := filepath.Base(ev.Name)
+	if !strings.Contains(base, TempMarker) || strings.Contains(base, ManifestSuffix+TempMarker) {
 		return
 	}
 	tw.mu.Lock()
@@ -163,6 +168,7 @@ func (tw *TempWatch) handle(ev fsnotify.Event) {
 	case ev.Op&fsnotify.Create != 0:
 		tw.live[ev.Name] = time.Now()
 		tw.seen++
+		tw.timeline = append(tw.timeline, time.Now().Format("15:04:05.000 start ")+filepath.Base(ev.Name))
 		if len(tw.live) > 1 {
 			var names []string
 			for n := range tw.live {
@@ -172,15 +178,26 @@ func (tw *TempWatch) handle(ev fsnotify.Event) {
 		}
 		tw.peak = max(tw.peak, len(tw.live))
 	case ev.Op&(fsnotify.Rename|fsnotify.Remove) != 0:
+		if _, ok := tw.live[ev.Name]; ok {
+			tw.timeline = append(tw.timeline, time.Now().Format("15:04:05.000 end   ")+filepath.Base(ev.Name))
+		}
 		delete(tw.live, ev.Name)
 	}
 }
 
-// Stop ends the watch and returns the most temporaries live at once, how many were seen, and the overlaps.
-func (tw *TempWatch) Stop() (peak, seen int, overlaps []string) {
+// TempReport is what a TempWatch saw.
+type TempReport struct {
+	// Peak is the most temporaries live at once; Seen how many were created.
+	Peak, Seen int
+	// Overlaps describes each moment two or more were live; Timeline every start and end.
+	Overlaps, Timeline []string
+}
+
+// Stop ends the watch and reports.
+func (tw *TempWatch) Stop() TempReport {
 	_ = tw.w.Close()
 	<-tw.done
 	tw.mu.Lock()
 	defer tw.mu.Unlock()
-	return tw.peak, tw.seen, tw.overlaps
+	return TempReport{Peak: tw.peak, Seen: tw.seen, Overlaps: tw.overlaps, Timeline: tw.timeline}
 }
