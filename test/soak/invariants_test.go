@@ -32,7 +32,7 @@ func serverCopies(inv binary.Inventory) map[string][]binary.ServerFile {
 }
 
 // checkInvariants prints every invariant with its figure and fails the test for each one broken.
-func (s *soakEnv) checkInvariants(idle idleFigures) {
+func (s *soakEnv) checkInvariants(idle idleFigures, probe verdict) {
 	t := s.t
 	inv, err := binary.ReadInventory(s.sftp.Server.DataDir)
 	if err != nil {
@@ -41,6 +41,7 @@ func (s *soakEnv) checkInvariants(idle idleFigures) {
 	pods := s.load.snapshot()
 	vs := s.archiveVerdicts(pods, inv)
 	vs = append(vs, s.healthVerdicts()...)
+	vs = append(vs, probe)
 	vs = append(vs, idleVerdicts(idle, s.plan)...)
 	s.logFacts(pods, inv, idle)
 	for _, v := range vs {

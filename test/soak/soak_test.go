@@ -61,8 +61,12 @@ func TestSoak(t *testing.T) {
 	t.Logf("work done after %s: %d pods", time.Since(begin).Round(time.Second), len(s.load.snapshot()))
 	settled := s.settle(ctx)
 	t.Logf("settled after %s (all archived and deleted: %v)", time.Since(begin).Round(time.Second), settled)
+	probe := s.probe(ctx)
+	if !probe.ok {
+		s.restartWedged(ctx)
+	}
 	idle := s.measureIdle(ctx)
-	s.checkInvariants(idle)
+	s.checkInvariants(idle, probe)
 }
 
 // start brings up sshd, keeplog and the pollers; cleanups stop them by PID and unmount what is left.
@@ -193,6 +197,28 @@ func (s *soakEnv) killKeeplog(ctx context.Context) error {
 	s.kills++
 	sleep(ctx, time.Second)
 	return s.kl.Start(ctx)
+}
+
+// restartWedged restarts a keeplog whose archiver saw nothing new, as kubelet's liveness probe would once /healthz
+// fails, and waits until the restart's rescan is done (the probe's dump archived, or 60 s): the idle window must
+// show what a working archiver does while idle, not what a wedged one does not.
+func (s *soakEnv) restartWedged(ctx context.Context) {
+	s.health.Pause()
+	defer s.health.Resume()
+	if err := s.kl.Stop(); err != nil {
+		s.t.Fatalf("stop the wedged keeplog: %v", err)
+	}
+	if err := s.kl.Start(ctx); err != nil {
+		s.t.Fatalf("restart keeplog: %v", err)
+	}
+	s.t.Logf("keeplog restarted before the idle window (its archiver saw nothing new)")
+	deadline := time.Now().Add(60 * time.Second)
+	for _, p := range s.load.snapshot() {
+		for p.resident && len(s.missingOnServer(p)) > 0 && time.Now().Before(deadline) {
+			sleep(ctx, 500*time.Millisecond)
+		}
+	}
+	sleep(ctx, 5*time.Second)
 }
 
 // settle waits until every unpublished directory is gone and every resident's dump is on the server, at most
