@@ -54,11 +54,17 @@ demo: deps k8s build
 test: deps lint unit chart sanity soak-short e2e
 
 # The archiver against OpenSSH's sftp put with a 2 GiB file (KEEPLOG_BENCH_SIZE), the rate limit, one GC pass over
-# 10,000 directories; results are printed, not asserted (a busy machine is slower).
+# 10,000 directories; then the upload end to end through bin/keeplog (test/soak BenchmarkBinaryUpload: published
+# over CSI, a KEEPLOG_BINARY_BENCH_SIZE dump written, unpublished, until the final name is on the server),
+# interleaved with sftp -b put and sftp -c aes128-gcm@openssh.com -b put, KEEPLOG_BINARY_BENCH_PAIRS rounds; wall
+# and client-CPU ratios are printed, not asserted (a busy machine is slower).
 KEEPLOG_BENCH_SIZE ?= 2G
-export KEEPLOG_BENCH_SIZE
-bench:
+KEEPLOG_BINARY_BENCH_SIZE ?= 1Gi
+KEEPLOG_BINARY_BENCH_PAIRS ?= 3
+export KEEPLOG_BENCH_SIZE KEEPLOG_BINARY_BENCH_SIZE KEEPLOG_BINARY_BENCH_PAIRS
+bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./pkg/...
+	$(GO) test -tags soak -run '^$$' -bench '^BenchmarkBinaryUpload$$' -benchtime 1x -timeout 60m ./test/soak/
 
 clean:
 	rm -rf bin
