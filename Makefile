@@ -5,7 +5,7 @@ GO ?= go
 CACHE ?= $(HOME)/.cache/keeplog
 export KEEPLOG_CACHE := $(CACHE)
 
-.PHONY: all build deps k8s lint unit sanity sanity-binary e2e demo test bench clean
+.PHONY: all build deps k8s lint unit sanity sanity-binary soak soak-short e2e demo test bench clean
 
 all: build
 
@@ -28,6 +28,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./test/e2e/...
+	$(GO) vet -tags soak ./test/soak/... ./test/binary/...
 	hack/manifests.sh --verify
 
 unit:
@@ -37,6 +38,16 @@ sanity: build
 	$(GO) test -count=1 ./test/sanity/
 	hack/sanity-binary.sh
 
+# The soak (test/soak, build tag soak): bin/keeplog and a real OpenSSH sshd, pods published and unpublished over
+# CSI, dumps at random depths and sizes, short retention, keeplog SIGKILLed and restarted, sshd restarted; the
+# archive path's invariants are printed with their figures at the end. soak-short (in make test) takes about 2
+# minutes, soak about 10.
+soak-short: build
+	KEEPLOG_SOAK=short $(GO) test -tags soak -count=1 -timeout 15m -v -run '^TestSoak$$' ./test/soak/
+
+soak: build
+	KEEPLOG_SOAK=long $(GO) test -tags soak -count=1 -timeout 40m -v -run '^TestSoak$$' ./test/soak/
+
 e2e: deps k8s build
 	$(GO) test -tags e2e -p 1 -count=1 -timeout 40m -v ./test/e2e/...
 
@@ -44,14 +55,20 @@ e2e: deps k8s build
 demo: deps k8s build
 	$(GO) run ./test/e2e/cmd/demo
 
-test: deps lint unit chart sanity e2e
+test: deps lint unit chart sanity soak-short e2e
 
 # The archiver against OpenSSH's sftp put with a 2 GiB file (KEEPLOG_BENCH_SIZE), the rate limit, one GC pass over
-# 10,000 directories; results are printed, not asserted (a busy machine is slower).
+# 10,000 directories; then the upload end to end through bin/keeplog (test/soak BenchmarkBinaryUpload: published
+# over CSI, a KEEPLOG_BINARY_BENCH_SIZE dump written, unpublished, until the final name is on the server),
+# interleaved with sftp -b put and sftp -c aes128-gcm@openssh.com -b put, KEEPLOG_BINARY_BENCH_PAIRS rounds; wall
+# and client-CPU ratios are printed, not asserted (a busy machine is slower).
 KEEPLOG_BENCH_SIZE ?= 2G
-export KEEPLOG_BENCH_SIZE
-bench:
+KEEPLOG_BINARY_BENCH_SIZE ?= 1Gi
+KEEPLOG_BINARY_BENCH_PAIRS ?= 3
+export KEEPLOG_BENCH_SIZE KEEPLOG_BINARY_BENCH_SIZE KEEPLOG_BINARY_BENCH_PAIRS
+bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./pkg/...
+	$(GO) test -tags soak -run '^$$' -bench '^BenchmarkBinaryUpload$$' -benchtime 1x -timeout 60m ./test/soak/
 
 clean:
 	rm -rf bin

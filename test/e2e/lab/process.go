@@ -64,6 +64,13 @@ func startProcess(name string, argv []string, env []string, logPath string) (*Pr
 	return p, nil
 }
 
+// StartProcess starts a process outside any lab, with the same guarantees as the lab's own: its own process
+// group, SIGKILL when the test process dies, output appended to logPath, stopped by its PID. The binary harness
+// (test/binary) drives bin/keeplog and the sftp client this way without a cluster.
+func StartProcess(name string, argv []string, env []string, logPath string) (*Process, error) {
+	return startProcess(name, argv, env, logPath)
+}
+
 // Name is the name the process was started with (also the base name of its log file).
 func (p *Process) Name() string { return p.name }
 

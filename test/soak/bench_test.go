@@ -1,0 +1,183 @@
+//go:build soak
+
+package soak
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/keeplog/keeplog/test/binary"
+	"github.com/keeplog/keeplog/test/e2e/framework"
+	"github.com/keeplog/keeplog/test/e2e/lab"
+)
+
+// run is one timed upload: wall time and the client's CPU.
+type run struct {
+	wall, cpu time.Duration
+}
+
+// BenchmarkBinaryUpload is issue 12's end-to-end upload bench: through bin/keeplog (a volume published over CSI,
+// a dump written into it, the volume unpublished, until the final name exists on the server; keeplog's CPU from
+// /proc over that period), interleaved with OpenSSH sftp -b put of the same file to the same sshd, with the default
+// cipher and with aes128-gcm@openssh.com (what keeplog negotiates), KEEPLOG_BINARY_BENCH_PAIRS rounds (default 3)
+// of a KEEPLOG_BINARY_BENCH_SIZE file (default 1Gi). Printed, never asserted: a shared machine is slower.
+func BenchmarkBinaryUpload(b *testing.B) {
+	size := benchSize(b)
+	rounds := 3
+	if v, err := strconv.Atoi(os.Getenv("KEEPLOG_BINARY_BENCH_PAIRS")); err == nil && v > 0 {
+		rounds = v
+	}
+	sftp := framework.StartSFTP(b)
+	work := b.TempDir()
+	b.Cleanup(func() { unmountUnder(b, work) }) // after a failed round; runs before the removal of work
+	ctx := context.Background()
+	kl, err := binary.StartKeeplog(ctx, binary.Config{WorkDir: filepath.Join(work, "keeplog"), ArchiveTarget: sftp.TargetDir,
+		Args: []string{"--archive-quiet-period=10m", "--retain-for=1h"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = kl.Stop() })
+	c, err := binary.DialCSI(kl.Socket)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	res := map[string][]run{}
+	for i := 0; i < b.N*rounds; i++ {
+		for name, r := range benchRound(b, ctx, kl, c, sftp, work, i, size) {
+			res[name] = append(res[name], r)
+		}
+	}
+	printBench(b, res, size)
+}
+
+func benchSize(b *testing.B) int64 {
+	v := os.Getenv("KEEPLOG_BINARY_BENCH_SIZE")
+	if v == "" {
+		v = "1Gi"
+	}
+	q, err := resource.ParseQuantity(v)
+	if err != nil {
+		b.Fatalf("KEEPLOG_BINARY_BENCH_SIZE %q: %v", v, err)
+	}
+	return q.Value()
+}
+
+// benchRound publishes a pod, writes the dump, puts it with both sftp variants, then unpublishes and times keeplog's
+// upload; the server's copies are removed afterwards.
+func benchRound(b *testing.B, ctx context.Context, kl *binary.Keeplog, c *binary.CSI, sftp *framework.SFTP, work string, i int, size int64) map[string]run {
+	pod := binary.NewPod("bench", fmt.Sprintf("bench-%d", i))
+	vol := binary.EphemeralVolumeID(pod, "logs")
+	target := filepath.Join(work, "targets", pod.UID, "mount")
+	if err := c.Publish(ctx, vol, target, pod, true, nil); err != nil {
+		b.Fatal(err)
+	}
+	rel := "app/java_pid1.hprof"
+	local := filepath.Join(target, rel)
+	if _, err := binary.WriteFile(local, size, uint64(i)); err != nil {
+		b.Fatal(err)
+	}
+	out := map[string]run{}
+	out["sftp"] = sftpPut(b, sftp, local, nil)
+	out["sftp-aes128-gcm"] = sftpPut(b, sftp, local, []string{"-c", "aes128-gcm@openssh.com"})
+	final := sftp.Archived(b, pod.Ref(), rel)
+	cpu0, _ := binary.CPU(kl.Pid())
+	start := time.Now()
+	if err := c.Unpublish(ctx, vol, target); err != nil {
+		b.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(final); err == nil {
+			break
+		}
+		if time.Since(start) > 10*time.Minute {
+			b.Fatalf("keeplog did not upload %s within 10 minutes; its log:\n%s", rel, kl.LogTail(30))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	wall := time.Since(start)
+	cpu1, _ := binary.CPU(kl.Pid())
+	out["keeplog"] = run{wall: wall, cpu: cpu1 - cpu0}
+	b.Logf("round %d: keeplog %s (cpu %s), sftp %s (cpu %s), sftp aes128-gcm %s (cpu %s)", i+1,
+		out["keeplog"].wall.Round(time.Millisecond), out["keeplog"].cpu, out["sftp"].wall.Round(time.Millisecond),
+		out["sftp"].cpu, out["sftp-aes128-gcm"].wall.Round(time.Millisecond), out["sftp-aes128-gcm"].cpu)
+	_ = os.RemoveAll(filepath.Join(sftp.Server.DataDir, "archive"))
+	return out
+}
+
+// sftpPut runs OpenSSH's sftp in batch mode; CPU is sftp's and its ssh child's, from rusage.
+func sftpPut(b *testing.B, s *framework.SFTP, local string, extra []string) run {
+	srv := s.Server
+	batch := filepath.Join(b.TempDir(), "batch")
+	name := "bench-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	defer os.Remove(filepath.Join(srv.DataDir, name)) // on the server's disk: an rm in the batch would be timed
+	if err := os.WriteFile(batch, []byte(fmt.Sprintf("put %s %s/%s\n", local, srv.RemoteDir, name)), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	args := append([]string{"-q", "-b", batch, "-i", srv.ClientKeyFile, "-P", strconv.Itoa(srv.Port),
+		"-o", "UserKnownHostsFile=" + srv.KnownHostsFile, "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"}, extra...)
+	cmd := exec.Command("sftp", append(args, srv.User+"@"+srv.Host)...)
+	start := time.Now()
+	outb, err := cmd.CombinedOutput()
+	wall := time.Since(start)
+	if err != nil {
+		b.Fatalf("sftp %s: %v: %s", strings.Join(extra, " "), err, outb)
+	}
+	return run{wall: wall, cpu: binary.ChildCPU(cmd.ProcessState)}
+}
+
+// printBench prints each client's median and keeplog's ratios to the two sftp variants.
+func printBench(b *testing.B, res map[string][]run, size int64) {
+	med := map[string]run{}
+	for name, rs := range res {
+		w := make([]time.Duration, len(rs))
+		c := make([]time.Duration, len(rs))
+		for i, r := range rs {
+			w[i], c[i] = r.wall, r.cpu
+		}
+		med[name] = run{wall: median(w), cpu: median(c)}
+	}
+	mib := float64(size) / (1 << 20)
+	for _, name := range []string{"keeplog", "sftp", "sftp-aes128-gcm"} {
+		m := med[name]
+		b.Logf("%-16s median of %d: wall %s (%.0f MiB/s), client CPU %s", name, len(res[name]),
+			m.wall.Round(time.Millisecond), mib/m.wall.Seconds(), m.cpu.Round(time.Millisecond))
+	}
+	for _, other := range []string{"sftp", "sftp-aes128-gcm"} {
+		wr := med["keeplog"].wall.Seconds() / med[other].wall.Seconds()
+		cr := med["keeplog"].cpu.Seconds() / med[other].cpu.Seconds()
+		b.Logf("keeplog / %-16s wall %.2f×, client CPU %.2f×", other, wr, cr)
+		b.ReportMetric(wr, "wall-x-"+other)
+		b.ReportMetric(cr, "cpu-x-"+other)
+	}
+}
+
+// unmountUnder unmounts what a failed round left published, so that the removal of the work directory does not
+// go through a bind mount.
+func unmountUnder(b *testing.B, dir string) {
+	mounts, err := lab.MountsUnder(dir)
+	if err != nil {
+		b.Errorf("mounts under %s: %v", dir, err)
+	}
+	for i := len(mounts) - 1; i >= 0; i-- {
+		if err := syscall.Unmount(mounts[i], 0); err != nil {
+			b.Errorf("unmount %s: %v", mounts[i], err)
+		}
+	}
+}
+
+func median(d []time.Duration) time.Duration {
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	return d[len(d)/2]
+}
