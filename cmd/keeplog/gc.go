@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"k8s.io/klog/v2"
@@ -22,6 +23,22 @@ const gcLeaseName = "keeplog-gc-leader"
 // minutes.
 const gcLivenessBound = 10 * time.Minute
 
+// findShared finds, once at start, which of kubelet's root dir, its pod logs and the runtime's directory share the
+// root's filesystem, and logs it: the watermarks' defaults follow (options_gc.go), and the README says how to set
+// both sides.
+func findShared(o *Options) (gc.Shared, error) {
+	shared, err := gc.FindShared(o.Root, []gc.Neighbour{{Name: gc.NeighbourKubelet, Path: o.GC.KubeletRootDir},
+		{Name: gc.NeighbourPodLogs, Path: o.PodLogsDir}, {Name: gc.NeighbourRuntime, Path: o.GC.RuntimeDir}}, nil)
+	if err != nil {
+		return gc.Shared{}, err
+	}
+	klog.InfoS("Filesystems the root shares (kubelet's eviction and image garbage collection act on them too)", "root", o.Root,
+		"kubelet", shared.With[gc.NeighbourKubelet], "kubeletRootDir", o.GC.KubeletRootDir,
+		"podLogs", shared.With[gc.NeighbourPodLogs], "podLogsDir", o.PodLogsDir,
+		"runtime", shared.With[gc.NeighbourRuntime], "runtimeDir", o.GC.RuntimeDir, "notFound", shared.Missing)
+	return shared, nil
+}
+
 // setupGC adds the garbage collector (pkg/gc): retention and disk pressure on this node, new volumes refused past
 // the hard limit, and, with API access, Released PVs let go and (one leader in the cluster) PVs of vanished nodes
 // deleted.
@@ -38,14 +55,23 @@ func setupGC(c *components) error {
 	if c.events != nil {
 		deps.Events = c.events
 	}
-	g, err := gc.New(o.config(c.opts.NodeID, c.opts.DriverName), deps)
+	shared, err := findShared(c.opts)
+	if err != nil {
+		return err
+	}
+	cfg, err := o.config(c.opts.NodeID, c.opts.DriverName, shared)
+	if err != nil {
+		return fmt.Errorf("invalid flags: %w", err)
+	}
+	g, err := gc.New(cfg, deps)
 	if err != nil {
 		return err
 	}
 	c.deps.Admission = g
 	c.add("garbage collector", g.Run)
 	klog.InfoS("Garbage collection", "retainFor", o.RetainFor, "maxRetainFor", o.MaxRetainFor, "interval", o.Interval,
-		"dryRun", o.DryRun, "highWatermark", o.HighWatermark, "lowWatermark", o.LowWatermark, "hardLimit", o.HardLimit,
+		"dryRun", o.DryRun, "highWatermark", cfg.HighWatermark, "lowWatermark", cfg.LowWatermark, "hardLimit", cfg.HardLimit,
+		"inodeHighWatermark", cfg.InodeHighWatermark, "inodeLowWatermark", cfg.InodeLowWatermark, "inodeHardLimit", cfg.InodeHardLimit,
 		"deleteUnarchived", o.DeleteUnarchived, "archiveAware", deps.Archive != nil)
 	if c.kube == nil {
 		klog.InfoS("No Kubernetes API access: Released PVs and PVs of vanished nodes are left alone")

@@ -34,8 +34,8 @@ func TestGCFlags(t *testing.T) {
 	if err := o.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	want := GCOptions{RetainFor: 168 * time.Hour, MaxRetainFor: 720 * time.Hour, Interval: time.Minute, HighWatermark: 90,
-		LowWatermark: 80, HardLimit: 95, OrphanPVGrace: 24 * time.Hour}
+	want := GCOptions{RetainFor: 168 * time.Hour, MaxRetainFor: 720 * time.Hour, Interval: time.Minute, OrphanPVGrace: 24 * time.Hour,
+		KubeletRootDir: "/var/lib/kubelet", RuntimeDir: "/var/lib/containerd"}
 	if o.GC != want {
 		t.Fatalf("defaults %+v, want %+v", o.GC, want)
 	}
@@ -46,9 +46,9 @@ func TestGCFlags(t *testing.T) {
 	if err := o.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if c := o.GC.config("node-1", "keeplog.csi.io"); c.Policy.RetainFor != 20*time.Second || c.Interval != 2*time.Second ||
+	if c, err := o.GC.config("node-1", "keeplog.csi.io", gc.Shared{}); err != nil || c.Policy.RetainFor != 20*time.Second || c.Interval != 2*time.Second ||
 		!c.DryRun || !c.DeleteUnarchived || c.HighWatermark != 85.5 || c.Node != "node-1" || c.Validate() != nil {
-		t.Fatalf("config %+v", c)
+		t.Fatalf("config %+v (%v)", c, err)
 	}
 	for _, tc := range []struct {
 		args []string
@@ -59,14 +59,49 @@ func TestGCFlags(t *testing.T) {
 		{[]string{"--gc-interval=100ms"}, "--gc-interval"},
 		{[]string{"--disk-high-watermark=0"}, "--disk-high-watermark"},
 		{[]string{"--disk-hard-limit=101"}, "--disk-hard-limit"},
-		{[]string{"--disk-low-watermark=90"}, "--disk-low-watermark"},
-		{[]string{"--disk-high-watermark=96"}, "--disk-hard-limit"},
+		{[]string{"--disk-inode-low-watermark=-1"}, "--disk-inode-low-watermark"},
 		{[]string{"--orphan-pv-grace=0s"}, "--orphan-pv-grace"},
+		{[]string{"--runtime-dir=containerd"}, "--runtime-dir"},
 	} {
 		err := parseGC(t, tc.args...).Validate()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: error %v, want one naming %s", tc.args, err, tc.want)
 		}
+	}
+}
+
+// TestWatermarkDefaultsFollowTheFilesystem: below kubelet's thresholds when the root shares a filesystem with
+// kubelet, its pod logs or the runtime, higher on a filesystem of its own; a flag set explicitly always wins, and
+// an order that a default breaks is refused naming both flags.
+func TestWatermarkDefaultsFollowTheFilesystem(t *testing.T) {
+	shared := gc.Shared{With: map[string]bool{gc.NeighbourKubelet: false, gc.NeighbourRuntime: true}}
+	own := gc.Shared{With: map[string]bool{gc.NeighbourKubelet: false}}
+	type marks struct{ h, l, x, ih, il, ix float64 }
+	of := func(c gc.Config) marks {
+		return marks{c.HighWatermark, c.LowWatermark, c.HardLimit, c.InodeHighWatermark, c.InodeLowWatermark, c.InodeHardLimit}
+	}
+	for _, tc := range []struct {
+		args   []string
+		shared gc.Shared
+		want   marks
+	}{
+		{nil, shared, marks{80, 70, 85, 80, 70, 85}},
+		{nil, own, marks{90, 80, 95, 90, 80, 95}},
+		{[]string{"--disk-high-watermark=90", "--disk-hard-limit=95", "--disk-inode-low-watermark=60"}, shared, marks{90, 70, 95, 80, 60, 85}},
+		{[]string{"--disk-low-watermark=50"}, own, marks{90, 50, 95, 90, 80, 95}},
+	} {
+		o := parseGC(t, tc.args...)
+		if err := o.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		c, err := o.GC.config("n", "d", tc.shared)
+		if err != nil || of(c) != tc.want || c.Validate() != nil {
+			t.Errorf("%v, shared %v: %+v (%v), want %+v", tc.args, tc.shared.With, of(c), err, tc.want)
+		}
+	}
+	_, err := parseGC(t, "--disk-high-watermark=88").GC.config("n", "d", shared)
+	if err == nil || !strings.Contains(err.Error(), "--disk-high-watermark 88 must not exceed --disk-hard-limit 85 (default)") {
+		t.Fatalf("high above the shared default hard limit: %v", err)
 	}
 }
 

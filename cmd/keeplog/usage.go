@@ -2,6 +2,7 @@ package main
 
 import (
 	"path/filepath"
+	"time"
 
 	"k8s.io/klog/v2"
 
@@ -9,10 +10,19 @@ import (
 	"github.com/keeplog/keeplog/pkg/usage"
 )
 
+// usageLoopBound is how long the usage tracker's loop may go without progress before /healthz fails. The loop
+// records progress at each iteration, for each pod directory and every 256 entries a walk visits (even at
+// --usage-walk-rate=1, 256 entries take 256 s), and on a heartbeat while
+// idle; so only a loop stuck in one call (a hung stat on a dead filesystem, an Enforcer that never returns) passes it.
+const usageLoopBound = 5 * time.Minute
+
 // setupUsage adds usage accounting and volume limits (pkg/usage): NodeGetVolumeStats and GetCapacity read from it.
 func setupUsage(c *components) error {
 	o := c.opts.Usage
 	deps := usage.Deps{Store: c.store, Registerer: c.reg}
+	if c.live != nil {
+		deps.Live = c.live.Loop("usage", max(usageLoopBound, 2*o.UpdateInterval))
+	}
 	if c.events != nil {
 		deps.Events = c.events
 	}

@@ -19,8 +19,9 @@ type FS struct {
 	base string
 }
 
-// New makes an ext4 filesystem of sizeMiB in a file under the temp directory and mounts it with -o loop.
-func New(sizeMiB int) (*FS, error) {
+// New makes an ext4 filesystem of sizeMiB in a file under the temp directory and mounts it with -o loop. mkfsArgs
+// go to mkfs.ext4 (e.g. "-N", "2048": few inodes, to fill them).
+func New(sizeMiB int, mkfsArgs ...string) (*FS, error) {
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("loopfs: mounting a loop device needs root (euid %d)", os.Geteuid())
 	}
@@ -36,7 +37,7 @@ func New(sizeMiB int) (*FS, error) {
 	}
 	for _, cmd := range [][]string{
 		{"truncate", "-s", strconv.Itoa(sizeMiB) + "M", img},
-		{"mkfs.ext4", "-q", "-F", img},
+		append(append([]string{"mkfs.ext4", "-q", "-F"}, mkfsArgs...), img),
 		{"mount", "-o", "loop", img, f.Dir},
 	} {
 		if out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput(); err != nil {
@@ -59,9 +60,9 @@ func (f *FS) Remove() error {
 
 // ForTest mounts a filesystem for the test and removes it when the test ends; it fails the test (never skips)
 // when that is impossible.
-func ForTest(t testing.TB, sizeMiB int) string {
+func ForTest(t testing.TB, sizeMiB int, mkfsArgs ...string) string {
 	t.Helper()
-	f, err := New(sizeMiB)
+	f, err := New(sizeMiB, mkfsArgs...)
 	if err != nil {
 		t.Fatal(err)
 	}

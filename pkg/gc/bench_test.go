@@ -36,7 +36,7 @@ func BenchmarkGCPass10000(b *testing.B) {
 	}
 	clk.Step(time.Hour)
 	cfg := Config{Node: "node-a", DriverName: "keeplog.csi.io", Interval: time.Minute, HighWatermark: 90, LowWatermark: 80,
-		HardLimit: 95, OrphanGrace: 24 * time.Hour}
+		HardLimit: 95, InodeHighWatermark: 90, InodeLowWatermark: 80, InodeHardLimit: 95, OrphanGrace: 24 * time.Hour}
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -16,11 +17,14 @@ import (
 	"github.com/keeplog/keeplog/internal/units"
 )
 
-// DiskUsage is the root filesystem's space, as df shows it.
+// DiskUsage is the root filesystem's space and inodes, as df and df -i show them.
 type DiskUsage struct {
 	Size  int64 // total bytes
 	Used  int64 // bytes in use (total - free)
 	Avail int64 // bytes an unprivileged writer may still use
+	// Inodes and InodesFree are the filesystem's inodes (statfs f_files, f_ffree); 0 Inodes: it does not count
+	// them (btrfs, some FUSE filesystems), and inode watermarks never apply.
+	Inodes, InodesFree int64
 }
 
 // Percent is the share in use as df computes it: used / (used + avail), so blocks reserved for root count as full.
@@ -31,6 +35,14 @@ func (u DiskUsage) Percent() float64 {
 	return float64(u.Used) * 100 / float64(u.Used+u.Avail)
 }
 
+// InodePercent is the share of inodes in use as df -i computes it (and kubelet's nodefs.inodesFree, inverted).
+func (u DiskUsage) InodePercent() float64 {
+	if u.Inodes <= 0 {
+		return 0
+	}
+	return float64(u.Inodes-u.InodesFree) * 100 / float64(u.Inodes)
+}
+
 // Statfs reads a filesystem's usage with statfs(2).
 func Statfs(path string) (DiskUsage, error) {
 	var st unix.Statfs_t
@@ -38,12 +50,14 @@ func Statfs(path string) (DiskUsage, error) {
 		return DiskUsage{}, fmt.Errorf("statfs %s: %w", path, err)
 	}
 	bs := int64(st.Bsize)
-	return DiskUsage{Size: int64(st.Blocks) * bs, Used: int64(st.Blocks-st.Bfree) * bs, Avail: int64(st.Bavail) * bs}, nil
+	return DiskUsage{Size: int64(st.Blocks) * bs, Used: int64(st.Blocks-st.Bfree) * bs, Avail: int64(st.Bavail) * bs,
+		Inodes: int64(st.Files), InodesFree: int64(st.Ffree)}, nil
 }
 
-// AdmitVolume refuses a new volume while the root's filesystem is at or past the hard limit (the driver answers
-// ResourceExhausted with this message). When the filesystem cannot be read the volume is admitted: a failed
-// measurement must not stop every pod on the node.
+// AdmitVolume refuses a new volume while the root's filesystem is at or past the hard limit of its bytes or of its
+// inodes. The driver answers ResourceExhausted with this message, and csi-provisioner puts it in the claim's
+// ProvisioningFailed Event, so it says what is full, by how much, and which flag moves the limit. When the
+// filesystem cannot be read the volume is admitted: a failed measurement must not stop every pod on the node.
 func (g *GC) AdmitVolume() error {
 	root := g.store.Root()
 	u, err := g.statfs(root)
@@ -51,33 +65,92 @@ func (g *GC) AdmitVolume() error {
 		klog.ErrorS(err, "Cannot read the root's filesystem usage; admitting the new volume")
 		return nil
 	}
-	if p := u.Percent(); p >= g.cfg.HardLimit {
-		return fmt.Errorf("keeplog root %s is %.1f%% full (%s used, %s available), at or past the hard limit of %g%% (--disk-hard-limit): no new volumes until garbage collection frees space",
-			root, p, units.Bytes(u.Used), units.Bytes(u.Avail), g.cfg.HardLimit)
+	bytes, inodes := u.Percent(), u.InodePercent()
+	var full []string
+	if bytes >= g.cfg.HardLimit {
+		full = append(full, fmt.Sprintf("%.1f%% of its space is used (%s used, %s available), at or past the hard limit of %g%% (--disk-hard-limit)",
+			bytes, units.Bytes(u.Used), units.Bytes(u.Avail), g.cfg.HardLimit))
 	}
-	return nil
+	if u.Inodes > 0 && inodes >= g.cfg.InodeHardLimit {
+		full = append(full, fmt.Sprintf("%.1f%% of its inodes are used (%d of %d), at or past the hard limit of %g%% (--disk-inode-hard-limit)",
+			inodes, u.Inodes-u.InodesFree, u.Inodes, g.cfg.InodeHardLimit))
+	}
+	if len(full) == 0 {
+		return nil
+	}
+	return fmt.Errorf("node %s refuses new keeplog volumes: the filesystem of keeplog's root %s is full: %s; garbage collection deletes retained pod directories above %g%% of space (--disk-high-watermark) and %g%% of inodes (--disk-inode-high-watermark), and new volumes are admitted again below the hard limits",
+		g.cfg.Node, root, strings.Join(full, "; "), g.cfg.HighWatermark, g.cfg.InodeHighWatermark)
+}
+
+// pressure is which of the filesystem's bytes and inodes are past their high watermark, and so must be brought
+// below their low one.
+type pressure struct{ bytes, inodes bool }
+
+func (g *GC) pressureOf(u DiskUsage) pressure {
+	return pressure{bytes: u.Percent() >= g.cfg.HighWatermark,
+		inodes: u.Inodes > 0 && u.InodePercent() >= g.cfg.InodeHighWatermark}
+}
+
+// relieved reports whether every dimension under pressure is below its low watermark now.
+func (g *GC) relieved(p pressure, u DiskUsage) bool {
+	return (!p.bytes || u.Percent() < g.cfg.LowWatermark) && (!p.inodes || u.InodePercent() < g.cfg.InodeLowWatermark)
 }
 
 // relieve deletes unpublished directories before their time while the root's filesystem is above the high
-// watermark, until it is below the low one: those the archiver is done with first, each group oldest first; those
-// it still has work for only with DeleteUnarchived.
+// watermark of its bytes or of its inodes, until what was above is below its low watermark: those the archiver is
+// done with first, each group oldest first; those it still has work for only with DeleteUnarchived.
 func (g *GC) relieve(inv *inventory, now time.Time, res *Result) error {
 	root := g.store.Root()
 	u, err := g.statfs(root)
 	if err != nil {
 		return fmt.Errorf("gc: disk pressure check: %w", err)
 	}
-	used := u.Percent()
-	res.UsedPercent = used
-	if used < g.cfg.HighWatermark {
+	res.UsedPercent, res.InodesUsedPercent = u.Percent(), u.InodePercent()
+	p := g.pressureOf(u)
+	if !p.bytes && !p.inodes {
 		return nil
 	}
-	var cands []*candidate
-	held := 0
+	cands, held := pressureCandidates(inv, g.cfg.DeleteUnarchived)
+	klog.InfoS("Disk pressure: deleting pod directories before their retention ends", "root", root,
+		"usedPercent", fmt.Sprintf("%.1f", u.Percent()), "highWatermark", g.cfg.HighWatermark, "lowWatermark", g.cfg.LowWatermark,
+		"inodesUsedPercent", fmt.Sprintf("%.1f", u.InodePercent()), "inodeHighWatermark", g.cfg.InodeHighWatermark,
+		"inodeLowWatermark", g.cfg.InodeLowWatermark, "candidates", len(cands), "heldForArchive", held, "published", inv.published)
+	var errs []error
+	for _, c := range cands {
+		if g.relieved(p, u) {
+			break
+		}
+		var size, files int64
+		if g.cfg.DryRun {
+			size, files = dirSize(filepath.Join(root, c.dir))
+		}
+		if err := g.delete(c, g.pressureCause(p), now, res); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if g.cfg.DryRun {
+			u.Used, u.Avail, u.InodesFree = u.Used-size, u.Avail+size, u.InodesFree+files
+		} else if u, err = g.measureAfterDelete(root, u); err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+	}
+	res.UsedPercent, res.InodesUsedPercent = u.Percent(), u.InodePercent()
+	if !g.relieved(p, u) {
+		klog.InfoS("WARNING: still above the low watermark after deleting every eligible pod directory",
+			"root", root, "usedPercent", fmt.Sprintf("%.1f", u.Percent()), "lowWatermark", g.cfg.LowWatermark,
+			"inodesUsedPercent", fmt.Sprintf("%.1f", u.InodePercent()), "inodeLowWatermark", g.cfg.InodeLowWatermark,
+			"published", inv.published, "heldForArchive", held)
+	}
+	return errors.Join(errs...)
+}
+
+// pressureCandidates are the directories disk pressure may delete, in order: those the archiver is done with first,
+// each group oldest first; held counts those kept for the archiver.
+func pressureCandidates(inv *inventory, deleteUnarchived bool) (cands []*candidate, held int) {
 	for _, c := range inv.candidates {
 		switch {
 		case c.gone:
-		case c.isPending() && !g.cfg.DeleteUnarchived:
+		case c.isPending() && !deleteUnarchived:
 			held++
 		default:
 			cands = append(cands, c)
@@ -93,43 +166,22 @@ func (g *GC) relieve(inv *inventory, now time.Time, res *Result) error {
 		}
 		return a.dir < b.dir
 	})
-	klog.InfoS("Disk pressure: deleting pod directories before their retention ends", "root", root,
-		"usedPercent", fmt.Sprintf("%.1f", used), "highWatermark", g.cfg.HighWatermark, "lowWatermark", g.cfg.LowWatermark,
-		"candidates", len(cands), "heldForArchive", held, "published", inv.published)
-	var errs []error
-	for _, c := range cands {
-		if used < g.cfg.LowWatermark {
-			break
-		}
-		var size int64
-		if g.cfg.DryRun {
-			size = dirSize(filepath.Join(root, c.dir))
-		}
-		if err := g.delete(c, CauseDiskPressure, now, res); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if g.cfg.DryRun {
-			u.Used, u.Avail = u.Used-size, u.Avail+size
-		} else if u, err = g.measureAfterDelete(root, u); err != nil {
-			return errors.Join(append(errs, err)...)
-		}
-		used = u.Percent()
+	return cands, held
+}
+
+// pressureCause is the deletion cause (the metric's label) for what is under pressure: bytes win when both are.
+func (g *GC) pressureCause(p pressure) string {
+	if p.bytes {
+		return CauseDiskPressure
 	}
-	res.UsedPercent = used
-	if used >= g.cfg.LowWatermark {
-		klog.InfoS("WARNING: still above the low watermark after deleting every eligible pod directory",
-			"root", root, "usedPercent", fmt.Sprintf("%.1f", used), "lowWatermark", g.cfg.LowWatermark,
-			"published", inv.published, "heldForArchive", held)
-	}
-	return errors.Join(errs...)
+	return CauseInodePressure
 }
 
 // measureAfterDelete reads the filesystem again. Some filesystems (ext4) count freed blocks only when the journal
 // commits; when nothing seems freed, it syncs the filesystem once and reads again.
 func (g *GC) measureAfterDelete(root string, before DiskUsage) (DiskUsage, error) {
 	u, err := g.statfs(root)
-	if err != nil || u.Used < before.Used {
+	if err != nil || u.Used < before.Used || u.InodesFree > before.InodesFree {
 		return u, err
 	}
 	if err := syncfs(root); err != nil {
@@ -147,19 +199,20 @@ func syncfs(path string) error {
 	return unix.Syncfs(int(f.Fd()))
 }
 
-// dirSize is the bytes allocated below path (st_blocks, as du counts), without following symlinks.
-func dirSize(path string) int64 {
-	var n int64
+// dirSize is the bytes allocated below path (st_blocks, as du counts) and the entries there, without following
+// symlinks.
+func dirSize(path string) (bytes, entries int64) {
 	_ = filepath.WalkDir(path, func(_ string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return nil // vanished or unreadable: count what can be read
 		}
+		entries++
 		if fi, err := e.Info(); err == nil {
 			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-				n += st.Blocks * 512
+				bytes += st.Blocks * 512
 			}
 		}
 		return nil
 	})
-	return n
+	return bytes, entries
 }

@@ -53,8 +53,9 @@ type Recorder interface {
 const (
 	ReasonDeleted = "LogDirectoryDeleted"
 
-	CauseRetention    = "retention"
-	CauseDiskPressure = "disk_pressure"
+	CauseRetention     = "retention"
+	CauseDiskPressure  = "disk_pressure"
+	CauseInodePressure = "inode_pressure"
 )
 
 // Config is the collector's behaviour, from flags.
@@ -67,6 +68,11 @@ type Config struct {
 	DryRun bool
 	// HighWatermark, LowWatermark and HardLimit are percentages of the root's filesystem in use.
 	HighWatermark, LowWatermark, HardLimit float64
+	// InodeHighWatermark, InodeLowWatermark and InodeHardLimit are the same for its inodes.
+	InodeHighWatermark, InodeLowWatermark, InodeHardLimit float64
+	// SharesFilesystem says, by neighbour ("kubelet", "pod-logs", "runtime"), whether the root is on its
+	// filesystem (FindShared); exported as keeplog_root_shares_filesystem.
+	SharesFilesystem map[string]bool
 	// DeleteUnarchived lets disk pressure delete directories the archiver still has work for.
 	DeleteUnarchived bool
 	// OrphanGrace is how long a volume record without directories and without its PV is kept (node-local), and how
@@ -82,19 +88,30 @@ func (c Config) Validate() error {
 	if c.Interval <= 0 {
 		errs = append(errs, fmt.Errorf("gc interval %s must be positive", c.Interval))
 	}
-	for name, v := range map[string]float64{"high watermark": c.HighWatermark, "low watermark": c.LowWatermark, "hard limit": c.HardLimit} {
-		if v <= 0 || v > 100 {
-			errs = append(errs, fmt.Errorf("disk %s %g%% must be in (0, 100]", name, v))
-		}
-	}
-	if c.LowWatermark >= c.HighWatermark {
-		errs = append(errs, fmt.Errorf("disk low watermark %g%% must be below the high watermark %g%%", c.LowWatermark, c.HighWatermark))
-	}
-	if c.HighWatermark > c.HardLimit {
-		errs = append(errs, fmt.Errorf("disk high watermark %g%% must not exceed the hard limit %g%%", c.HighWatermark, c.HardLimit))
-	}
+	errs = append(errs, validWatermarks("disk", c.HighWatermark, c.LowWatermark, c.HardLimit),
+		validWatermarks("inode", c.InodeHighWatermark, c.InodeLowWatermark, c.InodeHardLimit))
 	if c.OrphanGrace <= 0 {
 		errs = append(errs, fmt.Errorf("orphan grace %s must be positive", c.OrphanGrace))
+	}
+	return errors.Join(errs...)
+}
+
+// validWatermarks checks one set of watermarks (what: "disk" or "inode").
+func validWatermarks(what string, high, low, hard float64) error {
+	var errs []error
+	for _, w := range []struct {
+		name string
+		v    float64
+	}{{"high watermark", high}, {"low watermark", low}, {"hard limit", hard}} {
+		if w.v <= 0 || w.v > 100 {
+			errs = append(errs, fmt.Errorf("%s %s %g%% must be in (0, 100]", what, w.name, w.v))
+		}
+	}
+	if low >= high {
+		errs = append(errs, fmt.Errorf("%s low watermark %g%% must be below the high watermark %g%%", what, low, high))
+	}
+	if high > hard {
+		errs = append(errs, fmt.Errorf("%s high watermark %g%% must not exceed the hard limit %g%%", what, high, hard))
 	}
 	return errors.Join(errs...)
 }
@@ -176,6 +193,9 @@ func New(cfg Config, deps Deps) (*GC, error) {
 	if err != nil {
 		return nil, err
 	}
+	for with, shared := range cfg.SharesFilesystem {
+		m.shares.WithLabelValues(with).Set(boolGauge(shared))
+	}
 	return &GC{cfg: cfg, store: deps.Store, clock: deps.Clock, statfs: deps.Statfs, archive: deps.Archive,
 		kube: deps.Kube, live: deps.Live, events: deps.Events, forget: deps.Forget, loop: deps.Liveness, metrics: m,
 		sizes: map[string]sizeEntry{}}, nil
@@ -226,8 +246,9 @@ type Result struct {
 	Deleted []Deletion
 	// Retained are the unpublished directories kept.
 	Retained int
-	// UsedPercent is the root filesystem's use after the pass (before it, in dry run).
-	UsedPercent float64
+	// UsedPercent and InodesUsedPercent are the root filesystem's use of bytes and inodes after the pass (dry run:
+	// estimated).
+	UsedPercent, InodesUsedPercent float64
 	// Volumes are the volume records deleted here (inline ephemeral, or persistent without a PV).
 	Volumes []string
 	// ReclaimedPVs are the Released PVs switched to reclaim policy Delete.
@@ -302,12 +323,15 @@ func (g *GC) delete(c *candidate, cause string, now time.Time, res *Result) erro
 
 func (g *GC) why(c *candidate, cause string, now time.Time) string {
 	age := now.Sub(c.start).Round(time.Second)
-	switch {
-	case cause == CauseRetention:
+	if cause == CauseRetention {
 		return fmt.Sprintf("retention %s expired (unpublished %s ago)", c.retainFor, age)
-	case c.isPending():
-		return fmt.Sprintf("disk pressure above %g%% with --gc-delete-unarchived; the archiver had NOT finished with it (unpublished %s ago, retention %s)", g.cfg.HighWatermark, age, c.retainFor)
-	default:
-		return fmt.Sprintf("disk pressure above %g%%, before its retention %s expired (unpublished %s ago)", g.cfg.HighWatermark, c.retainFor, age)
 	}
+	what := fmt.Sprintf("disk pressure above %g%%", g.cfg.HighWatermark)
+	if cause == CauseInodePressure {
+		what = fmt.Sprintf("inode pressure above %g%% of the filesystem's inodes", g.cfg.InodeHighWatermark)
+	}
+	if c.isPending() {
+		return fmt.Sprintf("%s with --gc-delete-unarchived; the archiver had NOT finished with it (unpublished %s ago, retention %s)", what, age, c.retainFor)
+	}
+	return fmt.Sprintf("%s, before its retention %s expired (unpublished %s ago)", what, c.retainFor, age)
 }

@@ -221,7 +221,7 @@ func TestMetrics(t *testing.T) {
 	f.disk = func() (DiskUsage, error) { return DiskUsage{Size: 1000, Used: 250, Avail: 750}, nil }
 	g := f.gc()
 	f.pass(g)
-	size := dirSize(filepath.Join(f.root, a))
+	size, _ := dirSize(filepath.Join(f.root, a))
 	if size < 64<<10 {
 		t.Fatalf("dirSize %d", size)
 	}

@@ -84,7 +84,7 @@ func newFixture(t *testing.T) *fixture {
 	return &fixture{t: t, root: root, st: st, clk: clk, archive: &fakeArchive{pending: map[string]bool{}},
 		events: &fakeRecorder{}, reg: prometheus.NewRegistry(),
 		cfg: Config{Node: "node-a", DriverName: "keeplog.csi.io", Interval: time.Minute, HighWatermark: 90,
-			LowWatermark: 80, HardLimit: 95, OrphanGrace: 24 * time.Hour, Policy: policy.Defaults{RetainFor: 7 * 24 * time.Hour, MaxRetainFor: 30 * 24 * time.Hour}},
+			LowWatermark: 80, HardLimit: 95, InodeHighWatermark: 90, InodeLowWatermark: 80, InodeHardLimit: 95, OrphanGrace: 24 * time.Hour, Policy: policy.Defaults{RetainFor: 7 * 24 * time.Hour, MaxRetainFor: 30 * 24 * time.Hour}},
 		disk: func() (DiskUsage, error) { return DiskUsage{Size: 100, Used: 10, Avail: 90}, nil },
 	}
 }

@@ -17,6 +17,8 @@ type metrics struct {
 	retainedBytes prometheus.Gauge
 	oldest        prometheus.Gauge
 	usedRatio     prometheus.Gauge
+	inodesRatio   prometheus.Gauge
+	shares        *prometheus.GaugeVec
 	deletions     *prometheus.CounterVec
 	pvs           *prometheus.CounterVec
 }
@@ -31,18 +33,22 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Age of the oldest retained pod directory since its retention clock started (0 when none)."}),
 		usedRatio: prometheus.NewGauge(prometheus.GaugeOpts{Name: "keeplog_gc_disk_used_ratio",
 			Help: "Share of the root's filesystem in use (0..1, as df computes it) after the last pass."}),
+		inodesRatio: prometheus.NewGauge(prometheus.GaugeOpts{Name: "keeplog_gc_inodes_used_ratio",
+			Help: "Share of the root filesystem's inodes in use (0..1, as df -i computes it) after the last pass."}),
+		shares: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "keeplog_root_shares_filesystem",
+			Help: "1 when keeplog's root is on the same filesystem (st_dev) as the directory named by with (kubelet: its root dir; pod-logs: its container logs; runtime: the container runtime's directory), whose eviction and image garbage collection then act on the same disk."}, []string{"with"}),
 		deletions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keeplog_gc_deletions_total",
-			Help: "Pod directories deleted by the garbage collector, by reason (retention, disk_pressure)."}, []string{"reason"}),
+			Help: "Pod directories deleted by the garbage collector, by reason (retention, disk_pressure, inode_pressure)."}, []string{"reason"}),
 		pvs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keeplog_gc_pv_cleanups_total",
 			Help: "PVs the garbage collector let go: released (reclaim policy set to Delete), node_gone (deleted by the leader)."}, []string{"reason"}),
 	}
-	for _, r := range []string{CauseRetention, CauseDiskPressure} {
+	for _, r := range []string{CauseRetention, CauseDiskPressure, CauseInodePressure} {
 		m.deletions.WithLabelValues(r)
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.retainedDirs, m.retainedBytes, m.oldest, m.usedRatio, m.deletions, m.pvs} {
+	for _, c := range []prometheus.Collector{m.retainedDirs, m.retainedBytes, m.oldest, m.usedRatio, m.inodesRatio, m.shares, m.deletions, m.pvs} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {
@@ -70,7 +76,7 @@ func (g *GC) observe(inv *inventory, now time.Time, res *Result) {
 		}
 	}
 	measured := make([]int64, len(stale))
-	parallel(len(stale), func(i int) { measured[i] = dirSize(filepath.Join(root, stale[i])) })
+	parallel(len(stale), func(i int) { measured[i], _ = dirSize(filepath.Join(root, stale[i])) })
 	for i, dir := range stale {
 		g.sizes[dir] = sizeEntry{bytes: measured[i], at: now}
 	}
@@ -95,4 +101,5 @@ func (g *GC) observe(inv *inventory, now time.Time, res *Result) {
 	g.metrics.retainedBytes.Set(float64(bytes))
 	g.metrics.oldest.Set(oldest.Seconds())
 	g.metrics.usedRatio.Set(res.UsedPercent / 100)
+	g.metrics.inodesRatio.Set(res.InodesUsedPercent / 100)
 }

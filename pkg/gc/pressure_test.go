@@ -97,24 +97,57 @@ func TestAdmitVolume(t *testing.T) {
 	f := newFixture(t)
 	g := f.gc()
 	for _, c := range []struct {
-		used   int64
-		err    error
-		refuse bool
+		used, inodesUsed int64
+		err              error
+		want             []string // in the refusal; none: admitted
 	}{
-		{used: 949, refuse: false},
-		{used: 950, refuse: true},
-		{used: 1000, refuse: true},
-		{used: 1000, err: errors.New("statfs: broken"), refuse: false},
+		{used: 949, inodesUsed: 949},
+		{used: 950, inodesUsed: 100, want: []string{f.root, "95.0% of its space is used", "hard limit of 95% (--disk-hard-limit)"}},
+		{used: 1000, inodesUsed: 100, want: []string{"100.0% of its space"}},
+		{used: 100, inodesUsed: 950, want: []string{f.root, "95.0% of its inodes are used (950 of 1000)", "hard limit of 95% (--disk-inode-hard-limit)"}},
+		{used: 960, inodesUsed: 990, want: []string{"96.0% of its space", "99.0% of its inodes"}},
+		{used: 1000, inodesUsed: 1000, err: errors.New("statfs: broken")},
 	} {
-		f.disk = func() (DiskUsage, error) { return DiskUsage{Size: 1000, Used: c.used, Avail: 1000 - c.used}, c.err }
+		f.disk = func() (DiskUsage, error) {
+			return DiskUsage{Size: 1000, Used: c.used, Avail: 1000 - c.used, Inodes: 1000, InodesFree: 1000 - c.inodesUsed}, c.err
+		}
 		err := g.AdmitVolume()
-		if (err != nil) != c.refuse {
-			t.Fatalf("used %d/1000 (statfs error %v): AdmitVolume = %v, want refused=%v", c.used, c.err, err, c.refuse)
+		if (err != nil) != (len(c.want) > 0) {
+			t.Fatalf("used %d/1000, inodes %d/1000 (statfs error %v): AdmitVolume = %v, want refused=%v", c.used, c.inodesUsed, c.err, err, len(c.want) > 0)
 		}
-		if err != nil && (!strings.Contains(err.Error(), f.root) || !strings.Contains(err.Error(), "--disk-hard-limit") ||
-			!strings.Contains(err.Error(), "95%")) {
-			t.Fatalf("message %q must name the root, its use and the limit", err)
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Fatalf("refusal %q does not say %q", err, w)
+			}
 		}
+	}
+}
+
+// TestInodePressureDeletesLikeBytePressure: with plenty of space but inodes past their high watermark, a pass
+// deletes in the same order as for bytes (archived first, oldest first) until inodes are below their low
+// watermark, with its own cause; bytes past theirs at the same time keep the disk_pressure cause.
+func TestInodePressureDeletesLikeBytePressure(t *testing.T) {
+	f, d := pressureFixture(t)
+	bytesFull := f.disk
+	f.disk = func() (DiskUsage, error) { // 10% of the space, and 40% + 10% per pod directory of the inodes
+		u, err := bytesFull()
+		return DiskUsage{Size: 100, Used: 10, Avail: 90, Inodes: 100, InodesFree: 100 - u.Used}, err
+	}
+	f.cfg.InodeLowWatermark = 75
+	res := f.pass(f.gc())
+	if got, want := deletedDirs(res), []string{d[0], d[2], d[4]}; !slices.Equal(got, want) {
+		t.Fatalf("deleted %v, want %v (archived ones, oldest first, until below 75%% of inodes)", got, want)
+	}
+	for _, dl := range res.Deleted {
+		if dl.Cause != CauseInodePressure {
+			t.Fatalf("cause %q, want %s", dl.Cause, CauseInodePressure)
+		}
+	}
+	if res.InodesUsedPercent != 70 || res.UsedPercent != 10 {
+		t.Fatalf("after the pass %v%% of inodes, %v%% of space used; want 70, 10", res.InodesUsedPercent, res.UsedPercent)
+	}
+	if ev := f.events.all(); len(ev) != 3 || !strings.Contains(ev[0].msg, "inode pressure above 90%") {
+		t.Fatalf("events %+v", ev)
 	}
 }
 

@@ -2,7 +2,8 @@ package usage
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"k8s.io/klog/v2"
@@ -32,13 +33,21 @@ func (t *Tracker) evaluate() {
 	var events []podEvent
 	var acts []enforcement
 	t.mu.Lock()
-	ids := make([]string, 0, len(t.vols))
-	for id := range t.vols {
-		ids = append(ids, id)
+	// Only volumes whose usage or records changed, and those over their limit (a directory's block grace ends
+	// with time alone): the cost is what changed, however many volumes the node keeps.
+	for id, v := range t.vols {
+		if v.over {
+			t.touched[id] = struct{}{}
+		}
 	}
-	sort.Strings(ids)
+	ids := slices.Sorted(maps.Keys(t.touched))
+	clear(t.touched)
 	for _, id := range ids {
 		v := t.vols[id]
+		if v == nil {
+			continue
+		}
+		t.evaluations.Add(1)
 		s := t.statusLocked(v)
 		over := v.limit > 0 && s.Bytes > v.limit
 		enforce := over && v.action == policy.LimitBlock && t.deps.Enforcer != nil
@@ -67,16 +76,15 @@ func (t *Tracker) evaluate() {
 				events = append(events, podEvent{*d.pod, "Warning", ReasonOverLimit, overMessage(id, s, v, t.deps.Enforcer != nil)})
 			}
 			want := enforce && v.published[name] && d.t != nil && now.Sub(d.seen) >= t.cfg.BlockGrace
+			block := want && (!d.blocked || d.t.usage.Inodes > d.blockedAt.Inodes)
+			if !block && (want || !d.blocked) {
+				continue // nothing to do: the path is not needed
+			}
 			path, err := t.deps.Store.PodDirPath(name)
 			if err != nil {
 				continue
 			}
-			switch {
-			case want && (!d.blocked || d.t.usage.Inodes > d.blockedAt.Inodes):
-				acts = append(acts, enforcement{volumeID: id, dir: name, path: path, pod: d.pod, block: true})
-			case !want && d.blocked:
-				acts = append(acts, enforcement{volumeID: id, dir: name, path: path, pod: d.pod})
-			}
+			acts = append(acts, enforcement{volumeID: id, dir: name, path: path, pod: d.pod, block: block})
 		}
 	}
 	release := t.release
@@ -156,6 +164,7 @@ func (t *Tracker) adoptBlocks() {
 		name, ok := strings.CutPrefix(p, t.root+"/")
 		if d := t.dirs[name]; ok && d != nil {
 			d.blocked = true
+			t.touched[d.volumeID] = struct{}{}
 			continue
 		}
 		t.release = append(t.release, p)

@@ -15,17 +15,21 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/klog/v2"
 
+	"github.com/keeplog/keeplog/internal/liveness"
 	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/store"
 )
@@ -71,6 +75,9 @@ type Deps struct {
 	// Registerer gets the metrics; nil means none.
 	Registerer prometheus.Registerer
 	Now        func() time.Time
+	// Live records the loop's progress (each iteration, each pod directory and every 256 entries a walk visits,
+	// and a heartbeat while idle); nil records nothing.
+	Live *liveness.Loop
 }
 
 // Status is a volume's usage and limit state.
@@ -101,11 +108,16 @@ type Tracker struct {
 	vols      map[string]*volState
 	dirs      map[string]*dirState // pod directory name -> state
 	dirty     map[string]struct{}  // absolute paths events named since the last update
+	touched   map[string]struct{}  // volume IDs whose usage or records changed since the last evaluate
 	records   bool                 // an event under <root>/.keeplog or at the top of the root
 	rewalk    bool                 // events were lost: walk everything
 	updatedAt time.Time
 	started   bool
 	release   []string // pod directories (absolute paths) to unblock: their volume is gone or being deleted
+
+	// evaluations counts volumes compared with their limit (tests and benchmarks check that a walk costs
+	// O(volumes) of them, not O(volumes x directories)).
+	evaluations atomic.Int64
 }
 
 type volState struct {
@@ -149,7 +161,7 @@ func New(cfg Config, deps Deps) (*Tracker, error) {
 		cfg.BlockGrace = DefaultBlockGrace
 	}
 	t := &Tracker{cfg: cfg, deps: deps, root: deps.Store.Root(), state: filepath.Join(deps.Store.Root(), store.StateDirName),
-		vols: map[string]*volState{}, dirs: map[string]*dirState{}, dirty: map[string]struct{}{}}
+		vols: map[string]*volState{}, dirs: map[string]*dirState{}, dirty: map[string]struct{}{}, touched: map[string]struct{}{}}
 	m, err := newMetrics(t, deps.Registerer)
 	if err != nil {
 		return nil, err
@@ -169,12 +181,18 @@ func (t *Tracker) Run(ctx context.Context) error {
 		"updateInterval", t.cfg.UpdateInterval, "walkInterval", t.cfg.WalkInterval, "enforcer", t.enforcerName())
 	update := time.NewTicker(t.cfg.UpdateInterval)
 	defer update.Stop()
-	walk := time.NewTicker(t.cfg.WalkInterval)
+	heartbeat := time.NewTicker(t.deps.Live.Heartbeat())
+	defer heartbeat.Stop()
+	// The next walk is due WalkInterval after the previous one ended, never while it runs: a walk that takes
+	// longer than the interval is not followed by another at once.
+	walk := time.NewTimer(t.cfg.WalkInterval)
 	defer walk.Stop()
 	for {
+		t.deps.Live.Progress()
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-heartbeat.C:
 		case <-update.C:
 			t.mu.Lock()
 			rewalk := t.rewalk
@@ -192,6 +210,7 @@ func (t *Tracker) Run(ctx context.Context) error {
 				return err
 			}
 			t.evaluate()
+			walk.Reset(t.cfg.WalkInterval)
 		}
 	}
 }
@@ -338,6 +357,11 @@ func (t *Tracker) refreshRecords(ctx context.Context) error {
 	}
 	var measureDirs []string
 	t.mu.Lock()
+	for id, vs := range next {
+		if changed(t.vols[id], vs) {
+			t.touched[id] = struct{}{}
+		}
+	}
 	t.vols = next
 	for name, d := range t.dirs {
 		if _, ok := owner[name]; !ok {
@@ -355,8 +379,14 @@ func (t *Tracker) refreshRecords(ctx context.Context) error {
 			t.dirs[name] = d
 		}
 		d.volumeID = ownerVol[name]
-		if d.t == nil {
-			measureDirs = append(measureDirs, name)
+		active := t.activeLocked(d.volumeID)
+		switch {
+		case d.t == nil, active && d.t.compacted():
+			measureDirs = append(measureDirs, name) // new, or its volume is published again: watch it
+		case !active && !d.t.compacted():
+			for _, dir := range d.t.compact() {
+				t.unwatchDir(dir)
+			}
 		}
 	}
 	t.mu.Unlock()
@@ -370,6 +400,20 @@ func (t *Tracker) refreshRecords(ctx context.Context) error {
 	return nil
 }
 
+// changed reports whether a volume's record changed in a way that its evaluation depends on.
+func changed(old, cur *volState) bool {
+	return old == nil || old.limit != cur.limit || old.action != cur.action ||
+		!slices.Equal(old.dirs, cur.dirs) || !maps.Equal(old.published, cur.published)
+}
+
+// activeLocked reports whether any pod directory of the volume is published: only then can its usage change fast
+// (a pod writes), so only then are its directories watched and kept entry by entry. A volume whose pods are all
+// gone is kept by its totals and corrected by the periodic walk.
+func (t *Tracker) activeLocked(volumeID string) bool {
+	v := t.vols[volumeID]
+	return v != nil && len(v.published) > 0
+}
+
 // measureDir walks one pod directory and puts the result in place. Events that arrive during the walk stay dirty
 // and are applied afterwards, so the result is never older than the walk.
 func (t *Tracker) measureDir(name string, pace *pacer) {
@@ -378,15 +422,31 @@ func (t *Tracker) measureDir(name string, pace *pacer) {
 		klog.ErrorS(err, "Pod directory name not usable", "dir", name)
 		return
 	}
+	t.mu.Lock()
+	active := false
+	if d := t.dirs[name]; d != nil {
+		active = t.activeLocked(d.volumeID)
+	}
+	t.mu.Unlock()
+	onDir := t.watchDir
+	if !active {
+		onDir = nil
+	}
 	start := time.Now()
-	tr, err := measure(path, t.watchDir, pace)
+	tr, err := measure(path, onDir, pace)
 	t.m.walkSeconds.Observe(time.Since(start).Seconds())
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		klog.ErrorS(err, "Could not measure pod directory", "dir", path)
 	}
+	if tr != nil && !active {
+		tr.compact()
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if d := t.dirs[name]; d != nil {
+		if (d.t == nil) != (tr == nil) || (tr != nil && d.t.usage != tr.usage) {
+			t.touched[d.volumeID] = struct{}{}
+		}
 		d.t = tr // nil when missing
 	}
 }
@@ -407,7 +467,7 @@ func (t *Tracker) walkAll(ctx context.Context) error {
 	}
 	t.mu.Unlock()
 	sort.Strings(names)
-	pace := &pacer{perSecond: t.cfg.WalkRate, sleep: func(d time.Duration) {
+	pace := &pacer{perSecond: t.cfg.WalkRate, progress: t.deps.Live.Progress, sleep: func(d time.Duration) {
 		select {
 		case <-ctx.Done():
 		case <-time.After(d):
@@ -418,6 +478,9 @@ func (t *Tracker) walkAll(ctx context.Context) error {
 			return nil
 		}
 		t.measureDir(n, pace)
+		t.deps.Live.Progress()
+		// Events and limits between pod directories, so that a long walk does not delay them; both cost what
+		// changed (dirty paths, touched volumes), not what the walk has seen so far.
 		t.update(ctx)
 		t.evaluate()
 	}
@@ -465,9 +528,16 @@ func (t *Tracker) update(ctx context.Context) {
 		if d == nil || d.t == nil {
 			continue
 		}
-		if err := d.t.update(rel, t.watchDir, t.unwatchDir); err != nil {
+		before := d.t.usage
+		err := d.t.update(rel, t.watchDir, t.unwatchDir)
+		if errors.Is(err, fs.ErrNotExist) {
+			d.t = nil
+		}
+		if d.t == nil || d.t.usage != before {
+			t.touched[d.volumeID] = struct{}{}
+		}
+		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
-				d.t = nil
 				continue
 			}
 			klog.V(2).InfoS("Could not measure a path; the periodic walk will", "path", p, "err", err)
