@@ -23,6 +23,7 @@ import (
 	"golang.org/x/time/rate"
 	"k8s.io/utils/clock"
 
+	"github.com/keeplog/keeplog/internal/fswatch"
 	"github.com/keeplog/keeplog/internal/liveness"
 	"github.com/keeplog/keeplog/pkg/store"
 )
@@ -198,11 +199,14 @@ func (a *Archiver) Run(ctx context.Context) error {
 	if !a.running.CompareAndSwap(false, true) {
 		return errors.New("archiver: Run called twice")
 	}
-	w, err := newWatcher(a.fs.root, a.clk, a.drain)
+	w, err := fswatch.New(a.clk, a.drain)
 	if err != nil {
-		return err
+		return fmt.Errorf("archiver: %w", err)
 	}
-	defer w.close()
+	defer w.Close()
+	if err := w.Add(a.fs.root); err != nil {
+		return fmt.Errorf("archiver: watch %s: %w", a.fs.root, err)
+	}
 
 	a.recover()
 	a.rescan(w)
@@ -229,8 +233,8 @@ loop:
 		select {
 		case <-ctx.Done():
 			break loop
-		case <-w.ready:
-			a.handleBatch(w, w.take())
+		case <-w.Ready():
+			a.handleBatch(w, w.Take())
 		case <-poll:
 			poll = nil
 			a.poll()

@@ -10,12 +10,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/keeplog/keeplog/internal/fswatch"
 	"github.com/keeplog/keeplog/internal/safefs"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
 // watchDir adds a watch for a directory inside a pod directory.
-func (a *Archiver) watchDir(w *watcher, pod, rel string) {
+func (a *Archiver) watchDir(w *fswatch.Watcher, pod, rel string) {
 	p := a.fs.abs(pod, rel)
 	if a.watched[p] {
 		return
@@ -28,7 +29,7 @@ func (a *Archiver) watchDir(w *watcher, pod, rel string) {
 		return
 	}
 	d.Close()
-	if err := w.addWatch(p); err != nil {
+	if err := w.Add(p); err != nil {
 		a.log.V(2).Info("Cannot watch directory; relying on rescans", "dir", p, "err", err.Error())
 		return
 	}
@@ -53,22 +54,22 @@ func (a *Archiver) splitEvent(name string) (string, string, bool) {
 
 // handleBatch handles what the watcher collected: an overflow (events were lost) rescans everything, keeping what
 // was known; otherwise each changed name is looked at once.
-func (a *Archiver) handleBatch(w *watcher, b watchBatch) {
-	if b.errs > 0 {
-		a.log.V(2).Info("File watch errors (no events lost)", "count", b.errs, "last", b.lastErr.Error())
+func (a *Archiver) handleBatch(w *fswatch.Watcher, b fswatch.Batch) {
+	if b.Errs > 0 {
+		a.log.V(2).Info("File watch errors (no events lost)", "count", b.Errs, "last", b.LastErr.Error())
 	}
-	if b.overflow {
+	if b.Overflow {
 		a.m.overflows.Inc()
 		a.log.V(1).Info("File watch queue overflowed; rescanning")
 		a.rescan(w)
 		return
 	}
-	for _, name := range b.names {
+	for _, name := range b.Names {
 		a.handleEvent(w, name)
 	}
 }
 
-func (a *Archiver) handleEvent(w *watcher, name string) {
+func (a *Archiver) handleEvent(w *fswatch.Watcher, name string) {
 	pod, rel, ok := a.splitEvent(name)
 	if !ok {
 		return
@@ -106,7 +107,7 @@ func (a *Archiver) vanished(pod, rel string) {
 }
 
 // walkSub visits everything below a directory of a pod.
-func (a *Archiver) walkSub(w *watcher, pod, rel string) error {
+func (a *Archiver) walkSub(w *fswatch.Watcher, pod, rel string) error {
 	d, err := a.fs.openDir(pod, rel)
 	if err != nil {
 		return err
@@ -125,7 +126,7 @@ const ownDir = ".keeplog"
 func inOwnDir(rel string) bool { return rel == ownDir || strings.HasPrefix(rel, ownDir+"/") }
 
 // visit looks at one entry of a pod directory.
-func (a *Archiver) visit(w *watcher, pod string, e entry) {
+func (a *Archiver) visit(w *fswatch.Watcher, pod string, e entry) {
 	if inOwnDir(e.rel) {
 		return
 	}
@@ -186,7 +187,7 @@ func (a *Archiver) consider(pod, rel string, st *unix.Stat_t) {
 }
 
 // scanPod walks one pod directory.
-func (a *Archiver) scanPod(w *watcher, pod string) {
+func (a *Archiver) scanPod(w *fswatch.Watcher, pod string) {
 	a.loop.Progress() // a rescan of thousands of pod directories is progress too
 	if _, err := store.ParsePodDirName(pod); err != nil {
 		return
@@ -224,7 +225,7 @@ func (a *Archiver) unwalked(pod string, res walkResult) {
 }
 
 // rescan walks every pod directory and forgets pod directories that are gone.
-func (a *Archiver) rescan(w *watcher) {
+func (a *Archiver) rescan(w *fswatch.Watcher) {
 	ents, err := os.ReadDir(a.fs.root)
 	if err != nil {
 		a.log.Error(err, "Cannot list the archive root", "root", a.fs.root)
