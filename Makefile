@@ -5,7 +5,7 @@ GO ?= go
 CACHE ?= $(HOME)/.cache/keeplog
 export KEEPLOG_CACHE := $(CACHE)
 
-.PHONY: all build deps k8s lint unit sanity sanity-binary e2e demo test bench clean
+.PHONY: all build deps k8s otelcol lint unit sanity sanity-binary e2e demo test bench clean
 
 all: build
 
@@ -24,6 +24,11 @@ deps:
 k8s:
 	hack/build-k8s.sh
 
+# The OpenTelemetry Collector the collector e2e runs (test/e2e/otelcol, its own scratch module: filelog receiver and
+# file exporter at v0.165.1), built from the Go module proxy and cached in $(CACHE)/bin/otelcol-<version>.
+otelcol:
+	hack/build-otelcol.sh
+
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
@@ -37,7 +42,7 @@ sanity: build
 	$(GO) test -count=1 ./test/sanity/
 	hack/sanity-binary.sh
 
-e2e: deps k8s build
+e2e: deps k8s otelcol build
 	$(GO) test -tags e2e -p 1 -count=1 -timeout 40m -v ./test/e2e/...
 
 # Runs scenario 1 on a real single-node Kubernetes and shows what a user looks at.
