@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 )
 
@@ -54,4 +55,46 @@ func (s *Store) removePodLogs(dir string) error {
 		return fmt.Errorf("refusing to delete %s: %w", path, err)
 	}
 	return removeTree(filepath.Dir(path), path)
+}
+
+// ListPodLogs lists the entries of <root>/.pods named like pod directories (others are never touched).
+func (s *Store) ListPodLogs() ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(s.root, PodLogsDirName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", filepath.Join(s.root, PodLogsDirName), err)
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() && IsPodDirName(e.Name()) {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
+// DeleteOrphanPodLogs deletes <root>/.pods/<dir> of a pod that had no keeplog volume (the stdout grace keeps those):
+// refused (ErrConflict) while <root>/<dir> exists, whose deletion (DeletePodDir) takes the entry with it. Moved to the
+// trash under the store lock, then removed without following a symlink or entering a mount. A missing entry is fine.
+func (s *Store) DeleteOrphanPodLogs(dir string) error {
+	podDir, err := s.PodDirPath(dir)
+	if err != nil {
+		return err
+	}
+	trashed, err := func() (string, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if _, err := os.Lstat(podDir); err == nil {
+			return "", fmt.Errorf("%s/%s belongs to the pod directory %s: %w", PodLogsDirName, dir, podDir, ErrConflict)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+		return s.moveLogsToTrash(dir)
+	}()
+	if err != nil || trashed == "" {
+		return err
+	}
+	return removeTree(filepath.Dir(trashed), trashed)
 }

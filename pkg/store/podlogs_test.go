@@ -127,3 +127,39 @@ func TestListPodDirsIgnoresPodLogsTree(t *testing.T) {
 		}
 	}
 }
+
+func TestDeleteOrphanPodLogs(t *testing.T) {
+	s, root := openStore(t)
+	owned, orphan := "ns_pod_"+gcUID, "ns_gone_"+gcUID
+	claimed(t, s, "v1:n:vol", owned)
+	podLogsEntry(t, root, owned)
+	entry := filepath.Join(root, PodLogsDirName, orphan, "app")
+	if err := os.MkdirAll(entry, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(entry, "0.log"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(root, PodLogsDirName, "not-a-pod"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	list, err := s.ListPodLogs()
+	if err != nil || len(list) != 2 {
+		t.Fatalf("ListPodLogs = %v, %v: want the two pod entries", list, err)
+	}
+	if err := s.DeleteOrphanPodLogs(owned); !errors.Is(err, ErrConflict) {
+		t.Fatalf("entry of an existing pod directory: got %v, want ErrConflict", err)
+	}
+	if err := s.DeleteOrphanPodLogs(orphan); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Join(root, PodLogsDirName, orphan)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("orphan entry still there: %v", err)
+	}
+	if err := s.DeleteOrphanPodLogs(orphan); err != nil {
+		t.Fatalf("already gone: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, PodLogsDirName, owned, "app", "0.log")); err != nil {
+		t.Fatal(err)
+	}
+}
