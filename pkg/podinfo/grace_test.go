@@ -128,7 +128,6 @@ func TestGraceLinksKubeletFilesAndKeepsThemPastDeletion(t *testing.T) {
 	}
 }
 
-
 func TestGraceSelection(t *testing.T) {
 	e := newGraceEnv(t, t.TempDir())
 	e.ns["shop"] = map[string]string{StdoutGraceKey: "true"}
