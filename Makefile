@@ -45,6 +45,11 @@ sanity: build
 e2e: deps k8s otelcol build
 	$(GO) test -tags e2e -p 1 -count=1 -timeout 40m -v ./test/e2e/...
 
+# The stdout grace at full size: 50 pods x 10,000 lines (make e2e runs TestStdoutGrace at 10 x 2,000).
+.PHONY: e2e-grace-full
+e2e-grace-full: deps k8s otelcol build
+	KEEPLOG_GRACE_PODS=50 KEEPLOG_GRACE_LINES=10000 $(GO) test -tags e2e -count=1 -timeout 30m -v -run TestStdoutGrace ./test/e2e/
+
 # Runs scenario 1 on a real single-node Kubernetes and shows what a user looks at.
 demo: deps k8s build
 	$(GO) run ./test/e2e/cmd/demo
