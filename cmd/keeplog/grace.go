@@ -11,8 +11,9 @@ import (
 )
 
 // graceLivenessBound: the grace's loop records progress after each poll (every 250 ms); one poll links the files
-// of the selected pods, a few syscalls each. A minute without one is a wedged loop.
-const graceLivenessBound = time.Minute
+// of the selected pods, a few syscalls each. Before its first poll it waits for the pod informer's first list,
+// which in a large cluster may take a while: five minutes covers both and still restarts a wedged plugin.
+const graceLivenessBound = 5 * time.Minute
 
 // setupGrace adds the stdout grace (--stdout-grace, pkg/podinfo Grace): kubelet's stdout/stderr files of selected
 // pods hard-linked into <root>/.pods as they appear, kept for --retain-for after the pod left the node. It needs
