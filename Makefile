@@ -5,7 +5,7 @@ GO ?= go
 CACHE ?= $(HOME)/.cache/keeplog
 export KEEPLOG_CACHE := $(CACHE)
 
-.PHONY: all build deps k8s lint unit sanity sanity-binary soak soak-short e2e demo test bench clean
+.PHONY: all build deps k8s otelcol lint unit sanity sanity-binary soak soak-short e2e demo test bench clean
 
 all: build
 
@@ -23,6 +23,11 @@ deps:
 # Kubernetes v1.34.4 and csi-provisioner v6.3.0 built from the Go module proxy, cached in $(CACHE).
 k8s:
 	hack/build-k8s.sh
+
+# The OpenTelemetry Collector the collector e2e runs (test/e2e/otelcol, its own scratch module: filelog receiver and
+# file exporter at v0.165.1), built from the Go module proxy and cached in $(CACHE)/bin/otelcol-<version>.
+otelcol:
+	hack/build-otelcol.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
@@ -48,8 +53,13 @@ soak-short: build
 soak: build
 	KEEPLOG_SOAK=long $(GO) test -tags soak -count=1 -timeout 40m -v -run '^TestSoak$$' ./test/soak/
 
-e2e: deps k8s build
+e2e: deps k8s otelcol build
 	$(GO) test -tags e2e -p 1 -count=1 -timeout 40m -v ./test/e2e/...
+
+# The stdout grace at full size: 50 pods x 10,000 lines (make e2e runs TestStdoutGrace at 10 x 2,000).
+.PHONY: e2e-grace-full
+e2e-grace-full: deps k8s otelcol build
+	KEEPLOG_GRACE_PODS=50 KEEPLOG_GRACE_LINES=10000 $(GO) test -tags e2e -count=1 -timeout 30m -v -run TestStdoutGrace ./test/e2e/
 
 # Runs scenario 1 on a real single-node Kubernetes and shows what a user looks at.
 demo: deps k8s build

@@ -28,6 +28,8 @@ type Options struct {
 	KeepEnvValues    bool
 	PodLogsDir       string
 	DescribeInterval time.Duration
+	// StdoutGrace keeps the stdout/stderr of selected pods without a keeplog volume past their deletion (grace.go).
+	StdoutGrace bool
 	// Namespace holds keeplog's Leases (upload and dump semaphores, the GC leader); POD_NAMESPACE by default.
 	Namespace string
 	// LogFormat is "text" (klog) or "json".
@@ -53,6 +55,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.KeepEnvValues, "keep-env-values", false, "write literal container env values into pod.yaml (by default they are redacted: they may hold secrets)")
 	fs.StringVar(&o.PodLogsDir, "pod-logs-dir", "/var/log/pods", "kubelet's container log directory, whose stdout/stderr files keeplog copies into each pod's directory")
 	fs.DurationVar(&o.DescribeInterval, "describe-interval", 30*time.Second, "how often running pods' stdout/stderr is copied and missing pod metadata retried")
+	fs.BoolVar(&o.StdoutGrace, "stdout-grace", false, "hard-link the stdout/stderr files kubelet makes for pods annotated (or in a namespace labelled) keeplog.csi.io/stdout-grace=true into <root>/.pods, so they outlive the pod for --retain-for (needs the API; no keeplog volume needed)")
 	ns := os.Getenv("POD_NAMESPACE")
 	if ns == "" {
 		ns = "kube-system"

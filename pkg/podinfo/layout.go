@@ -39,8 +39,9 @@
 // files that no longer match. The stdout copies are not sealed (they grow); they are a copy, kubelet's files are the
 // original while the pod lives.
 //
-// A hidden directory also keeps collectors that match <root>/*_*_*/**/*.log from ingesting stdout a second time
-// (they already read /var/log/pods).
+// The copies are also hard-linked into <root>/.pods/<ns>_<pod>_<uid>/<container>/ (store.PodLogsDirName), kubelet's
+// own layout, which is what collectors read (collect.go: the collector contract); the contract's globs exclude
+// .keeplog* so that nothing in here, stdout copies included, is ingested from the pod directory.
 package podinfo
 
 import (

@@ -36,7 +36,8 @@ const (
 )
 
 // LogCopier copies kubelet's container log files of a pod, <source>/<ns>_<pod>_<uid>/<container>/<files>, into
-// <podDir>/.keeplog/logs/<container>/<files>, incrementally:
+// <podDir>/.keeplog/logs/<container>/<files>, incrementally, and hard-links them into the kubelet-layout tree
+// <root>/.pods/<ns>_<pod>_<uid>/<container>/<files> that collectors read (store.PodLogsDirName, collect.go):
 //
 //   - a file is identified by its content: the copy is taken to be the same file as the source when it is a prefix of
 //     it (its first and last 4 KiB match the source at the same offsets; CRI log lines start with a nanosecond
@@ -92,11 +93,21 @@ func (c *LogCopier) SourceRoot() string { return c.source }
 // soon as a container terminates or the pod gets a deletionTimestamp when the caller watches pods, and at unpublish.
 // A missing source is not an error (SourceMissing). A file that cannot be copied does not stop the others; the error
 // names each one. ctx bounds the work; what is copied stays.
+//
+// After the copy, the copies are hard-linked into the kubelet-layout tree <root>/.pods/<dir>/ (mirrorPodLogs), also
+// when the source is gone, so that tree always shows what the copies hold.
 func (c *LogCopier) Copy(ctx context.Context, podDir string, ref store.PodRef) (CopyStats, error) {
-	var stats CopyStats
 	if err := checkPodDir(podDir, ref); err != nil {
-		return stats, fmt.Errorf("copy logs: %w", err)
+		return CopyStats{}, fmt.Errorf("copy logs: %w", err)
 	}
+	stats, err := c.copyAll(ctx, podDir, ref)
+	merr := c.withLockedLogs(ctx, podDir, func(logs *os.File) error { return mirrorPodLogs(podDir, ref, logs) })
+	return stats, errors.Join(err, merr)
+}
+
+// copyAll is Copy without the links into the kubelet-layout tree.
+func (c *LogCopier) copyAll(ctx context.Context, podDir string, ref store.PodRef) (CopyStats, error) {
+	var stats CopyStats
 	rootFd, err := unix.Open(c.source, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {

@@ -25,7 +25,8 @@ type DeleteCheck struct {
 	LastPublished time.Time
 }
 
-// DeletePodDir deletes one pod directory and its record, the garbage collector's delete. Under the store lock it
+// DeletePodDir deletes one pod directory, its kubelet-layout entry <root>/.pods/<dir> (PodLogsDirName) and its
+// record, the garbage collector's delete. Under the store lock it
 // checks that the directory still belongs to check.Volume (or to no volume), is not published (ErrInUse), was not
 // published again since the decision (ErrConflict) and has nothing mounted at or below it (ErrHoldsMount, naming the
 // mount points: the directory and its record are kept, and the next call after the unmount deletes it); then it moves the directory into the trash and removes its
@@ -38,58 +39,72 @@ func (s *Store) DeletePodDir(dir string, check DeleteCheck) (string, error) {
 		return "", err
 	}
 	trashed, err := s.trashPodDir(dir, path, check)
-	if err != nil {
+	if err != nil && len(trashed) == 0 {
 		return path, err
 	}
-	if trashed != "" {
-		if err := removeTree(filepath.Dir(trashed), trashed); err != nil {
-			return path, fmt.Errorf("pod directory %s moved to the trash, but: %w", dir, err)
+	errs := []error{err}
+	for _, t := range trashed {
+		if rerr := removeTree(filepath.Dir(t), t); rerr != nil {
+			errs = append(errs, fmt.Errorf("pod directory %s moved to the trash, but: %w", dir, rerr))
 		}
 	}
-	return path, nil
+	return path, errors.Join(errs...)
 }
 
-func (s *Store) trashPodDir(dir, path string, check DeleteCheck) (string, error) {
+// trashPodDir checks the records and moves the pod directory and its .pods entry into the trash; it returns what it
+// moved (also with an error after a move).
+func (s *Store) trashPodDir(dir, path string, check DeleteCheck) ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var rec string
 	if check.Volume == "" {
 		owner, err := s.ownerLocked(dir)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		if owner != "" {
-			return "", fmt.Errorf("pod directory %s: volume %s owns it now: %w", dir, owner, ErrConflict)
+			return nil, fmt.Errorf("pod directory %s: volume %s owns it now: %w", dir, owner, ErrConflict)
 		}
 	} else {
 		vdir, err := s.volumeDir(check.Volume)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		rec = filepath.Join(vdir, "pods", dir+".json")
 		var p PodDir
 		if err := readJSON(rec, &p); err != nil {
-			return "", fmt.Errorf("pod directory %s of volume %s: %w", dir, check.Volume, err)
+			return nil, fmt.Errorf("pod directory %s of volume %s: %w", dir, check.Volume, err)
 		}
 		if !p.LastPublished.Equal(check.LastPublished) {
-			return "", fmt.Errorf("pod directory %s was published again at %s: %w", dir, p.LastPublished.Format(time.RFC3339), ErrConflict)
+			return nil, fmt.Errorf("pod directory %s was published again at %s: %w", dir, p.LastPublished.Format(time.RFC3339), ErrConflict)
 		}
 		targets, err := s.Targets(check.Volume)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		for _, t := range targets {
 			if t.PodDir == dir {
-				return "", fmt.Errorf("pod directory %s is published at %s: %w", dir, t.Path, ErrInUse)
+				return nil, fmt.Errorf("pod directory %s is published at %s: %w", dir, t.Path, ErrInUse)
 			}
 		}
 	}
 	if err := checkNoMounts(s.root, dir); err != nil {
-		return "", fmt.Errorf("pod directory %s: %w", dir, err)
+		return nil, fmt.Errorf("pod directory %s: %w", dir, err)
 	}
-	trashed, err := s.moveToTrash(dir, path)
+	var trashed []string
+	logs, err := s.moveLogsToTrash(dir)
+	if logs != "" {
+		trashed = append(trashed, logs)
+	}
 	if err != nil {
-		return "", err
+		return trashed, err
+	}
+	moved, err := s.moveToTrash(dir, path)
+	if moved != "" {
+		trashed = append(trashed, moved)
+	}
+	if err != nil {
+		return trashed, err
 	}
 	if rec != "" {
 		if err := os.Remove(rec); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -108,6 +123,12 @@ func (s *Store) trashPodDir(dir, path string, check DeleteCheck) (string, error)
 // moveToTrash renames a pod directory (checked to be a real directory, not a symlink) into the trash; "" when it
 // does not exist.
 func (s *Store) moveToTrash(dir, path string) (string, error) {
+	return s.moveToTrashAs(path, dir)
+}
+
+// moveToTrashAs renames path (a real directory below the root) into the trash as <name>~<unix-nanos>; "" when path
+// does not exist.
+func (s *Store) moveToTrashAs(path, name string) (string, error) {
 	if err := checkRealDir(path); errors.Is(err, fs.ErrNotExist) {
 		return "", nil
 	} else if err != nil {
@@ -120,14 +141,14 @@ func (s *Store) moveToTrash(dir, path string) (string, error) {
 	if err := checkRealDir(trash); err != nil {
 		return "", err
 	}
-	trashed, err := childPath(trash, dir+"~"+strconv.FormatInt(s.now().UnixNano(), 10))
+	trashed, err := childPath(trash, name+"~"+strconv.FormatInt(s.now().UnixNano(), 10))
 	if err != nil {
 		return "", err
 	}
 	if err := os.Rename(path, trashed); err != nil {
-		return "", fmt.Errorf("move pod directory %s to the trash: %w", path, err)
+		return "", fmt.Errorf("move %s to the trash: %w", path, err)
 	}
-	if err := SyncDir(s.root); err != nil {
+	if err := SyncDir(filepath.Dir(path)); err != nil {
 		return trashed, err
 	}
 	return trashed, nil

@@ -2,6 +2,7 @@
 //
 //	<root>/<namespace>_<pod>_<uid>/           a pod's directory (kubelet's /var/log/pods naming)
 //	<root>/_volume_<volume-id>/               a volume's directory when the CO sent no pod information
+//	<root>/.pods/<pod-dir>/<container>/...    stdout/stderr in kubelet's layout, hard links (PodLogsDirName)
 //	<root>/.keeplog/volumes/<volume-id>/      keeplog's records of one volume:
 //	    volume.json                           what CreateVolume (or the first ephemeral publish) was asked for
 //	    pods/<pod-dir>.json                   each pod directory the volume owns, with publish/unpublish times
@@ -468,6 +469,9 @@ func (s *Store) DeleteVolume(id string) error {
 			return fmt.Errorf("volume %s owns an invalid directory name: %w", id, err)
 		}
 		if err := checkNoMounts(s.root, d.Dir); err != nil {
+			return fmt.Errorf("volume %s: %w", id, err)
+		}
+		if err := s.removePodLogs(d.Dir); err != nil {
 			return fmt.Errorf("volume %s: %w", id, err)
 		}
 		if err := removeTree(s.root, path); err != nil {

@@ -207,9 +207,17 @@ func gcRetentionScenario(ctx context.Context, t *testing.T, env *framework.Env) 
 	if err != nil || pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimRetain {
 		t.Fatalf("PV %s before the retention ended: %v %+v", pvName, err, pv.Spec.PersistentVolumeReclaimPolicy)
 	}
+	// The stdout copies' kubelet-layout links (<root>/.pods/<dir>) live and die with the directory.
+	podLogs := filepath.Join(env.Root, store.PodLogsDirName, filepath.Base(dir))
+	if _, err := os.Stat(filepath.Join(podLogs, "app", "0.log")); err != nil {
+		t.Fatalf("stdout of the deleted pod not in the kubelet-layout tree: %v", err)
+	}
 	gone, err := framework.WaitPathGone(ctx, dir, 90*time.Second)
 	if err != nil {
 		t.Fatalf("%v\nkeeplog:\n%s", err, env.KeeplogLog(40))
+	}
+	if _, err := os.Lstat(podLogs); !os.IsNotExist(err) {
+		t.Errorf("%s outlived its pod directory: %v", podLogs, err)
 	}
 	if after := gone.Sub(unpub); after < gcRetention {
 		t.Fatalf("directory deleted %s after unpublish, before its retention of %s", after, gcRetention)
