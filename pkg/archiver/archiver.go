@@ -40,7 +40,19 @@ const (
 	ReasonArchiveFailed  = "ArchiveFailed"
 	ReasonArchiveSkipped = "ArchiveSkipped"
 	ReasonRejected       = "ArchiveRejected"
+	// ReasonUploadRestarted: an interrupted upload could not continue from what the server held (its temporary
+	// file was gone, shorter or changed) and starts over.
+	ReasonUploadRestarted = "ArchiveUploadRestarted"
 )
+
+// archivedMessage is the Archived Event's text.
+func archivedMessage(it Item) string {
+	if it.Compression != "" {
+		return fmt.Sprintf("%s archived to %s (%d bytes, sha256 %s; stored %s: %d bytes)", it.Rel, it.Remote, it.Size, it.SHA256,
+			it.Compression, it.StoredSize)
+	}
+	return fmt.Sprintf("%s archived to %s (%d bytes, sha256 %s)", it.Rel, it.Remote, it.Size, it.SHA256)
+}
 
 // Deps are the archiver's side effects, all injected.
 type Deps struct {
@@ -192,7 +204,7 @@ func (a *Archiver) markDirty(pod string) {
 }
 
 // Run archives until ctx ends, then stops: uploads in flight are
-// interrupted (the journal redoes them at the next start). It returns nil
+// interrupted (they resume at the next start from the acknowledged prefix the journal holds). It returns nil
 // after a clean stop, or an error if it cannot start.
 func (a *Archiver) Run(ctx context.Context) error {
 	if !a.running.CompareAndSwap(false, true) {
@@ -289,7 +301,7 @@ func (a *Archiver) recover() {
 
 // worker uploads queued items one at a time until ctx ends.
 func (a *Archiver) worker(ctx context.Context) {
-	var conn *Conn
+	var conn Remote
 	defer func() {
 		if conn != nil {
 			_ = conn.Close()
@@ -314,7 +326,7 @@ func (a *Archiver) worker(ctx context.Context) {
 
 // process makes one attempt at an item and records the outcome. It returns
 // the connection to reuse (nil after a failure).
-func (a *Archiver) process(ctx context.Context, conn *Conn, it Item) *Conn {
+func (a *Archiver) process(ctx context.Context, conn Remote, it Item) Remote {
 	ref, _ := store.ParsePodDirName(it.PodDir)
 	held, release, err := a.sem.Acquire(ctx)
 	if err != nil {
@@ -345,12 +357,14 @@ func (a *Archiver) process(ctx context.Context, conn *Conn, it Item) *Conn {
 		}
 	}
 	start := a.clk.Now()
-	sum, err := a.upload(held, conn, it)
+	res, err := a.upload(held, conn, &it)
 	release()
 	now := a.clk.Now()
+	sum := res.sha256
 	switch {
 	case err == nil:
 		it.State, it.SHA256, it.Error, it.UpdatedAt = StateDone, sum, "", now
+		it.StoredSize, it.StoredSHA256, it.Progress = res.stored, res.storedSHA256, nil
 		if _, perr := a.journal.Put(it, ""); perr != nil {
 			// The upload is verified; without a record it is redone and
 			// recognised by its manifest at the next attempt.
@@ -361,19 +375,19 @@ func (a *Archiver) process(ctx context.Context, conn *Conn, it Item) *Conn {
 		a.m.uploads.WithLabelValues(ResultSuccess).Inc()
 		a.m.duration.Observe(now.Sub(start).Seconds())
 		a.log.Info("Archived", "pod", ref.String(), "file", it.Rel, "remote", it.Remote, "bytes", it.Size, "sha256", sum,
-			"seconds", now.Sub(start).Seconds())
-		a.rec.Event(ref, "Normal", ReasonArchived, fmt.Sprintf("%s archived to %s (%d bytes, sha256 %s)", it.Rel, it.Remote, it.Size, sum))
+			"storedBytes", res.stored, "seconds", now.Sub(start).Seconds())
+		a.rec.Event(ref, "Normal", ReasonArchived, archivedMessage(it))
 		if it.DeleteAfterUpload {
 			a.deleteLocal(it)
 		}
 		a.markDirty(it.PodDir)
 		return conn
 	case ctx.Err() != nil:
-		// Shutting down: stays "uploading" and is redone at the next start.
+		// Shutting down: stays "uploading" and resumes at the next start from the journalled prefix.
 		_ = conn.Close()
 		return nil
 	case isPermanent(err):
-		it.State, it.Error, it.UpdatedAt = StateFailed, err.Error(), now
+		it.State, it.Error, it.UpdatedAt, it.Progress = StateFailed, err.Error(), now, nil
 		if _, perr := a.journal.Put(it, ""); perr != nil {
 			a.log.Error(perr, "Cannot record failed upload")
 		}

@@ -63,7 +63,8 @@ func TestUploadVerifiedWithManifest(t *testing.T) {
 	st, _ := os.Stat(big)
 	ref, _ := store.ParsePodDirName(pod)
 	want := Manifest{Namespace: "team-a", Pod: "web-7d9f", UID: ref.UID, Node: "node-a", Container: "app",
-		Path: "app/java_pid1.hprof", Size: size, SHA256: bigSum, Mtime: st.ModTime().UTC()}
+		Path: "app/java_pid1.hprof", Size: size, SHA256: bigSum, Compression: "none", StoredSize: size, StoredSHA256: bigSum,
+		Mtime: st.ModTime().UTC()}
 	m.UploadedAt, m.Item = time.Time{}, ""
 	if m != want {
 		t.Fatalf("manifest\n got %+v\nwant %+v", m, want)

@@ -48,8 +48,18 @@ type Item struct {
 	MtimeNs   int64     `json:"mtimeNs"`
 	State     ItemState `json:"state"`
 	// Remote is the archive path chosen for it (unique per node).
-	Remote            string    `json:"remote,omitempty"`
-	SHA256            string    `json:"sha256,omitempty"`
+	Remote string `json:"remote,omitempty"`
+	// SHA256 is the file's own (raw) digest once done.
+	SHA256 string `json:"sha256,omitempty"`
+	// Compression is how the file is stored ("" raw, "zstd:<level>"), decided when it was journalled so that the
+	// remote name (".zst") and every attempt agree.
+	Compression string `json:"compression,omitempty"`
+	// StoredSize and StoredSHA256 describe the remote file once done (equal to Size and SHA256 when raw).
+	StoredSize   int64  `json:"storedSize,omitempty"`
+	StoredSHA256 string `json:"storedSha256,omitempty"`
+	// Progress is what the server acknowledged of an upload under way (nil when none): an interrupted upload
+	// continues from it.
+	Progress          *Progress `json:"progress,omitempty"`
 	DeleteAfterUpload bool      `json:"deleteAfterUpload,omitempty"`
 	Deleted           bool      `json:"deleted,omitempty"`
 	Attempts          int       `json:"attempts,omitempty"`

@@ -27,6 +27,7 @@ const childEnv = "KEEPLOG_ARCHIVER_CHILD_SPEC"
 type childSpec struct {
 	Root, StateDir, TargetFile string
 	BytesPerSecond             int64
+	Compression                string // the pod policy's, e.g. "zstd:3"
 }
 
 func TestMain(m *testing.M) {
