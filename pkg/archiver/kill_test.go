@@ -61,7 +61,13 @@ func runChild(specFile string) int {
 	log := funcr.New(func(prefix, args string) { fmt.Fprintln(os.Stderr, prefix, args) }, funcr.Options{Verbosity: 1})
 	a, err := New(Config{NodeName: "node-k", Target: tg, QuietPeriod: 200 * time.Millisecond, PollInterval: 50 * time.Millisecond,
 		MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second, BytesPerSecond: spec.BytesPerSecond},
-		Deps{Root: spec.Root, StateDir: spec.StateDir, Dialer: d, Log: log})
+		Deps{Root: spec.Root, StateDir: spec.StateDir, Dialer: d, Log: log, Policy: func(string) Policy {
+			algo, level := describeCompression(spec.Compression)
+			if spec.Compression == "" {
+				algo = ""
+			}
+			return Policy{Compression: algo, CompressionLevel: level}
+		}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 2

@@ -363,6 +363,7 @@ func (a *Archiver) finish(f *settling) {
 		ID: itemID(f.pod, f.rel, f.state.Ino, f.state.Size, f.state.MtimeNs), PodDir: f.pod, Rel: f.rel,
 		Container: containerOf(f.rel), Ino: f.state.Ino, Size: f.state.Size, MtimeNs: f.state.MtimeNs,
 		State: StateQueued, DeleteAfterUpload: pol.DeleteAfterUpload, QueuedAt: now, UpdatedAt: now,
+		Compression: compressionSpec(pol.Compression, pol.CompressionLevel),
 	}
 	if pol.FirstOnly {
 		first, ok := a.journal.First(f.pod, it.Container, pol.FirstOnlyReset)
@@ -386,6 +387,8 @@ func (a *Archiver) finish(f *settling) {
 	if it.State == StateQueued {
 		if remote, err = RemotePath(a.cfg.Target.BaseDir, ref, f.rel); err != nil {
 			it.State, it.Error = StateFailed, err.Error()
+		} else if it.Compression != "" {
+			remote += zstdSuffix
 		}
 	}
 	if it, err = a.journal.Put(it, remote); err != nil {
