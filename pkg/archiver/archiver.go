@@ -328,6 +328,19 @@ func (a *Archiver) worker(ctx context.Context) {
 // the connection to reuse (nil after a failure).
 func (a *Archiver) process(ctx context.Context, conn Remote, it Item) Remote {
 	ref, _ := store.ParsePodDirName(it.PodDir)
+	// Before a slot is taken: the same content may be archived already.
+	switch res, err := a.sameContent(ctx, &it); {
+	case err != nil:
+		a.log.Error(err, "Cannot record a file with the same content as an archived one; will try again")
+		a.queue.add(it.ID, a.clk.Now().Add(a.cfg.MinBackoff))
+		return conn
+	case res == waitForTwin:
+		a.queue.add(it.ID, a.clk.Now().Add(a.cfg.MinBackoff))
+		return conn
+	case res == alreadyStored:
+		a.afterDone(it)
+		return conn
+	}
 	held, release, err := a.sem.Acquire(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -377,10 +390,7 @@ func (a *Archiver) process(ctx context.Context, conn Remote, it Item) Remote {
 		a.log.Info("Archived", "pod", ref.String(), "file", it.Rel, "remote", it.Remote, "bytes", it.Size, "sha256", sum,
 			"storedBytes", res.stored, "seconds", now.Sub(start).Seconds())
 		a.rec.Event(ref, "Normal", ReasonArchived, archivedMessage(it))
-		if it.DeleteAfterUpload {
-			a.deleteLocal(it)
-		}
-		a.markDirty(it.PodDir)
+		a.afterDone(it)
 		return conn
 	case ctx.Err() != nil:
 		// Shutting down: stays "uploading" and resumes at the next start from the journalled prefix.
@@ -401,6 +411,14 @@ func (a *Archiver) process(ctx context.Context, conn Remote, it Item) Remote {
 		a.retry(it, err)
 		return nil
 	}
+}
+
+// afterDone deletes the local file of a done item (deleteAfterUpload) and updates the status.
+func (a *Archiver) afterDone(it Item) {
+	if it.DeleteAfterUpload {
+		a.deleteLocal(it)
+	}
+	a.markDirty(it.PodDir)
 }
 
 // retry records a failed attempt and schedules the next one.

@@ -95,8 +95,8 @@ func TestUploadVerifiedWithManifest(t *testing.T) {
 	}
 	// The metrics are registered with the injected registry.
 	if n, err := seriesCount(r.reg, "keeplog_archiver_uploads_total", "keeplog_archiver_queue_depth",
-		"keeplog_archiver_upload_duration_seconds", "keeplog_archiver_uploaded_bytes_total"); err != nil || n != 7 {
-		t.Fatalf("gathered %d series (%v), want 7", n, err)
+		"keeplog_archiver_upload_duration_seconds", "keeplog_archiver_uploaded_bytes_total"); err != nil || n != 8 {
+		t.Fatalf("gathered %d series (%v), want 8", n, err)
 	}
 
 	// A restart does not upload anything again.

@@ -11,7 +11,9 @@ const (
 	ResultSuccess = "success" // uploaded and verified
 	ResultRetry   = "retry"   // an attempt failed; it will be retried
 	ResultFailed  = "failed"  // given up: the local file cannot be uploaded
-	ResultSkipped = "skipped" // not uploaded by policy (firstOnly)
+	ResultSkipped = "skipped" // not uploaded by policy (firstOnly, a sparse file)
+	// ResultSameContent: not uploaded, the same content (inode, size, sha256) is archived already.
+	ResultSameContent = "same_content"
 )
 
 type metrics struct {
@@ -86,7 +88,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{UnwalkedMount, UnwalkedTooDeep} {
 		m.unwalked.WithLabelValues(r)
 	}
-	for _, r := range []string{ResultSuccess, ResultRetry, ResultFailed, ResultSkipped} {
+	for _, r := range []string{ResultSuccess, ResultRetry, ResultFailed, ResultSkipped, ResultSameContent} {
 		m.uploads.WithLabelValues(r)
 	}
 	if reg != nil {
