@@ -326,7 +326,7 @@ func (a *Archiver) poll() {
 			a.consider(f.pod, f.rel, &st)
 			continue
 		}
-		a.finish(f)
+		a.finish(f, &st)
 	}
 }
 
@@ -346,7 +346,7 @@ func (a *Archiver) restat(f *settling) (unix.Stat_t, bool) {
 }
 
 // finish journals a finished file: queued for upload, or skipped by policy.
-func (a *Archiver) finish(f *settling) {
+func (a *Archiver) finish(f *settling, st *unix.Stat_t) {
 	pol := a.policy(f.pod)
 	a.markDirty(f.pod)
 	if !pol.Matches(f.rel) { // the policy changed meanwhile
@@ -383,6 +383,12 @@ func (a *Archiver) finish(f *settling) {
 			}
 		}
 	}
+	sparseNote := ""
+	if it.State == StateQueued {
+		if data, ok := a.sparseData(f.pod, f.rel, st); ok {
+			sparseNote = sparseDecision(&it, pol, data)
+		}
+	}
 	remote := ""
 	if it.State == StateQueued {
 		if remote, err = RemotePath(a.cfg.Target.BaseDir, ref, f.rel); err != nil {
@@ -396,6 +402,10 @@ func (a *Archiver) finish(f *settling) {
 		return
 	}
 	a.settler.forget(f.pod, f.rel)
+	if sparseNote != "" {
+		a.log.Info("Sparse file", "pod", ref.String(), "file", f.rel, "decision", sparseNote)
+		a.rec.Event(ref, "Warning", ReasonSparse, sparseNote)
+	}
 	switch it.State {
 	case StateQueued:
 		a.log.V(1).Info("File finished; queued for upload", "pod", ref.String(), "file", f.rel, "bytes", it.Size)
