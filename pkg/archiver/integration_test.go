@@ -185,6 +185,14 @@ func TestServerStoppedDuringUploadsThenRestarted(t *testing.T) {
 		}
 		return false
 	})
+	waitFor(t, time.Minute, "a chunk acknowledged", func() bool {
+		for _, it := range r.a.journal.Items() {
+			if it.Progress != nil && it.Progress.Stored > 0 {
+				return true
+			}
+		}
+		return false
+	})
 	e.srv.Stop()
 	waitFor(t, time.Minute, "a failed attempt", func() bool { return r.rec.count(ReasonArchiveRetry) > 0 })
 	time.Sleep(1500 * time.Millisecond) // the server stays away for a while: more attempts fail
@@ -198,6 +206,10 @@ func TestServerStoppedDuringUploadsThenRestarted(t *testing.T) {
 	}
 	if n := metricValue(t, r.a.m.uploads.WithLabelValues(ResultRetry)); n < 1 {
 		t.Fatalf("uploads_total{retry} = %v, want >= 1", n)
+	}
+	// The server kept the temporary files: the uploads continued from what it had acknowledged.
+	if n := metricValue(t, r.a.m.resumes.WithLabelValues(ResumeContinued)); n < 1 {
+		t.Fatalf("upload_resumes_total{continued} = %v, want >= 1 after a server restart", n)
 	}
 }
 
