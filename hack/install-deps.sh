@@ -19,6 +19,7 @@ PACKAGES=(
 	e2fsprogs
 	curl
 	python3
+	zstd
 )
 
 log() { printf '[install-deps] %s\n' "$*"; }

@@ -106,7 +106,8 @@ func archivePolicy(r *policy.Resolver, events *kube.Events, now func() time.Time
 			}
 		}
 		ap := archiver.Policy{Off: !p.Archive, Patterns: p.ArchivePatterns, DeleteAfterUpload: p.DeleteAfterUpload,
-			FirstOnly: p.FirstOnly, FirstOnlyReset: p.FirstOnlyReset}
+			FirstOnly: p.FirstOnly, FirstOnlyReset: p.FirstOnlyReset, Compression: p.ArchiveCompression,
+			CompressionLevel: p.ArchiveCompressionLevel, Sparse: string(p.ArchiveSparse)}
 		if len(cache) >= policyCacheMax { // drop what expired: directories come and go
 			for d, c := range cache {
 				if now().Sub(c.at) >= policyCacheTTL {

@@ -16,7 +16,8 @@ func TestArchivePolicyFromStorageClassAndAnnotations(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := st.CreateVolume(&store.Volume{ID: "v1:n:pvc-1", Kind: store.Persistent, Node: "n",
-		Parameters: map[string]string{policy.ParamFirstOnly: "true", policy.ParamArchivePatterns: "*.bin"}}); err != nil {
+		Parameters: map[string]string{policy.ParamFirstOnly: "true", policy.ParamArchivePatterns: "*.bin",
+			policy.ParamArchiveCompression: "zstd:5", policy.ParamArchiveSparse: "skip"}}); err != nil {
 		t.Fatal(err)
 	}
 	ref := store.PodRef{Namespace: "ns", Name: "app", UID: "0123456789abcdef0123456789abcdef"}
@@ -28,7 +29,8 @@ func TestArchivePolicyFromStorageClassAndAnnotations(t *testing.T) {
 	now := time.Unix(1000, 0)
 	get := archivePolicy(r, nil, func() time.Time { return now })
 
-	want := archiver.Policy{Patterns: []string{"*.bin"}, FirstOnly: true}
+	want := archiver.Policy{Patterns: []string{"*.bin"}, FirstOnly: true, Compression: "zstd", CompressionLevel: 5,
+		Sparse: archiver.SparseSkip}
 	if got := get(ref.DirName()); !reflect.DeepEqual(got, want) {
 		t.Fatalf("policy %+v, want %+v", got, want)
 	}

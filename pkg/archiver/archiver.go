@@ -41,7 +41,19 @@ const (
 	ReasonArchiveFailed  = "ArchiveFailed"
 	ReasonArchiveSkipped = "ArchiveSkipped"
 	ReasonRejected       = "ArchiveRejected"
+	// ReasonUploadRestarted: an interrupted upload could not continue from what the server held (its temporary
+	// file was gone, shorter or changed) and starts over.
+	ReasonUploadRestarted = "ArchiveUploadRestarted"
 )
+
+// archivedMessage is the Archived Event's text.
+func archivedMessage(it Item) string {
+	if it.Compression != "" {
+		return fmt.Sprintf("%s archived to %s (%d bytes, sha256 %s; stored %s: %d bytes)", it.Rel, it.Remote, it.Size, it.SHA256,
+			it.Compression, it.StoredSize)
+	}
+	return fmt.Sprintf("%s archived to %s (%d bytes, sha256 %s)", it.Rel, it.Remote, it.Size, it.SHA256)
+}
 
 // Deps are the archiver's side effects, all injected.
 type Deps struct {
@@ -193,7 +205,7 @@ func (a *Archiver) markDirty(pod string) {
 }
 
 // Run archives until ctx ends, then stops: uploads in flight are
-// interrupted (the journal redoes them at the next start). It returns nil
+// interrupted (they resume at the next start from the acknowledged prefix the journal holds). It returns nil
 // after a clean stop, or an error if it cannot start.
 func (a *Archiver) Run(ctx context.Context) error {
 	if !a.running.CompareAndSwap(false, true) {
@@ -293,7 +305,7 @@ func (a *Archiver) recover() {
 
 // worker uploads queued items one at a time until ctx ends.
 func (a *Archiver) worker(ctx context.Context) {
-	var conn *Conn
+	var conn Remote
 	defer func() {
 		if conn != nil {
 			_ = conn.Close()
@@ -318,8 +330,21 @@ func (a *Archiver) worker(ctx context.Context) {
 
 // process makes one attempt at an item and records the outcome. It returns
 // the connection to reuse (nil after a failure).
-func (a *Archiver) process(ctx context.Context, conn *Conn, it Item) *Conn {
+func (a *Archiver) process(ctx context.Context, conn Remote, it Item) Remote {
 	ref, _ := store.ParsePodDirName(it.PodDir)
+	// Before a slot is taken: the same content may be archived already.
+	switch res, err := a.sameContent(ctx, &it); {
+	case err != nil:
+		a.log.Error(err, "Cannot record a file with the same content as an archived one; will try again")
+		a.queue.add(it.ID, a.clk.Now().Add(a.cfg.MinBackoff))
+		return conn
+	case res == waitForTwin:
+		a.queue.add(it.ID, a.clk.Now().Add(a.cfg.MinBackoff))
+		return conn
+	case res == alreadyStored:
+		a.afterDone(it)
+		return conn
+	}
 	held, release, err := a.sem.Acquire(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -349,12 +374,14 @@ func (a *Archiver) process(ctx context.Context, conn *Conn, it Item) *Conn {
 		}
 	}
 	start := a.clk.Now()
-	sum, err := a.upload(held, conn, it)
+	res, err := a.upload(held, conn, &it)
 	release()
 	now := a.clk.Now()
+	sum := res.sha256
 	switch {
 	case err == nil:
 		it.State, it.SHA256, it.Error, it.UpdatedAt = StateDone, sum, "", now
+		it.StoredSize, it.StoredSHA256, it.Progress = res.stored, res.storedSHA256, nil
 		if _, perr := a.journal.Put(it, ""); perr != nil {
 			// The upload is verified; without a record it is redone and
 			// recognised by its manifest at the next attempt.
@@ -365,19 +392,16 @@ func (a *Archiver) process(ctx context.Context, conn *Conn, it Item) *Conn {
 		a.m.uploads.WithLabelValues(ResultSuccess).Inc()
 		a.m.duration.Observe(now.Sub(start).Seconds())
 		a.log.Info("Archived", "pod", ref.String(), "file", it.Rel, "remote", it.Remote, "bytes", it.Size, "sha256", sum,
-			"seconds", now.Sub(start).Seconds())
-		a.rec.Event(ref, "Normal", ReasonArchived, fmt.Sprintf("%s archived to %s (%d bytes, sha256 %s)", it.Rel, it.Remote, it.Size, sum))
-		if it.DeleteAfterUpload {
-			a.deleteLocal(it)
-		}
-		a.markDirty(it.PodDir)
+			"storedBytes", res.stored, "seconds", now.Sub(start).Seconds())
+		a.rec.Event(ref, "Normal", ReasonArchived, archivedMessage(it))
+		a.afterDone(it)
 		return conn
 	case ctx.Err() != nil:
-		// Shutting down: stays "uploading" and is redone at the next start.
+		// Shutting down: stays "uploading" and resumes at the next start from the journalled prefix.
 		_ = conn.Close()
 		return nil
 	case isPermanent(err):
-		it.State, it.Error, it.UpdatedAt = StateFailed, err.Error(), now
+		it.State, it.Error, it.UpdatedAt, it.Progress = StateFailed, err.Error(), now, nil
 		if _, perr := a.journal.Put(it, ""); perr != nil {
 			a.log.Error(perr, "Cannot record failed upload")
 		}
@@ -391,6 +415,14 @@ func (a *Archiver) process(ctx context.Context, conn *Conn, it Item) *Conn {
 		a.retry(it, err)
 		return nil
 	}
+}
+
+// afterDone deletes the local file of a done item (deleteAfterUpload) and updates the status.
+func (a *Archiver) afterDone(it Item) {
+	if it.DeleteAfterUpload {
+		a.deleteLocal(it)
+	}
+	a.markDirty(it.PodDir)
 }
 
 // retry records a failed attempt and schedules the next one.
@@ -442,69 +474,4 @@ func (a *Archiver) deleteLocal(it Item) {
 		a.log.Error(err, "Cannot record deletion")
 	}
 	a.markDirty(it.PodDir)
-}
-
-// queue holds item IDs with the time they are due.
-type queue struct {
-	clk    clock.Clock
-	mu     sync.Mutex
-	due    map[string]time.Time
-	notify chan struct{}
-}
-
-func newQueue(clk clock.Clock) *queue {
-	return &queue{clk: clk, due: map[string]time.Time{}, notify: make(chan struct{})}
-}
-
-func (q *queue) add(id string, at time.Time) {
-	q.mu.Lock()
-	q.due[id] = at
-	old := q.notify
-	q.notify = make(chan struct{})
-	q.mu.Unlock()
-	close(old)
-}
-
-func (q *queue) hasDue() bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	now := q.clk.Now()
-	for _, t := range q.due {
-		if !t.After(now) {
-			return true
-		}
-	}
-	return false
-}
-
-// next blocks until an item is due (FIFO by due time) or ctx ends.
-func (q *queue) next(ctx context.Context) (string, bool) {
-	for {
-		q.mu.Lock()
-		var best string
-		var bestT time.Time
-		for id, t := range q.due {
-			if best == "" || t.Before(bestT) || (t.Equal(bestT) && id < best) {
-				best, bestT = id, t
-			}
-		}
-		now := q.clk.Now()
-		if best != "" && !bestT.After(now) {
-			delete(q.due, best)
-			q.mu.Unlock()
-			return best, true
-		}
-		notify := q.notify
-		q.mu.Unlock()
-		var timer <-chan time.Time
-		if best != "" {
-			timer = q.clk.After(bestT.Sub(now))
-		}
-		select {
-		case <-ctx.Done():
-			return "", false
-		case <-notify:
-		case <-timer:
-		}
-	}
 }

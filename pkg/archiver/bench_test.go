@@ -68,7 +68,7 @@ func benchArchiver(b *testing.B, e *env, size, bytesPerSecond int64) (upload fun
 			b.Fatal(err)
 		}
 		defer conn.Close()
-		if _, err := a.upload(context.Background(), conn, it); err != nil {
+		if _, err := a.upload(context.Background(), conn, &it); err != nil {
 			b.Fatal(err)
 		}
 		return time.Since(start)

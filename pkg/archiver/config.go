@@ -202,7 +202,14 @@ type Config struct {
 	// ConcurrentRequests per file upload (SFTP write requests in flight). 16: with OpenSSH's 255 KiB writes about
 	// 4 MiB in flight per file (32 KiB writes with other servers: 512 KiB).
 	ConcurrentRequests int
+	// ChunkSize is the unit of resume (and of compression: one zstd frame per chunk): the acknowledged prefix is
+	// journalled (fsynced) after each chunk, so an interruption sends at most one chunk twice. 8 MiB; at most
+	// MaxChunkSize. An upload holds about two chunks in memory.
+	ChunkSize int64
 }
+
+// MaxChunkSize bounds Config.ChunkSize: what an interruption may send twice.
+const MaxChunkSize = 64 << 20
 
 func (c *Config) setDefaults() {
 	def := func(d *time.Duration, v time.Duration) {
@@ -225,6 +232,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ConcurrentRequests == 0 {
 		c.ConcurrentRequests = 16
+	}
+	if c.ChunkSize == 0 {
+		c.ChunkSize = 8 << 20
 	}
 }
 
@@ -254,6 +264,9 @@ func (c Config) Validate() error {
 	}
 	if c.ConcurrentRequests < 0 || c.ConcurrentRequests > 1024 {
 		errs = append(errs, fmt.Errorf("concurrentRequests %d: out of range 0-1024", c.ConcurrentRequests))
+	}
+	if c.ChunkSize < 0 || c.ChunkSize > MaxChunkSize {
+		errs = append(errs, fmt.Errorf("chunkSize %d: out of range 1-%d", c.ChunkSize, MaxChunkSize))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("archiver config: %w", errors.Join(errs...))

@@ -42,9 +42,9 @@ func (c *Conn) Close() error {
 	return c.err
 }
 
-// Dialer opens SFTP sessions to the archive server.
+// Dialer opens sessions to the archive server (SSHDialer: SFTP).
 type Dialer interface {
-	Dial(ctx context.Context) (*Conn, error)
+	Dial(ctx context.Context) (Remote, error)
 }
 
 // SSHDialer connects with golang.org/x/crypto/ssh and checks the server's
@@ -134,7 +134,7 @@ const (
 )
 
 // Dial connects, authenticates and starts the SFTP subsystem.
-func (d *SSHDialer) Dial(ctx context.Context) (*Conn, error) {
+func (d *SSHDialer) Dial(ctx context.Context) (Remote, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
 	addr := d.target.Addr()

@@ -208,6 +208,29 @@ func writeRandom(t testing.TB, p string, size int64, seed uint64) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// writeRandomThen writes size pseudo-random bytes, each 64 KiB block passed through edit first.
+func writeRandomThen(p string, size int64, seed uint64, edit func([]byte)) error {
+	f, err := os.Create(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var s [32]byte
+	s[0], s[1] = byte(seed), byte(seed>>8)
+	src := rand.NewChaCha8(s)
+	buf := make([]byte, 64<<10)
+	for left := size; left > 0; {
+		n := min(int64(len(buf)), left)
+		_, _ = src.Read(buf[:n])
+		edit(buf[:n])
+		if _, err := f.Write(buf[:n]); err != nil {
+			return err
+		}
+		left -= n
+	}
+	return f.Close()
+}
+
 func fileSHA(t testing.TB, p string) string {
 	t.Helper()
 	f, err := os.Open(p)

@@ -63,7 +63,8 @@ func TestUploadVerifiedWithManifest(t *testing.T) {
 	st, _ := os.Stat(big)
 	ref, _ := store.ParsePodDirName(pod)
 	want := Manifest{Namespace: "team-a", Pod: "web-7d9f", UID: ref.UID, Node: "node-a", Container: "app",
-		Path: "app/java_pid1.hprof", Size: size, SHA256: bigSum, Mtime: st.ModTime().UTC()}
+		Path: "app/java_pid1.hprof", Size: size, SHA256: bigSum, Compression: "none", StoredSize: size, StoredSHA256: bigSum,
+		Mtime: st.ModTime().UTC()}
 	m.UploadedAt, m.Item = time.Time{}, ""
 	if m != want {
 		t.Fatalf("manifest\n got %+v\nwant %+v", m, want)
@@ -94,8 +95,8 @@ func TestUploadVerifiedWithManifest(t *testing.T) {
 	}
 	// The metrics are registered with the injected registry.
 	if n, err := seriesCount(r.reg, "keeplog_archiver_uploads_total", "keeplog_archiver_queue_depth",
-		"keeplog_archiver_upload_duration_seconds", "keeplog_archiver_uploaded_bytes_total"); err != nil || n != 7 {
-		t.Fatalf("gathered %d series (%v), want 7", n, err)
+		"keeplog_archiver_upload_duration_seconds", "keeplog_archiver_uploaded_bytes_total"); err != nil || n != 8 {
+		t.Fatalf("gathered %d series (%v), want 8", n, err)
 	}
 
 	// A restart does not upload anything again.
@@ -184,6 +185,14 @@ func TestServerStoppedDuringUploadsThenRestarted(t *testing.T) {
 		}
 		return false
 	})
+	waitFor(t, time.Minute, "a chunk acknowledged", func() bool {
+		for _, it := range r.a.journal.Items() {
+			if it.Progress != nil && it.Progress.Stored > 0 {
+				return true
+			}
+		}
+		return false
+	})
 	e.srv.Stop()
 	waitFor(t, time.Minute, "a failed attempt", func() bool { return r.rec.count(ReasonArchiveRetry) > 0 })
 	time.Sleep(1500 * time.Millisecond) // the server stays away for a while: more attempts fail
@@ -197,6 +206,10 @@ func TestServerStoppedDuringUploadsThenRestarted(t *testing.T) {
 	}
 	if n := metricValue(t, r.a.m.uploads.WithLabelValues(ResultRetry)); n < 1 {
 		t.Fatalf("uploads_total{retry} = %v, want >= 1", n)
+	}
+	// The server kept the temporary files: the uploads continued from what it had acknowledged.
+	if n := metricValue(t, r.a.m.resumes.WithLabelValues(ResumeContinued)); n < 1 {
+		t.Fatalf("upload_resumes_total{continued} = %v, want >= 1 after a server restart", n)
 	}
 }
 

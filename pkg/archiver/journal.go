@@ -48,8 +48,21 @@ type Item struct {
 	MtimeNs   int64     `json:"mtimeNs"`
 	State     ItemState `json:"state"`
 	// Remote is the archive path chosen for it (unique per node).
-	Remote            string    `json:"remote,omitempty"`
-	SHA256            string    `json:"sha256,omitempty"`
+	Remote string `json:"remote,omitempty"`
+	// SHA256 is the file's own (raw) digest once done.
+	SHA256 string `json:"sha256,omitempty"`
+	// Compression is how the file is stored ("" raw, "zstd:<level>"), decided when it was journalled so that the
+	// remote name (".zst") and every attempt agree.
+	Compression string `json:"compression,omitempty"`
+	// StoredSize and StoredSHA256 describe the remote file once done (equal to Size and SHA256 when raw).
+	StoredSize   int64  `json:"storedSize,omitempty"`
+	StoredSHA256 string `json:"storedSha256,omitempty"`
+	// Progress is what the server acknowledged of an upload under way (nil when none): an interrupted upload
+	// continues from it.
+	Progress *Progress `json:"progress,omitempty"`
+	// SameAs is the ID of the archived item this one has the same content as (same inode, size and sha256: a
+	// touch, rename or hard link): done without an upload, Remote is that item's.
+	SameAs            string    `json:"sameAs,omitempty"`
 	DeleteAfterUpload bool      `json:"deleteAfterUpload,omitempty"`
 	Deleted           bool      `json:"deleted,omitempty"`
 	Attempts          int       `json:"attempts,omitempty"`
@@ -144,7 +157,7 @@ func OpenJournal(dir string) (*Journal, []error, error) {
 }
 
 func (j *Journal) claim(it *Item) {
-	if it.Remote != "" {
+	if it.Remote != "" && it.SameAs == "" { // a same-content item points at another item's remote file
 		j.remote[it.Remote] = it.ID
 		j.remote[manifestPath(it.Remote)] = it.ID
 	}
@@ -232,11 +245,28 @@ func (j *Journal) Remove(id string) error {
 		return err
 	}
 	delete(j.items, id)
-	if it.Remote != "" {
-		delete(j.remote, it.Remote)
-		delete(j.remote, manifestPath(it.Remote))
+	for _, p := range []string{it.Remote, manifestPath(it.Remote)} {
+		if j.remote[p] == id {
+			delete(j.remote, p)
+		}
 	}
 	return nil
+}
+
+// sameInode returns the items of podDir other than id whose file had inode ino and the given size: the
+// candidates for "same content" (inode numbers are compared without the device, which can change across
+// reboots; within one pod directory, one filesystem, they name one file).
+func (j *Journal) sameInode(podDir, id string, ino uint64, size int64) []Item {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var out []Item
+	for _, it := range j.items {
+		if it.ID != id && it.PodDir == podDir && it.Ino == ino && it.Size == size {
+			out = append(out, *it)
+		}
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].QueuedAt.Before(out[b].QueuedAt) })
+	return out
 }
 
 // First returns the first item recorded for a container under a reset token.

@@ -27,6 +27,7 @@ const childEnv = "KEEPLOG_ARCHIVER_CHILD_SPEC"
 type childSpec struct {
 	Root, StateDir, TargetFile string
 	BytesPerSecond             int64
+	Compression                string // the pod policy's, e.g. "zstd:3"
 }
 
 func TestMain(m *testing.M) {
@@ -60,7 +61,13 @@ func runChild(specFile string) int {
 	log := funcr.New(func(prefix, args string) { fmt.Fprintln(os.Stderr, prefix, args) }, funcr.Options{Verbosity: 1})
 	a, err := New(Config{NodeName: "node-k", Target: tg, QuietPeriod: 200 * time.Millisecond, PollInterval: 50 * time.Millisecond,
 		MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second, BytesPerSecond: spec.BytesPerSecond},
-		Deps{Root: spec.Root, StateDir: spec.StateDir, Dialer: d, Log: log})
+		Deps{Root: spec.Root, StateDir: spec.StateDir, Dialer: d, Log: log, Policy: func(string) Policy {
+			algo, level := describeCompression(spec.Compression)
+			if spec.Compression == "" {
+				algo = ""
+			}
+			return Policy{Compression: algo, CompressionLevel: level}
+		}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 2
@@ -169,12 +176,13 @@ func TestSIGKILLMidUploadEachFileOnceAndIntact(t *testing.T) {
 			_ = cmd.Wait()
 			t.Fatalf("all files finished after %d kills mid-upload; want %d", midUpload, kills)
 		}
-		// Two uploads share the rate, so a pair takes 2*uploadTime. Odd
-		// rounds kill early in the first pair, even rounds after it, so
-		// that some files finish between kills.
-		delay := time.Duration(rand.Int64N(int64(uploadTime)))
-		if round%2 == 0 {
-			delay += 3 * uploadTime
+		// Two uploads share the rate, so a pair takes 2*uploadTime. Uploads resume, so every run's progress
+		// is kept: the kills come within half an upload time of the start (every fourth one two upload times
+		// later, so that some files finish between kills), and ten of them land before all files are through. (Before resume, each kill restarted
+		// the uploads under way, and the kills could be three upload times apart.)
+		delay := time.Duration(rand.Int64N(int64(uploadTime / 2)))
+		if round%4 == 0 {
+			delay += 2 * uploadTime
 		}
 		time.Sleep(delay)
 		mid := tempWithData()

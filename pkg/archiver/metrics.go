@@ -11,7 +11,9 @@ const (
 	ResultSuccess = "success" // uploaded and verified
 	ResultRetry   = "retry"   // an attempt failed; it will be retried
 	ResultFailed  = "failed"  // given up: the local file cannot be uploaded
-	ResultSkipped = "skipped" // not uploaded by policy (firstOnly)
+	ResultSkipped = "skipped" // not uploaded by policy (firstOnly, a sparse file)
+	// ResultSameContent: not uploaded, the same content (inode, size, sha256) is archived already.
+	ResultSameContent = "same_content"
 )
 
 type metrics struct {
@@ -23,7 +25,14 @@ type metrics struct {
 	overflows    prometheus.Counter
 	statusWrites prometheus.Counter
 	unwalked     *prometheus.CounterVec
+	resumes      *prometheus.CounterVec
 }
+
+// Results in keeplog_archiver_upload_resumes_total{result}.
+const (
+	ResumeContinued = "continued" // continued after the acknowledged prefix the server held
+	ResumeRestarted = "restarted" // the server did not hold it (gone, shorter, changed): started over
+)
 
 // Reasons in keeplog_archiver_unwalked_directories_total{reason}.
 const (
@@ -55,9 +64,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "keeplog_archiver_unwalked_directories_total",
 			Help: "Directories inside pod directories the archiver did not enter (a mount, or too deep); their pod directories are never archived, so the GC keeps them.",
 		}, []string{"reason"}),
+		resumes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keeplog_archiver_upload_resumes_total",
+			Help: "Interrupted uploads taken up again: continued after the prefix the server acknowledged, or restarted from 0 because the server did not hold it.",
+		}, []string{"result"}),
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "keeplog_archiver_uploaded_bytes_total",
-			Help: "Bytes sent to the archive server (including attempts that failed).",
+			Help: "Bytes sent to the archive server, as stored (compressed when compressed), including attempts that failed.",
 		}),
 		uploads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keeplog_archiver_uploads_total",
@@ -69,14 +82,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(0.25, 2, 16), // 0.25s .. ~2.3h
 		}),
 	}
+	for _, r := range []string{ResumeContinued, ResumeRestarted} {
+		m.resumes.WithLabelValues(r)
+	}
 	for _, r := range []string{UnwalkedMount, UnwalkedTooDeep} {
 		m.unwalked.WithLabelValues(r)
 	}
-	for _, r := range []string{ResultSuccess, ResultRetry, ResultFailed, ResultSkipped} {
+	for _, r := range []string{ResultSuccess, ResultRetry, ResultFailed, ResultSkipped, ResultSameContent} {
 		m.uploads.WithLabelValues(r)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.queueDepth, m.settling, m.bytes, m.uploads, m.duration, m.overflows, m.statusWrites, m.unwalked} {
+		for _, c := range []prometheus.Collector{m.queueDepth, m.settling, m.bytes, m.uploads, m.duration, m.overflows, m.statusWrites, m.unwalked, m.resumes} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register archiver metrics: %w", err)
 			}

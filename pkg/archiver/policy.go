@@ -25,6 +25,13 @@ type Policy struct {
 	// FirstOnlyReset starts a new "first" for every container whenever its
 	// value changes (e.g. fed from a pod annotation).
 	FirstOnlyReset string
+	// Compression is "" or "none" (stored as is) or "zstd" (stored as independent zstd frames, remote name +
+	// ".zst"), at CompressionLevel (1-22; 0 = DefaultZstdLevel).
+	Compression      string
+	CompressionLevel int
+	// Sparse is what happens to a sparse file (see sparse.go) that is not compressed anyway: SparseCompress
+	// (also ""), SparseSkip or SparseUpload.
+	Sparse string
 }
 
 // DefaultPatterns are heap dumps, core dumps and JVM crash logs.
@@ -47,6 +54,19 @@ func (p Policy) Validate() error {
 		if _, err := path.Match(pat, ""); err != nil {
 			errs = append(errs, fmt.Errorf("pattern %q: %v", pat, err))
 		}
+	}
+	switch p.Compression {
+	case "", "none", "zstd":
+	default:
+		errs = append(errs, fmt.Errorf("compression %q: must be none or zstd", p.Compression))
+	}
+	if p.CompressionLevel < 0 || p.CompressionLevel > 22 {
+		errs = append(errs, fmt.Errorf("compression level %d: must be 1-22", p.CompressionLevel))
+	}
+	switch p.Sparse {
+	case "", SparseCompress, SparseSkip, SparseUpload:
+	default:
+		errs = append(errs, fmt.Errorf("sparse %q: must be %s, %s or %s", p.Sparse, SparseCompress, SparseSkip, SparseUpload))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("archive policy: %w", errors.Join(errs...))
@@ -86,3 +106,10 @@ func (p Policy) Matches(rel string) bool {
 func isOwnFile(base string) bool {
 	return base == LegacyStatusFileName || safefs.IsTempOf(base, LegacyStatusFileName)
 }
+
+// Sparse actions (Policy.Sparse).
+const (
+	SparseCompress = "compress"
+	SparseSkip     = "skip"
+	SparseUpload   = "upload"
+)

@@ -36,12 +36,14 @@ const (
 
 // FileStatus is one line of the status file.
 type FileStatus struct {
-	Path     string    `json:"path"`
-	State    string    `json:"state"`
-	Size     int64     `json:"size,omitempty"`
-	Mtime    time.Time `json:"mtime,omitzero"`
-	SHA256   string    `json:"sha256,omitempty"`
-	Remote   string    `json:"remote,omitempty"`
+	Path   string    `json:"path"`
+	State  string    `json:"state"`
+	Size   int64     `json:"size,omitempty"`
+	Mtime  time.Time `json:"mtime,omitzero"`
+	SHA256 string    `json:"sha256,omitempty"`
+	Remote string    `json:"remote,omitempty"`
+	// SameAs names the file (path in the pod directory) whose archived copy this file's content is.
+	SameAs   string    `json:"sameAs,omitempty"`
 	Attempts int       `json:"attempts,omitempty"`
 	Deleted  bool      `json:"deletedAfterUpload,omitempty"`
 	Error    string    `json:"error,omitempty"`
@@ -64,11 +66,18 @@ func (a *Archiver) podStatus(pod string) PodStatus {
 	ref, _ := store.ParsePodDirName(pod)
 	ps := PodStatus{Namespace: ref.Namespace, Pod: ref.Name, UID: ref.UID, Node: a.cfg.NodeName, Updated: a.clk.Now().UTC()}
 	for _, it := range a.journal.PodItems(pod) {
-		ps.Files = append(ps.Files, FileStatus{
+		fs := FileStatus{
 			Path: it.Rel, State: string(it.State), Size: it.Size, Mtime: time.Unix(0, it.MtimeNs).UTC(),
 			SHA256: it.SHA256, Remote: it.Remote, Attempts: it.Attempts, Deleted: it.Deleted, Error: it.Error,
 			Updated: it.UpdatedAt.UTC(),
-		})
+		}
+		if it.SameAs != "" {
+			fs.SameAs = it.SameAs
+			if orig, ok := a.journal.Get(it.SameAs); ok {
+				fs.SameAs = orig.Rel
+			}
+		}
+		ps.Files = append(ps.Files, fs)
 	}
 	for _, f := range a.settler.all() {
 		if f.pod == pod {

@@ -513,9 +513,9 @@ func TestArchivedComesFromTheJournalAndTheDisk(t *testing.T) {
 }
 
 // dialerFunc is a Dialer for tests that never connect.
-type dialerFunc func(ctx context.Context) (*Conn, error)
+type dialerFunc func(ctx context.Context) (Remote, error)
 
-func (f dialerFunc) Dial(ctx context.Context) (*Conn, error) {
+func (f dialerFunc) Dial(ctx context.Context) (Remote, error) {
 	if f == nil {
 		return nil, errors.New("test dialer: no server")
 	}

@@ -2,21 +2,16 @@ package archiver
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
-	"io"
 	"io/fs"
 	"os"
 	"path"
 	"time"
 
-	"github.com/pkg/sftp"
 	"golang.org/x/sys/unix"
-	"golang.org/x/time/rate"
 
 	"github.com/keeplog/keeplog/pkg/store"
 )
@@ -25,65 +20,25 @@ import (
 // ("<file>.manifest.json"). It is renamed into place before the file itself,
 // so an archived file always has its manifest.
 type Manifest struct {
-	Namespace  string    `json:"namespace"`
-	Pod        string    `json:"pod"`
-	UID        string    `json:"uid"`
-	Node       string    `json:"node"`
-	Container  string    `json:"container"`
-	Path       string    `json:"path"` // inside the pod directory
-	Size       int64     `json:"size"`
-	SHA256     string    `json:"sha256"`
-	Mtime      time.Time `json:"mtime"`
-	UploadedAt time.Time `json:"uploadedAt"`
-	Item       string    `json:"keeplogItem"` // journal item ID, for idempotent redo
-}
-
-// uploadReader reads the local file once, sequentially: it hashes, counts,
-// honours the bandwidth limit and the context, and refuses to read past the
-// size the file had when it was found finished.
-type uploadReader struct {
-	ctx     context.Context
-	f       *os.File
-	limiter *rate.Limiter
-	h       hash.Hash
-	n       int64
-	want    int64
-	onBytes func(int)
-}
-
-func (r *uploadReader) Read(p []byte) (int, error) {
-	if err := r.ctx.Err(); err != nil {
-		return 0, context.Cause(r.ctx)
-	}
-	if r.limiter != nil {
-		if b := r.limiter.Burst(); len(p) > b {
-			p = p[:b]
-		}
-		if err := r.limiter.WaitN(r.ctx, len(p)); err != nil {
-			if r.ctx.Err() != nil {
-				return 0, context.Cause(r.ctx)
-			}
-			return 0, err
-		}
-	}
-	n, err := r.f.Read(p)
-	if n > 0 {
-		r.h.Write(p[:n])
-		r.n += int64(n)
-		if r.onBytes != nil {
-			r.onBytes(n)
-		}
-		if r.n > r.want {
-			return n, permanentf("%s grew past the %d bytes it had when it was found finished", r.f.Name(), r.want)
-		}
-	}
-	if errors.Is(err, io.EOF) && r.n < r.want {
-		return n, permanentf("%s shrank to %d bytes (it had %d when it was found finished)", r.f.Name(), r.n, r.want)
-	}
-	if err != nil && !errors.Is(err, io.EOF) {
-		return n, permanentf("read %s: %w", r.f.Name(), err)
-	}
-	return n, err
+	Namespace string `json:"namespace"`
+	Pod       string `json:"pod"`
+	UID       string `json:"uid"`
+	Node      string `json:"node"`
+	Container string `json:"container"`
+	Path      string `json:"path"` // inside the pod directory
+	// Size and SHA256 are the local file's (what a restore gives back).
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+	// Compression is how the remote file stores it: "none", or "zstd" (independent frames, one per chunk:
+	// `zstd -d` restores it) with CompressionLevel.
+	Compression      string `json:"compression"`
+	CompressionLevel int    `json:"compressionLevel,omitempty"`
+	// StoredSize and StoredSHA256 are the remote file's (equal to Size and SHA256 when not compressed).
+	StoredSize   int64     `json:"storedSize"`
+	StoredSHA256 string    `json:"storedSha256"`
+	Mtime        time.Time `json:"mtime"`
+	UploadedAt   time.Time `json:"uploadedAt"`
+	Item         string    `json:"keeplogItem"` // journal item ID, for idempotent redo
 }
 
 // localError classifies a failure to open a local file: all of them are
@@ -98,184 +53,206 @@ func localError(err error) error {
 	return permanent(err)
 }
 
-// upload sends one item to the server and verifies it. It returns the
-// sha256 of what was sent. Errors wrapped by permanent() are not retried.
-func (a *Archiver) upload(ctx context.Context, conn *Conn, it Item) (string, error) {
+// uploaded is what a verified upload stored.
+type uploaded struct {
+	sha256, storedSHA256 string
+	stored               int64
+}
+
+// upload sends one item to the server, verifies it and renames it into place. An interrupted upload continues
+// from it.Progress, which upload keeps current (journalled after every acknowledged chunk). Errors wrapped by
+// permanent() are not retried.
+func (a *Archiver) upload(ctx context.Context, rm Remote, it *Item) (uploaded, error) {
 	pod, err := store.ParsePodDirName(it.PodDir)
 	if err != nil {
-		return "", permanent(err)
+		return uploaded{}, permanent(err)
 	}
 	f, st, err := a.fs.open(it.PodDir, it.Rel)
 	if err != nil {
-		return "", localError(err)
+		return uploaded{}, localError(err)
 	}
 	defer f.Close()
 	if st.Ino != it.Ino || st.Size != it.Size || st.Mtim.Nano() != it.MtimeNs {
-		return "", permanentf("%s changed after it was found finished (inode %d size %d mtime %d, was %d %d %d)",
+		return uploaded{}, permanentf("%s changed after it was found finished (inode %d size %d mtime %d, was %d %d %d)",
 			f.Name(), st.Ino, st.Size, st.Mtim.Nano(), it.Ino, it.Size, it.MtimeNs)
 	}
-	c := conn.SFTP
 	final := it.Remote
 	tmp := tempPath(final, it.ID)
 
 	// A previous run may have finished the rename and died before the
 	// journal said so: then the file and a manifest naming this item exist.
-	if sum, ok := alreadyArchived(c, final, it); ok {
-		_ = c.Remove(tmp)
-		_ = c.Remove(tempPath(manifestPath(final), it.ID))
-		return sum, nil
+	if m, ok := alreadyArchived(rm, final, it); ok {
+		_ = rm.Remove(tmp)
+		_ = rm.Remove(tempPath(manifestPath(final), it.ID))
+		return uploaded{sha256: m.SHA256, storedSHA256: m.StoredSHA256, stored: m.StoredSize}, nil
 	}
 	dir := path.Dir(final)
-	if err := c.MkdirAll(dir); err != nil {
-		return "", fmt.Errorf("create remote directory %s: %w", dir, err)
+	if err := rm.MkdirAll(dir); err != nil {
+		return uploaded{}, err
 	}
-	w, err := createTemp(c, tmp, it.Size)
+	enc, err := newEncoder(it.Compression)
 	if err != nil {
-		return "", err
+		return uploaded{}, permanent(err)
 	}
-	r := &uploadReader{ctx: ctx, f: f, limiter: a.limiter, h: sha256.New(), want: it.Size,
-		onBytes: func(n int) { a.m.bytes.Add(float64(n)) }}
-	n, err := w.ReadFromWithConcurrency(r, a.cfg.ConcurrentRequests)
+	up, err := a.resume(rm, it, tmp, dir, &st, enc != nil)
 	if err != nil {
-		_ = w.Close()
-		if ctx.Err() != nil {
-			return "", fmt.Errorf("upload %s to %s interrupted: %w", f.Name(), tmp, context.Cause(ctx))
-		}
-		// The partial file goes before the retry: on a full server it would keep the server full.
-		_ = c.Remove(tmp)
-		if isPermanent(err) {
-			return "", err
-		}
-		return "", serverError(c, dir, it.Size, fmt.Errorf("upload %s to %s: %w", f.Name(), tmp, err))
+		return uploaded{}, err
 	}
-	if n != it.Size || r.n != it.Size {
-		_ = w.Close()
-		return "", permanentf("upload %s: read %d bytes, want %d", f.Name(), r.n, it.Size)
+	res, err := a.sendChunks(ctx, up, f, it, enc)
+	if err != nil {
+		return uploaded{}, a.interrupted(ctx, up, it, fmt.Errorf("upload %s to %s: %w", f.Name(), tmp, err))
 	}
 	// The file must not have changed while it was read.
 	var after unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &after); err != nil {
-		_ = w.Close()
-		return "", fmt.Errorf("fstat %s: %w", f.Name(), err)
+		_ = up.Close()
+		return uploaded{}, fmt.Errorf("fstat %s: %w", f.Name(), err)
 	}
 	if after.Size != it.Size || after.Mtim.Nano() != it.MtimeNs {
-		_ = w.Close()
-		_ = c.Remove(tmp)
-		return "", permanentf("%s changed while it was uploaded", f.Name())
+		return uploaded{}, a.interrupted(ctx, up, it, permanentf("%s changed while it was uploaded", f.Name()))
 	}
-	if err := w.Close(); err != nil {
-		_ = c.Remove(tmp)
-		return "", serverError(c, dir, it.Size, fmt.Errorf("close remote file %s: %w", tmp, err))
+	if err := up.Commit(res.stored); err != nil {
+		return uploaded{}, a.interrupted(ctx, up, it, err)
 	}
-	rst, err := c.Stat(tmp)
-	if err != nil {
-		return "", fmt.Errorf("stat remote file %s: %w", tmp, err)
-	}
-	if rst.Size() != r.n {
-		return "", fmt.Errorf("remote file %s has %d bytes, %d were sent", tmp, rst.Size(), r.n)
-	}
-	sum := hex.EncodeToString(r.h.Sum(nil))
-
+	algo, level := describeCompression(it.Compression)
 	m := Manifest{
 		Namespace: pod.Namespace, Pod: pod.Name, UID: pod.UID, Node: a.cfg.NodeName,
-		Container: it.Container, Path: it.Rel, Size: it.Size, SHA256: sum,
+		Container: it.Container, Path: it.Rel, Size: it.Size, SHA256: res.sha256,
+		Compression: algo, CompressionLevel: level, StoredSize: res.stored, StoredSHA256: res.storedSHA256,
 		Mtime: time.Unix(0, it.MtimeNs).UTC(), UploadedAt: a.clk.Now().UTC(), Item: it.ID,
 	}
 	mb, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
-		return "", err
+		return uploaded{}, err
 	}
-	if err := putSmall(c, manifestPath(final), tempPath(manifestPath(final), it.ID), append(mb, '\n')); err != nil {
-		_ = c.Remove(tmp)
-		return "", serverError(c, dir, it.Size, err)
+	if err := rm.PutSmall(manifestPath(final), tempPath(manifestPath(final), it.ID), append(mb, '\n')); err != nil {
+		return uploaded{}, err // the verified temporary file stays: the retry resumes at its end
 	}
-	if err := renameOver(c, tmp, final); err != nil {
-		return "", err
+	if err := rm.Rename(tmp, final); err != nil {
+		return uploaded{}, err
 	}
-	return sum, nil
+	return res, nil
 }
 
-// alreadyArchived reports whether final and its manifest are this item's.
-func alreadyArchived(c *sftp.Client, final string, it Item) (string, bool) {
-	st, err := c.Stat(final)
-	if err != nil || st.Size() != it.Size {
-		return "", false
-	}
-	mf, err := c.Open(manifestPath(final))
+// resume opens the upload session at the journalled prefix, or from the start (said in the log and an Event)
+// when the server does not hold it, and checks that the rest fits on the server.
+func (a *Archiver) resume(rm Remote, it *Item, tmp, dir string, st *unix.Stat_t, compressed bool) (Upload, error) {
+	up := rm.Upload(tmp)
+	from, why, err := up.Resume(it.Progress.prefix())
 	if err != nil {
-		return "", false
+		return nil, err
 	}
-	defer mf.Close()
-	b, err := io.ReadAll(io.LimitReader(mf, 1<<16))
+	ref, _ := store.ParsePodDirName(it.PodDir)
+	switch {
+	case from > 0:
+		a.m.resumes.WithLabelValues(ResumeContinued).Inc()
+		a.log.Info("Resuming upload", "pod", ref.String(), "file", it.Rel, "acknowledgedBytes", from, "rawBytes", it.Progress.Raw)
+	case it.Progress != nil && it.Progress.Stored > 0:
+		a.m.resumes.WithLabelValues(ResumeRestarted).Inc()
+		a.log.Info("Cannot resume upload; starting over", "pod", ref.String(), "file", it.Rel, "reason", why)
+		a.rec.Event(ref, "Warning", ReasonUploadRestarted, fmt.Sprintf("%s: upload starts over: %s", it.Rel, why))
+		it.Progress = nil
+	default:
+		it.Progress = nil
+	}
+	if err := rm.CheckSpace(dir, spaceNeeded(it, st, compressed)); err != nil {
+		_ = up.Close()
+		return nil, err
+	}
+	return up, nil
+}
+
+// spaceNeeded bounds what the rest of an upload stores: the raw bytes left, or, compressed, no more than the
+// allocated bytes left (holes compress to almost nothing) plus frame overhead.
+func spaceNeeded(it *Item, st *unix.Stat_t, compressed bool) int64 {
+	var done int64
+	if it.Progress != nil {
+		done = it.Progress.Raw
+	}
+	left := it.Size - done
+	if compressed {
+		left = min(left, st.Blocks*512) + left/256
+	}
+	return left
+}
+
+// interrupted ends a failed upload session: a permanent failure or a discarded partial file starts the next
+// attempt over (the temporary file is removed); anything else (a lost connection, a shutdown) keeps the server's
+// prefix for the next attempt.
+func (a *Archiver) interrupted(ctx context.Context, up Upload, it *Item, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		_ = up.Close()
+		return fmt.Errorf("%w (interrupted: %v)", err, context.Cause(ctx))
+	case isPermanent(err) || errors.Is(err, errStartOver):
+		_ = up.Abort()
+		it.Progress = nil
+	default:
+		_ = up.Close()
+	}
+	return err
+}
+
+// sendChunks reads the file from it.Progress on, one chunk at a time, and sends each (compressed as an
+// independent zstd frame when enc is set), journalling the acknowledged prefix after each chunk.
+func (a *Archiver) sendChunks(ctx context.Context, up Upload, f *os.File, it *Item, enc *encoder) (uploaded, error) {
+	d, err := newDigests(it.Progress)
 	if err != nil {
-		return "", false
+		it.Progress = nil
+		return uploaded{}, startOver(err)
+	}
+	var raw, stored int64
+	if it.Progress != nil {
+		raw, stored = it.Progress.Raw, it.Progress.Stored
+	}
+	buf := make([]byte, min(a.cfg.ChunkSize, max(it.Size, 1)))
+	for first := true; raw < it.Size || (first && enc != nil && it.Size == 0); first = false {
+		n := min(int64(len(buf)), it.Size-raw)
+		chunk := buf[:n]
+		if _, err := f.ReadAt(chunk, raw); err != nil {
+			return uploaded{}, permanentf("read %s at %d: %w (it had %d bytes when it was found finished)", f.Name(), raw, err, it.Size)
+		}
+		out := chunk
+		if enc != nil {
+			out = enc.encode(chunk)
+		}
+		r := &throttled{ctx: ctx, limiter: a.limiter, b: out, onBytes: func(n int) { a.m.bytes.Add(float64(n)) }}
+		if err := up.Write(stored, r, int64(len(out))); err != nil {
+			return uploaded{}, err
+		}
+		d.add(chunk, out)
+		raw, stored = raw+n, stored+int64(len(out))
+		p, err := d.progress(raw, stored, up.Token())
+		if err != nil {
+			return uploaded{}, err
+		}
+		it.Progress = p
+		if _, err := a.journal.Put(*it, ""); err != nil {
+			a.log.Error(err, "Cannot record upload progress; an interruption now resends more")
+		}
+	}
+	return uploaded{sha256: hex.EncodeToString(d.raw.Sum(nil)), storedSHA256: hex.EncodeToString(d.stored.Sum(nil)), stored: stored}, nil
+}
+
+// alreadyArchived returns the manifest when final and its manifest are this item's.
+func alreadyArchived(rm Remote, final string, it *Item) (Manifest, bool) {
+	size, err := rm.Stat(final)
+	if err != nil {
+		return Manifest{}, false
+	}
+	b, err := rm.ReadSmall(manifestPath(final), 1<<16)
+	if err != nil {
+		return Manifest{}, false
 	}
 	var m Manifest
 	if json.Unmarshal(b, &m) != nil || m.Item != it.ID || m.Size != it.Size || len(m.SHA256) != 64 {
-		return "", false
+		return Manifest{}, false
 	}
-	return m.SHA256, true
-}
-
-// createTemp creates the temporary file an upload of size bytes writes, after checking that they fit on the server.
-// A temporary file a failed attempt or a killed keeplog left is removed first: it would keep a full server full, and
-// O_EXCL then makes sure the file is a new one, created with mode 0600 (see createModeWriter), not an old one of
-// another mode.
-func createTemp(c *sftp.Client, tmp string, size int64) (*sftp.File, error) {
-	if _, err := c.Lstat(tmp); err == nil { // one round trip when there is none (Remove takes three)
-		if err := c.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("remove the remote file %s of an earlier attempt: %w", tmp, err)
-		}
+	if m.StoredSize == 0 && m.StoredSHA256 == "" { // a manifest of keeplog before compression
+		m.StoredSize, m.StoredSHA256 = m.Size, m.SHA256
 	}
-	if err := checkSpace(c, path.Dir(tmp), size); err != nil {
-		return nil, err
+	if size != m.StoredSize {
+		return Manifest{}, false
 	}
-	w, err := c.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
-	if err != nil {
-		return nil, serverError(c, path.Dir(tmp), size, fmt.Errorf("create remote file %s: %w", tmp, err))
-	}
-	return w, nil
-}
-
-// putSmall writes a small file through a temporary name and renames it.
-func putSmall(c *sftp.Client, final, tmp string, data []byte) error {
-	w, err := createTemp(c, tmp, int64(len(data)))
-	if err != nil {
-		return err
-	}
-	if _, err := w.Write(data); err != nil {
-		_ = w.Close()
-		_ = c.Remove(tmp)
-		return fmt.Errorf("write remote file %s: %w", tmp, err)
-	}
-	if err := w.Close(); err != nil {
-		_ = c.Remove(tmp)
-		return fmt.Errorf("close remote file %s: %w", tmp, err)
-	}
-	if st, err := c.Stat(tmp); err != nil || st.Size() != int64(len(data)) {
-		if err == nil {
-			err = fmt.Errorf("has %d bytes, %d were sent", st.Size(), len(data))
-		}
-		return fmt.Errorf("verify remote file %s: %w", tmp, err)
-	}
-	return renameOver(c, tmp, final)
-}
-
-// renameOver renames, replacing an existing target: atomically with the
-// posix-rename@openssh.com extension, else remove + rename.
-func renameOver(c *sftp.Client, from, to string) error {
-	if _, ok := c.HasExtension("posix-rename@openssh.com"); ok {
-		if err := c.PosixRename(from, to); err != nil {
-			return fmt.Errorf("rename remote %s to %s: %w", from, to, err)
-		}
-		return nil
-	}
-	if err := c.Rename(from, to); err == nil {
-		return nil
-	}
-	_ = c.Remove(to)
-	if err := c.Rename(from, to); err != nil {
-		return fmt.Errorf("rename remote %s to %s: %w", from, to, err)
-	}
-	return nil
+	return m, true
 }

@@ -327,7 +327,7 @@ func (a *Archiver) poll() {
 			a.consider(f.pod, f.rel, &st)
 			continue
 		}
-		a.finish(f)
+		a.finish(f, &st)
 	}
 }
 
@@ -347,7 +347,7 @@ func (a *Archiver) restat(f *settling) (unix.Stat_t, bool) {
 }
 
 // finish journals a finished file: queued for upload, or skipped by policy.
-func (a *Archiver) finish(f *settling) {
+func (a *Archiver) finish(f *settling, st *unix.Stat_t) {
 	pol := a.policy(f.pod)
 	a.markDirty(f.pod)
 	if !pol.Matches(f.rel) { // the policy changed meanwhile
@@ -364,6 +364,7 @@ func (a *Archiver) finish(f *settling) {
 		ID: itemID(f.pod, f.rel, f.state.Ino, f.state.Size, f.state.MtimeNs), PodDir: f.pod, Rel: f.rel,
 		Container: containerOf(f.rel), Ino: f.state.Ino, Size: f.state.Size, MtimeNs: f.state.MtimeNs,
 		State: StateQueued, DeleteAfterUpload: pol.DeleteAfterUpload, QueuedAt: now, UpdatedAt: now,
+		Compression: compressionSpec(pol.Compression, pol.CompressionLevel),
 	}
 	if pol.FirstOnly {
 		first, ok := a.journal.First(f.pod, it.Container, pol.FirstOnlyReset)
@@ -383,10 +384,18 @@ func (a *Archiver) finish(f *settling) {
 			}
 		}
 	}
+	sparseNote := ""
+	if it.State == StateQueued {
+		if data, ok := a.sparseData(f.pod, f.rel, st); ok {
+			sparseNote = sparseDecision(&it, pol, data)
+		}
+	}
 	remote := ""
 	if it.State == StateQueued {
 		if remote, err = RemotePath(a.cfg.Target.BaseDir, ref, f.rel); err != nil {
 			it.State, it.Error = StateFailed, err.Error()
+		} else if it.Compression != "" {
+			remote += zstdSuffix
 		}
 	}
 	if it, err = a.journal.Put(it, remote); err != nil {
@@ -394,6 +403,10 @@ func (a *Archiver) finish(f *settling) {
 		return
 	}
 	a.settler.forget(f.pod, f.rel)
+	if sparseNote != "" {
+		a.log.Info("Sparse file", "pod", ref.String(), "file", f.rel, "decision", sparseNote)
+		a.rec.Event(ref, "Warning", ReasonSparse, sparseNote)
+	}
 	switch it.State {
 	case StateQueued:
 		a.log.V(1).Info("File finished; queued for upload", "pod", ref.String(), "file", f.rel, "bytes", it.Size)

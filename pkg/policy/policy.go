@@ -30,6 +30,13 @@ const (
 	ParamRetainFor         = "retainFor"         // a duration (e.g. 72h) the directory is kept after the pod
 	ParamLimitAction       = "limitAction"       // "warn" (default) or "block" when the volume passes its size
 	ParamSize              = "size"              // a quantity (e.g. 1Gi): the size of a CSI inline volume, which has no request
+	// ParamArchiveCompression is "none" (default) or "zstd", optionally with a level: "zstd:3".
+	ParamArchiveCompression = "archiveCompression"
+	// ParamArchiveCompressionLevel is the zstd level, 1-22 (default 3).
+	ParamArchiveCompressionLevel = "archiveCompressionLevel"
+	// ParamArchiveSparse is what happens to a sparse file when it is not compressed anyway: "compress"
+	// (default), "skip" or "upload" (raw, holes and all).
+	ParamArchiveSparse = "archiveSparse"
 )
 
 // coParameterPrefix marks parameters the CO adds itself (csi-provisioner's --extra-create-metadata).
@@ -48,6 +55,27 @@ const (
 	// uploaded again.
 	AnnotationFirstOnlyReset = AnnotationPrefix + "first-only-reset"
 	AnnotationRetainFor      = AnnotationPrefix + "retain-for"
+
+	AnnotationArchiveCompression      = AnnotationPrefix + "archive-compression"
+	AnnotationArchiveCompressionLevel = AnnotationPrefix + "archive-compression-level"
+	AnnotationArchiveSparse           = AnnotationPrefix + "archive-sparse"
+)
+
+// Compression algorithms of ParamArchiveCompression.
+const (
+	CompressionNone = "none"
+	CompressionZstd = "zstd"
+)
+
+// SparseAction is what the archiver does with a sparse file (apparent size far beyond its data) that its policy
+// does not compress anyway.
+type SparseAction string
+
+// Sparse actions.
+const (
+	SparseCompress SparseAction = "compress" // default: archived compressed (holes cost next to nothing)
+	SparseSkip     SparseAction = "skip"     // not archived: journalled skipped, with an Event
+	SparseUpload   SparseAction = "upload"   // archived raw, holes and all
 )
 
 // LimitAction is what happens when a volume's usage passes its requested size.
@@ -80,6 +108,11 @@ type Policy struct {
 	RetainFor         time.Duration
 	LimitAction       LimitAction
 	SizeBytes         int64 // from ParamSize; 0 when not set
+	// ArchiveCompression is "" (none) or CompressionZstd, at ArchiveCompressionLevel (0: the archiver's default).
+	ArchiveCompression      string
+	ArchiveCompressionLevel int
+	// ArchiveSparse is "" (SparseCompress) or a SparseAction.
+	ArchiveSparse SparseAction
 }
 
 type field struct {
@@ -109,6 +142,47 @@ var fields = []field{
 		return fmt.Errorf("must be %q or %q", LimitWarn, LimitBlock)
 	}},
 	{ParamSize, "", func(p *Policy, v string) (err error) { p.SizeBytes, err = parseSize(v); return }},
+	{ParamArchiveCompression, AnnotationArchiveCompression, parseCompression},
+	{ParamArchiveCompressionLevel, AnnotationArchiveCompressionLevel, func(p *Policy, v string) (err error) {
+		p.ArchiveCompressionLevel, err = parseZstdLevel(v)
+		return
+	}},
+	{ParamArchiveSparse, AnnotationArchiveSparse, func(p *Policy, v string) error {
+		switch a := SparseAction(v); a {
+		case SparseCompress, SparseSkip, SparseUpload:
+			p.ArchiveSparse = a
+			return nil
+		}
+		return fmt.Errorf("must be %q, %q or %q", SparseCompress, SparseSkip, SparseUpload)
+	}},
+}
+
+// parseCompression reads "none", "zstd" or "zstd:<level>"; "zstd" alone keeps a level set elsewhere.
+func parseCompression(p *Policy, v string) error {
+	algo, level, hasLevel := strings.Cut(v, ":")
+	switch {
+	case algo == CompressionNone && !hasLevel:
+		p.ArchiveCompression, p.ArchiveCompressionLevel = "", 0
+		return nil
+	case algo != CompressionZstd:
+		return fmt.Errorf("must be %q or %q (optionally with a level, e.g. zstd:3)", CompressionNone, CompressionZstd)
+	case hasLevel:
+		n, err := parseZstdLevel(level)
+		if err != nil {
+			return fmt.Errorf("level %q: %w", level, err)
+		}
+		p.ArchiveCompressionLevel = n
+	}
+	p.ArchiveCompression = CompressionZstd
+	return nil
+}
+
+func parseZstdLevel(v string) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 22 {
+		return 0, errors.New("must be a zstd level from 1 to 22")
+	}
+	return n, nil
 }
 
 // ValidateParameters checks StorageClass parameters (or inline volume attributes): every key known, every value

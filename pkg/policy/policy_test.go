@@ -30,6 +30,14 @@ func TestValidateParameters(t *testing.T) {
 		{"malformed glob", map[string]string{ParamArchivePatterns: "[a"}, []string{`pattern "[a"`}},
 		{"no pattern", map[string]string{ParamArchivePatterns: " , "}, []string{"no pattern"}},
 		{"reset is not a parameter", map[string]string{"firstOnlyReset": "x"}, []string{"unknown"}},
+		{"compression", map[string]string{ParamArchiveCompression: "zstd:19", ParamArchiveCompressionLevel: "3",
+			ParamArchiveSparse: "skip"}, nil},
+		{"no compression", map[string]string{ParamArchiveCompression: "none"}, nil},
+		{"bad compression", map[string]string{ParamArchiveCompression: "gzip"}, []string{`archiveCompression="gzip"`, `"none" or "zstd"`}},
+		{"bad level in compression", map[string]string{ParamArchiveCompression: "zstd:99"}, []string{`archiveCompression="zstd:99"`, `level "99"`, "1 to 22"}},
+		{"none with a level", map[string]string{ParamArchiveCompression: "none:3"}, []string{`archiveCompression="none:3"`}},
+		{"bad level", map[string]string{ParamArchiveCompressionLevel: "fast"}, []string{`archiveCompressionLevel="fast"`, "1 to 22"}},
+		{"bad sparse", map[string]string{ParamArchiveSparse: "drop"}, []string{`archiveSparse="drop"`, `"compress", "skip" or "upload"`}},
 		{"every problem at once", map[string]string{ParamFirstOnly: "x", ParamRetainFor: "y"}, []string{"firstOnly", "retainFor"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -47,6 +55,48 @@ func TestValidateParameters(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not mention %q", err, w)
 				}
+			}
+		})
+	}
+}
+
+func TestResolveCompressionAndSparse(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		params, ann map[string]string
+		algo        string
+		level       int
+		sparse      SparseAction
+		warn        string
+	}{
+		{"default", nil, nil, "", 0, "", ""},
+		{"parameter", map[string]string{ParamArchiveCompression: "zstd"}, nil, "zstd", 0, "", ""},
+		{"parameter with level", map[string]string{ParamArchiveCompression: "zstd:7"}, nil, "zstd", 7, "", ""},
+		{"level parameter wins over the inline level", map[string]string{ParamArchiveCompression: "zstd:7", ParamArchiveCompressionLevel: "2"}, nil, "zstd", 2, "", ""},
+		{"annotation turns it on", nil, map[string]string{AnnotationArchiveCompression: "zstd:1"}, "zstd", 1, "", ""},
+		{"annotation keeps the class's level", map[string]string{ParamArchiveCompression: "zstd:9"},
+			map[string]string{AnnotationArchiveCompression: "zstd"}, "zstd", 9, "", ""},
+		{"annotation turns it off", map[string]string{ParamArchiveCompression: "zstd:9"},
+			map[string]string{AnnotationArchiveCompression: "none"}, "", 0, "", ""},
+		{"annotation level", map[string]string{ParamArchiveCompression: "zstd"},
+			map[string]string{AnnotationArchiveCompressionLevel: "12"}, "zstd", 12, "", ""},
+		{"sparse", map[string]string{ParamArchiveSparse: "upload"}, map[string]string{AnnotationArchiveSparse: "skip"}, "", 0, SparseSkip, ""},
+		{"bad annotation ignored", map[string]string{ParamArchiveCompression: "zstd:4"},
+			map[string]string{AnnotationArchiveCompression: "lz4"}, "zstd", 4, "", `annotation keeplog.csi.io/archive-compression="lz4" ignored`},
+		{"bad level annotation ignored", nil, map[string]string{AnnotationArchiveCompressionLevel: "0"}, "", 0, "",
+			`annotation keeplog.csi.io/archive-compression-level="0" ignored: must be a zstd level from 1 to 22`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, warns := Resolve(tc.params, tc.ann, Defaults{})
+			if p.ArchiveCompression != tc.algo || p.ArchiveCompressionLevel != tc.level || p.ArchiveSparse != tc.sparse {
+				t.Fatalf("compression %q level %d sparse %q, want %q %d %q", p.ArchiveCompression, p.ArchiveCompressionLevel,
+					p.ArchiveSparse, tc.algo, tc.level, tc.sparse)
+			}
+			switch {
+			case tc.warn == "" && len(warns) > 0:
+				t.Fatalf("warnings %v", warns)
+			case tc.warn != "" && (len(warns) != 1 || !strings.Contains(warns[0].Error(), tc.warn)):
+				t.Fatalf("warnings %v, want one saying %q", warns, tc.warn)
 			}
 		})
 	}
