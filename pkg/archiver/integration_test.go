@@ -272,8 +272,11 @@ func TestRateLimitHonoured(t *testing.T) {
 	}
 	rate := float64(to.bytes-from.bytes) / to.at.Sub(from.at).Seconds()
 	t.Logf("achieved %.2f MiB/s with a limit of %.2f MiB/s (%d samples)", rate/(1<<20), float64(limit)/(1<<20), len(samples))
-	if rate < 0.9*limit || rate > 1.1*limit {
-		t.Fatalf("achieved %.0f B/s, limit %d B/s: outside ±10%%", rate, limit)
+	// The promise is the bound: never above the limit (unlimited, loopback runs at hundreds of MiB/s). Below it
+	// is not a failure: on a loaded machine the upload itself can be slower than the limit (a CI run under load
+	// reached 5.85 of 8 MiB/s); how close it gets is a benchmark's figure (BenchmarkUploadRateLimited).
+	if rate > 1.1*limit {
+		t.Fatalf("achieved %.0f B/s, limit %d B/s: more than 10%% above it", rate, limit)
 	}
 }
 
