@@ -31,13 +31,13 @@ lint:
 	hack/manifests.sh --verify
 
 unit:
-	$(GO) test -race -count=1 ./pkg/... ./cmd/... ./internal/...
+	$(GO) test -race -count=1 ./pkg/... ./cmd/... ./internal/... ./hack/...
 
 sanity: build
 	$(GO) test -count=1 ./test/sanity/
 	hack/sanity-binary.sh
 
-e2e: deps k8s build
+e2e: deps k8s build image
 	$(GO) test -tags e2e -p 1 -count=1 -timeout 40m -v ./test/e2e/...
 
 # Runs scenario 1 on a real single-node Kubernetes and shows what a user looks at.
@@ -55,6 +55,29 @@ bench:
 
 clean:
 	rm -rf bin
+
+# The node plugin's OCI image without a Docker daemon (README: "Building the image"): for each of IMAGE_ARCHS the
+# static binary (the `make build` flags, GOARCH cross-compiled) on Debian bookworm's util-linux mount and its
+# libraries (hack/image-rootfs.sh: the Dockerfile's base contents, fetched with apt), written by hack/image
+# (go-containerregistry) as bin/image/oci (OCI layout, one multi-platform index) and bin/image/keeplog-linux-ARCH.tar
+# (docker-archives tagged $(IMAGE):$(IMAGE_TAG)), then read back and checked (ELF machine of each platform).
+IMAGE ?= ghcr.io/keeplog/keeplog
+IMAGE_TAG ?= $(VERSION)
+IMAGE_ARCHS ?= amd64 arm64
+IMAGE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+.PHONY: image
+image:
+	@set -e; plats=(); vplats=(); \
+	for arch in $(IMAGE_ARCHS); do \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -tags grpcnotrace -trimpath -ldflags "-s -w -X main.version=$(VERSION)" \
+			-o bin/keeplog-linux-$$arch ./cmd/keeplog; \
+		hack/image-rootfs.sh $$arch bin/image/rootfs-$$arch; \
+		plats+=(-platform linux/$$arch=bin/keeplog-linux-$$arch,bin/image/rootfs-$$arch); vplats+=(-platform linux/$$arch); \
+	done; \
+	$(GO) run ./hack/image write -out bin/image -ref $(IMAGE):$(IMAGE_TAG) -version $(VERSION) \
+		-source-date-epoch $(IMAGE_EPOCH) "$${plats[@]}"; \
+	$(GO) run ./hack/image verify -out bin/image -ref $(IMAGE):$(IMAGE_TAG) "$${vplats[@]}"; \
+	echo "$(IMAGE):$(IMAGE_TAG)" >bin/image/ref
 
 # Helm built from the Go module proxy into $(CACHE)/bin/helm-<version> (hack/helm.sh; `make lint` needs it).
 .PHONY: helm manifests verify-manifests chart
