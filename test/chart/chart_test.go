@@ -167,19 +167,21 @@ func TestDefaults(t *testing.T) {
 		t.Error("keeplog container is not privileged (it bind-mounts into kubelet's directories)")
 	}
 	f := wantFlags(t, k, map[string]string{
-		"endpoint":                  "unix:///var/lib/kubelet/plugins/keeplog.csi.io/csi.sock",
-		"node-id":                   "$(NODE_NAME)",
-		"driver-name":               "keeplog.csi.io",
-		"root":                      "/var/log/keeplog",
-		"pod-logs-dir":              "/var/log/pods",
-		"kubelet-registration-dir":  "/var/lib/kubelet/plugins_registry",
-		"kubelet-endpoint":          "/var/lib/kubelet/plugins/keeplog.csi.io/csi.sock",
-		"http-address":              ":9808",
-		"log-format":                "json",
-		"keep-env-values":           "false",
-		"cgroup-root":               "/host/sys/fs/cgroup",
-		"dump-host-network-address": "127.0.0.1",
-		"dump-webhook":              "false",
+		"endpoint":                           "unix:///var/lib/kubelet/plugins/keeplog.csi.io/csi.sock",
+		"node-id":                            "$(NODE_NAME)",
+		"driver-name":                        "keeplog.csi.io",
+		"root":                               "/var/log/keeplog",
+		"pod-logs-dir":                       "/var/log/pods",
+		"kubelet-registration-dir":           "/var/lib/kubelet/plugins_registry",
+		"kubelet-endpoint":                   "/var/lib/kubelet/plugins/keeplog.csi.io/csi.sock",
+		"http-address":                       ":9808",
+		"metrics-auth":                       "kubernetes",
+		"dump-webhook-allow-unauthenticated": "false",
+		"log-format":                         "json",
+		"keep-env-values":                    "false",
+		"cgroup-root":                        "/host/sys/fs/cgroup",
+		"dump-host-network-address":          "127.0.0.1",
+		"dump-webhook":                       "false",
 	})
 	for name := range f {
 		if strings.HasPrefix(name, "archive-") || name == "kubeconfig" || name == "namespace" {
@@ -347,15 +349,18 @@ func TestRBAC(t *testing.T) {
 	)
 	exec := rbacRule{"", "pods/exec", "create"}
 	patchPods := rbacRule{"", "pods", "patch"}
+	// --metrics-auth=kubernetes (the default) reviews each scraper's token.
+	reviews := []rbacRule{{"authentication.k8s.io", "tokenreviews", "create"}, {"authorization.k8s.io", "subjectaccessreviews", "create"}}
 	for _, tc := range []struct {
 		name      string
 		set       []string
 		exec      bool
 		capacity  bool
 		namespace string
+		reviews   bool
 	}{
-		{"defaults", nil, false, true, "keeplog"},
-		{"exec, webhook, no capacity", []string{"heapDumps.allowExec=true", "heapDumps.webhook.enabled=true", "heapDumps.webhook.tokenSecret=dump-token", "capacity.enabled=false"}, true, false, "other"},
+		{"defaults", nil, false, true, "keeplog", true},
+		{"exec, webhook, no capacity, metrics open", []string{"heapDumps.allowExec=true", "heapDumps.webhook.enabled=true", "heapDumps.webhook.tokenSecret=dump-token", "capacity.enabled=false", "metrics.auth=none"}, true, false, "other", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := render(t, Options{Set: tc.set, Namespace: tc.namespace})
@@ -379,6 +384,16 @@ func TestRBAC(t *testing.T) {
 			}
 			if got := allows(cluster, patchPods); got != tc.exec {
 				t.Errorf("pods patch granted %v, want %v (heapDumps.webhook.enabled)", got, tc.exec)
+			}
+			for _, p := range reviews {
+				if got := allows(cluster, p); got != tc.reviews {
+					t.Errorf("%s granted %v with %v (metrics.auth=kubernetes needs it, none does not)", p, got, tc.set)
+				}
+			}
+			reader := r.clusterRoles[r.ds.Name+"-metrics-reader"]
+			if reader == nil || len(reader.Rules) != 1 || !slices.Equal(reader.Rules[0].NonResourceURLs, []string{"/metrics"}) ||
+				!slices.Equal(reader.Rules[0].Verbs, []string{"get"}) {
+				t.Errorf("ClusterRole %s-metrics-reader: %+v, want get on the non-resource URL /metrics only", r.ds.Name, reader)
 			}
 			for _, rule := range slices.Concat(cluster, namespaced) {
 				for _, s := range slices.Concat(rule.APIGroups, rule.Resources, rule.Verbs) {

@@ -30,7 +30,7 @@ const (
 )
 
 // chartScenarioNamespaces hold the scenarios' pods, deleted before the release is uninstalled.
-var chartScenarioNamespaces = []string{"chart-generic", "chart-inline"}
+var chartScenarioNamespaces = []string{"chart-generic", "chart-inline", chartScraperNamespace}
 
 // chartMetricsPort is the node port keeplog serves /healthz and /metrics on (metrics.port), set by chartInstall.
 var chartMetricsPort int
@@ -71,6 +71,7 @@ func TestChart(t *testing.T) {
 	if !t.Run("Install", func(t *testing.T) { chartInstall(ctx, t, env, &installed) }) {
 		t.FailNow()
 	}
+	t.Run("MetricsNeedKubernetesAuthentication", func(t *testing.T) { chartMetricsAuth(ctx, t, env) })
 	t.Run("GenericEphemeralVolumeOutlivesPod", func(t *testing.T) { chartGenericEphemeral(ctx, t, env) })
 	t.Run("InlineEphemeralVolumeOutlivesPod", func(t *testing.T) { chartInlineEphemeral(ctx, t, env) })
 	t.Run("NoRBACDenials", func(t *testing.T) { chartNoRBACDenials(ctx, t, env) })
@@ -230,7 +231,7 @@ func chartGenericEphemeral(ctx context.Context, t *testing.T, env *framework.Env
 		t.Fatalf("PV %s not Released after its claim went: %v", pvName, err)
 	}
 	// The publish and unpublish were served by the installed plugin and counted on its metrics port.
-	metrics, err := httpGet(ctx, fmt.Sprintf("http://127.0.0.1:%d/metrics", chartMetricsPort))
+	metrics, err := scrape(ctx, t, env)
 	for _, m := range []string{"/csi.v1.Node/NodePublishVolume", "/csi.v1.Node/NodeUnpublishVolume", "/csi.v1.Controller/CreateVolume"} {
 		if want := `keeplog_csi_operations_total{code="OK",method="` + m + `"}`; err != nil || !strings.Contains(metrics, want) {
 			t.Errorf("/metrics has no %s: %v", want, err)

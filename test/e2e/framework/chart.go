@@ -141,6 +141,12 @@ func (e *Env) Helm(ctx context.Context, args ...string) (string, error) {
 	return string(out), nil
 }
 
+// The ServiceAccount the lab's chart values bind to the metrics-reader ClusterRole (metrics.readers).
+const (
+	ChartScraperNamespace = "chart-metrics"
+	ChartScraper          = "scraper"
+)
+
 // ChartValues are the values that make the chart run in the lab: the imported images, keeplog's root in the test's
 // temp dir, the lab kubelet's pod log directory, a free metrics port, and the API server on loopback (there is no
 // kube-proxy, so the kubernetes Service's ClusterIP the in-cluster configuration would use leads nowhere; the
@@ -173,7 +179,8 @@ func (e *Env) ChartValues() (path string, metricsPort int, err error) {
 			"describeInterval": "2s",
 			"verbosity":        4,
 		},
-		"metrics":   map[string]any{"port": metricsPort},
+		"metrics": map[string]any{"port": metricsPort, "readers": []any{
+			map[string]any{"kind": "ServiceAccount", "name": ChartScraper, "namespace": ChartScraperNamespace}}},
 		"apiServer": map[string]any{"host": u.Hostname(), "port": u.Port()},
 	}
 	data, err := yaml.Marshal(values)
