@@ -59,9 +59,12 @@ func runCheck(ctx context.Context, args []string) error {
 		return err
 	}
 	return checkPlugins(ctx, c, checkDeps{DaemonSets: kc.AppsV1(), Pods: kc.CoreV1(),
-		HTTP:  &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil}},
-		Token: func() (string, error) { b, err := os.ReadFile(serviceAccountTokenFile); return strings.TrimSpace(string(b)), err },
-		Out:   os.Stdout})
+		HTTP: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil}},
+		Token: func() (string, error) {
+			b, err := os.ReadFile(serviceAccountTokenFile)
+			return strings.TrimSpace(string(b)), err
+		},
+		Out: os.Stdout})
 }
 
 // checkPlugins polls until every node the DaemonSet should run on has a ready keeplog pod whose /healthz says ok

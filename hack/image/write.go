@@ -35,6 +35,16 @@ func write(c writeConfig) error {
 	if err := os.MkdirAll(c.Out, 0o755); err != nil {
 		return err
 	}
+	// A docker-archive of a platform not written this time (IMAGE_ARCHS=amd64 after both) would be stale.
+	stale, err := filepath.Glob(filepath.Join(c.Out, "keeplog-*-*.tar"))
+	if err != nil {
+		return err
+	}
+	for _, f := range stale {
+		if err := os.Remove(f); err != nil {
+			return err
+		}
+	}
 	for _, s := range c.Platforms {
 		img, err := platformImage(s, c.Version, mtime)
 		if err != nil {

@@ -182,6 +182,8 @@ func (e *Env) ChartValues() (path string, metricsPort int, err error) {
 		"metrics": map[string]any{"port": metricsPort, "readers": []any{
 			map[string]any{"kind": "ServiceAccount", "name": ChartScraper, "namespace": ChartScraperNamespace}}},
 		"apiServer": map[string]any{"host": u.Hostname(), "port": u.Port()},
+		// helm test's pod: no pod network in the lab, so it reaches the plugin on the node's address from the node.
+		"tests": map[string]any{"enabled": true, "hostNetwork": true},
 	}
 	data, err := yaml.Marshal(values)
 	if err != nil {
@@ -252,4 +254,17 @@ func (e *Env) ContainerLog(pod *corev1.Pod, container string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// ApplyCRDs applies every CustomResourceDefinition file in dir and waits until the API server serves them.
+func (e *Env) ApplyCRDs(ctx context.Context, dir string) error {
+	if out, err := e.Lab.Kubectl(ctx, "apply", "--server-side", "-f", dir); err != nil {
+		return fmt.Errorf("apply CRDs from %s: %w\n%s", dir, err, out)
+	}
+	out, err := e.Lab.Kubectl(ctx, "wait", "--for=condition=Established", "--timeout=60s", "-f", dir)
+	if err != nil {
+		return fmt.Errorf("CRDs from %s not established: %w\n%s", dir, err, out)
+	}
+	e.logf("CRDs established:\n%s", out)
+	return nil
 }
