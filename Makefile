@@ -37,8 +37,17 @@ sanity: build
 	$(GO) test -count=1 ./test/sanity/
 	hack/sanity-binary.sh
 
-e2e: deps k8s build image
+# The chart e2e installs `make image`'s docker-archive for this machine's architecture (both are built by `make image`).
+e2e: deps k8s build
+	$(MAKE) image IMAGE_ARCHS=$$($(GO) env GOARCH)
 	$(GO) test -tags e2e -p 1 -count=1 -timeout 40m -v ./test/e2e/...
+
+# Upgrade and rollback through the chart: builds the previous release (framework.PreviousRelease) in a temporary git
+# worktree, installs it, upgrades to this checkout mid-upload and rolls back (a few minutes; not part of `make test`).
+.PHONY: e2e-upgrade
+e2e-upgrade: deps k8s build
+	$(MAKE) image IMAGE_ARCHS=$$($(GO) env GOARCH)
+	KEEPLOG_E2E_UPGRADE=1 $(GO) test -tags e2e -count=1 -timeout 30m -v -run '^TestChartUpgradeRollback$$' ./test/e2e/
 
 # Runs scenario 1 on a real single-node Kubernetes and shows what a user looks at.
 demo: deps k8s build

@@ -152,22 +152,43 @@ const (
 // kube-proxy, so the kubernetes Service's ClusterIP the in-cluster configuration would use leads nowhere; the
 // host-network pods reach kube-apiserver on 127.0.0.1 and its certificate names 127.0.0.1). Written to a file for -f.
 func (e *Env) ChartValues() (path string, metricsPort int, err error) {
-	u, err := url.Parse(e.Lab.APIServerURL())
+	values, metricsPort, err := e.ChartValuesMap()
 	if err != nil {
 		return "", 0, err
 	}
+	path, err = e.WriteValues("lab-values.yaml", values)
+	return path, metricsPort, err
+}
+
+// WriteValues writes chart values to a file in the test's directory for --values.
+func (e *Env) WriteValues(name string, values map[string]any) (string, error) {
+	data, err := yaml.Marshal(values)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(e.base, name)
+	return path, os.WriteFile(path, data, 0o644)
+}
+
+// ChartValuesMap is ChartValues before it is written: for tests that add their own values or, for an older chart
+// whose schema refuses values it does not have, remove some.
+func (e *Env) ChartValuesMap() (values map[string]any, metricsPort int, err error) {
+	u, err := url.Parse(e.Lab.APIServerURL())
+	if err != nil {
+		return nil, 0, err
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", 0, err
+		return nil, 0, err
 	}
 	metricsPort = l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	_, ref, err := KeeplogImage(e.Repo)
 	if err != nil {
-		return "", 0, err
+		return nil, 0, err
 	}
 	repository, tag := splitRef(ref)
-	values := map[string]any{
+	values = map[string]any{
 		"image": map[string]any{"repository": repository, "tag": tag, "pullPolicy": "Never"},
 		"provisioner": map[string]any{
 			"image":     map[string]any{"repository": strings.Split(ChartProvisionerImage, ":")[0], "tag": lab.ProvisionerVersion, "pullPolicy": "Never"},
@@ -185,12 +206,7 @@ func (e *Env) ChartValues() (path string, metricsPort int, err error) {
 		// helm test's pod: no pod network in the lab, so it reaches the plugin on the node's address from the node.
 		"tests": map[string]any{"enabled": true, "hostNetwork": true},
 	}
-	data, err := yaml.Marshal(values)
-	if err != nil {
-		return "", 0, err
-	}
-	path = filepath.Join(e.base, "lab-values.yaml")
-	return path, metricsPort, os.WriteFile(path, data, 0o644)
+	return values, metricsPort, nil
 }
 
 // WaitDaemonSetPod waits until the DaemonSet's pod on the node runs with every container ready and returns it; on
