@@ -2,6 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"io"
+	"log"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,9 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/crane"
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
@@ -154,5 +161,50 @@ func TestVerifyCatchesAMislabelledImage(t *testing.T) {
 	}
 	if err := checkImage(img, "linux", "amd64"); err == nil || !strings.Contains(err.Error(), "config says linux/arm64") {
 		t.Errorf("arm64 config checked as amd64: %v", err)
+	}
+}
+
+// TestPushToARegistry: what `crane push` does with each output (crane.Load of a docker-archive, an OCI layout's
+// index for --index) is accepted by a registry (go-containerregistry's in-memory one on loopback), and the pushed
+// index serves both platforms.
+func TestPushToARegistry(t *testing.T) {
+	out := t.TempDir()
+	var specs []spec
+	for _, arch := range []string{"amd64", "arm64"} {
+		bin := crossBuild(t, arch)
+		specs = append(specs, spec{OS: "linux", Arch: arch, Binary: bin, Rootfs: fakeRootfs(t, bin)})
+	}
+	if err := write(writeConfig{Out: out, Ref: "ghcr.io/keeplog/keeplog:test", Version: "test", Platforms: specs}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	img, err := crane.Load(filepath.Join(out, "keeplog-linux-arm64.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := crane.Push(img, host+"/keeplog/keeplog:arm64"); err != nil {
+		t.Fatalf("push the docker-archive: %v", err)
+	}
+	idx, err := layoutIndex(filepath.Join(out, "oci"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.ParseReference(host + "/keeplog/keeplog:test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteIndex(ref, idx); err != nil {
+		t.Fatalf("push the OCI index: %v", err)
+	}
+	for _, arch := range []string{"amd64", "arm64"} {
+		got, err := crane.Pull(ref.String(), crane.WithPlatform(&v1.Platform{OS: "linux", Architecture: arch}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := checkImage(got, "linux", arch); err != nil {
+			t.Errorf("pulled %s back: %v", arch, err)
+		}
 	}
 }
