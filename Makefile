@@ -37,7 +37,7 @@ lint:
 	hack/manifests.sh --verify
 
 unit:
-	$(GO) test -race -count=1 ./pkg/... ./cmd/... ./internal/...
+	$(GO) test -race -count=1 ./pkg/... ./cmd/... ./internal/... ./hack/...
 
 sanity: build
 	$(GO) test -count=1 ./test/sanity/
@@ -53,13 +53,22 @@ soak-short: build
 soak: build
 	KEEPLOG_SOAK=long $(GO) test -tags soak -count=1 -timeout 40m -v -run '^TestSoak$$' ./test/soak/
 
+# The chart e2e installs `make image`'s docker-archive for this machine's architecture (both are built by `make image`).
 e2e: deps k8s otelcol build
+	$(MAKE) image IMAGE_ARCHS=$$($(GO) env GOARCH)
 	$(GO) test -tags e2e -p 1 -count=1 -timeout 40m -v ./test/e2e/...
 
 # The stdout grace at full size: 50 pods x 10,000 lines (make e2e runs TestStdoutGrace at 10 x 2,000).
 .PHONY: e2e-grace-full
 e2e-grace-full: deps k8s otelcol build
 	KEEPLOG_GRACE_PODS=50 KEEPLOG_GRACE_LINES=10000 $(GO) test -tags e2e -count=1 -timeout 30m -v -run TestStdoutGrace ./test/e2e/
+
+# Upgrade and rollback through the chart: builds the previous release (framework.PreviousRelease) in a temporary git
+# worktree, installs it, upgrades to this checkout mid-upload and rolls back (a few minutes; not part of `make test`).
+.PHONY: e2e-upgrade
+e2e-upgrade: deps k8s build
+	$(MAKE) image IMAGE_ARCHS=$$($(GO) env GOARCH)
+	KEEPLOG_E2E_UPGRADE=1 $(GO) test -tags e2e -count=1 -timeout 30m -v -run '^TestChartUpgradeRollback$$' ./test/e2e/
 
 # Runs scenario 1 on a real single-node Kubernetes and shows what a user looks at.
 demo: deps k8s build
@@ -82,6 +91,29 @@ bench: build
 
 clean:
 	rm -rf bin
+
+# The node plugin's OCI image without a Docker daemon (README: "Building the image"): for each of IMAGE_ARCHS the
+# static binary (the `make build` flags, GOARCH cross-compiled) on Debian bookworm's util-linux mount and its
+# libraries (hack/image-rootfs.sh: the Dockerfile's base contents, fetched with apt), written by hack/image
+# (go-containerregistry) as bin/image/oci (OCI layout, one multi-platform index) and bin/image/keeplog-linux-ARCH.tar
+# (docker-archives tagged $(IMAGE):$(IMAGE_TAG)), then read back and checked (ELF machine of each platform).
+IMAGE ?= ghcr.io/keeplog/keeplog
+IMAGE_TAG ?= $(VERSION)
+IMAGE_ARCHS ?= amd64 arm64
+IMAGE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+.PHONY: image
+image:
+	@set -e; plats=(); vplats=(); \
+	for arch in $(IMAGE_ARCHS); do \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -tags grpcnotrace -trimpath -ldflags "-s -w -X main.version=$(VERSION)" \
+			-o bin/keeplog-linux-$$arch ./cmd/keeplog; \
+		hack/image-rootfs.sh $$arch bin/image/rootfs-$$arch; \
+		plats+=(-platform linux/$$arch=bin/keeplog-linux-$$arch,bin/image/rootfs-$$arch); vplats+=(-platform linux/$$arch); \
+	done; \
+	$(GO) run ./hack/image write -out bin/image -ref $(IMAGE):$(IMAGE_TAG) -version $(VERSION) \
+		-source-date-epoch $(IMAGE_EPOCH) "$${plats[@]}"; \
+	$(GO) run ./hack/image verify -out bin/image -ref $(IMAGE):$(IMAGE_TAG) "$${vplats[@]}"; \
+	echo "$(IMAGE):$(IMAGE_TAG)" >bin/image/ref
 
 # Helm built from the Go module proxy into $(CACHE)/bin/helm-<version> (hack/helm.sh; `make lint` needs it).
 .PHONY: helm manifests verify-manifests chart

@@ -3,10 +3,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -15,7 +13,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
@@ -35,6 +32,14 @@ import (
 var version = "dev"
 
 func main() {
+	// `keeplog check`: the chart's helm test (check.go), the same image as the plugin.
+	if len(os.Args) > 1 && os.Args[1] == "check" {
+		if err := runCheck(context.Background(), os.Args[2:]); err != nil {
+			fmt.Fprintf(os.Stderr, "keeplog check: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	opts := &Options{}
 	fs := flag.NewFlagSet("keeplog", flag.ContinueOnError)
 	klog.InitFlags(fs)
@@ -188,7 +193,11 @@ func run(ctx context.Context, o *Options) error {
 		g.Go(func() error { return drv.ServeRegistration(ctx, o.RegistrationDir, kubeletEndpoint) })
 	}
 	if o.HTTPAddress != "" {
-		g.Go(func() error { return serveHTTP(ctx, o.HTTPAddress, drv, c.live, c.reg, c.handlers) })
+		metrics, err := c.metricsHandler()
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return serveHTTP(ctx, o.HTTPAddress, drv, c.live, metrics, c.handlers) })
 	}
 	return g.Wait()
 }
@@ -212,37 +221,4 @@ func kubeClient(kubeconfig string) (*rest.Config, *kube.Clients, error) {
 		return nil, nil, err
 	}
 	return cfg, client, nil
-}
-
-// serveHTTP serves /healthz (the driver can read its root and records, and no long-running loop has stalled) and
-// /metrics until ctx ends.
-func serveHTTP(ctx context.Context, addr string, drv *driver.Driver, live *liveness.Registry, reg *prometheus.Registry, extra map[string]http.Handler) error {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := errors.Join(drv.Healthy(), live.Check()); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	for path, h := range extra {
-		mux.Handle(path, h)
-	}
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listen for health and metrics on %s: %w", addr, err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	klog.InfoS("Serving health and metrics", "address", l.Addr().String())
-	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("health and metrics server on %s: %w", addr, err)
-	}
-	return nil
 }

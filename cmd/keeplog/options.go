@@ -16,14 +16,16 @@ import (
 
 // Options are keeplog's command-line flags.
 type Options struct {
-	Endpoint         string
-	NodeID           string
-	Root             string
-	Kubeconfig       string
-	DriverName       string
-	RegistrationDir  string
-	KubeletEndpoint  string
-	HTTPAddress      string
+	Endpoint        string
+	NodeID          string
+	Root            string
+	Kubeconfig      string
+	DriverName      string
+	RegistrationDir string
+	KubeletEndpoint string
+	HTTPAddress     string
+	// MetricsAuth is how /metrics is guarded: auto, kubernetes or none (http.go).
+	MetricsAuth      string
 	ShutdownGrace    time.Duration
 	KeepEnvValues    bool
 	PodLogsDir       string
@@ -51,6 +53,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.RegistrationDir, "kubelet-registration-dir", "", "kubelet's plugin registry directory (e.g. /var/lib/kubelet/plugins_registry); empty: do not register with kubelet")
 	fs.StringVar(&o.KubeletEndpoint, "kubelet-endpoint", "", "the CSI socket path as kubelet sees it on the host; defaults to the --endpoint path")
 	fs.StringVar(&o.HTTPAddress, "http-address", ":9808", "address for /healthz and /metrics; empty disables")
+	fs.StringVar(&o.MetricsAuth, "metrics-auth", metricsAuthAuto, "how /metrics is guarded: kubernetes (a bearer token checked with a TokenReview and a SubjectAccessReview for get on the non-resource URL /metrics; needs create on tokenreviews and subjectaccessreviews), none, or auto: kubernetes unless --http-address is a loopback address. /healthz is never guarded (kubelet's probe)")
 	fs.DurationVar(&o.ShutdownGrace, "shutdown-grace", 10*time.Second, "how long in-flight calls may finish at shutdown")
 	fs.BoolVar(&o.KeepEnvValues, "keep-env-values", false, "write literal container env values into pod.yaml (by default they are redacted: they may hold secrets)")
 	fs.StringVar(&o.PodLogsDir, "pod-logs-dir", "/var/log/pods", "kubelet's container log directory, whose stdout/stderr files keeplog copies into each pod's directory")
@@ -100,6 +103,14 @@ func (o *Options) Validate() error {
 	}
 	if errs1 := validation.IsDNS1123Label(o.Namespace); len(errs1) > 0 {
 		errs = append(errs, fmt.Errorf("--namespace %q: %s", o.Namespace, strings.Join(errs1, "; ")))
+	}
+	switch o.MetricsAuth {
+	case metricsAuthAuto, metricsAuthKubernetes, metricsAuthNone:
+	default:
+		errs = append(errs, fmt.Errorf("--metrics-auth %q must be auto, kubernetes or none", o.MetricsAuth))
+	}
+	if o.Dump.Webhook && o.Dump.WebhookTokenFile == "" && !o.Dump.WebhookAllowUnauthenticated && !isLoopbackAddress(o.HTTPAddress) {
+		errs = append(errs, fmt.Errorf("--dump-webhook without --dump-webhook-token-file on --http-address %q (not loopback): anyone who reaches it could request heap dumps; give a token file or --dump-webhook-allow-unauthenticated", o.HTTPAddress))
 	}
 	if o.LogFormat != "text" && o.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("--log-format %q must be text or json", o.LogFormat))

@@ -24,6 +24,8 @@ type DumpOptions struct {
 	HostNetworkAddress string
 	Webhook            bool
 	WebhookTokenFile   string
+	// WebhookAllowUnauthenticated accepts a webhook without a token on a non-loopback --http-address.
+	WebhookAllowUnauthenticated bool
 }
 
 // AddFlags registers the dump flags.
@@ -38,7 +40,8 @@ func (o *DumpOptions) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.LeaseDuration, "dump-lease-duration", 30*time.Second, "how long a cluster dump slot of a node that stopped renewing it stays taken")
 	fs.StringVar(&o.HostNetworkAddress, "dump-host-network-address", "127.0.0.1", "address of dump-port requests to hostNetwork pods (keeplog runs in the node's network namespace, so loopback reaches them); empty: the pod IP")
 	fs.BoolVar(&o.Webhook, "dump-webhook", false, "serve an Alertmanager webhook receiver at "+dump.WebhookPath+" on --http-address: a firing alert for a pod requests a dump of it (needs patch on pods)")
-	fs.StringVar(&o.WebhookTokenFile, "dump-webhook-token-file", "", "file holding the bearer token the webhook requires (Authorization: Bearer <token>); empty: no authentication")
+	fs.StringVar(&o.WebhookTokenFile, "dump-webhook-token-file", "", "file holding the bearer token the webhook requires (Authorization: Bearer <token>); empty: no authentication, refused on a non-loopback --http-address without --dump-webhook-allow-unauthenticated")
+	fs.BoolVar(&o.WebhookAllowUnauthenticated, "dump-webhook-allow-unauthenticated", false, "serve --dump-webhook without a token on a non-loopback --http-address: anyone who reaches it can request heap dumps of opted-in pods")
 }
 
 // Validate checks the dump flags.

@@ -131,6 +131,15 @@ func OpenJournal(dir string) (*Journal, []error, error) {
 			}
 			b, err := os.ReadFile(p)
 			if err == nil {
+				// A newer keeplog's entry is neither misread nor moved aside as corrupt (its file would then be
+				// uploaded again): the journal does not open, and keeplog says why.
+				if ferr := store.CheckFormat(p, b); errors.Is(ferr, store.ErrNewerFormat) {
+					return nil, nil, ferr
+				} else if ferr != nil {
+					err = ferr
+				}
+			}
+			if err == nil {
 				if sub == "items" {
 					var it Item
 					if err = json.Unmarshal(b, &it); err == nil && it.ID+".json" != name {

@@ -66,6 +66,9 @@ func (s stateStore) load(podDir string) (st *podState, found bool, err error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("read dump state: %w", err)
 	}
+	if err := store.CheckFormat(p, data); err != nil {
+		return nil, false, err
+	}
 	st = &podState{}
 	if err := json.Unmarshal(data, st); err != nil {
 		return nil, false, fmt.Errorf("dump state %s: %w", p, err)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	appsv1client "k8s.io/client-go/kubernetes/typed/apps/v1"
+	authnv1client "k8s.io/client-go/kubernetes/typed/authentication/v1"
+	authzv1client "k8s.io/client-go/kubernetes/typed/authorization/v1"
 	batchv1client "k8s.io/client-go/kubernetes/typed/batch/v1"
 	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -13,7 +15,8 @@ import (
 )
 
 // Clients are the typed clients of the only API groups keeplog talks to: core/v1 (pods, PVs, nodes, events,
-// replication controllers), apps/v1 and batch/v1 (a pod's owner chain) and coordination/v1 (Leases). keeplog does
+// replication controllers), apps/v1 and batch/v1 (a pod's owner chain), coordination/v1 (Leases) and
+// authentication/v1 and authorization/v1 (TokenReviews and SubjectAccessReviews for /metrics). keeplog does
 // not use client-go's full clientset (kubernetes.Interface), which builds a client, and links the code, of every
 // API group and the discovery client; the methods have the clientset's names, so a fake clientset satisfies the
 // same interfaces in tests.
@@ -24,6 +27,8 @@ type Clients struct {
 	apps         appsv1client.AppsV1Interface
 	batch        batchv1client.BatchV1Interface
 	coordination coordinationv1client.CoordinationV1Interface
+	authn        authnv1client.AuthenticationV1Interface
+	authz        authzv1client.AuthorizationV1Interface
 }
 
 // NewClients builds the clients from cfg as kubernetes.NewForConfig builds its groups: one HTTP client (one
@@ -58,6 +63,12 @@ func NewClients(cfg *rest.Config) (*Clients, error) {
 	if c.coordination, err = coordinationv1client.NewForConfigAndClient(cfg, hc); err != nil {
 		return nil, fmt.Errorf("coordination/v1 client: %w", err)
 	}
+	if c.authn, err = authnv1client.NewForConfigAndClient(cfg, hc); err != nil {
+		return nil, fmt.Errorf("authentication/v1 client: %w", err)
+	}
+	if c.authz, err = authzv1client.NewForConfigAndClient(cfg, hc); err != nil {
+		return nil, fmt.Errorf("authorization/v1 client: %w", err)
+	}
 	return c, nil
 }
 
@@ -91,4 +102,20 @@ func (c *Clients) CoordinationV1() coordinationv1client.CoordinationV1Interface 
 		return nil
 	}
 	return c.coordination
+}
+
+// AuthenticationV1 is the authentication/v1 client (TokenReviews); nil for a nil *Clients.
+func (c *Clients) AuthenticationV1() authnv1client.AuthenticationV1Interface {
+	if c == nil {
+		return nil
+	}
+	return c.authn
+}
+
+// AuthorizationV1 is the authorization/v1 client (SubjectAccessReviews); nil for a nil *Clients.
+func (c *Clients) AuthorizationV1() authzv1client.AuthorizationV1Interface {
+	if c == nil {
+		return nil
+	}
+	return c.authz
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -41,10 +42,14 @@ func checkRealDir(path string) error {
 	return nil
 }
 
-// WriteJSONAtomic writes v to path so that a crash leaves either the old or the new content, never a mix:
-// temp file in the same directory, fsync, rename, fsync of the directory.
+// WriteJSONAtomic writes the record v (a JSON object, stamped with RecordFormat) to path so that a crash leaves
+// either the old or the new content, never a mix: temp file in the same directory, fsync, rename, fsync of the
+// directory.
 func WriteJSONAtomic(path string, v any) error {
-	data, err := json.MarshalIndent(v, "", "  ")
+	data, err := json.Marshal(v)
+	if err == nil {
+		data, err = stampFormat(data)
+	}
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", path, err)
 	}
@@ -85,7 +90,8 @@ func SyncDir(dir string) error {
 	return nil
 }
 
-// readJSON reads a record written by WriteJSONAtomic. A missing file is reported as ErrNotFound.
+// readJSON reads a record written by WriteJSONAtomic. A missing file is reported as ErrNotFound, a record of a
+// newer format as ErrNewerFormat (CheckFormat).
 func readJSON(path string, v any) error {
 	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
 	if err != nil {
@@ -95,7 +101,14 @@ func readJSON(path string, v any) error {
 		return fmt.Errorf("open %s: %w", path, err)
 	}
 	defer f.Close()
-	if err := json.NewDecoder(f).Decode(v); err != nil {
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	if err := CheckFormat(path, data); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
 		return fmt.Errorf("decode %s: %w", path, err)
 	}
 	return nil

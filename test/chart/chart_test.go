@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/yaml"
@@ -57,6 +58,9 @@ type rendered struct {
 	clusterBinding []*rbacv1.ClusterRoleBinding
 	roleBindings   []*rbacv1.RoleBinding
 	services       []*corev1.Service
+	configMaps     []*corev1.ConfigMap
+	pods           []*corev1.Pod                         // helm test hooks
+	custom         map[string]*unstructured.Unstructured // by kind: ServiceMonitor, PrometheusRule, SecurityContextConstraints
 }
 
 func render(t *testing.T, o Options) *rendered {
@@ -72,7 +76,7 @@ func render(t *testing.T, o Options) *rendered {
 		t.Fatal(err)
 	}
 	r := &rendered{yaml: out, objs: objs, classes: map[string]*storagev1.StorageClass{},
-		clusterRoles: map[string]*rbacv1.ClusterRole{}, roles: map[string]*rbacv1.Role{}}
+		clusterRoles: map[string]*rbacv1.ClusterRole{}, roles: map[string]*rbacv1.Role{}, custom: map[string]*unstructured.Unstructured{}}
 	for _, obj := range objs {
 		switch o := obj.(type) {
 		case *appsv1.DaemonSet:
@@ -88,7 +92,9 @@ func render(t *testing.T, o Options) *rendered {
 		case *storagev1.StorageClass:
 			r.classes[o.Name] = o
 		case *corev1.ServiceAccount:
-			r.sa = o
+			if o.Labels["app.kubernetes.io/component"] != "test" { // the helm test's own
+				r.sa = o
+			}
 		case *rbacv1.ClusterRole:
 			r.clusterRoles[o.Name] = o
 		case *rbacv1.Role:
@@ -99,6 +105,15 @@ func render(t *testing.T, o Options) *rendered {
 			r.roleBindings = append(r.roleBindings, o)
 		case *corev1.Service:
 			r.services = append(r.services, o)
+		case *corev1.ConfigMap:
+			r.configMaps = append(r.configMaps, o)
+		case *corev1.Pod:
+			r.pods = append(r.pods, o)
+		case *unstructured.Unstructured:
+			if r.custom[o.GetKind()] != nil {
+				t.Fatalf("two %s objects", o.GetKind())
+			}
+			r.custom[o.GetKind()] = o
 		default:
 			t.Fatalf("unexpected object %T in the render", obj)
 		}
@@ -167,21 +182,23 @@ func TestDefaults(t *testing.T) {
 		t.Error("keeplog container is not privileged (it bind-mounts into kubelet's directories)")
 	}
 	f := wantFlags(t, k, map[string]string{
-		"endpoint":                  "unix:///var/lib/kubelet/plugins/keeplog.csi.io/csi.sock",
-		"node-id":                   "$(NODE_NAME)",
-		"driver-name":               "keeplog.csi.io",
-		"root":                      "/var/log/keeplog",
-		"pod-logs-dir":              "/var/log/pods",
-		"kubelet-registration-dir":  "/var/lib/kubelet/plugins_registry",
-		"kubelet-endpoint":          "/var/lib/kubelet/plugins/keeplog.csi.io/csi.sock",
-		"http-address":              ":9808",
-		"log-format":                "json",
-		"keep-env-values":           "false",
-		"cgroup-root":               "/host/sys/fs/cgroup",
-		"dump-host-network-address": "127.0.0.1",
-		"dump-webhook":              "false",
-		"kubelet-root-dir":          "/var/lib/kubelet",
-		"runtime-dir":               "/host/var/lib/containerd",
+		"endpoint":                           "unix:///var/lib/kubelet/plugins/keeplog.csi.io/csi.sock",
+		"node-id":                            "$(NODE_NAME)",
+		"driver-name":                        "keeplog.csi.io",
+		"root":                               "/var/log/keeplog",
+		"pod-logs-dir":                       "/var/log/pods",
+		"kubelet-registration-dir":           "/var/lib/kubelet/plugins_registry",
+		"kubelet-endpoint":                   "/var/lib/kubelet/plugins/keeplog.csi.io/csi.sock",
+		"http-address":                       ":9808",
+		"metrics-auth":                       "kubernetes",
+		"dump-webhook-allow-unauthenticated": "false",
+		"log-format":                         "json",
+		"keep-env-values":                    "false",
+		"cgroup-root":                        "/host/sys/fs/cgroup",
+		"dump-host-network-address":          "127.0.0.1",
+		"dump-webhook":                       "false",
+		"kubelet-root-dir":                   "/var/lib/kubelet",
+		"runtime-dir":                        "/host/var/lib/containerd",
 	})
 	for name := range f {
 		if strings.HasPrefix(name, "disk-") {
@@ -363,15 +380,18 @@ func TestRBAC(t *testing.T) {
 	)
 	exec := rbacRule{"", "pods/exec", "create"}
 	patchPods := rbacRule{"", "pods", "patch"}
+	// --metrics-auth=kubernetes (the default) reviews each scraper's token.
+	reviews := []rbacRule{{"authentication.k8s.io", "tokenreviews", "create"}, {"authorization.k8s.io", "subjectaccessreviews", "create"}}
 	for _, tc := range []struct {
 		name      string
 		set       []string
 		exec      bool
 		capacity  bool
 		namespace string
+		reviews   bool
 	}{
-		{"defaults", nil, false, true, "keeplog"},
-		{"exec, webhook, no capacity", []string{"heapDumps.allowExec=true", "heapDumps.webhook.enabled=true", "heapDumps.webhook.tokenSecret=dump-token", "capacity.enabled=false"}, true, false, "other"},
+		{"defaults", nil, false, true, "keeplog", true},
+		{"exec, webhook, no capacity, metrics open", []string{"heapDumps.allowExec=true", "heapDumps.webhook.enabled=true", "heapDumps.webhook.tokenSecret=dump-token", "capacity.enabled=false", "metrics.auth=none"}, true, false, "other", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := render(t, Options{Set: tc.set, Namespace: tc.namespace})
@@ -395,6 +415,16 @@ func TestRBAC(t *testing.T) {
 			}
 			if got := allows(cluster, patchPods); got != tc.exec {
 				t.Errorf("pods patch granted %v, want %v (heapDumps.webhook.enabled)", got, tc.exec)
+			}
+			for _, p := range reviews {
+				if got := allows(cluster, p); got != tc.reviews {
+					t.Errorf("%s granted %v with %v (metrics.auth=kubernetes needs it, none does not)", p, got, tc.set)
+				}
+			}
+			reader := r.clusterRoles[r.ds.Name+"-metrics-reader"]
+			if reader == nil || len(reader.Rules) != 1 || !slices.Equal(reader.Rules[0].NonResourceURLs, []string{"/metrics"}) ||
+				!slices.Equal(reader.Rules[0].Verbs, []string{"get"}) {
+				t.Errorf("ClusterRole %s-metrics-reader: %+v, want get on the non-resource URL /metrics only", r.ds.Name, reader)
 			}
 			for _, rule := range slices.Concat(cluster, namespaced) {
 				for _, s := range slices.Concat(rule.APIGroups, rule.Resources, rule.Verbs) {
@@ -511,9 +541,15 @@ func TestAllValues(t *testing.T) {
 	if v := r.volume(t, "cgroup"); v.HostPath == nil || v.HostPath.Path != "/sys/fs/cgroup-alt" {
 		t.Errorf("cgroup volume %+v", v.VolumeSource)
 	}
-	if len(r.services) != 1 || r.services[0].Spec.Ports[0].Port != 19808 || r.services[0].Spec.Ports[0].TargetPort.StrVal != "http-metrics" ||
-		!reflect.DeepEqual(r.services[0].Spec.Selector, r.ds.Spec.Selector.MatchLabels) {
-		t.Errorf("webhook Service %+v, want one on the metrics port selecting the DaemonSet's pods", r.services)
+	var webhook []*corev1.Service
+	for _, svc := range r.services {
+		if svc.Name == ds.Name { // the other is the ServiceMonitor's <fullname>-metrics (monitoring_test.go)
+			webhook = append(webhook, svc)
+		}
+	}
+	if len(webhook) != 1 || webhook[0].Spec.Ports[0].Port != 19808 || webhook[0].Spec.Ports[0].TargetPort.StrVal != "http-metrics" ||
+		!reflect.DeepEqual(webhook[0].Spec.Selector, r.ds.Spec.Selector.MatchLabels) {
+		t.Errorf("webhook Service %+v, want one on the metrics port selecting the DaemonSet's pods", webhook)
 	}
 
 	p := r.container(t, "csi-provisioner")
@@ -579,7 +615,8 @@ func TestOptionalObjects(t *testing.T) {
 }
 
 // freeForm values are maps the user fills with keys of their own (Kubernetes fields, labels): compared whole.
-var freeForm = map[string]bool{"nodeSelector": true, "affinity": true, "podAnnotations": true, "podLabels": true,
+var freeForm = map[string]bool{"monitoring.serviceMonitor.labels": true, "monitoring.prometheusRule.labels": true,
+	"monitoring.dashboard.labels": true, "monitoring.dashboard.annotations": true, "nodeSelector": true, "affinity": true, "podAnnotations": true, "podLabels": true,
 	"serviceAccount.annotations": true, "updateStrategy.rollingUpdate": true, "keeplog.resources": true,
 	"provisioner.resources": true, "registrar.resources": true}
 

@@ -12,9 +12,13 @@ import (
 	"path/filepath"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer/json"
 	"k8s.io/client-go/kubernetes/scheme"
+	sigsyaml "sigs.k8s.io/yaml"
+
+	"github.com/keeplog/keeplog/test/e2e/lab"
 )
 
 // RepoRoot finds the checkout from the working directory (go test runs in the package directory).
@@ -62,7 +66,10 @@ func Render(ctx context.Context, helm, repo string, o Options) (string, error) {
 	if o.Namespace == "" {
 		o.Namespace = "keeplog"
 	}
-	args := []string{"template", o.Release, filepath.Join(repo, "charts", "keeplog"), "--namespace", o.Namespace}
+	// The Kubernetes version the lab runs: Chart.yaml's kubeVersion claims only that minor, and without a cluster
+	// Helm would assume its own client-go's.
+	args := []string{"template", o.Release, filepath.Join(repo, "charts", "keeplog"), "--namespace", o.Namespace,
+		"--kube-version", lab.KubernetesVersion}
 	for _, f := range o.ValuesFiles {
 		args = append(args, "--values", f)
 	}
@@ -105,10 +112,23 @@ func isEmptyDoc(d string) bool {
 var strict = json.NewSerializerWithOptions(json.DefaultMetaFactory, scheme.Scheme, scheme.Scheme,
 	json.SerializerOptions{Yaml: true, Strict: true})
 
-// Decode turns each document into a typed object (client-go's scheme knows every kind the chart renders).
+// crdGroups are the API groups of the custom resources the chart can render (Prometheus Operator, OpenShift): not
+// in client-go's scheme, they decode as unstructured objects; the e2e's server-side dry run checks them against
+// their published CRDs (test/e2e/testdata/crds).
+var crdGroups = []string{"monitoring.coreos.com/", "security.openshift.io/"}
+
+// Decode turns each document into a typed object (client-go's scheme knows every built-in kind the chart renders)
+// or, for a custom resource, an *unstructured.Unstructured.
 func Decode(yaml string) ([]runtime.Object, error) {
 	var objs []runtime.Object
 	for i, d := range Documents(yaml) {
+		if u, ok, err := decodeCustom([]byte(d)); ok || err != nil {
+			if err != nil {
+				return nil, fmt.Errorf("document %d: %w\n%s", i, err, d)
+			}
+			objs = append(objs, u)
+			continue
+		}
 		obj, _, err := strict.Decode([]byte(d), nil, nil)
 		if err != nil {
 			return nil, fmt.Errorf("document %d: %w\n%s", i, err, d)
@@ -116,4 +136,26 @@ func Decode(yaml string) ([]runtime.Object, error) {
 		objs = append(objs, obj)
 	}
 	return objs, nil
+}
+
+// decodeCustom decodes a document of one of crdGroups; ok is false for any other.
+func decodeCustom(doc []byte) (*unstructured.Unstructured, bool, error) {
+	var head struct {
+		APIVersion string `json:"apiVersion"`
+	}
+	if err := sigsyaml.Unmarshal(doc, &head); err != nil {
+		return nil, false, err
+	}
+	custom := false
+	for _, g := range crdGroups {
+		custom = custom || strings.HasPrefix(head.APIVersion, g)
+	}
+	if !custom {
+		return nil, false, nil
+	}
+	u := &unstructured.Unstructured{}
+	if err := sigsyaml.Unmarshal(doc, &u.Object); err != nil {
+		return nil, true, err
+	}
+	return u, true, nil
 }

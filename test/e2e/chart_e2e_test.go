@@ -30,7 +30,7 @@ const (
 )
 
 // chartScenarioNamespaces hold the scenarios' pods, deleted before the release is uninstalled.
-var chartScenarioNamespaces = []string{"chart-generic", "chart-inline"}
+var chartScenarioNamespaces = []string{"chart-generic", "chart-inline", chartScraperNamespace}
 
 // chartMetricsPort is the node port keeplog serves /healthz and /metrics on (metrics.port), set by chartInstall.
 var chartMetricsPort int
@@ -71,16 +71,29 @@ func TestChart(t *testing.T) {
 	if !t.Run("Install", func(t *testing.T) { chartInstall(ctx, t, env, &installed) }) {
 		t.FailNow()
 	}
+	t.Run("MetricsNeedKubernetesAuthentication", func(t *testing.T) { chartMetricsAuth(ctx, t, env) })
 	t.Run("GenericEphemeralVolumeOutlivesPod", func(t *testing.T) { chartGenericEphemeral(ctx, t, env) })
 	t.Run("InlineEphemeralVolumeOutlivesPod", func(t *testing.T) { chartInlineEphemeral(ctx, t, env) })
+	t.Run("HelmTest", func(t *testing.T) { chartHelmTest(ctx, t, env) })
 	t.Run("NoRBACDenials", func(t *testing.T) { chartNoRBACDenials(ctx, t, env) })
 	t.Run("UninstallRemovesCapacityObjects", func(t *testing.T) { chartUninstall(ctx, t, env, &installed) })
 }
 
-// chartDryRun: kubectl apply --dry-run=server of the default render, the all-values render and deploy/ (kustomize).
+// chartDryRun: kubectl apply --dry-run=server of the default render, the all-values render (with the Prometheus
+// Operator's and OpenShift's CRDs applied first, from their published YAML in test/e2e/testdata/crds, so the
+// ServiceMonitor, PrometheusRule and SecurityContextConstraints are checked against their real schemas) and deploy/
+// (kustomize).
 func chartDryRun(ctx context.Context, t *testing.T, env *framework.Env) {
 	helm, err := chart.Helm(ctx, env.Repo)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.ApplyCRDs(ctx, filepath.Join(env.Repo, "test", "e2e", "testdata", "crds")); err != nil {
+		t.Fatal(err)
+	}
+	// A pod's ServiceAccount must exist even in a dry run (admission looks it up), and a dry run creates none: the
+	// all-values helm test pod's is made for real.
+	if _, err := env.Lab.Kubectl(ctx, "create", "serviceaccount", "-n", "keeplog-all", "keeplog-all-test"); err != nil {
 		t.Fatal(err)
 	}
 	allValues := filepath.Join(env.Repo, "test", "chart", "testdata", "all-values.yaml")
@@ -230,7 +243,7 @@ func chartGenericEphemeral(ctx context.Context, t *testing.T, env *framework.Env
 		t.Fatalf("PV %s not Released after its claim went: %v", pvName, err)
 	}
 	// The publish and unpublish were served by the installed plugin and counted on its metrics port.
-	metrics, err := httpGet(ctx, fmt.Sprintf("http://127.0.0.1:%d/metrics", chartMetricsPort))
+	metrics, err := scrape(ctx, t, env)
 	for _, m := range []string{"/csi.v1.Node/NodePublishVolume", "/csi.v1.Node/NodeUnpublishVolume", "/csi.v1.Controller/CreateVolume"} {
 		if want := `keeplog_csi_operations_total{code="OK",method="` + m + `"}`; err != nil || !strings.Contains(metrics, want) {
 			t.Errorf("/metrics has no %s: %v", want, err)
@@ -355,4 +368,18 @@ func httpGet(ctx context.Context, url string) (string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return string(b), err
+}
+
+// chartHelmTest: `helm test` runs the chart's test pod (keeplog check in the plugin's image) and it passes: the
+// node's plugin is ready and answers /healthz and, with the test ServiceAccount's token, /metrics.
+func chartHelmTest(ctx context.Context, t *testing.T, env *framework.Env) {
+	out, err := env.Helm(ctx, "test", chartRelease, "--namespace", chartNamespace, "--timeout", "3m", "--logs")
+	if err != nil {
+		events, _ := env.Lab.Kubectl(ctx, "get", "events", "-n", chartNamespace, "--sort-by=.lastTimestamp")
+		t.Fatalf("helm test: %v\n%s\nevents:\n%s", err, out, events)
+	}
+	if !strings.Contains(out, "Succeeded") || !strings.Contains(out, "answers /healthz and /metrics") {
+		t.Errorf("helm test output:\n%s", out)
+	}
+	t.Logf("helm test:\n%s", out)
 }

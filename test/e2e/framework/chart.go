@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -22,11 +23,33 @@ import (
 	"github.com/keeplog/keeplog/test/e2e/lab"
 )
 
-// Images the chart e2e imports into the lab's containerd (pods use them with imagePullPolicy: Never).
-const (
-	ChartKeeplogImage     = "keeplog.local/e2e/keeplog:e2e"
-	ChartProvisionerImage = "keeplog.local/e2e/csi-provisioner:" + lab.ProvisionerVersion
-)
+// ChartProvisionerImage is the csi-provisioner image the chart e2e builds and imports into the lab's containerd
+// (pods use it with imagePullPolicy: Never). keeplog's own image is `make image`'s (KeeplogImage).
+const ChartProvisionerImage = "keeplog.local/e2e/csi-provisioner:" + lab.ProvisionerVersion
+
+// KeeplogImage is what `make image` wrote for this machine's architecture: its docker-archive
+// (bin/image/keeplog-linux-GOARCH.tar) and the reference it is tagged with (bin/image/ref). The chart e2e imports
+// exactly that file, so what a user builds is what is tested.
+func KeeplogImage(repo string) (archive, ref string, err error) {
+	archive = filepath.Join(repo, "bin", "image", "keeplog-linux-"+runtime.GOARCH+".tar")
+	data, err := os.ReadFile(filepath.Join(repo, "bin", "image", "ref"))
+	if err == nil {
+		_, err = os.Stat(archive)
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("no image from `make image` (make e2e builds it): %w", err)
+	}
+	return archive, strings.TrimSpace(string(data)), nil
+}
+
+// splitRef splits repository:tag at the last colon after the last slash.
+func splitRef(ref string) (repository, tag string) {
+	i := strings.LastIndex(ref, ":")
+	if i < 0 || strings.Contains(ref[i:], "/") {
+		return ref, "latest"
+	}
+	return ref[:i], ref[i+1:]
+}
 
 // provisionerArgs is csi-provisioner's argv for the host-process deployment: the lab's arguments plus storage capacity
 // tracking, as the chart's DaemonSet runs it. deploy/csidriver.yaml (generated from the chart) says
@@ -70,31 +93,33 @@ func SetupLabOnly(ctx context.Context, logf func(string, ...any)) (*Env, error) 
 // WorkDir is the test's temporary directory (the lab's work dir and keeplog's root are inside it).
 func (e *Env) WorkDir() string { return e.base }
 
-// ImportChartImages builds the keeplog image (bin/keeplog, busybox's mount and umount) and the csi-provisioner image
-// as docker-archive tars and imports them into the lab's containerd.
+// ImportChartImages imports `make image`'s keeplog image (KeeplogImage) and a csi-provisioner image built here as a
+// docker-archive into the lab's containerd, with `ctr -n k8s.io images import` as the README tells users.
 func (e *Env) ImportChartImages(ctx context.Context) error {
-	busybox := "/bin/busybox" // Debian's busybox-static (hack/install-deps.sh), as the lab's busybox image
-	for _, img := range []struct {
-		ref   string
-		write func(out string) error
-	}{
-		{ChartKeeplogImage, func(out string) error {
-			return keeplogimage.WriteKeeplog(out, ChartKeeplogImage, filepath.Join(e.Repo, "bin", "keeplog"), busybox)
-		}},
-		{ChartProvisionerImage, func(out string) error {
-			return keeplogimage.WriteProvisioner(out, ChartProvisionerImage, lab.DefaultProvisionerBin())
-		}},
-	} {
-		out := filepath.Join(e.base, strings.NewReplacer("/", "_", ":", "_").Replace(img.ref)+".tar")
-		if err := img.write(out); err != nil {
+	keeplogArchive, _, err := KeeplogImage(e.Repo)
+	if err != nil {
+		return err
+	}
+	provisioner := filepath.Join(e.base, "csi-provisioner.tar")
+	if err := keeplogimage.WriteProvisioner(provisioner, ChartProvisionerImage, lab.DefaultProvisionerBin()); err != nil {
+		return err
+	}
+	for _, out := range []string{keeplogArchive, provisioner} {
+		if err := e.ImportImage(ctx, out); err != nil {
 			return err
 		}
-		cmd := exec.CommandContext(ctx, "ctr", "-n", "k8s.io", "--address", e.Lab.ContainerdSocket(), "images", "import", out)
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("ctr images import %s: %w: %s", out, err, b)
-		}
-		e.logf("imported %s from %s", img.ref, out)
 	}
+	return nil
+}
+
+// ImportImage imports one image archive into the lab's containerd (namespace k8s.io, kubelet's).
+func (e *Env) ImportImage(ctx context.Context, archive string) error {
+	cmd := exec.CommandContext(ctx, "ctr", "-n", "k8s.io", "--address", e.Lab.ContainerdSocket(), "images", "import", archive)
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ctr images import %s: %w: %s", archive, err, b)
+	}
+	e.logf("imported %s: %s", archive, strings.TrimSpace(string(b)))
 	return nil
 }
 
@@ -116,23 +141,55 @@ func (e *Env) Helm(ctx context.Context, args ...string) (string, error) {
 	return string(out), nil
 }
 
+// The ServiceAccount the lab's chart values bind to the metrics-reader ClusterRole (metrics.readers).
+const (
+	ChartScraperNamespace = "chart-metrics"
+	ChartScraper          = "scraper"
+)
+
 // ChartValues are the values that make the chart run in the lab: the imported images, keeplog's root in the test's
 // temp dir, the lab kubelet's pod log directory, a free metrics port, and the API server on loopback (there is no
 // kube-proxy, so the kubernetes Service's ClusterIP the in-cluster configuration would use leads nowhere; the
 // host-network pods reach kube-apiserver on 127.0.0.1 and its certificate names 127.0.0.1). Written to a file for -f.
 func (e *Env) ChartValues() (path string, metricsPort int, err error) {
-	u, err := url.Parse(e.Lab.APIServerURL())
+	values, metricsPort, err := e.ChartValuesMap()
 	if err != nil {
 		return "", 0, err
+	}
+	path, err = e.WriteValues("lab-values.yaml", values)
+	return path, metricsPort, err
+}
+
+// WriteValues writes chart values to a file in the test's directory for --values.
+func (e *Env) WriteValues(name string, values map[string]any) (string, error) {
+	data, err := yaml.Marshal(values)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(e.base, name)
+	return path, os.WriteFile(path, data, 0o644)
+}
+
+// ChartValuesMap is ChartValues before it is written: for tests that add their own values or, for an older chart
+// whose schema refuses values it does not have, remove some.
+func (e *Env) ChartValuesMap() (values map[string]any, metricsPort int, err error) {
+	u, err := url.Parse(e.Lab.APIServerURL())
+	if err != nil {
+		return nil, 0, err
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", 0, err
+		return nil, 0, err
 	}
 	metricsPort = l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	values := map[string]any{
-		"image": map[string]any{"repository": strings.Split(ChartKeeplogImage, ":")[0], "tag": "e2e", "pullPolicy": "Never"},
+	_, ref, err := KeeplogImage(e.Repo)
+	if err != nil {
+		return nil, 0, err
+	}
+	repository, tag := splitRef(ref)
+	values = map[string]any{
+		"image": map[string]any{"repository": repository, "tag": tag, "pullPolicy": "Never"},
 		"provisioner": map[string]any{
 			"image":     map[string]any{"repository": strings.Split(ChartProvisionerImage, ":")[0], "tag": lab.ProvisionerVersion, "pullPolicy": "Never"},
 			"verbosity": 5,
@@ -143,15 +200,13 @@ func (e *Env) ChartValues() (path string, metricsPort int, err error) {
 			"describeInterval": "2s",
 			"verbosity":        4,
 		},
-		"metrics":   map[string]any{"port": metricsPort},
+		"metrics": map[string]any{"port": metricsPort, "readers": []any{
+			map[string]any{"kind": "ServiceAccount", "name": ChartScraper, "namespace": ChartScraperNamespace}}},
 		"apiServer": map[string]any{"host": u.Hostname(), "port": u.Port()},
+		// helm test's pod: no pod network in the lab, so it reaches the plugin on the node's address from the node.
+		"tests": map[string]any{"enabled": true, "hostNetwork": true},
 	}
-	data, err := yaml.Marshal(values)
-	if err != nil {
-		return "", 0, err
-	}
-	path = filepath.Join(e.base, "lab-values.yaml")
-	return path, metricsPort, os.WriteFile(path, data, 0o644)
+	return values, metricsPort, nil
 }
 
 // WaitDaemonSetPod waits until the DaemonSet's pod on the node runs with every container ready and returns it; on
@@ -215,4 +270,17 @@ func (e *Env) ContainerLog(pod *corev1.Pod, container string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// ApplyCRDs applies every CustomResourceDefinition file in dir and waits until the API server serves them.
+func (e *Env) ApplyCRDs(ctx context.Context, dir string) error {
+	if out, err := e.Lab.Kubectl(ctx, "apply", "--server-side", "-f", dir); err != nil {
+		return fmt.Errorf("apply CRDs from %s: %w\n%s", dir, err, out)
+	}
+	out, err := e.Lab.Kubectl(ctx, "wait", "--for=condition=Established", "--timeout=60s", "-f", dir)
+	if err != nil {
+		return fmt.Errorf("CRDs from %s not established: %w\n%s", dir, err, out)
+	}
+	e.logf("CRDs established:\n%s", out)
+	return nil
 }
