@@ -187,6 +187,7 @@ func TestDefaults(t *testing.T) {
 		"driver-name":                        "keeplog.csi.io",
 		"root":                               "/var/log/keeplog",
 		"pod-logs-dir":                       "/var/log/pods",
+		"stdout-grace":                       "false",
 		"kubelet-registration-dir":           "/var/lib/kubelet/plugins_registry",
 		"kubelet-endpoint":                   "/var/lib/kubelet/plugins/keeplog.csi.io/csi.sock",
 		"http-address":                       ":9808",
@@ -753,10 +754,6 @@ func TestKeeplogFlags(t *testing.T) {
 	// --namespace defaults to $POD_NAMESPACE, which the DaemonSet sets from the downward API (TestDefaults checks it):
 	// a kustomize overlay that changes the namespace then needs no argument rewritten.
 	notSet := map[string]bool{"version": true, "namespace": true}
-	// --stdout-grace (off by default) is not wired yet: hard links from /var/log/pods into --root need one hostPath
-	// mount that holds both (two bind mounts make link(2) fail with EXDEV and keeplog then copies), a chart change
-	// left to the chart's owner (issue 19).
-	notSet["stdout-grace"] = true
 	for _, f := range klogFlags() {
 		if f != "v" {
 			notSet[f] = true

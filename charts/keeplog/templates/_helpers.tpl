@@ -67,3 +67,16 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
   value: {{ required "apiServer.port is required with apiServer.host" .Values.apiServer.port | toString | quote }}
 {{- end }}
 {{- end -}}
+
+{{/*
+keeplog.graceHostDir fails the render unless keeplog.root and keeplog.podLogsDir are both below
+keeplog.stdoutGrace.hostDir (the stdout grace hard-links across them, which works only within one mount).
+*/}}
+{{- define "keeplog.graceHostDir" -}}
+{{- $dir := trimSuffix "/" .Values.keeplog.stdoutGrace.hostDir -}}
+{{- range $name, $path := dict "keeplog.root" .Values.keeplog.root "keeplog.podLogsDir" .Values.keeplog.podLogsDir -}}
+{{- if not (hasPrefix (printf "%s/" $dir) $path) -}}
+{{- fail (printf "keeplog.stdoutGrace.enabled needs %s (%s) below keeplog.stdoutGrace.hostDir (%s): kubelet's files are hard-linked into the root, which works only within one mount" $name $path $dir) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
