@@ -20,6 +20,7 @@ PACKAGES=(
 	curl
 	python3
 	zstd
+	podman
 )
 
 log() { printf '[install-deps] %s\n' "$*"; }
