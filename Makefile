@@ -33,7 +33,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./test/e2e/...
-	$(GO) vet -tags soak ./test/soak/... ./test/binary/...
+	$(GO) vet -tags soak ./test/soak/... ./test/binary/... ./test/heapdumps/...
 	hack/manifests.sh --verify
 
 unit:
@@ -52,6 +52,14 @@ soak-short: build
 
 soak: build
 	KEEPLOG_SOAK=long $(GO) test -tags soak -count=1 -timeout 40m -v -run '^TestSoak$$' ./test/soak/
+
+# Real JVM heap dumps (test/heapdumps: HeapFill.java compiled with the machine's javac, its heap filled with a
+# service's mix of objects and dumped with jcmd GC.heap_dump), KEEPLOG_HEAP_BENCH_COUNT of the benchmark's sizes
+# (256 MiB - 1 GiB), cached by (size, seed) in $(CACHE)/heapdumps, never in the checkout; each one's size and
+# zstd -3 ratio printed. make bench-heapdumps makes any that are missing itself; this fills the cache ahead.
+.PHONY: heapdumps
+heapdumps:
+	$(GO) test -tags soak -count=1 -timeout 180m -v -run '^TestMakeHeapDumps$$' ./test/heapdumps/
 
 e2e: deps k8s otelcol build
 	$(GO) test -tags e2e -p 1 -count=1 -timeout 40m -v ./test/e2e/...
@@ -75,7 +83,9 @@ test: deps lint unit chart sanity soak-short e2e
 KEEPLOG_BENCH_SIZE ?= 2G
 KEEPLOG_BINARY_BENCH_SIZE ?= 1Gi
 KEEPLOG_BINARY_BENCH_PAIRS ?= 3
-export KEEPLOG_BENCH_SIZE KEEPLOG_BINARY_BENCH_SIZE KEEPLOG_BINARY_BENCH_PAIRS
+KEEPLOG_HEAP_BENCH_COUNT ?= 25
+KEEPLOG_HEAP_BENCH_BANDWIDTH ?= 25Mi
+export KEEPLOG_BENCH_SIZE KEEPLOG_BINARY_BENCH_SIZE KEEPLOG_BINARY_BENCH_PAIRS KEEPLOG_HEAP_BENCH_COUNT KEEPLOG_HEAP_BENCH_BANDWIDTH
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./pkg/...
 	$(GO) test -tags soak -run '^$$' -bench '^BenchmarkBinaryUpload$$' -benchtime 1x -timeout 60m ./test/soak/

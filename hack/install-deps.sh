@@ -20,6 +20,7 @@ PACKAGES=(
 	curl
 	python3
 	zstd
+	openjdk-17-jdk-headless
 )
 
 log() { printf '[install-deps] %s\n' "$*"; }
