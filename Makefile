@@ -61,6 +61,16 @@ soak: build
 heapdumps:
 	$(GO) test -tags soak -count=1 -timeout 180m -v -run '^TestMakeHeapDumps$$' ./test/heapdumps/
 
+# Issue 14 through bin/keeplog and a real sshd (test/soak TestBinaryResume): a real ~1 GiB JVM heap dump's upload
+# SIGKILLed 10 times at random points, raw and with archiveCompression: zstd (one final file, its sha256 the
+# manifest's storedSha256, zstd -d giving back the dump's sha256, at most the stored size + 10 chunks received), then
+# a touch, rename and hard link of the archived dump adding 0 bytes on the server. About 1 minute with the dump
+# cached (making it adds about half a minute to three, depending on the load); KEEPLOG_RESUME_SIZE, _KILLS,
+# _BANDWIDTH and _VARIANTS change its shape, KEEPLOG_BIN the binary.
+.PHONY: resume-binary
+resume-binary: build
+	$(GO) test -tags soak -count=1 -timeout 20m -v -run '^TestBinaryResume$$' ./test/soak/
+
 e2e: deps k8s otelcol build
 	$(GO) test -tags e2e -p 1 -count=1 -timeout 40m -v ./test/e2e/...
 
@@ -73,7 +83,7 @@ e2e-grace-full: deps k8s otelcol build
 demo: deps k8s build
 	$(GO) run ./test/e2e/cmd/demo
 
-test: deps lint unit chart sanity soak-short e2e
+test: deps lint unit chart sanity soak-short resume-binary e2e
 
 # The archiver against OpenSSH's sftp put with a 2 GiB file (KEEPLOG_BENCH_SIZE), the rate limit, one GC pass over
 # 10,000 directories; then the upload end to end through bin/keeplog (test/soak BenchmarkBinaryUpload: published
