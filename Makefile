@@ -99,6 +99,17 @@ export KEEPLOG_BENCH_SIZE KEEPLOG_BINARY_BENCH_SIZE KEEPLOG_BINARY_BENCH_PAIRS K
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./pkg/...
 	$(GO) test -tags soak -run '^$$' -bench '^BenchmarkBinaryUpload$$' -benchtime 1x -timeout 60m ./test/soak/
+	$(MAKE) --no-print-directory bench-heapdumps
+
+# Issue 14's load shape (test/soak BenchmarkHeapDumps): KEEPLOG_HEAP_BENCH_COUNT real JVM heap dumps (25, 256 MiB -
+# 1 GiB, made and cached as by make heapdumps), one pod each, finished at once, one upload at a time at
+# KEEPLOG_HEAP_BENCH_BANDWIDTH (25Mi = sftp -l 204800): the seeds' recipe (sftp -l -b put, one after another), then
+# bin/keeplog --archive-node-uploads=1 raw and with archiveCompression: zstd, until all are on the server; times,
+# compression ratio, MB/s and CPU s/GB printed against the targets (0.35x and 1.05x the recipe), not asserted.
+# About 11 + 11 + 3 minutes at the defaults (plus about an hour to make the 25 dumps the first time).
+.PHONY: bench-heapdumps
+bench-heapdumps: build
+	$(GO) test -tags soak -run '^$$' -bench '^BenchmarkHeapDumps$$' -benchtime 1x -timeout 240m ./test/soak/
 
 clean:
 	rm -rf bin
