@@ -102,8 +102,8 @@ func (e *archEnv) waitArchived(ctx context.Context, n int, timeout time.Duration
 			return inv
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			e.t.Fatalf("the server holds %d of %d archived files after %s (err %v); keeplog's log:\n%s",
-				complete(inv), n, timeout, err, e.kl.LogTail(30))
+			e.t.Fatalf("the server holds %d of %d archived files and %d upload temporaries after %s (err %v); "+
+				"keeplog's log:\n%s", complete(inv), n, len(inv.Temps), timeout, err, e.kl.LogTail(30))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
