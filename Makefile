@@ -106,7 +106,7 @@ bench: build
 # KEEPLOG_HEAP_BENCH_BANDWIDTH (25Mi = sftp -l 204800): the seeds' recipe (sftp -l -b put, one after another), then
 # bin/keeplog --archive-node-uploads=1 raw and with archiveCompression: zstd, until all are on the server; times,
 # compression ratio, MB/s and CPU s/GB printed against the targets (0.35x and 1.05x the recipe), not asserted.
-# About 11 + 11 + 3 minutes at the defaults (plus about an hour to make the 25 dumps the first time).
+# About 11 + 11 + 3 minutes at the defaults (plus 10 to 50 minutes, with the load, to make the 25 dumps the first time).
 .PHONY: bench-heapdumps
 bench-heapdumps: build
 	$(GO) test -tags soak -run '^$$' -bench '^BenchmarkHeapDumps$$' -benchtime 1x -timeout 240m ./test/soak/
