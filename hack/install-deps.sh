@@ -21,6 +21,7 @@ PACKAGES=(
 	python3
 	zstd
 	podman
+	openjdk-17-jdk-headless
 )
 
 log() { printf '[install-deps] %s\n' "$*"; }

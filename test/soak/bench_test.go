@@ -165,7 +165,7 @@ func printBench(b *testing.B, res map[string][]run, size int64) {
 
 // unmountUnder unmounts what a failed round left published, so that the removal of the work directory does not
 // go through a bind mount.
-func unmountUnder(b *testing.B, dir string) {
+func unmountUnder(b testing.TB, dir string) {
 	mounts, err := lab.MountsUnder(dir)
 	if err != nil {
 		b.Errorf("mounts under %s: %v", dir, err)
