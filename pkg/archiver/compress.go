@@ -31,6 +31,10 @@ func (e *encoder) encode(raw []byte) []byte {
 	return e.out
 }
 
+// encodeInto compresses raw as one frame appended to dst (the caller owns the result, so two chunks can be in
+// flight: one being sent while the next is compressed).
+func (e *encoder) encodeInto(raw, dst []byte) []byte { return e.z.EncodeAll(raw, dst) }
+
 // compressionSpec is an item's Compression for a policy's: "" (none) or "zstd:<level>".
 func compressionSpec(algo string, level int) string {
 	if algo == "" || algo == "none" {

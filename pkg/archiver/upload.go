@@ -194,7 +194,8 @@ func (a *Archiver) interrupted(ctx context.Context, up Upload, it *Item, err err
 }
 
 // sendChunks reads the file from it.Progress on, one chunk at a time, and sends each (compressed as an
-// independent zstd frame when enc is set), journalling the acknowledged prefix after each chunk.
+// independent zstd frame when enc is set), journalling the acknowledged prefix after each chunk. The next chunk is
+// read, compressed and hashed while the current one is sent (prepareChunks).
 func (a *Archiver) sendChunks(ctx context.Context, up Upload, f *os.File, it *Item, enc *encoder) (uploaded, error) {
 	d, err := newDigests(it.Progress)
 	if err != nil {
@@ -205,31 +206,32 @@ func (a *Archiver) sendChunks(ctx context.Context, up Upload, f *os.File, it *It
 	if it.Progress != nil {
 		raw, stored = it.Progress.Raw, it.Progress.Stored
 	}
-	buf := make([]byte, min(a.cfg.ChunkSize, max(it.Size, 1)))
-	for first := true; raw < it.Size || (first && enc != nil && it.Size == 0); first = false {
-		n := min(int64(len(buf)), it.Size-raw)
-		chunk := buf[:n]
-		if _, err := f.ReadAt(chunk, raw); err != nil {
-			return uploaded{}, permanentf("read %s at %d: %w (it had %d bytes when it was found finished)", f.Name(), raw, err, it.Size)
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	chunks, done := prepareChunks(pctx, f, it, enc, d, int(min(a.cfg.ChunkSize, max(it.Size, 1))), raw, stored)
+	defer func() {
+		cancel()
+		for range chunks { // let the preparing goroutine end before d is read or f closed
 		}
-		out := chunk
-		if enc != nil {
-			out = enc.encode(chunk)
+	}()
+	for b := range chunks {
+		if b.err != nil {
+			return uploaded{}, b.err
 		}
-		r := &throttled{ctx: ctx, limiter: a.limiter, b: out, onBytes: func(n int) { a.m.bytes.Add(float64(n)) }}
-		if err := up.Write(stored, r, int64(len(out))); err != nil {
+		r := &throttled{ctx: ctx, limiter: a.limiter, b: b.out, onBytes: func(n int) { a.m.bytes.Add(float64(n)) }}
+		if err := up.Write(stored, r, int64(len(b.out))); err != nil {
 			return uploaded{}, err
 		}
-		d.add(chunk, out)
-		raw, stored = raw+n, stored+int64(len(out))
-		p, err := d.progress(raw, stored, up.Token())
-		if err != nil {
-			return uploaded{}, err
-		}
-		it.Progress = p
+		stored = b.p.Stored
+		b.p.Token = up.Token()
+		it.Progress = b.p
 		if _, err := a.journal.Put(*it, ""); err != nil {
 			a.log.Error(err, "Cannot record upload progress; an interruption now resends more")
 		}
+		done(b)
+	}
+	if err := ctx.Err(); err != nil {
+		return uploaded{}, context.Cause(ctx)
 	}
 	return uploaded{sha256: hex.EncodeToString(d.raw.Sum(nil)), storedSHA256: hex.EncodeToString(d.stored.Sum(nil)), stored: stored}, nil
 }
