@@ -24,7 +24,7 @@ type Neighbour struct {
 }
 
 // Shared is, by neighbour, whether it is on the root's filesystem; a neighbour whose directory does not exist is
-// absent (and listed in Missing).
+// absent (and listed in Missing), and so is one that cannot be stat-ed for permission.
 type Shared struct {
 	With    map[string]bool
 	Missing []string
@@ -57,7 +57,9 @@ func FindShared(root string, neighbours []Neighbour, devOf func(string) (uint64,
 		}
 		dev, err := devOf(n.Path)
 		switch {
-		case errors.Is(err, fs.ErrNotExist):
+		case errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission):
+			// Missing, or not reachable from here (the chart stats the runtime's directory through /proc/1/root,
+			// which a node may refuse even to a privileged container): not checked, as if absent. The plugin runs on.
 			s.Missing = append(s.Missing, n.Name)
 		case err != nil:
 			return Shared{}, fmt.Errorf("gc: the filesystem of %s (%s): %w", n.Name, n.Path, err)
