@@ -98,6 +98,7 @@ func (s *Store) trashPodDir(dir, path string, check DeleteCheck) (string, error)
 		if s.owners != nil && s.owners[dir] == check.Volume {
 			delete(s.owners, dir)
 		}
+		s.changed(check.Volume)
 		if err := SyncDir(filepath.Dir(rec)); err != nil {
 			return trashed, err
 		}
