@@ -75,8 +75,8 @@ func (t *Tracker) evaluate() {
 				v.notified[name] = true
 				events = append(events, podEvent{*d.pod, "Warning", ReasonOverLimit, overMessage(id, s, v, t.deps.Enforcer != nil)})
 			}
-			want := enforce && v.published[name] && d.t != nil && now.Sub(d.seen) >= t.cfg.BlockGrace
-			block := want && (!d.blocked || d.t.usage.Inodes > d.blockedAt.Inodes)
+			want := enforce && v.published[name] && d.present && now.Sub(d.seen) >= t.cfg.BlockGrace
+			block := want && (!d.blocked || d.usage.Inodes > d.blockedAt.Inodes)
 			if !block && (want || !d.blocked) {
 				continue // nothing to do: the path is not needed
 			}
@@ -123,8 +123,8 @@ func (t *Tracker) enforce(a enforcement) {
 	if d != nil {
 		// Even a partly failed Block leaves some attributes set: count the directory as blocked so it is released.
 		d.blocked = a.block
-		if a.block && d.t != nil {
-			d.blockedAt = d.t.usage
+		if a.block && d.present {
+			d.blockedAt = d.usage
 		}
 	}
 	t.mu.Unlock()
