@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io/fs"
 	"maps"
 	"slices"
@@ -267,8 +268,7 @@ func (t *Tracker) setTreeLocked(d *dirState, tr *tree) {
 	d.present, d.usage = present, usage
 }
 
-// walkAll rereads the records and walks every pod directory, applying pending events between directories so that
-// limits are checked while a long walk runs.
+// walkAll rereads every record and walks every pod directory: at start and after lost events.
 func (t *Tracker) walkAll(ctx context.Context) error {
 	if err := t.refreshAll(ctx); err != nil {
 		return err
@@ -279,6 +279,53 @@ func (t *Tracker) walkAll(ctx context.Context) error {
 		names = append(names, n)
 	}
 	t.mu.Unlock()
+	t.walkDirs(ctx, names)
+	return nil
+}
+
+// retainedWalkEvery is how many periodic walks it takes to walk every retained pod directory (one whose volume is
+// published nowhere) once, and to reread every record: each periodic walk takes its share of them. Nobody writes
+// to a retained directory but an operator by hand or the archiver's deleteAfterUpload, and the store tells of
+// every record change, so once an hour (at the default --usage-walk-interval) corrects both; walking 10,000 retained
+// directories every minute cost a few CPU seconds a minute on an idle node.
+const retainedWalkEvery = 60
+
+// periodicWalk walks every published pod directory and the share of the retained ones due at this walk.
+func (t *Tracker) periodicWalk(ctx context.Context) error {
+	t.walkN++
+	share := t.walkN % retainedWalkEvery
+	if share == 0 {
+		if err := t.refreshAll(ctx); err != nil {
+			return err
+		}
+	}
+	t.mu.Lock()
+	var names []string
+	for n, d := range t.dirs {
+		if t.activeLocked(d.volumeID) || d.t == nil || retainedShare(n) == share {
+			names = append(names, n)
+		}
+	}
+	t.mu.Unlock()
+	t.walkDirs(ctx, names)
+	return nil
+}
+
+// retainedShare spreads retained pod directories over the periodic walks by their name: FNV-1a, whose low bits are
+// poor for names that differ in a digit or two, then a 64-bit finalizer (MurmurHash3's) before the modulo.
+func retainedShare(name string) int {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	v := h.Sum64()
+	v ^= v >> 33
+	v *= 0xff51afd7ed558ccd
+	v ^= v >> 33
+	return int(v % retainedWalkEvery)
+}
+
+// walkDirs measures the named pod directories at the walk's pace, applying pending events between directories so
+// that limits are checked while a long walk runs.
+func (t *Tracker) walkDirs(ctx context.Context, names []string) {
 	sort.Strings(names)
 	pace := &pacer{perSecond: t.cfg.WalkRate, progress: t.deps.Live.Progress, sleep: func(d time.Duration) {
 		select {
@@ -288,7 +335,7 @@ func (t *Tracker) walkAll(ctx context.Context) error {
 	}}
 	for _, n := range names {
 		if ctx.Err() != nil {
-			return nil
+			return
 		}
 		t.measureDir(n, pace)
 		t.deps.Live.Progress()
@@ -301,5 +348,4 @@ func (t *Tracker) walkAll(ctx context.Context) error {
 	t.mu.Lock()
 	t.updatedAt = t.deps.Now()
 	t.mu.Unlock()
-	return nil
 }

@@ -44,7 +44,7 @@ func (t *Tracker) Run(ctx context.Context) error {
 			}
 			t.evaluate()
 		case <-walk.C:
-			if err := t.walkAll(ctx); err != nil {
+			if err := t.periodicWalk(ctx); err != nil {
 				return err
 			}
 			t.evaluate()

@@ -2,15 +2,17 @@
 // walking it per question, and acts when a volume passes its limit: an Event on its pods, metrics, and with
 // limitAction block an Enforcer that stops the volume from growing until it is back under the limit.
 //
-// How it stays current: one full walk at start and every WalkInterval (paced to WalkRate entries per second), and in
-// between inotify events on every directory of every pod directory. An event only marks a path dirty; every
-// UpdateInterval the dirty paths are looked at again (lstat) and the accounting changes by what changed, so a file
-// written a thousand times a second costs one lstat per interval. keeplog's own records are never watched: the store
-// tells the tracker which volume's records changed (store.Subscribe), and only that volume's are read again, so new
-// volumes, pod directories and publications are seen within an interval. Nor is what keeplog writes inside a pod
-// directory (its .keeplog directory) watched; the walks count it. Events are drained by internal/fswatch, so adding
-// or removing a watch never waits for this loop, and the tracker's lock is never held across either. A lost event
-// (queue overflow) triggers a full walk; the periodic walk corrects anything else.
+// How it stays current: one full walk at start, and every WalkInterval (paced to WalkRate entries per second) a walk
+// of every published pod directory and of a sixtieth of the retained ones (each retained one once an hour by
+// default: nobody writes there), and in between inotify events on every directory of every published pod
+// directory. An event only marks a path dirty; every UpdateInterval the dirty paths are looked at again (lstat) and
+// the accounting changes by what changed, so a file written a thousand times a second costs one lstat per interval.
+// keeplog's own records are never watched: the store tells the tracker which volume's records changed
+// (store.Subscribe), and only that volume's are read again, so new volumes, pod directories and publications are
+// seen within an interval. Nor is what keeplog writes inside a pod directory (its .keeplog directory) watched; the
+// walks count it. Events are drained by internal/fswatch, so adding or removing a watch never waits for this loop,
+// and the tracker's lock is never held across either. A lost event (queue overflow) triggers a full walk; the
+// periodic walks correct anything else.
 package usage
 
 import (
@@ -109,6 +111,7 @@ type Tracker struct {
 	updatedAt time.Time
 	started   bool
 	release   []string // pod directories (absolute paths) to unblock: their volume is gone or being deleted
+	walkN     int      // periodic walks so far (the Run goroutine's)
 
 	// records holds the IDs of volumes whose records the store changed, filled by the store's notification
 	// (under the store's lock: so behind a mutex of its own, which nothing holds while it calls the store).
