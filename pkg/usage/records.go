@@ -150,6 +150,7 @@ func (t *Tracker) install(id string, vs *volState, pods []store.PodDir) []string
 	}
 	if vs == nil {
 		delete(t.vols, id)
+		delete(t.overIDs, id)
 	} else {
 		t.vols[id] = vs
 	}

@@ -107,6 +107,7 @@ type Tracker struct {
 	dirs      map[string]*dirState // pod directory name -> state
 	dirty     map[string]struct{}  // absolute paths events named since the last update
 	touched   map[string]struct{}  // volume IDs whose usage or records changed since the last evaluate
+	overIDs   map[string]struct{}  // volume IDs over their limit (evaluated each time: a block grace ends with time)
 	rewalk    bool                 // events were lost: walk everything
 	updatedAt time.Time
 	started   bool
@@ -169,7 +170,8 @@ func New(cfg Config, deps Deps) (*Tracker, error) {
 		cfg.BlockGrace = DefaultBlockGrace
 	}
 	t := &Tracker{cfg: cfg, deps: deps, root: deps.Store.Root(),
-		vols: map[string]*volState{}, dirs: map[string]*dirState{}, dirty: map[string]struct{}{}, touched: map[string]struct{}{}}
+		vols: map[string]*volState{}, dirs: map[string]*dirState{}, dirty: map[string]struct{}{}, touched: map[string]struct{}{},
+		overIDs: map[string]struct{}{}}
 	m, err := newMetrics(t, deps.Registerer)
 	if err != nil {
 		return nil, err
