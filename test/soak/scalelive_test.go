@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +23,8 @@ type livePods struct {
 	targets []string
 	stop    chan struct{}
 	wg      sync.WaitGroup
+	// paused stops the writers for the second half of the idle window: an idle node plugin with nothing written.
+	paused atomic.Bool
 }
 
 // startLivePods publishes n volumes (CreateVolume, NodePublishVolume with pod information) and starts a writer in
@@ -59,6 +62,9 @@ func (lp *livePods) write(p string) {
 		case <-lp.stop:
 			return
 		case <-tick.C:
+		}
+		if lp.paused.Load() {
+			continue
 		}
 		f, err := os.OpenFile(p, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 		if err != nil {
