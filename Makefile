@@ -5,7 +5,7 @@ GO ?= go
 CACHE ?= $(HOME)/.cache/keeplog
 export KEEPLOG_CACHE := $(CACHE)
 
-.PHONY: all build deps k8s otelcol lint unit sanity sanity-binary soak soak-short e2e demo test bench clean
+.PHONY: all build deps k8s otelcol lint unit sanity sanity-binary soak soak-short e2e demo test bench bench-scale clean
 
 all: build
 
@@ -106,7 +106,7 @@ KEEPLOG_BINARY_BENCH_PAIRS ?= 3
 KEEPLOG_HEAP_BENCH_COUNT ?= 25
 KEEPLOG_HEAP_BENCH_BANDWIDTH ?= 25Mi
 export KEEPLOG_BENCH_SIZE KEEPLOG_BINARY_BENCH_SIZE KEEPLOG_BINARY_BENCH_PAIRS KEEPLOG_HEAP_BENCH_COUNT KEEPLOG_HEAP_BENCH_BANDWIDTH
-bench: build
+bench: build bench-scale
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./pkg/...
 	$(GO) test -tags soak -run '^$$' -bench '^BenchmarkBinaryUpload$$' -benchtime 1x -timeout 60m ./test/soak/
 	$(MAKE) --no-print-directory bench-heapdumps
@@ -120,6 +120,20 @@ bench: build
 .PHONY: bench-heapdumps
 bench-heapdumps: build
 	$(GO) test -tags soak -run '^$$' -bench '^BenchmarkHeapDumps$$' -benchtime 1x -timeout 240m ./test/soak/
+
+# Issue 13's scale benchmark through bin/keeplog (test/soak BenchmarkBinaryScale): roots of KEEPLOG_SCALE_SIZES
+# retained pod directories made through CSI (built once per size, cached in $(CACHE)/scale-root-v1/<size>, each run
+# on a copy) plus KEEPLOG_SCALE_LIVE published volumes being written; keeplog killed and started again on each, with
+# archiving off and on (KEEPLOG_SCALE_ARCHIVE); the first usage walk and GC pass, CPU over KEEPLOG_SCALE_IDLE, RSS,
+# inotify watches and the growth per doubling are printed with the date and the load average, not asserted.
+KEEPLOG_SCALE_SIZES ?= 2500,5000,10000,20000
+KEEPLOG_SCALE_IDLE ?= 5m
+KEEPLOG_SCALE_ARCHIVE ?= off,on
+KEEPLOG_SCALE_LIVE ?= 100
+export KEEPLOG_SCALE_SIZES KEEPLOG_SCALE_IDLE KEEPLOG_SCALE_ARCHIVE KEEPLOG_SCALE_LIVE
+bench-scale: build
+	@date -u '+bench-scale: %Y-%m-%d %H:%M UTC'
+	$(GO) test -tags soak -run '^$$' -bench '^BenchmarkBinaryScale$$' -benchtime 1x -timeout 180m -v ./test/soak/
 
 clean:
 	rm -rf bin

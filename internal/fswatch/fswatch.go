@@ -135,6 +135,9 @@ func (w *Watcher) Add(path string) error { return w.w.Add(path) }
 // Remove drops a watch; it never waits for the consumer.
 func (w *Watcher) Remove(path string) error { return w.w.Remove(path) }
 
+// WatchList returns the paths watched now (tests check what is, and is not, watched).
+func (w *Watcher) WatchList() []string { return w.w.WatchList() }
+
 // Close stops fsnotify and waits for the drain goroutine.
 func (w *Watcher) Close() {
 	_ = w.w.Close()

@@ -3,17 +3,16 @@ package gc
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 
+	"github.com/keeplog/keeplog/internal/safefs"
 	"github.com/keeplog/keeplog/internal/units"
 )
 
@@ -199,20 +198,29 @@ func syncfs(path string) error {
 	return unix.Syncfs(int(f.Fd()))
 }
 
-// dirSize is the bytes allocated below path (st_blocks, as du counts) and the entries there, without following
-// symlinks.
+// dirSize is the bytes allocated at and below path (st_blocks, as du counts) and the entries there. The pod wrote
+// this tree, so it is walked with safefs.Walk: no symlink followed, nothing but directories opened, and no other
+// mount entered (a bind mount inside a pod directory is not the pod directory's: counting it made its retained size,
+// and a dry run's estimate of what deleting it frees, wrong).
 func dirSize(path string) (bytes, entries int64) {
-	_ = filepath.WalkDir(path, func(_ string, e fs.DirEntry, err error) error {
-		if err != nil {
-			return nil // vanished or unreadable: count what can be read
-		}
+	parent, err := safefs.OpenDir(filepath.Dir(path)) // keeplog's root: trusted
+	if err != nil {
+		return 0, 0
+	}
+	defer parent.Close()
+	top, err := safefs.OpenDirAt(parent, filepath.Base(path), false)
+	if err != nil {
+		return 0, 0 // vanished, or not a directory
+	}
+	defer top.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(top.Fd()), &st); err == nil {
+		bytes, entries = st.Blocks*512, 1
+	}
+	_, _ = safefs.Walk(top, "", func(e safefs.Entry) bool {
 		entries++
-		if fi, err := e.Info(); err == nil {
-			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-				bytes += st.Blocks * 512
-			}
-		}
-		return nil
+		bytes += e.Stat.Blocks * 512
+		return true
 	})
 	return bytes, entries
 }

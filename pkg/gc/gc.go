@@ -165,6 +165,9 @@ type GC struct {
 	mu         sync.Mutex
 	sizes      map[string]sizeEntry // pass goroutine only, behind mu for tests
 	heldMounts map[string]bool      // directories reported kept for a mount inside (mounts.go), behind mu
+
+	// cache keeps the records between passes (records.go); the store tells it what changed.
+	cache recordCache
 }
 
 type sizeEntry struct {
@@ -196,9 +199,12 @@ func New(cfg Config, deps Deps) (*GC, error) {
 	for with, shared := range cfg.SharesFilesystem {
 		m.shares.WithLabelValues(with).Set(boolGauge(shared))
 	}
-	return &GC{cfg: cfg, store: deps.Store, clock: deps.Clock, statfs: deps.Statfs, archive: deps.Archive,
+	g := &GC{cfg: cfg, store: deps.Store, clock: deps.Clock, statfs: deps.Statfs, archive: deps.Archive,
 		kube: deps.Kube, live: deps.Live, events: deps.Events, forget: deps.Forget, loop: deps.Liveness, metrics: m,
-		sizes: map[string]sizeEntry{}}, nil
+		sizes: map[string]sizeEntry{}}
+	// For the collector's lifetime, which is the store's: the subscription only marks volumes.
+	deps.Store.Subscribe(g.cache.note)
+	return g, nil
 }
 
 // Run makes a pass now and then every Interval until ctx ends. A failed pass is logged and retried at the next tick.

@@ -79,38 +79,21 @@ type inventory struct {
 	published  int
 }
 
-// inventory reads every volume's records and the root. Volumes being deleted are left to DeleteVolume.
+// inventory reads every volume's records (from the cache of them: only what changed is read again) and the root.
+// Volumes being deleted are left to DeleteVolume.
 func (g *GC) inventory() (*inventory, error) {
-	vols, err := g.store.ListVolumes()
+	recs, err := g.records()
 	if err != nil {
 		return nil, err
 	}
-	// Reading the records is mostly waiting for the filesystem: a few readers at once.
-	type records struct {
-		dirs    []store.PodDir
-		targets []store.Target
-		err     error
-	}
-	recs := make([]records, len(vols))
-	parallel(len(vols), func(i int) {
-		if vols[i].Deleting {
-			return
-		}
-		r := &recs[i]
-		if r.dirs, r.err = g.store.PodDirs(vols[i].ID); r.err == nil {
-			r.targets, r.err = g.store.Targets(vols[i].ID)
-		}
-	})
 	inv := &inventory{}
-	owned := make(map[string]bool, len(vols))
-	for i, v := range vols {
+	owned := make(map[string]bool, len(recs))
+	for _, r := range recs {
+		v := r.v
 		if v.Deleting {
 			continue
 		}
-		dirs, targets := recs[i].dirs, recs[i].targets
-		if err := recs[i].err; err != nil {
-			return nil, err
-		}
+		dirs, targets := r.dirs, r.targets // the cache's own: read, never changed
 		vs := &volumeState{v: v, targets: len(targets)}
 		inv.volumes = append(inv.volumes, vs)
 		inUse := make(map[string]bool, len(targets))

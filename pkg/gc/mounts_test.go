@@ -72,3 +72,45 @@ func TestExpiredDirectoryHoldingAMountIsKeptAndReportedOnce(t *testing.T) {
 	}
 	f.wantExists(held, false, "after the unmount")
 }
+
+// TestDirSizeNeverCountsAnotherMount: what is bind-mounted inside a pod directory is not its own, so the retained
+// size (keeplog_gc_retained_bytes) and a dry run's estimate count only the pod directory's mount.
+// filepath.WalkDir crossed the mount and counted the 8 MiB behind it.
+func TestDirSizeNeverCountsAnotherMount(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (mount --bind)")
+	}
+	pod := filepath.Join(t.TempDir(), "ns_pod_uid")
+	if err := os.MkdirAll(filepath.Join(pod, "app", "mnt"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeBlocks(t, filepath.Join(pod, "app", "own.log"), 1<<20)
+	outside := t.TempDir()
+	writeBlocks(t, filepath.Join(outside, "big"), 8<<20)
+	before, n := dirSize(pod)
+	mnt := filepath.Join(pod, "app", "mnt")
+	if err := unix.Mount(outside, mnt, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(mnt, unix.MNT_DETACH) })
+	got, gotN := dirSize(pod)
+	if got != before || gotN != n {
+		t.Errorf("with 8 MiB bind-mounted inside: %d bytes in %d entries, want %d in %d (the mount point counted, not what it holds)",
+			got, gotN, before, n)
+	}
+	if before < 1<<20 || n != 4 {
+		t.Errorf("without the mount: %d bytes in %d entries, want at least 1 MiB in 4 (the pod directory, app, mnt, own.log)", before, n)
+	}
+}
+
+// writeBlocks writes size bytes that are allocated (not a sparse file).
+func writeBlocks(t *testing.T, p string, size int) {
+	t.Helper()
+	if err := os.WriteFile(p, make([]byte, size), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := os.Open(p); err == nil {
+		_ = f.Sync()
+		f.Close()
+	}
+}

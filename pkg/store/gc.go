@@ -113,6 +113,7 @@ func (s *Store) trashPodDir(dir, path string, check DeleteCheck) ([]string, erro
 		if s.owners != nil && s.owners[dir] == check.Volume {
 			delete(s.owners, dir)
 		}
+		s.changed(check.Volume)
 		if err := SyncDir(filepath.Dir(rec)); err != nil {
 			return trashed, err
 		}

@@ -52,5 +52,9 @@ func (s *Store) SetPodAnnotations(volumeID, dir string, ann map[string]string) e
 		return nil
 	}
 	p.Annotations = maps.Clone(ann)
-	return WriteJSONAtomic(rec, &p)
+	if err := WriteJSONAtomic(rec, &p); err != nil {
+		return err
+	}
+	s.changed(volumeID)
+	return nil
 }

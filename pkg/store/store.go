@@ -98,6 +98,8 @@ type Store struct {
 	mu    sync.Mutex
 	// owners maps a pod directory to the volume that owns it; nil until the first lookup. Guarded by mu.
 	owners map[string]string
+	// subs are told of every record change (Subscribe).
+	subs subscribers
 }
 
 // Open checks the root (absolute, a real directory, not "/") and creates it and the state directory when missing.
@@ -176,6 +178,7 @@ func (s *Store) CreateVolume(v *Volume) (*Volume, error) {
 	if err := WriteJSONAtomic(filepath.Join(dir, "volume.json"), v); err != nil {
 		return nil, err
 	}
+	s.changed(v.ID)
 	return v, nil
 }
 
@@ -231,6 +234,7 @@ func (s *Store) ClaimPodDir(volumeID, dir string, pod *PodRef) (string, error) {
 			return "", err
 		}
 		s.owners[dir] = volumeID
+		defer s.changed(volumeID) // once the directory exists too: a subscriber that looks finds it
 	}
 	if err := os.Mkdir(path, 0o777); err != nil && !errors.Is(err, fs.ErrExist) {
 		return "", fmt.Errorf("create pod directory %s: %w", path, err)
@@ -382,6 +386,7 @@ func (s *Store) AddTarget(volumeID string, t Target) error {
 	if err := WriteJSONAtomic(filepath.Join(vdir, "targets", targetRecordName(t.Path)), &t); err != nil {
 		return err
 	}
+	defer s.changed(volumeID) // after the pod directory's record too, and when that fails
 	return s.updatePodDirLocked(vdir, t.PodDir, func(p *PodDir) {
 		p.LastPublished = t.PublishedAt
 		p.UnpublishedAt = time.Time{}
@@ -408,6 +413,7 @@ func (s *Store) RemoveTarget(volumeID, path string) error {
 	if err := os.Remove(rec); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove publish record of %s: %w", path, err)
 	}
+	defer s.changed(volumeID)
 	if err := SyncDir(filepath.Dir(rec)); err != nil {
 		return err
 	}
@@ -453,6 +459,7 @@ func (s *Store) DeleteVolume(id string) error {
 		return fmt.Errorf("volume %s is published at %s: %w", id, targets[0].Path, ErrInUse)
 	}
 	vdir, _ := s.volumeDir(id)
+	defer s.changed(id) // marked deleting, directories removed or the records gone: each is a change
 	if !v.Deleting {
 		v.Deleting = true
 		if err := WriteJSONAtomic(filepath.Join(vdir, "volume.json"), v); err != nil {

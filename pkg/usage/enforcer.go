@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/keeplog/keeplog/internal/safefs"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -123,49 +124,118 @@ func (e *AttrEnforcer) marker(podDir string) (string, error) {
 	return filepath.Join(e.stateDir, name), nil
 }
 
-// setImmutableTree sets or clears FS_IMMUTABLE_FL on dir and every directory and regular file below it, without
-// following symlinks and leaving <dir>/.keeplog alone (keeplog writes there while the pod runs). It goes on after
-// a failure and reports the first.
-func setImmutableTree(dir string, on bool) error {
-	var first error
-	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
-		if err != nil {
-			if !errors.Is(err, fs.ErrNotExist) && first == nil {
-				first = err
-			}
-			return nil
-		}
-		if e.IsDir() && filepath.Dir(p) == dir && e.Name() == store.StateDirName {
-			return fs.SkipDir
-		}
-		if !e.IsDir() && !e.Type().IsRegular() {
-			return nil // symlinks, FIFOs, sockets, devices: they do not grow
-		}
-		if err := setImmutable(p, e.IsDir(), on); err != nil && !errors.Is(err, fs.ErrNotExist) && first == nil {
-			first = err
-		}
-		return nil
-	})
+// setImmutableTree sets or clears FS_IMMUTABLE_FL on podDir and every directory and regular file below it, leaving
+// <podDir>/.keeplog alone (keeplog writes there while the pod runs). The pod writes this tree, so it is walked
+// through internal/safefs, relative to open directories: no symlink is followed, no other mount is entered, and
+// nothing but a directory (opened O_DIRECTORY) or a regular file (proven on an O_PATH descriptor first) is ever
+// opened, so a device node or FIFO a pod swaps in is never opened. It goes on after a failure and reports the first.
+func setImmutableTree(podDir string, on bool) error {
+	parent, err := safefs.OpenDir(filepath.Dir(podDir)) // keeplog's root: trusted
 	if err != nil {
 		return err
+	}
+	defer parent.Close()
+	top, err := safefs.OpenDirAt(parent, filepath.Base(podDir), false)
+	if err != nil {
+		return err
+	}
+	defer top.Close()
+	first := setFlag(top, on)
+	if err := immutableBelow(top, on, 0); err != nil && first == nil {
+		first = err
 	}
 	return first
 }
 
-// setImmutable sets or clears the attribute of one file or directory, changing nothing when it is as wanted.
-func setImmutable(path string, dir, on bool) error {
-	flags := unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC | unix.O_NOCTTY
-	if dir {
-		flags |= unix.O_DIRECTORY
-	}
-	fd, err := unix.Open(path, flags, 0)
+// maxImmutableDepth bounds the recursion (one descriptor per level) as the usage walk does.
+const maxImmutableDepth = maxDepth
+
+// immutableBelow sets or clears the attribute on what dir holds; at depth 0 it skips keeplog's own directory.
+func immutableBelow(dir *os.File, on bool, depth int) error {
+	names, err := safefs.ReadDirNames(dir)
 	if err != nil {
-		return &fs.PathError{Op: "open", Path: path, Err: err}
+		return err
 	}
-	defer unix.Close(fd)
+	var first error
+	keep := func(err error) {
+		if err != nil && !errors.Is(err, fs.ErrNotExist) && first == nil {
+			first = err
+		}
+	}
+	for _, name := range names {
+		if depth == 0 && name == store.StateDirName {
+			continue
+		}
+		st, err := safefs.Lstat(dir, name)
+		if err != nil {
+			continue // vanished
+		}
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFDIR:
+			sub, err := safefs.OpenSubdirAt(dir, name)
+			if errors.Is(err, safefs.ErrOtherMount) || errors.Is(err, safefs.ErrNotRegular) {
+				continue // a mount inside the pod directory is not its own; replaced since the lstat
+			}
+			if err != nil {
+				keep(err)
+				continue
+			}
+			keep(setFlag(sub, on))
+			if depth+1 < maxImmutableDepth {
+				keep(immutableBelow(sub, on, depth+1))
+			}
+			sub.Close()
+		case unix.S_IFREG:
+			keep(setImmutableAt(dir, name, on))
+		default: // symlinks, FIFOs, sockets, devices: they do not grow, and are never opened
+		}
+	}
+	return first
+}
+
+// setImmutableAt sets or clears the attribute of the regular file name below dir, on a descriptor OpenFileAt
+// reopened from an O_PATH one proven to be a regular file: a name swapped for a device node or FIFO since it was
+// listed is refused (safefs.ErrNotRegular) without being opened.
+func setImmutableAt(dir *os.File, name string, on bool) error {
+	f, _, err := safefs.OpenFileAt(dir, name, unix.O_RDONLY)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return setFlag(f, on)
+}
+
+// openEntry opens path (its parent trusted: keeplog's own directories, or a test's) as a directory or a regular
+// file, never anything else.
+func openEntry(path string, dir bool) (*os.File, error) {
+	parent, err := safefs.OpenDir(filepath.Dir(path))
+	if err != nil {
+		return nil, err
+	}
+	defer parent.Close()
+	if dir {
+		return safefs.OpenDirAt(parent, filepath.Base(path), false)
+	}
+	f, _, err := safefs.OpenFileAt(parent, filepath.Base(path), unix.O_RDONLY)
+	return f, err
+}
+
+// setImmutable sets or clears the attribute of one directory or regular file (Probe's file, tests).
+func setImmutable(path string, dir, on bool) error {
+	f, err := openEntry(path, dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return setFlag(f, on)
+}
+
+// setFlag sets or clears FS_IMMUTABLE_FL through an open descriptor, changing nothing when it is as wanted.
+func setFlag(f *os.File, on bool) error {
+	fd := int(f.Fd())
 	attr, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
 	if err != nil {
-		return &fs.PathError{Op: "get attributes of", Path: path, Err: err}
+		return &fs.PathError{Op: "get attributes of", Path: f.Name(), Err: err}
 	}
 	want := attr &^ fsImmutableFL
 	if on {
@@ -175,19 +245,24 @@ func setImmutable(path string, dir, on bool) error {
 		return nil
 	}
 	if err := unix.IoctlSetPointerInt(fd, unix.FS_IOC_SETFLAGS, int(want)); err != nil {
-		return &fs.PathError{Op: "set immutable attribute on", Path: path, Err: err}
+		return &fs.PathError{Op: "set immutable attribute on", Path: f.Name(), Err: err}
 	}
 	return nil
 }
 
-// IsImmutable reports whether the immutable attribute is set on path (for tests and diagnostics).
+// IsImmutable reports whether the immutable attribute is set on path, a directory or a regular file (for tests and
+// diagnostics); anything else is refused without being opened.
 func IsImmutable(path string) (bool, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return false, &fs.PathError{Op: "open", Path: path, Err: err}
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		return false, &fs.PathError{Op: "lstat", Path: path, Err: err}
 	}
-	defer unix.Close(fd)
-	attr, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
+	f, err := openEntry(path, st.Mode&unix.S_IFMT == unix.S_IFDIR)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	attr, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS)
 	if err != nil {
 		return false, &fs.PathError{Op: "get attributes of", Path: path, Err: err}
 	}

@@ -28,7 +28,7 @@ func newMetrics(t *Tracker, reg prometheus.Registerer) (*metrics, error) {
 		limit:   prometheus.NewDesc("keeplog_volume_limit_bytes", "The volume's limit: its requested capacity (or the size attribute of a CSI inline volume). Absent when it has none.", vol, nil),
 		over:    prometheus.NewDesc("keeplog_volume_over_limit", "1 while the volume uses more than its limit.", vol, nil),
 		blocked: prometheus.NewDesc("keeplog_volume_blocked_directories", "Pod directories of the volume whose writes are blocked now (limitAction block).", vol, nil),
-		walks:   prometheus.NewCounter(prometheus.CounterOpts{Name: "keeplog_usage_walks_total", Help: "Full walks of every pod directory."}),
+		walks:   prometheus.NewCounter(prometheus.CounterOpts{Name: "keeplog_usage_walks_total", Help: "Walks: the full one at start or after lost events, and the periodic ones (every published pod directory and a sixtieth of the retained ones)."}),
 		walkSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "keeplog_usage_walk_duration_seconds",
 			Help: "How long measuring one pod directory took.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 9)}),
 		overflows: prometheus.NewCounter(prometheus.CounterOpts{Name: "keeplog_usage_event_overflows_total",

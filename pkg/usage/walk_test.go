@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/keeplog/keeplog/internal/liveness"
@@ -220,3 +221,47 @@ func (e *stuckEnforcer) Block(string) error {
 }
 func (e *stuckEnforcer) Unblock(string) error       { return nil }
 func (e *stuckEnforcer) Blocked() ([]string, error) { return nil, nil }
+
+// TestPeriodicWalkTakesAShareOfTheRetained: a periodic walk measures every published pod directory but only its
+// share of the retained ones (a full walk of 10,000 retained directories every minute was most of an idle node's
+// CPU), and retainedWalkEvery walks measure each retained one once, so a change made by hand is corrected.
+func TestPeriodicWalkTakesAShareOfTheRetained(t *testing.T) {
+	f := newFixture(t, "")
+	const retained = 240
+	var dirs []string
+	for i := range retained {
+		id := fmt.Sprintf("vol-r%d", i)
+		dirs = append(dirs, f.volume(id, 1<<30, nil, fmt.Sprintf("p%d", i))...)
+		if err := f.st.RemoveTarget(id, fmt.Sprintf("/target/%s/p%d", id, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live := f.volume("vol-live", 1<<30, nil, "live")
+	f.start(Config{WalkRate: -1}, nil)
+	measured := func() uint64 {
+		var m dto.Metric
+		if err := f.tr.m.walkSeconds.Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetHistogram().GetSampleCount()
+	}
+	writeFile(t, filepath.Join(dirs[7], "app", "by-hand.log"), 50000)
+	before := measured()
+	if err := f.tr.periodicWalk(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := measured() - before; n > 1+2*retained/retainedWalkEvery+4 {
+		t.Errorf("one periodic walk measured %d pod directories; want the published one and about %d retained", n, retained/retainedWalkEvery)
+	}
+	for range retainedWalkEvery - 1 {
+		if err := f.tr.periodicWalk(f.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := measured() - before; n != retainedWalkEvery+retained {
+		t.Errorf("%d periodic walks measured %d pod directories, want %d (the published one each time, each retained once)",
+			retainedWalkEvery, n, retainedWalkEvery+retained)
+	}
+	f.waitUsage(t, "vol-r7", du(t, dirs[7]))
+	f.waitUsage(t, "vol-live", du(t, live...))
+}
