@@ -1,0 +1,354 @@
+// Package docs checks that docs/ and the code name the same things: every command-line flag of cmd/keeplog, every
+// chart value, metric, Event reason, StorageClass parameter and pod annotation defined in the code appears in docs/,
+// and every keeplog flag, metric and annotation the docs (and README.md) name exists in the code.
+//
+// The names are read from the code where it defines them, with go/ast, not from a list kept here: flags from the
+// flag.FlagSet calls in cmd/keeplog, metrics from the Name of prometheus *Opts, NewDesc and *Metric* constants,
+// Event reasons from Reason* constants and literal reasons passed to PodEvent/Event, parameters from pkg/policy's
+// Param* constants, annotations from every constant whose value starts with "keeplog.csi.io/". When the names move
+// (one vocabulary package), the same walk finds them there. `make lint` runs this test.
+package docs
+
+import (
+	"flag"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/yaml"
+)
+
+const repo = "../.."
+
+// foreignFlags are flags of other programs that the docs show (csi-provisioner, kubelet, helm, kubectl, go, …).
+// A keeplog flag must never be listed here.
+var foreignFlags = []string{
+	"all", "capacity-ownerref-level", "capacity-poll-interval", "config", "create-namespace", "dry-run",
+	"enable-capacity", "extra-create-metadata", "field-selector", "from-file", "from-literal",
+	"image-gc-high-threshold", "index", "install", "kube-version", "logs", "node-deployment", "overwrite", "platform",
+	"reuse-values", "root-dir", "set", "strict-topology", "tags", "trimpath", "validate", "worker-threads",
+}
+
+// code holds the names defined in the code.
+type code struct {
+	flags, metrics, reasons, params, annotations map[string]bool
+}
+
+func TestDocsNameWhatTheCodeDefines(t *testing.T) {
+	c := readCode(t)
+	docs := readDocs(t, filepath.Join(repo, "docs"))
+	for _, k := range []struct {
+		what  string
+		names map[string]bool
+		quote func(string) string
+	}{
+		{"flag", c.flags, func(n string) string { return "--" + n }},
+		{"metric", c.metrics, func(n string) string { return n }},
+		{"Event reason", c.reasons, func(n string) string { return n }},
+		{"StorageClass parameter", c.params, func(n string) string { return "`" + n + "`" }},
+		{"pod annotation", c.annotations, func(n string) string { return n }},
+	} {
+		if len(k.names) == 0 {
+			t.Errorf("found no %s in the code: the walk no longer finds where they are defined", k.what)
+		}
+		for _, n := range sorted(k.names) {
+			if !containsWord(docs, k.quote(n)) {
+				t.Errorf("the %s %s is not in docs/", k.what, k.quote(n))
+			}
+		}
+	}
+}
+
+func TestDocsNameOnlyWhatExists(t *testing.T) {
+	c := readCode(t)
+	text := readDocs(t, filepath.Join(repo, "docs")) + readFile(t, filepath.Join(repo, "README.md"))
+	known := map[string]bool{}
+	for n := range c.flags {
+		known[n] = true
+	}
+	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(fs) // main registers klog's flags (--v) too
+	fs.VisitAll(func(f *flag.Flag) { known[f.Name] = true })
+	known["help"] = true // the flag package's own
+	for _, f := range foreignFlags {
+		if c.flags[f] {
+			t.Errorf("--%s is keeplog's own flag: remove it from foreignFlags", f)
+		}
+		known[f] = true
+	}
+	// A name followed by -* is a family (csi-provisioner's --retry-interval-*), not a flag.
+	for _, m := range regexp.MustCompile(`(?:^|[^-\w])--([a-z][a-z0-9-]*[a-z0-9])(-\*)?`).FindAllStringSubmatch(text, -1) {
+		if m[2] == "" && !known[m[1]] {
+			t.Errorf("the docs name --%s, which keeplog does not have (another program's flag? add it to foreignFlags)", m[1])
+			known[m[1]] = true // once
+		}
+	}
+	seen := map[string]bool{}
+	for _, m := range regexp.MustCompile(`\bkeeplog_[a-z0-9_]*[a-z0-9]`).FindAllString(text, -1) {
+		base := m
+		for _, s := range []string{"_bucket", "_sum", "_count"} {
+			if b, ok := strings.CutSuffix(m, s); ok && c.metrics[b] {
+				base = b
+			}
+		}
+		if !c.metrics[base] && !seen[m] {
+			t.Errorf("the docs name the metric %s, which the code does not register", m)
+		}
+		seen[m] = true
+	}
+	// keeplog.csi.io/dump-* is a family; plugins/keeplog.csi.io/csi.sock and topology.keeplog.csi.io/node are not
+	// annotations.
+	for _, m := range regexp.MustCompile(`(?:^|[^./\w-])(keeplog\.csi\.io/[a-z0-9-]*[a-z0-9])(-\*)?`).FindAllStringSubmatch(text, -1) {
+		if m[2] == "" && !c.annotations[m[1]] && !seen[m[1]] {
+			t.Errorf("the docs name %s, which the code does not define", m[1])
+		}
+		seen[m[1]] = true
+	}
+}
+
+// Every chart value is documented: a value's path (`a.b.c`) or a group's (`a.b.*`) in backticks; a map whose own
+// path is not named must have each of its keys named.
+func TestDocsNameEveryChartValue(t *testing.T) {
+	docs := readDocs(t, filepath.Join(repo, "docs"))
+	var values map[string]any
+	if err := yaml.Unmarshal([]byte(readFile(t, filepath.Join(repo, "charts", "keeplog", "values.yaml"))), &values); err != nil {
+		t.Fatal(err)
+	}
+	var missing []string
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		if path != "" && (strings.Contains(docs, "`"+path+"`") || strings.Contains(docs, "`"+path+".*`")) {
+			return
+		}
+		if m, ok := v.(map[string]any); ok && len(m) > 0 {
+			for k, c := range m {
+				walk(strings.TrimPrefix(path+"."+k, "."), c)
+			}
+			return
+		}
+		missing = append(missing, path)
+	}
+	walk("", values)
+	sort.Strings(missing)
+	for _, p := range missing {
+		t.Errorf("the chart value %s is not in docs/ (docs/install.md's values table)", p)
+	}
+}
+
+func readCode(t *testing.T) code {
+	t.Helper()
+	c := code{flags: map[string]bool{}, metrics: map[string]bool{}, reasons: map[string]bool{}, params: map[string]bool{},
+		annotations: map[string]bool{}}
+	for _, dir := range goDirs(t, "cmd", "pkg", "internal") {
+		files := parseDir(t, dir)
+		consts := constants(files)
+		for name, v := range consts {
+			switch {
+			case strings.HasPrefix(v, "keeplog.csi.io/") && len(v) > len("keeplog.csi.io/") && !strings.Contains(name, "Version"):
+				c.annotations[v] = true
+			case strings.HasPrefix(name, "Reason"):
+				c.reasons[v] = true
+			case strings.Contains(name, "Metric") && strings.HasPrefix(v, "keeplog_"):
+				c.metrics[v] = true
+			case strings.HasPrefix(name, "Param") && filepath.Base(dir) == "policy":
+				c.params[v] = true
+			}
+		}
+		for _, f := range files {
+			ast.Inspect(f, func(n ast.Node) bool {
+				switch n := n.(type) {
+				case *ast.KeyValueExpr:
+					if k, ok := n.Key.(*ast.Ident); ok && k.Name == "Name" {
+						if v := eval(n.Value, consts); strings.HasPrefix(v, "keeplog_") {
+							c.metrics[v] = true
+						}
+					}
+				case *ast.CallExpr:
+					call(n, dir, consts, c)
+				}
+				return true
+			})
+		}
+	}
+	return c
+}
+
+var flagDefiners = []string{"Bool", "BoolVar", "Duration", "DurationVar", "Float64", "Float64Var", "Func", "Int",
+	"Int64", "Int64Var", "IntVar", "String", "StringVar", "TextVar", "Uint", "UintVar", "Var"}
+
+// call records a flag definition in cmd/keeplog, a NewDesc metric, or a literal Event reason.
+func call(n *ast.CallExpr, dir string, consts map[string]string, c code) {
+	sel, ok := n.Fun.(*ast.SelectorExpr)
+	if !ok {
+		return
+	}
+	switch m := sel.Sel.Name; {
+	case filepath.Base(dir) == "keeplog" && slices.Contains(flagDefiners, m):
+		i := 0
+		if strings.HasSuffix(m, "Var") {
+			i = 1
+		}
+		if len(n.Args) > i {
+			if v := eval(n.Args[i], consts); v != "" {
+				c.flags[v] = true
+			}
+		}
+	case m == "NewDesc" && len(n.Args) > 0:
+		if v := eval(n.Args[0], consts); strings.HasPrefix(v, "keeplog_") {
+			c.metrics[v] = true
+		}
+	case (m == "PodEvent" || m == "Event") && len(n.Args) == 4:
+		if v := eval(n.Args[2], consts); v != "" {
+			c.reasons[v] = true
+		}
+	}
+}
+
+// constants evaluates a package's string constants (literals and sums of literals and other constants).
+func constants(files []*ast.File) map[string]string {
+	exprs := map[string]ast.Expr{}
+	for _, f := range files {
+		for _, d := range f.Decls {
+			if g, ok := d.(*ast.GenDecl); ok && g.Tok == token.CONST {
+				for _, s := range g.Specs {
+					vs := s.(*ast.ValueSpec)
+					for i, name := range vs.Names {
+						if i < len(vs.Values) {
+							exprs[name.Name] = vs.Values[i]
+						}
+					}
+				}
+			}
+		}
+	}
+	out := map[string]string{}
+	for range 3 { // constants defined from constants, a few levels deep
+		for name, e := range exprs {
+			if v := eval(e, out); v != "" {
+				out[name] = v
+			}
+		}
+	}
+	return out
+}
+
+// eval is the string value of a literal, a known constant, or a sum of them; "" otherwise.
+func eval(e ast.Expr, consts map[string]string) string {
+	switch e := e.(type) {
+	case *ast.BasicLit:
+		if e.Kind == token.STRING {
+			v, _ := strconv.Unquote(e.Value)
+			return v
+		}
+	case *ast.Ident:
+		return consts[e.Name]
+	case *ast.BinaryExpr:
+		if e.Op == token.ADD {
+			if l, r := eval(e.X, consts), eval(e.Y, consts); l != "" && r != "" {
+				return l + r
+			}
+		}
+	case *ast.CallExpr: // a typed constant: LimitAction("warn")
+		if len(e.Args) == 1 {
+			return eval(e.Args[0], consts)
+		}
+	}
+	return ""
+}
+
+// goDirs lists the directories under roots that hold Go code.
+func goDirs(t *testing.T, roots ...string) []string {
+	t.Helper()
+	var dirs []string
+	for _, r := range roots {
+		err := filepath.WalkDir(filepath.Join(repo, r), func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				if m, _ := filepath.Glob(filepath.Join(p, "*.go")); len(m) > 0 {
+					dirs = append(dirs, p)
+				}
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dirs
+}
+
+// parseDir parses a directory's non-test Go files.
+func parseDir(t *testing.T, dir string) []*ast.File {
+	t.Helper()
+	names, _ := filepath.Glob(filepath.Join(dir, "*.go"))
+	var files []*ast.File
+	for _, n := range names {
+		if strings.HasSuffix(n, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), n, nil, parser.SkipObjectResolution)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	return files
+}
+
+func readDocs(t *testing.T, dir string) string {
+	t.Helper()
+	names, err := filepath.Glob(filepath.Join(dir, "*.md"))
+	if err != nil || len(names) == 0 {
+		t.Fatalf("no docs in %s: %v", dir, err)
+	}
+	var b strings.Builder
+	for _, n := range names {
+		b.WriteString(readFile(t, n) + "\n")
+	}
+	return b.String()
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+// containsWord reports whether s holds w not as part of a longer name (--retain-for is not --retain-for-x).
+func containsWord(s, w string) bool {
+	for i := 0; ; {
+		j := strings.Index(s[i:], w)
+		if j < 0 {
+			return false
+		}
+		end := i + j + len(w)
+		if end == len(s) || !isNameByte(s[end]) {
+			return true
+		}
+		i = end
+	}
+}
+
+func isNameByte(b byte) bool {
+	return b == '-' || b == '_' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9'
+}
+
+func sorted(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
