@@ -6,7 +6,8 @@
 // flag.FlagSet calls in cmd/keeplog, metrics from the Name of prometheus *Opts, NewDesc and *Metric* constants,
 // Event reasons from Reason* constants and literal reasons passed to PodEvent/Event, parameters from pkg/policy's
 // Param* constants, annotations from every constant whose value starts with "keeplog.csi.io/". When the names move
-// (one vocabulary package), the same walk finds them there. `make lint` runs this test.
+// (one vocabulary package), the same walk finds them there. Every Makefile target is named too. `make lint` runs
+// this test.
 package docs
 
 import (
@@ -141,6 +142,20 @@ func TestDocsNameEveryChartValue(t *testing.T) {
 	sort.Strings(missing)
 	for _, p := range missing {
 		t.Errorf("the chart value %s is not in docs/ (docs/install.md's values table)", p)
+	}
+}
+
+// Every target of the Makefile is named in docs/ as `make <target>`.
+func TestDocsNameEveryMakeTarget(t *testing.T) {
+	docs := readDocs(t, filepath.Join(repo, "docs"))
+	rules := regexp.MustCompile(`(?m)^([a-z][a-z0-9-]*):`).FindAllStringSubmatch(readFile(t, filepath.Join(repo, "Makefile")), -1)
+	if len(rules) == 0 {
+		t.Fatal("no rules found in the Makefile")
+	}
+	for _, r := range rules {
+		if !containsWord(docs, "make "+r[1]) {
+			t.Errorf("the make target %s is not in docs/ (docs/development.md's table)", r[1])
+		}
 	}
 }
 
