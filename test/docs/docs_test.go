@@ -6,8 +6,8 @@
 // flag.FlagSet calls in cmd/keeplog, metrics from the Name of prometheus *Opts, NewDesc and *Metric* constants,
 // Event reasons from Reason* constants and literal reasons passed to PodEvent/Event, parameters from Param*
 // constants (pkg/policy's today), annotations from every constant whose value starts with "keeplog.csi.io/". When the names move
-// (one vocabulary package), the same walk finds them there. Every Makefile target is named too. `make lint` runs
-// this test.
+// (one vocabulary package), the same walk finds them there. Every Makefile target is named too, and every relative
+// link resolves. `make lint` runs this test.
 package docs
 
 import (
@@ -157,6 +157,49 @@ func TestDocsNameEveryMakeTarget(t *testing.T) {
 			t.Errorf("the make target %s is not in docs/ (docs/development.md's table)", r[1])
 		}
 	}
+}
+
+// Every relative link in docs/ and README.md names a file that exists and, with #anchor, a heading in it (GitHub's
+// anchors: lower case, punctuation dropped, spaces as '-').
+func TestDocsLinksResolve(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join(repo, "docs", "*.md"))
+	files = append(files, filepath.Join(repo, "README.md"))
+	link := regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	for _, f := range files {
+		for _, m := range link.FindAllStringSubmatch(readFile(t, f), -1) {
+			if strings.Contains(m[1], "://") {
+				continue
+			}
+			path, anchor, _ := strings.Cut(m[1], "#")
+			target := f
+			if path != "" {
+				target = filepath.Join(filepath.Dir(f), path)
+			}
+			if _, err := os.Stat(target); err != nil {
+				t.Errorf("%s links to %s: %v", f, m[1], err)
+			} else if anchor != "" && strings.HasSuffix(target, ".md") && !anchors(t, target)[anchor] {
+				t.Errorf("%s links to %s: no such heading", f, m[1])
+			}
+		}
+	}
+}
+
+// anchors are the GitHub anchors of a Markdown file's headings (outside code blocks).
+func anchors(t *testing.T, path string) map[string]bool {
+	t.Helper()
+	out := map[string]bool{}
+	drop := regexp.MustCompile(`[^\w\- ]`)
+	code := false
+	for _, l := range strings.Split(readFile(t, path), "\n") {
+		if strings.HasPrefix(l, "```") {
+			code = !code
+		}
+		if !code && strings.HasPrefix(l, "#") {
+			h := drop.ReplaceAllString(strings.ToLower(strings.TrimSpace(strings.TrimLeft(l, "#"))), "")
+			out[strings.ReplaceAll(h, " ", "-")] = true
+		}
+	}
+	return out
 }
 
 func readCode(t *testing.T) code {
