@@ -177,4 +177,3 @@ func parseDir(t *testing.T, dir string) []*ast.File {
 	}
 	return files
 }
-
