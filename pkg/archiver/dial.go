@@ -139,11 +139,10 @@ func (d *SSHDialer) Dial(ctx context.Context) (Remote, error) {
 	defer cancel()
 	addr := d.target.Addr()
 	var nd net.Dialer
-	sock, err := nd.DialContext(ctx, "tcp", addr)
+	tcp, err := nd.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("connect to sftp server %s: %w", addr, err)
 	}
-	tcp := newCoalescingConn(sock) // wire.go: one write(2) for the SSH packets gathered meanwhile, not one each
 	// Bound the handshake by the context.
 	stop := context.AfterFunc(ctx, func() { _ = tcp.SetDeadline(time.Unix(1, 0)) })
 	if dl, ok := ctx.Deadline(); ok {
