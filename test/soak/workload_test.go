@@ -32,8 +32,11 @@ type podRun struct {
 	ephemeral bool
 	target    string
 	resident  bool // published for the whole run (its status file exists while idle)
-	dumps     []dump
-	noise     []string // files matching no pattern: never uploaded
+	// holdsMount: something is mounted inside its directory, which the GC must therefore keep
+	holdsMount bool
+	dumps      []dump
+	swapped    []swappedNode // dumps replaced by a device or FIFO once settled
+	noise      []string      // files matching no pattern: never uploaded
 
 	unpublishedAt time.Time
 	vanishedAt    time.Time
@@ -176,6 +179,11 @@ func (w *workload) worker(ctx context.Context, seed uint64, end time.Time) error
 		}
 		if err := w.writeNoise(rng, p); err != nil {
 			return err
+		}
+		if rng.IntN(3) == 0 {
+			if err := w.swapDump(rng, p, nodeKind(rng.IntN(2))); err != nil {
+				return err
+			}
 		}
 		sleep(ctx, time.Duration(rng.IntN(3000))*time.Millisecond)
 		if err := w.unpublish(ctx, p); err != nil {
