@@ -126,7 +126,7 @@ func (m *mountPod) verdict(s *soakEnv, logged []byte) verdict {
 		}
 	}
 	v.ok = expired > 0 && dirErr == nil && len(mounted) == 1 && same && byArchiver+byGC > 0
-	v.figure = fmt.Sprintf("expired %s ago; directory there: %v; still mounted: %v; reported in %d archiver and %d GC log lines; outside's %d files identical: %v",
+	v.figure = fmt.Sprintf("expired %s ago; directory there: %v; still mounted: %v; reported in %d archiver and %d GC log lines; outside's %d entries identical: %v",
 		expired.Round(time.Second), dirErr == nil, len(mounted) == 1, byArchiver, byGC, len(m.files), same)
 	if !same {
 		v.detail = diffFiles(m.files, now, err)
