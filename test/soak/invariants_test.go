@@ -47,7 +47,7 @@ func (s *soakEnv) checkInvariants(idle idleFigures, probe verdict) {
 	nodes := s.nodes.report(s.kl.Pid())
 	nodes.countAtUpload(logged)
 	vs = append(vs, nodes.verdicts()...)
-	vs = append(vs, s.mounted.verdict(s, logged))
+	vs = append(vs, s.mountVerdicts(logged)...)
 	vs = append(vs, readLog(logged).verdicts()...)
 	s.logFacts(pods, inv, idle)
 	for _, v := range vs {

@@ -23,11 +23,15 @@ import (
 // A directory bind-mounted inside a pod directory belongs to someone else: when the pod directory's retention
 // expires the garbage collector must keep the directory (and report why) instead of deleting around or through the
 // mount, and the archiver must not walk into it. The soak mounts an outside directory holding files that match
-// the archive patterns into one unpublished pod's directory and checks at the end that the directory is still
-// there, still mounted, reported in keeplog's log, and that the outside directory is the same byte for byte.
+// the archive patterns into two unpublished pods' directories and checks at the end that each directory is still
+// there, still mounted, reported in keeplog's log, and that the outside directory is the same byte for byte. One
+// pod is archived (its dump is uploaded; the archiver reports the mount point and, since the directory cannot be
+// walked whole, keeps it pending, so the GC keeps it); the other has archiving off, so nothing is pending and the
+// GC's own deletion (store.DeletePodDir) meets the mount and must refuse it.
 
-// mountPod is that pod.
+// mountPod is one such pod.
 type mountPod struct {
+	archived   bool
 	p          *podRun
 	outside    string
 	mountPoint string
@@ -53,12 +57,22 @@ func outsideFiles(dir string) (map[string]string, error) {
 	return out, err
 }
 
-// holdMount publishes a pod, writes a dump, unpublishes it and then bind-mounts an outside directory (dumps and a
-// log file in it) onto <pod dir>/app/mnt, before its retention expires. The mount is undone by a cleanup that runs
-// before the work directory's own, also after a failure.
-func (s *soakEnv) holdMount(ctx context.Context) error {
-	m := &mountPod{outside: filepath.Join(s.work, "outside-mount")}
-	rng := newRand(31337)
+// holdMounts makes the two pods.
+func (s *soakEnv) holdMounts(ctx context.Context) error {
+	for i, archived := range []bool{true, false} {
+		if err := s.holdMount(ctx, i, archived); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// holdMount publishes a pod, writes a dump (when archived), unpublishes it and then bind-mounts an outside
+// directory (dumps and a log file in it) onto <pod dir>/app/mnt, before its retention expires. The mount is
+// undone by a cleanup that runs before the work directory's own, also after a failure.
+func (s *soakEnv) holdMount(ctx context.Context, i int, archived bool) error {
+	m := &mountPod{archived: archived, outside: filepath.Join(s.work, fmt.Sprintf("outside-mount-%d", i))}
+	rng := newRand(31337 + uint64(i))
 	for i, rel := range []string{"keep.hprof", "core", "sub/java_pid7.hprof", "sub/notes.log"} {
 		if _, err := kbin.WriteFile(filepath.Join(m.outside, rel), logUniform(rng, 1<<10, 256<<10), uint64(9000+i)); err != nil {
 			return err
@@ -68,12 +82,18 @@ func (s *soakEnv) holdMount(ctx context.Context) error {
 	if m.files, err = outsideFiles(m.outside); err != nil {
 		return err
 	}
-	if m.p, err = s.load.newPod(ctx, rng, false); err != nil {
+	var extra map[string]string
+	if !archived {
+		extra = map[string]string{"archive": "false"}
+	}
+	if m.p, err = s.load.newPodWith(ctx, rng, false, extra); err != nil {
 		return err
 	}
 	m.p.holdsMount = true
-	if err := s.load.writeDump(rng, m.p, 0, 3); err != nil {
-		return err
+	if archived {
+		if err := s.load.writeDump(rng, m.p, 0, 3); err != nil {
+			return err
+		}
 	}
 	if err := s.load.unpublish(ctx, m.p); err != nil {
 		return err
@@ -86,9 +106,9 @@ func (s *soakEnv) holdMount(ctx context.Context) error {
 		return fmt.Errorf("bind-mount %s on %s: %w", m.outside, m.mountPoint, err)
 	}
 	s.t.Cleanup(m.unmount)
-	s.mounted = m
-	s.t.Logf("bind-mounted %s on %s (retention %s from %s)", m.outside, m.mountPoint, s.plan.retainFor,
-		m.p.unpublishedAt.Format("15:04:05"))
+	s.mounted = append(s.mounted, m)
+	s.t.Logf("bind-mounted %s on %s (archived: %v; retention %s from %s)", m.outside, m.mountPoint, archived,
+		s.plan.retainFor, m.p.unpublishedAt.Format("15:04:05"))
 	return nil
 }
 
@@ -101,12 +121,23 @@ func (m *mountPod) unmount() {
 	}
 }
 
-// verdict checks the pod directory, the mount, keeplog's report and the outside directory, then unmounts.
+func (s *soakEnv) mountVerdicts(logged []byte) []verdict {
+	if len(s.mounted) != 2 {
+		return []verdict{{name: "expired pod directories holding a bind mount", figure: fmt.Sprintf("%d mounts made, want 2", len(s.mounted))}}
+	}
+	var out []verdict
+	for _, m := range s.mounted {
+		out = append(out, m.verdict(s, logged))
+	}
+	return out
+}
+
+// verdict checks the pod directory, the mount, keeplog's report (the archiver's for an archived pod, the GC's for
+// one not archived) and the outside directory, then unmounts.
 func (m *mountPod) verdict(s *soakEnv, logged []byte) verdict {
-	v := verdict{name: "expired pod directory holding a bind mount: kept, reported, outside intact"}
-	if m == nil {
-		v.figure = "no mount was made"
-		return v
+	v := verdict{name: "expired pod directory holding a bind mount (archived): kept, reported, outside intact"}
+	if !m.archived {
+		v.name = "… the same, archiving off (the GC's deletion meets the mount)"
 	}
 	defer m.unmount()
 	expired := time.Since(m.p.unpublishedAt) - s.plan.retainFor
@@ -125,7 +156,11 @@ func (m *mountPod) verdict(s *soakEnv, logged []byte) verdict {
 			byGC++
 		}
 	}
-	v.ok = expired > 0 && dirErr == nil && len(mounted) == 1 && same && byArchiver+byGC > 0
+	reported := byArchiver > 0
+	if !m.archived {
+		reported = byGC > 0
+	}
+	v.ok = expired > 0 && dirErr == nil && len(mounted) == 1 && same && reported
 	v.figure = fmt.Sprintf("expired %s ago; directory there: %v; still mounted: %v; reported in %d archiver and %d GC log lines; outside's %d entries identical: %v",
 		expired.Round(time.Second), dirErr == nil, len(mounted) == 1, byArchiver, byGC, len(m.files), same)
 	if !same {

@@ -40,8 +40,8 @@ type soakEnv struct {
 	load        *workload
 	statusFiles []string
 
-	nodes   *nodeWatch // IN_OPEN on every device and FIFO swapped in
-	mounted *mountPod  // the pod directory holding a bind mount
+	nodes   *nodeWatch  // IN_OPEN on every device and FIFO swapped in
+	mounted []*mountPod // the pod directories holding a bind mount (archived, and not)
 
 	kills, sshdRestarts int
 	chaosErr            error
@@ -113,7 +113,7 @@ func (s *soakEnv) runWork(ctx context.Context) {
 	errs := make(chan error, s.plan.workers+2)
 	wg.Add(2)
 	go func() { defer wg.Done(); errs <- s.residents(ctx) }()
-	go func() { defer wg.Done(); errs <- s.holdMount(ctx) }()
+	go func() { defer wg.Done(); errs <- s.holdMounts(ctx) }()
 	for i := range s.plan.workers {
 		wg.Add(1)
 		go func() { defer wg.Done(); errs <- s.load.worker(ctx, uint64(i+1)*7919, end) }()

@@ -77,9 +77,17 @@ func (w *workload) next() (int, int) {
 // newPod publishes a new pod's volume: 60 % persistent (CreateVolume, StorageClass parameter retainFor), the rest
 // CSI inline ephemeral (the attribute in the volume context).
 func (w *workload) newPod(ctx context.Context, rng *rand.Rand, resident bool) (*podRun, error) {
+	return w.newPodWith(ctx, rng, resident, nil)
+}
+
+// newPodWith is newPod with further StorageClass parameters or volume attributes (extra).
+func (w *workload) newPodWith(ctx context.Context, rng *rand.Rand, resident bool, extra map[string]string) (*podRun, error) {
 	n, _ := w.next()
 	p := &podRun{pod: binary.NewPod("soak", fmt.Sprintf("pod-%03d", n)), ephemeral: rng.IntN(10) >= 6, resident: resident}
 	params := map[string]string{"retainFor": w.s.plan.retainFor.String()}
+	for k, v := range extra {
+		params[k] = v
+	}
 	if p.ephemeral {
 		p.volumeID = binary.EphemeralVolumeID(p.pod, "logs")
 	} else {
