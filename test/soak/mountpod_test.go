@@ -36,7 +36,6 @@ type mountPod struct {
 	outside    string
 	mountPoint string
 	files      map[string]string // the outside directory's files and their sha256, by path inside it
-	err        error
 }
 
 // outsideFiles lists dir's regular files with their sha256 (and every other entry with its mode).
