@@ -132,13 +132,13 @@ func (s *soakEnv) mountVerdicts(logged []byte) []verdict {
 }
 
 // verdict checks the pod directory, the mount, keeplog's report (the archiver's for an archived pod, the GC's for
-// one not archived) and the outside directory, then unmounts.
+// one not archived) and the outside directory. The mount stays until the cleanup: unmounted, the directory would
+// be deleted by the GC within a pass, while the run's figures are still being gathered.
 func (m *mountPod) verdict(s *soakEnv, logged []byte) verdict {
 	v := verdict{name: "expired pod directory holding a bind mount (archived): kept, reported, outside intact"}
 	if !m.archived {
 		v.name = "… the same, archiving off (the GC's deletion meets the mount)"
 	}
-	defer m.unmount()
 	expired := time.Since(m.p.unpublishedAt) - s.plan.retainFor
 	_, dirErr := os.Lstat(s.kl.PodDir(m.p.pod))
 	mounted, _ := lab.MountsUnder(m.mountPoint)
