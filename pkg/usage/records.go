@@ -120,7 +120,7 @@ func (t *Tracker) readVolume(v *store.Volume) (*volState, []store.PodDir, error)
 		return nil, nil, fmt.Errorf("usage: publications of volume %s: %w", v.ID, err)
 	}
 	p, _ := policy.Resolve(v.Parameters, nil, policy.Defaults{})
-	vs := &volState{vol: v, limit: v.CapacityBytes, action: p.LimitAction, published: map[string]bool{},
+	vs := &volState{limit: v.CapacityBytes, action: p.LimitAction, published: map[string]bool{},
 		notified: map[string]bool{}}
 	if vs.limit <= 0 {
 		vs.limit = p.SizeBytes

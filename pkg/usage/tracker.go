@@ -123,8 +123,9 @@ type Tracker struct {
 	evaluations atomic.Int64
 }
 
+// volState keeps what usage needs of a volume's records, not the records themselves: a node keeps 10,000 volumes, and
+// holding each parsed record (its parameters map among them) was 8 MB of the plugin's 29 MB live heap.
 type volState struct {
-	vol       *store.Volume
 	limit     int64
 	action    policy.LimitAction
 	dirs      []string        // pod directory names
