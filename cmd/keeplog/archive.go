@@ -36,7 +36,7 @@ func setupArchiver(c *components) error {
 	}
 	deps := archiver.Deps{Root: c.opts.Root, StateDir: filepath.Join(c.opts.Root, store.StateDirName, "archiver"),
 		Dialer: dialer, Registerer: c.reg, Log: klog.Background(), Liveness: c.live,
-		Policy: archivePolicy(c.policy, c.events, time.Now)}
+		Policy: archivePolicy(c.policy, c.events, time.Now), Retained: retained(c.store)}
 	if c.events != nil {
 		deps.Recorder = podEvents{c.events}
 	}
@@ -62,6 +62,14 @@ func setupArchiver(c *components) error {
 	c.deps.Archiver = a
 	c.add("archiver", a.Run)
 	return nil
+}
+
+// retained says whether the records say a pod directory is unpublished (the archiver does not watch those).
+func retained(s *store.Store) func(string) bool {
+	return func(dir string) bool {
+		_, p, err := s.Owner(dir)
+		return err == nil && !p.UnpublishedAt.IsZero()
+	}
 }
 
 // podEvents sends the archiver's events as Kubernetes Events on the pod.

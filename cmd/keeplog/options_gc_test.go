@@ -108,6 +108,7 @@ func TestWatermarkDefaultsFollowTheFilesystem(t *testing.T) {
 // pendingArchiver is a driver.Archiver that also answers Pending, as pkg/archiver does.
 type pendingArchiver struct{}
 
+func (pendingArchiver) MarkPublished(string)   {}
 func (pendingArchiver) MarkUnpublished(string) {}
 func (pendingArchiver) Pending(string) bool    { return true }
 

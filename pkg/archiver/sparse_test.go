@@ -44,7 +44,7 @@ func TestSparseFileIsCompressedByDefault(t *testing.T) {
 	sum := makeSparse(t, filepath.Join(e.root, pod, "app", "core.1"), size)
 	r := e.start(e.config(), Deps{})
 	dst := e.archived(pod, "app/core.1") + zstdSuffix
-	waitFor(t, 5*time.Minute, "the sparse file archived", func() bool { return exists(dst + manifestSuffix) })
+	waitFor(t, 5*time.Minute, "the sparse file archived", func() bool { return exists(dst) && exists(dst+manifestSuffix) }) // the manifest is renamed into place first
 	st, _ := os.Stat(dst)
 	if st.Size() > 1<<20 {
 		t.Fatalf("the remote file has %d bytes for a few KiB of data", st.Size())
@@ -84,7 +84,7 @@ func TestSparseFileSkippedOrUploadedByPolicy(t *testing.T) {
 		t.Fatalf("a pod directory with a skipped sparse file is not archived: %s", why)
 	}
 	dst := e.archived(raw, "app/core.3")
-	waitFor(t, time.Minute, "the raw sparse upload", func() bool { return exists(dst + manifestSuffix) })
+	waitFor(t, time.Minute, "the raw sparse upload", func() bool { return exists(dst) && exists(dst+manifestSuffix) }) // the manifest is renamed into place first
 	if got := fileSHA(t, dst); got != rawSum {
 		t.Fatalf("raw upload sha256 %s, want %s", got, rawSum)
 	}

@@ -4,8 +4,8 @@ import "github.com/keeplog/keeplog/pkg/store"
 
 // The collector contract: which files below keeplog's root a log collector reads, as globs relative to the root
 // (doublestar syntax: '**' is any number of directories). The snippets in charts/keeplog/files/collectors/ use exactly
-// these (TestCollectorSnippets checks them against a tree made by this package), and the README's "Collecting the
-// logs" section documents them. They are stable: changing one breaks every user's collector config.
+// these (TestCollectorSnippets checks them against a tree made by this package), and docs/collectors.md documents
+// them. They are stable: changing one breaks every user's collector config.
 //
 //   - stdout/stderr: CollectStdoutGlob, keeplog's kubelet-layout tree (store.PodLogsDirName). Added beside a
 //     collector's /var/log/pods/*/*/*.log rule in the same input, the collector's own path parser (OpenTelemetry's

@@ -176,6 +176,30 @@ func TestReservedAndMetrics(t *testing.T) {
 	if v := (gaugeFor(t, reg, "keeplog_volume_limit_bytes", "vol-1")); v != 1<<20 {
 		t.Fatalf("keeplog_volume_limit_bytes = %v", v)
 	}
+	// The retained volume has no series: a node keeps thousands, five series each, rebuilt at every scrape.
+	if n := seriesFor(t, reg, "vol-gone"); n != 0 {
+		t.Fatalf("%d series of the retained volume vol-gone, want none", n)
+	}
+}
+
+// seriesFor counts the gathered series labelled with a volume.
+func seriesFor(t *testing.T, reg *prometheus.Registry, volume string) int {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "volume" && l.GetValue() == volume {
+					n++
+				}
+			}
+		}
+	}
+	return n
 }
 
 // gaugeFor reads one series of a gathered gauge.
