@@ -35,7 +35,8 @@ func findShared(o *Options) (gc.Shared, error) {
 	klog.InfoS("Filesystems the root shares (kubelet's eviction and image garbage collection act on them too)", "root", o.Root,
 		"kubelet", shared.With[gc.NeighbourKubelet], "kubeletRootDir", o.GC.KubeletRootDir,
 		"podLogs", shared.With[gc.NeighbourPodLogs], "podLogsDir", o.PodLogsDir,
-		"runtime", shared.With[gc.NeighbourRuntime], "runtimeDir", o.GC.RuntimeDir, "notFound", shared.Missing)
+		"runtime", shared.With[gc.NeighbourRuntime], "runtimeDir", o.GC.RuntimeDir, "notFound", shared.Missing,
+		"cannotTell", shared.Unknown)
 	return shared, nil
 }
 

@@ -30,8 +30,9 @@ type Watcher struct {
 	done  chan struct{} // closed when the drain goroutine returned
 
 	mu       sync.Mutex
-	names    map[string]struct{}
+	names    map[string]int // index in order and ops
 	order    []string
+	ops      []fsnotify.Op
 	overflow bool
 	errs     int
 	lastErr  error
@@ -39,9 +40,12 @@ type Watcher struct {
 
 // Batch is what the drain goroutine collected since the consumer last looked.
 type Batch struct {
-	Names    []string // changed paths, in first-seen order, each once
-	Overflow bool     // events were lost: rescan
-	Errs     int      // other watch errors (events were not lost)
+	Names []string // changed paths, in first-seen order, each once
+	// Ops are what happened to each of Names (the union of its events' ops): a consumer may skip a name that was
+	// only written to (fsnotify.Write: a file's content, never a directory's entries) without a syscall.
+	Ops      []fsnotify.Op
+	Overflow bool // events were lost: rescan
+	Errs     int  // other watch errors (events were not lost)
 	LastErr  error
 }
 
@@ -52,7 +56,7 @@ func New(clk clock.Clock, progress *liveness.Loop) (*Watcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start file watcher: %w", err)
 	}
-	w := &Watcher{w: fw, ready: make(chan struct{}, 1), done: make(chan struct{}), names: map[string]struct{}{}}
+	w := &Watcher{w: fw, ready: make(chan struct{}, 1), done: make(chan struct{}), names: map[string]int{}}
 	go w.drain(clk, progress)
 	return w, nil
 }
@@ -68,7 +72,7 @@ func (w *Watcher) drain(clk clock.Clock, progress *liveness.Loop) {
 			if !ok {
 				return
 			}
-			w.add(ev.Name)
+			w.add(ev.Name, ev.Op)
 		case err, ok := <-w.w.Errors:
 			if !ok {
 				return
@@ -81,14 +85,17 @@ func (w *Watcher) drain(clk clock.Clock, progress *liveness.Loop) {
 	}
 }
 
-func (w *Watcher) add(name string) {
+func (w *Watcher) add(name string, op fsnotify.Op) {
 	w.mu.Lock()
-	if _, ok := w.names[name]; !ok && !w.overflow {
+	if i, ok := w.names[name]; ok {
+		w.ops[i] |= op
+	} else if !w.overflow {
 		if len(w.order) >= MaxPendingNames {
 			w.overflow = true
 		} else {
-			w.names[name] = struct{}{}
+			w.names[name] = len(w.order)
 			w.order = append(w.order, name)
+			w.ops = append(w.ops, op)
 		}
 	}
 	w.mu.Unlock()
@@ -121,11 +128,11 @@ func (w *Watcher) Ready() <-chan struct{} { return w.ready }
 func (w *Watcher) Take() Batch {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	b := Batch{Names: w.order, Overflow: w.overflow, Errs: w.errs, LastErr: w.lastErr}
+	b := Batch{Names: w.order, Ops: w.ops, Overflow: w.overflow, Errs: w.errs, LastErr: w.lastErr}
 	if b.Overflow {
-		b.Names = nil
+		b.Names, b.Ops = nil, nil
 	}
-	w.names, w.order, w.overflow, w.errs, w.lastErr = map[string]struct{}{}, nil, false, 0, nil
+	w.names, w.order, w.ops, w.overflow, w.errs, w.lastErr = map[string]int{}, nil, nil, false, 0, nil
 	return b
 }
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
 	"k8s.io/utils/clock"
 )
 
@@ -63,10 +64,10 @@ func TestAddNeverWaitsForTheConsumer(t *testing.T) {
 // TestBatchDeduplicatesAndOverflows: a name is reported once per batch; past MaxPendingNames the batch says overflow
 // and carries no names (the consumer rescans).
 func TestBatchDeduplicatesAndOverflows(t *testing.T) {
-	w := &Watcher{ready: make(chan struct{}, 1), names: map[string]struct{}{}}
-	w.add("/a")
-	w.add("/b")
-	w.add("/a")
+	w := &Watcher{ready: make(chan struct{}, 1), names: map[string]int{}}
+	w.add("/a", fsnotify.Write)
+	w.add("/b", fsnotify.Create)
+	w.add("/a", fsnotify.Chmod)
 	select {
 	case <-w.Ready():
 	default:
@@ -74,9 +75,11 @@ func TestBatchDeduplicatesAndOverflows(t *testing.T) {
 	}
 	if b := w.Take(); len(b.Names) != 2 || b.Names[0] != "/a" || b.Names[1] != "/b" || b.Overflow {
 		t.Fatalf("batch %+v, want [/a /b]", b)
+	} else if b.Ops[0] != fsnotify.Write|fsnotify.Chmod || b.Ops[1] != fsnotify.Create {
+		t.Fatalf("ops %v, want [WRITE|CHMOD CREATE]: each name's ops joined", b.Ops)
 	}
 	for i := 0; i <= MaxPendingNames; i++ {
-		w.add(fmt.Sprint("/", i))
+		w.add(fmt.Sprint("/", i), fsnotify.Write)
 	}
 	if b := w.Take(); !b.Overflow || b.Names != nil {
 		t.Fatalf("after %d names: overflow %v, %d names", MaxPendingNames+1, b.Overflow, len(b.Names))

@@ -4,10 +4,14 @@ import (
 	"bufio"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // inotifyWatches counts the inotify watches this process holds, as the kernel lists them (/proc/self/fdinfo): the
@@ -138,4 +142,72 @@ func TestFileInRetainedPodIsFoundWhenArchivedIsAsked(t *testing.T) {
 	if got := fileSHA(t, e.archived(pod, "app/dumps/late.hprof")); got != fileSHA(t, filepath.Join(e.root, pod, "app", "dumps", "late.hprof")) {
 		t.Fatalf("archived copy's sha256 %s differs from the file's", got)
 	}
+}
+
+// dirOpens counts IN_OPEN events on a directory (the kernel's, not keeplog's account) until stop is called.
+func dirOpens(t *testing.T, dir string) (stop func() int) {
+	t.Helper()
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_OPEN); err != nil {
+		unix.Close(fd)
+		t.Fatal(err)
+	}
+	return func() int {
+		defer unix.Close(fd)
+		n := 0
+		buf := make([]byte, 64<<10)
+		for {
+			k, err := unix.Read(fd, buf)
+			if err != nil || k <= 0 {
+				return n
+			}
+			for off := 0; off+unix.SizeofInotifyEvent <= k; {
+				ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
+				if ev.Mask&unix.IN_OPEN != 0 {
+					n++
+				}
+				off += unix.SizeofInotifyEvent + int(ev.Len)
+			}
+		}
+	}
+}
+
+// TestWritesToFilesMatchingNoPatternCostNoLook: an application's log written a line at a time (thousands of
+// writes) is not looked at: a write never makes a directory or a new name, and gc.log matches no pattern, so the
+// event needs no syscall. Before, each batch of events opened the file's directory (lstat goes through an O_PATH
+// walk of the pod directory) and read the pod's policy; the kernel counts those opens. A dump written in the same
+// directory afterwards is still found by its events.
+func TestWritesToFilesMatchingNoPatternCostNoLook(t *testing.T) {
+	e := newEnv(t)
+	pod := e.pod("ns", "chatty")
+	app := filepath.Join(e.root, pod, "app")
+	log, err := os.Create(filepath.Join(app, "gc.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	cfg := e.config()
+	cfg.RescanInterval = time.Hour
+	e.start(cfg, Deps{})
+	waitFor(t, 30*time.Second, "the pod directory to be watched", func() bool { return inotifyWatches(t) == 3 })
+	stop := dirOpens(t, app)
+	for i := range 2000 {
+		if _, err := log.WriteString("[gc] pause young " + strconv.Itoa(i) + "\n"); err != nil {
+			t.Fatal(err)
+		}
+		if i%100 == 0 {
+			time.Sleep(20 * time.Millisecond) // batches, as a real application's lines come
+		}
+	}
+	time.Sleep(time.Second)
+	if n := stop(); n != 0 {
+		t.Fatalf("the archiver opened the log's directory %d times for writes to a file that matches no pattern", n)
+	}
+	writeRandom(t, filepath.Join(app, "heap.hprof"), 4096, 7)
+	waitFor(t, 30*time.Second, "a dump written afterwards to be archived", func() bool {
+		return exists(e.archived(pod, "app/heap.hprof"))
+	})
 }

@@ -8,6 +8,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/fsnotify/fsnotify"
 	"golang.org/x/sys/unix"
 
 	"github.com/keeplog/keeplog/internal/fswatch"
@@ -49,6 +50,9 @@ func (a *Archiver) splitEvent(name string) (string, string, bool) {
 	if strings.HasPrefix(pod, ".") {
 		return "", "", false // <root>/.keeplog and other hidden entries
 	}
+	if _, known := a.watched[pod]; known { // validated when it was first watched
+		return pod, rel, true
+	}
 	if _, err := store.ParsePodDirName(pod); err != nil {
 		return "", "", false
 	}
@@ -67,12 +71,12 @@ func (a *Archiver) handleBatch(w *fswatch.Watcher, b fswatch.Batch) {
 		a.rescan(w)
 		return
 	}
-	for _, name := range b.Names {
-		a.handleEvent(w, name)
+	for i, name := range b.Names {
+		a.handleEvent(w, name, b.Ops[i])
 	}
 }
 
-func (a *Archiver) handleEvent(w *fswatch.Watcher, name string) {
+func (a *Archiver) handleEvent(w *fswatch.Watcher, name string, op fsnotify.Op) {
 	pod, rel, ok := a.splitEvent(name)
 	if !ok {
 		return
@@ -82,6 +86,9 @@ func (a *Archiver) handleEvent(w *fswatch.Watcher, name string) {
 		return
 	}
 	if inOwnDir(rel) || isOwnFile(path.Base(rel)) { // keeplog's own names: known before any syscall
+		return
+	}
+	if op == fsnotify.Write && a.onlyWritten(pod, rel) {
 		return
 	}
 	st, err := a.fs.lstat(pod, rel)
@@ -94,6 +101,16 @@ func (a *Archiver) handleEvent(w *fswatch.Watcher, name string) {
 		// A new directory: its content may predate the watch.
 		_ = a.walkSub(w, pod, rel)
 	}
+}
+
+// onlyWritten says whether a file that was only written to needs no look: it matches no pattern (an application's
+// log line, thousands a second on a busy node), or it is settling already (the poll looks at it again). A write
+// never makes a directory or a new name, so nothing else can have changed.
+func (a *Archiver) onlyWritten(pod, rel string) bool {
+	if _, settling := a.settler.get(pod, rel); settling {
+		return true
+	}
+	return !a.policy(pod).Matches(rel)
 }
 
 // vanished forgets a path that is gone. Only a file the archiver knew of changes the pod's status: a vanished

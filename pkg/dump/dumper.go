@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -227,53 +226,6 @@ func dumpFiles(podDir string, pol archiver.Policy) map[string]fileState {
 		return true
 	})
 	return out
-}
-
-// waitFinished waits for new or changed dump files in the pod directory (compared with before) that then stay
-// unchanged for the quiet period and, with an archiver, until it has nothing of the pod directory left to do.
-func (m *Manager) waitFinished(ctx context.Context, podDir string, pol archiver.Policy, before map[string]fileState) ([]string, error) {
-	clk := m.deps.Clock
-	changed := map[string]fileState{}
-	since := map[string]time.Time{}
-	step := min(time.Second, m.cfg.QuietPeriod)
-	if step <= 0 {
-		step = 100 * time.Millisecond
-	}
-	for {
-		now := clk.Now()
-		for rel, cur := range dumpFiles(podDir, pol) {
-			if old, ok := before[rel]; ok && old == cur {
-				continue
-			}
-			if prev, ok := changed[rel]; !ok || prev != cur {
-				changed[rel], since[rel] = cur, now
-			}
-		}
-		if len(changed) > 0 {
-			quiet := true
-			for rel := range changed {
-				if now.Sub(since[rel]) < m.cfg.QuietPeriod {
-					quiet = false
-				}
-			}
-			if quiet && (m.deps.Pending == nil || pol.Off || !m.deps.Pending(podDir)) {
-				names := make([]string, 0, len(changed))
-				for rel, cur := range changed {
-					names = append(names, fmt.Sprintf("%s (%s)", rel, units.Bytes(uint64(cur.size))))
-				}
-				sort.Strings(names)
-				return names, nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			if len(changed) == 0 {
-				return nil, fmt.Errorf("no new dump file (matching the archive patterns) appeared in %s: %w", podDir, context.Cause(ctx))
-			}
-			return nil, fmt.Errorf("dump file not finished or not archived: %w", context.Cause(ctx))
-		case <-clk.After(step):
-		}
-	}
 }
 
 // freeBytes is the space an unprivileged writer can still use on path's filesystem.

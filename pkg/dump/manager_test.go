@@ -111,6 +111,7 @@ type env struct {
 	status  atomic.Int32 // HTTP status the endpoint answers; 0: 200
 	noFile  atomic.Bool  // the endpoint answers but writes nothing
 	pending atomic.Bool  // the archiver has work for the pod directory
+	asked   atomic.Int32 // how often Pending was asked (each is a walk of the pod directory)
 	free    atomic.Uint64
 	cfg     Config
 }
@@ -177,7 +178,7 @@ func (e *env) deps() Deps {
 		},
 		Memory: e.mem, Events: e.events, Semaphore: e.sem,
 		Archive: func(string) archiver.Policy { return archiver.Policy{} },
-		Pending: func(string) bool { return e.pending.Load() },
+		Pending: func(string) bool { e.asked.Add(1); return e.pending.Load() },
 		FreeBytes: func(string) (uint64, error) {
 			return e.free.Load(), nil
 		},

@@ -24,20 +24,22 @@ type Neighbour struct {
 }
 
 // Shared is, by neighbour, whether it is on the root's filesystem; a neighbour whose directory does not exist is
-// absent (and listed in Missing), and so is one that cannot be stat-ed for permission.
+// absent (and listed in Missing); one that exists but cannot be stat-ed for permission is Unknown.
 type Shared struct {
 	With    map[string]bool
 	Missing []string
+	Unknown []string
 }
 
-// Any reports whether the root shares its filesystem with any neighbour.
+// Any reports whether the root shares its filesystem with any neighbour, or may: a neighbour keeplog cannot look
+// at counts as shared, so the defaults are the lower watermarks that stay below kubelet's (the safe mistake).
 func (s Shared) Any() bool {
 	for _, v := range s.With {
 		if v {
 			return true
 		}
 	}
-	return false
+	return len(s.Unknown) > 0
 }
 
 // FindShared compares the root's st_dev with each neighbour's. devOf reads a path's st_dev (nil: stat(2),
@@ -57,10 +59,12 @@ func FindShared(root string, neighbours []Neighbour, devOf func(string) (uint64,
 		}
 		dev, err := devOf(n.Path)
 		switch {
-		case errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission):
-			// Missing, or not reachable from here (the chart stats the runtime's directory through /proc/1/root,
-			// which a node may refuse even to a privileged container): not checked, as if absent. The plugin runs on.
+		case errors.Is(err, fs.ErrNotExist):
 			s.Missing = append(s.Missing, n.Name)
+		case errors.Is(err, fs.ErrPermission):
+			// Not reachable from here (the chart stats the runtime's directory through /proc/1/root, which a node may
+			// refuse even to a privileged container): it cannot be told, so it may be shared. The plugin runs on.
+			s.Unknown = append(s.Unknown, n.Name)
 		case err != nil:
 			return Shared{}, fmt.Errorf("gc: the filesystem of %s (%s): %w", n.Name, n.Path, err)
 		default:

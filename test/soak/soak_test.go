@@ -40,6 +40,9 @@ type soakEnv struct {
 	load        *workload
 	statusFiles []string
 
+	nodes   *nodeWatch  // IN_OPEN on every device and FIFO swapped in
+	mounted []*mountPod // the pod directories holding a bind mount (archived, and not)
+
 	kills, sshdRestarts int
 	chaosErr            error
 }
@@ -78,9 +81,13 @@ func (s *soakEnv) start(ctx context.Context) {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.removeWork)
-	s.kl, err = binary.StartKeeplog(ctx, binary.Config{WorkDir: s.work, ArchiveTarget: s.sftp.TargetDir, Args: []string{
+	if s.nodes, err = newNodeWatch(s.work); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.nodes.Close)
+	s.kl, err = binary.StartKeeplog(ctx, binary.Config{WorkDir: s.work, ArchiveTarget: s.sftp.TargetDir, Args: append([]string{
 		"--archive-quiet-period=2s", "--retain-for=" + s.plan.retainFor.String(), "--gc-interval=2s",
-	}})
+	}, logArgs...)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,9 +110,10 @@ func (s *soakEnv) start(ctx context.Context) {
 func (s *soakEnv) runWork(ctx context.Context) {
 	end := time.Now().Add(s.plan.work)
 	var wg sync.WaitGroup
-	errs := make(chan error, s.plan.workers+1)
-	wg.Add(1)
+	errs := make(chan error, s.plan.workers+2)
+	wg.Add(2)
 	go func() { defer wg.Done(); errs <- s.residents(ctx) }()
+	go func() { defer wg.Done(); errs <- s.holdMounts(ctx) }()
 	for i := range s.plan.workers {
 		wg.Add(1)
 		go func() { defer wg.Done(); errs <- s.load.worker(ctx, uint64(i+1)*7919, end) }()
@@ -126,7 +134,8 @@ func (s *soakEnv) runWork(ctx context.Context) {
 }
 
 // residents are three pods published for the whole run, each with one small dump: once it is archived their
-// directories hold a status file and nothing to do, which is what idle must look like.
+// directories hold a status file and nothing to do, which is what idle must look like. Each also gets a device or
+// FIFO swapped in for a second, settled dump, which stays there, unopened, through the idle window.
 func (s *soakEnv) residents(ctx context.Context) error {
 	rng := newRand(424242)
 	for i := range 3 {
@@ -135,6 +144,9 @@ func (s *soakEnv) residents(ctx context.Context) error {
 			return err
 		}
 		if err := s.load.writeDump(rng, p, i, 2); err != nil {
+			return err
+		}
+		if err := s.load.swapDump(rng, p, nodeKind(i%2)); err != nil {
 			return err
 		}
 	}
@@ -231,7 +243,7 @@ func (s *soakEnv) settle(ctx context.Context) bool {
 			s.load.mu.Lock()
 			gone := !p.vanishedAt.IsZero()
 			s.load.mu.Unlock()
-			if (!p.resident && !gone) || (p.resident && len(s.missingOnServer(p)) > 0) {
+			if (!p.resident && !p.holdsMount && !gone) || (p.resident && len(s.missingOnServer(p)) > 0) {
 				done = false
 				break
 			}

@@ -32,8 +32,11 @@ type podRun struct {
 	ephemeral bool
 	target    string
 	resident  bool // published for the whole run (its status file exists while idle)
-	dumps     []dump
-	noise     []string // files matching no pattern: never uploaded
+	// holdsMount: something is mounted inside its directory, which the GC must therefore keep
+	holdsMount bool
+	dumps      []dump
+	swapped    []swappedNode // dumps replaced by a device or FIFO once settled
+	noise      []string      // files matching no pattern: never uploaded
 
 	unpublishedAt time.Time
 	vanishedAt    time.Time
@@ -74,9 +77,17 @@ func (w *workload) next() (int, int) {
 // newPod publishes a new pod's volume: 60 % persistent (CreateVolume, StorageClass parameter retainFor), the rest
 // CSI inline ephemeral (the attribute in the volume context).
 func (w *workload) newPod(ctx context.Context, rng *rand.Rand, resident bool) (*podRun, error) {
+	return w.newPodWith(ctx, rng, resident, nil)
+}
+
+// newPodWith is newPod with further StorageClass parameters or volume attributes (extra).
+func (w *workload) newPodWith(ctx context.Context, rng *rand.Rand, resident bool, extra map[string]string) (*podRun, error) {
 	n, _ := w.next()
 	p := &podRun{pod: binary.NewPod("soak", fmt.Sprintf("pod-%03d", n)), ephemeral: rng.IntN(10) >= 6, resident: resident}
 	params := map[string]string{"retainFor": w.s.plan.retainFor.String()}
+	for k, v := range extra {
+		params[k] = v
+	}
 	if p.ephemeral {
 		p.volumeID = binary.EphemeralVolumeID(p.pod, "logs")
 	} else {
@@ -176,6 +187,11 @@ func (w *workload) worker(ctx context.Context, seed uint64, end time.Time) error
 		}
 		if err := w.writeNoise(rng, p); err != nil {
 			return err
+		}
+		if rng.IntN(3) == 0 {
+			if err := w.swapDump(rng, p, nodeKind(rng.IntN(2))); err != nil {
+				return err
+			}
 		}
 		sleep(ctx, time.Duration(rng.IntN(3000))*time.Millisecond)
 		if err := w.unpublish(ctx, p); err != nil {
