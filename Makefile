@@ -162,6 +162,14 @@ image:
 	$(GO) run ./hack/image verify -out bin/image -ref $(IMAGE):$(IMAGE_TAG) "$${vplats[@]}"; \
 	echo "$(IMAGE):$(IMAGE_TAG)" >bin/image/ref
 
+# make image's own output (both architectures, the real base) through the engines that load it, each started by the
+# test on its own directories: docker load and run, ctr images import, crane push then docker pull, podman load and
+# pull (hack/image TestEnginesLoadBothArchitectures; `make unit` runs it on the writer's output for keeplog on a
+# stand-in base).
+.PHONY: image-engines
+image-engines: image
+	KEEPLOG_IMAGE_DIR=$(CURDIR)/bin/image $(GO) test -count=1 -v -run '^TestEnginesLoadBothArchitectures$$' ./hack/image/
+
 # Helm built from the Go module proxy into $(CACHE)/bin/helm-<version> (hack/helm.sh; `make lint` needs it).
 .PHONY: helm manifests verify-manifests chart
 helm:

@@ -21,6 +21,7 @@ PACKAGES=(
 	python3
 	zstd
 	podman
+	docker.io
 	openjdk-17-jdk-headless
 )
 
@@ -48,7 +49,7 @@ if [[ ${#missing[@]} -eq 0 ]]; then
 fi
 
 # Daemons that were already running before we installed anything are not ours to stop.
-daemon_pidfiles=(/run/etcd.pid /run/etcd/etcd.pid /var/run/etcd.pid /run/containerd.pid /run/containerd/containerd.pid /run/sshd.pid /var/run/sshd.pid)
+daemon_pidfiles=(/run/etcd.pid /run/etcd/etcd.pid /var/run/etcd.pid /run/containerd.pid /run/containerd/containerd.pid /run/sshd.pid /var/run/sshd.pid /run/docker.pid /var/run/docker.pid)
 declare -A preexisting=()
 for f in "${daemon_pidfiles[@]}"; do
 	if [[ -s "${f}" ]]; then
@@ -57,7 +58,7 @@ for f in "${daemon_pidfiles[@]}"; do
 	fi
 done
 declare -A preexisting_comm=()
-for comm in etcd containerd sshd; do
+for comm in etcd containerd sshd dockerd; do
 	for pid in $(pidof "${comm}" 2>/dev/null || true); do preexisting_comm["${pid}"]=1; done
 done
 
@@ -103,10 +104,11 @@ for f in "${daemon_pidfiles[@]}"; do
 	*etcd*) stop_new_daemon "${pid}" etcd ;;
 	*containerd*) stop_new_daemon "${pid}" containerd ;;
 	*sshd*) stop_new_daemon "${pid}" sshd ;;
+	*docker*) stop_new_daemon "${pid}" dockerd ;;
 	esac
 done
 # Daemons without a pid file: only those that did not exist before the install.
-for comm in etcd containerd sshd; do
+for comm in etcd containerd sshd dockerd; do
 	for pid in $(pidof "${comm}" 2>/dev/null || true); do
 		stop_new_daemon "${pid}" "${comm}"
 	done

@@ -164,9 +164,9 @@ func TestVerifyCatchesAMislabelledImage(t *testing.T) {
 	}
 }
 
-// TestPushToARegistry: what `crane push` does with each output (crane.Load of a docker-archive, an OCI layout's
-// index for --index) is accepted by a registry (go-containerregistry's in-memory one on loopback), and the pushed
-// index serves both platforms.
+// TestPushToARegistry: what `crane push` does with each output (crane.Load of a docker-archive; the OCI layout's
+// one nested index, as `crane push DIR REF` does) is accepted by a registry (go-containerregistry's in-memory one on
+// loopback), and the pushed index serves both platforms. (The crane CLI itself: TestEnginesLoadBothArchitectures.)
 func TestPushToARegistry(t *testing.T) {
 	out := t.TempDir()
 	var specs []spec

@@ -9,7 +9,7 @@
 // the static binary at /usr/local/bin/keeplog, the entrypoint. It writes them as
 //
 //	OUT/oci/                         an OCI image layout whose index.json names one multi-platform image index
-//	                                 (crane push --index, skopeo copy --all oci:OUT/oci:TAG)
+//	                                 (crane push OUT/oci REF, skopeo copy --all oci:OUT/oci:TAG)
 //	OUT/keeplog-linux-ARCH.tar       a docker-archive per platform, tagged REF (ctr images import, docker load,
 //	                                 podman load, crane push)
 //

@@ -62,7 +62,8 @@ func write(c writeConfig) error {
 }
 
 // writeLayout writes an OCI layout whose index.json has one entry, the multi-platform index, named by the tag (what
-// `skopeo copy --all oci:DIR:TAG` looks up and `crane push --index DIR` pushes).
+// `skopeo copy --all oci:DIR:TAG` looks up and `crane push DIR REF` pushes; `crane push --index` would push
+// index.json itself, an index of this index).
 func writeLayout(dir string, tag name.Tag, index v1.ImageIndex) error {
 	if err := os.RemoveAll(dir); err != nil {
 		return err

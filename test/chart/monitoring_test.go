@@ -2,6 +2,7 @@ package chart
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -254,5 +255,92 @@ func TestHelmTestPod(t *testing.T) {
 	role := r.roles[p.Spec.ServiceAccountName]
 	if role == nil || len(role.Rules) != 2 {
 		t.Errorf("test Role %+v: want get on the DaemonSet and list on pods", role)
+	}
+}
+
+// restrictedV2Refusals is what OpenShift's restricted-v2 SCC (the one a pod whose ServiceAccount may use no other
+// gets) constrains, applied to pod: a UID, if the pod asks for one, inside the namespace's range (uidMin-uidMax, the
+// openshift.io/sa.scc.uid-range annotation), no host namespaces or ports, no privileged or escalating container, no
+// capability but NET_BIND_SERVICE, only its volume types, the runtime's default seccomp profile. The SCC admission
+// plugin itself runs only on OpenShift, which this machine has not; these are its restricted-v2 fields.
+func restrictedV2Refusals(p *corev1.Pod, uidMin, uidMax int64) []string {
+	var refused []string
+	uid := func(where string, u *int64) {
+		if u != nil && (*u < uidMin || *u > uidMax) {
+			refused = append(refused, fmt.Sprintf("%s runAsUser %d outside [%d, %d]", where, *u, uidMin, uidMax))
+		}
+	}
+	seccomp := func(where string, s *corev1.SeccompProfile) {
+		if s != nil && s.Type != corev1.SeccompProfileTypeRuntimeDefault {
+			refused = append(refused, where+" seccomp profile "+string(s.Type))
+		}
+	}
+	s := p.Spec
+	if s.HostNetwork || s.HostPID || s.HostIPC {
+		refused = append(refused, "host namespaces")
+	}
+	if s.SecurityContext != nil {
+		uid("pod", s.SecurityContext.RunAsUser)
+		seccomp("pod", s.SecurityContext.SeccompProfile)
+	}
+	for _, v := range s.Volumes {
+		if v.ConfigMap == nil && v.CSI == nil && v.DownwardAPI == nil && v.EmptyDir == nil && v.Ephemeral == nil &&
+			v.PersistentVolumeClaim == nil && v.Projected == nil && v.Secret == nil {
+			refused = append(refused, "volume "+v.Name+" of a type restricted-v2 does not allow")
+		}
+	}
+	for _, c := range append(slices.Clone(s.InitContainers), s.Containers...) {
+		sc := c.SecurityContext
+		if sc == nil {
+			continue // restricted-v2 fills in its defaults
+		}
+		uid("container "+c.Name, sc.RunAsUser)
+		seccomp("container "+c.Name, sc.SeccompProfile)
+		if (sc.Privileged != nil && *sc.Privileged) || (sc.AllowPrivilegeEscalation != nil && *sc.AllowPrivilegeEscalation) {
+			refused = append(refused, "container "+c.Name+" privileged or escalating")
+		}
+		if sc.Capabilities != nil {
+			for _, a := range sc.Capabilities.Add {
+				if a != "NET_BIND_SERVICE" {
+					refused = append(refused, "container "+c.Name+" adds "+string(a))
+				}
+			}
+		}
+		for _, port := range c.Ports {
+			if port.HostPort != 0 {
+				refused = append(refused, "container "+c.Name+" host port")
+			}
+		}
+	}
+	return refused
+}
+
+// Under OpenShift (openshift.scc.enabled) the helm test pod asks for no UID or GID, so restricted-v2 gives it one
+// from the namespace's range; it stays non-root and unprivileged. Elsewhere it runs as 65534 (nobody), which
+// restricted-v2 would refuse.
+func TestHelmTestPodUnderRestrictedV2(t *testing.T) {
+	const uidMin, uidMax = 1000660000, 1000669999 // a namespace's openshift.io/sa.scc.uid-range 1000660000/10000
+	r := render(t, Options{Set: []string{"tests.enabled=true", "openshift.scc.enabled=true"}})
+	if len(r.pods) != 1 {
+		t.Fatalf("%d test pods", len(r.pods))
+	}
+	p := r.pods[0]
+	sc := p.Spec.SecurityContext
+	if sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.RunAsUser != nil || sc.RunAsGroup != nil {
+		t.Errorf("OpenShift test pod securityContext %+v: want runAsNonRoot and no runAsUser/runAsGroup", sc)
+	}
+	if refused := restrictedV2Refusals(p, uidMin, uidMax); len(refused) != 0 {
+		t.Errorf("restricted-v2 refuses the OpenShift test pod: %v", refused)
+	}
+	r = render(t, Options{Set: []string{"tests.enabled=true"}})
+	if sc := r.pods[0].Spec.SecurityContext; sc == nil || sc.RunAsUser == nil || *sc.RunAsUser != 65534 || sc.RunAsGroup == nil || *sc.RunAsGroup != 65534 {
+		t.Errorf("test pod securityContext %+v: want UID and GID 65534 off OpenShift", sc)
+	}
+	if refused := restrictedV2Refusals(r.pods[0], uidMin, uidMax); len(refused) != 1 {
+		t.Errorf("restricted-v2 on the non-OpenShift test pod: %v, want exactly its UID refused", refused)
+	}
+	r = render(t, Options{Set: []string{"tests.enabled=true", "openshift.scc.enabled=true", "tests.hostNetwork=true"}})
+	if refused := restrictedV2Refusals(r.pods[0], uidMin, uidMax); len(refused) != 1 {
+		t.Errorf("restricted-v2 on a host-network test pod: %v, want host namespaces refused", refused)
 	}
 }
