@@ -29,7 +29,7 @@ k8s:
 otelcol:
 	hack/build-otelcol.sh
 
-# golangci-lint v2.15.0 (.golangci.yml: errcheck, govet, staticcheck, unused, revive, misspell, ... over every package
+# golangci-lint v2.15.0 (.golangci.yml: errcheck, govet, staticcheck, unused, revive, gocritic, ... over every package
 # with the e2e and soak tags), built from the Go module proxy into $(CACHE) by hack/golangci-lint.sh; any finding fails.
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
