@@ -106,7 +106,9 @@ func checkOnce(ctx context.Context, c checkConfig, d checkDeps) error {
 			errs = append(errs, fmt.Errorf("node %s, pod %s: %w", p.Spec.NodeName, p.Name, err))
 			continue
 		}
-		fmt.Fprintf(d.Out, "node %s: keeplog %s answers /healthz and /metrics on %s\n", p.Spec.NodeName, p.Name, p.Status.PodIP)
+		if _, err := fmt.Fprintf(d.Out, "node %s: keeplog %s answers /healthz and /metrics on %s\n", p.Spec.NodeName, p.Name, p.Status.PodIP); err != nil {
+			return fmt.Errorf("report: %w", err)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -3,6 +3,7 @@
 package loopfs
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -32,8 +33,7 @@ func New(sizeMiB int, mkfsArgs ...string) (*FS, error) {
 	f := &FS{Dir: filepath.Join(base, "mnt"), base: base}
 	img := filepath.Join(base, "fs.img")
 	if err := os.Mkdir(f.Dir, 0o755); err != nil {
-		os.RemoveAll(base)
-		return nil, err
+		return nil, errors.Join(err, os.RemoveAll(base))
 	}
 	for _, cmd := range [][]string{
 		{"truncate", "-s", strconv.Itoa(sizeMiB) + "M", img},
@@ -41,8 +41,7 @@ func New(sizeMiB int, mkfsArgs ...string) (*FS, error) {
 		{"mount", "-o", "loop", img, f.Dir},
 	} {
 		if out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput(); err != nil {
-			os.RemoveAll(base)
-			return nil, fmt.Errorf("loopfs: %s: %v: %s", strings.Join(cmd, " "), err, out)
+			return nil, errors.Join(fmt.Errorf("loopfs: %s: %v: %s", strings.Join(cmd, " "), err, out), os.RemoveAll(base))
 		}
 	}
 	return f, nil

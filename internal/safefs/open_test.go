@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/keeplog/keeplog/internal/fstest"
 )
 
 // A root container can swap a settled dump for a device node or a FIFO. Opening a device runs its driver (opening a
@@ -16,8 +18,8 @@ func TestOpenFileAtNeverOpensDevicesOrFIFOs(t *testing.T) {
 	requireRoot(t)
 	dir := t.TempDir()
 	nodes := map[string]int{
-		"chardev": watchedNode(t, dir, "chardev", unix.S_IFCHR, int(unix.Mkdev(1, 3))), // /dev/null's numbers
-		"fifo":    watchedNode(t, dir, "fifo", unix.S_IFIFO, 0),
+		"chardev": fstest.WatchedNode(t, filepath.Join(dir, "chardev"), unix.S_IFCHR, int(unix.Mkdev(1, 3))), // /dev/null's numbers
+		"fifo":    fstest.WatchedNode(t, filepath.Join(dir, "fifo"), unix.S_IFIFO, 0),
 	}
 	d, err := OpenDir(dir)
 	if err != nil {
@@ -34,7 +36,7 @@ func TestOpenFileAtNeverOpensDevicesOrFIFOs(t *testing.T) {
 				f.Close()
 			}
 		}
-		if opened(t, w) {
+		if fstest.Opened(t, w) {
 			t.Errorf("%s was opened (IN_OPEN)", name)
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/keeplog/keeplog/internal/fstest"
 )
 
 // A dump 40 levels deep must be found (the archiver's walk used to stop at 32 and GC then deleted the dump), and
@@ -84,7 +86,7 @@ func mountFixture(t *testing.T) (base string, before map[string]string) {
 	if err := os.WriteFile(filepath.Join(base, "tree", "file"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	bindMount(t, outside, mnt)
+	fstest.BindMount(t, outside, mnt)
 	return base, before
 }
 
@@ -138,7 +140,9 @@ func TestRemoveAllAtNeverEmptiesAMount(t *testing.T) {
 	if after := hashTree(t, filepath.Join(base, "outside")); !maps.Equal(before, after) {
 		t.Fatalf("the mounted directory changed: %v, was %v", after, before)
 	}
-	unmount(t, filepath.Join(base, "tree", "in", "mnt"))
+	if err := unix.Unmount(filepath.Join(base, "tree", "in", "mnt"), 0); err != nil {
+		t.Fatal(err)
+	}
 	if err := RemoveAllAt(b, "tree"); err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package safefs
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -12,24 +11,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-// bindMount bind-mounts src on dst for the test; the cleanup unmounts (lazily as a last resort).
-func bindMount(t *testing.T, src, dst string) {
-	t.Helper()
-	if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
-		t.Fatalf("mount --bind %s %s: %v", src, dst, err)
-	}
-	t.Cleanup(func() { unmount(t, dst) })
-}
-
-// unmount unmounts dst if it is still mounted.
-func unmount(t *testing.T, dst string) {
-	if err := unix.Unmount(dst, 0); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		if err := unix.Unmount(dst, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
-			t.Errorf("umount -l %s: %v", dst, err)
-		}
-	}
-}
 
 // outsideTree makes a directory with files (what a bind mount brings in) and returns the sha256 of each.
 func outsideTree(t *testing.T, dir string) map[string]string {

@@ -255,14 +255,13 @@ func (s *Server) start() error {
 		}
 		if bannerOK(s.Addr()) {
 			s.cmd = cmd
-			// Keep reaping: the goroutine above owns Wait.
-			go func() { <-exited }()
+			// The goroutine above owns Wait and reaps sshd when it dies; exited is buffered, so it never blocks.
 			return nil
 		}
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
-			<-exited
-			return fmt.Errorf("sshd on port %d did not answer within 10s; its log:\n%s", s.Port, s.Log())
+			waitErr := <-exited
+			return fmt.Errorf("sshd on port %d did not answer within 10s (killed: %v); its log:\n%s", s.Port, waitErr, s.Log())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -1,7 +1,6 @@
 package archiver
 
 import (
-	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -11,6 +10,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/keeplog/keeplog/internal/fstest"
 )
 
 const safeioPod = "ns_p_0123456789abcdef0123456789abcdef"
@@ -28,25 +29,6 @@ func safeioRoot(t *testing.T) (*podFS, string) {
 	return pfs, filepath.Join(pfs.root, safeioPod)
 }
 
-// inOpenEvents reads a non-blocking inotify descriptor: whether an IN_OPEN is queued.
-func inOpenEvents(t *testing.T, fd int) bool {
-	t.Helper()
-	buf := make([]byte, 4096)
-	n, err := unix.Read(fd, buf)
-	if errors.Is(err, unix.EAGAIN) {
-		return false
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	for off := 0; off+unix.SizeofInotifyEvent <= n; off += unix.SizeofInotifyEvent + int(binary.NativeEndian.Uint32(buf[off+12:])) {
-		if binary.NativeEndian.Uint32(buf[off+4:])&unix.IN_OPEN != 0 {
-			return true
-		}
-	}
-	return false
-}
-
 // A root container swaps a settled dump for a device node (here with /dev/null's numbers) or a FIFO between settle
 // and upload: the upload's open must refuse it without opening it (no IN_OPEN on the node).
 func TestPodFSOpenNeverOpensASwappedInDevice(t *testing.T) {
@@ -58,27 +40,7 @@ func TestPodFSOpenNeverOpensASwappedInDevice(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, node := range map[string][2]int{"dump.hprof": {unix.S_IFCHR, int(unix.Mkdev(1, 3))}, "fifo.hprof": {unix.S_IFIFO, 0}} {
-		path := filepath.Join(pd, "app", name)
-		if err := unix.Mknod(path, uint32(node[0])|0o666, node[1]); err != nil {
-			t.Fatal(err)
-		}
-		w, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer unix.Close(w)
-		if _, err := unix.InotifyAddWatch(w, path, unix.IN_OPEN); err != nil {
-			t.Fatal(err)
-		}
-		// The method: a plain open of the node is seen.
-		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		unix.Close(fd)
-		if !inOpenEvents(t, w) {
-			t.Fatal("method check: a plain open generated no IN_OPEN")
-		}
+		w := fstest.WatchedNode(t, filepath.Join(pd, "app", name), uint32(node[0]), node[1]) // checks a plain open is seen
 		f, _, err := pfs.open(safeioPod, "app/"+name)
 		if !errors.Is(err, errNotRegular) {
 			t.Errorf("open %s = %v, %v; want errNotRegular", name, f, err)
@@ -86,7 +48,7 @@ func TestPodFSOpenNeverOpensASwappedInDevice(t *testing.T) {
 		if f != nil {
 			f.Close()
 		}
-		if inOpenEvents(t, w) {
+		if fstest.Opened(t, w) {
 			t.Errorf("%s was opened (IN_OPEN)", name)
 		}
 	}
@@ -140,14 +102,7 @@ func TestWalkDoesNotEnterABindMount(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(pd, "app", "own.hprof"), []byte("the pod's"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Mount(outside, mnt, "", unix.MS_BIND, ""); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(mnt, 0); err != nil {
-			_ = unix.Unmount(mnt, unix.MNT_DETACH)
-		}
-	})
+	fstest.BindMount(t, outside, mnt)
 	var seen []string
 	res, err := pfs.walk(safeioPod, func(e entry) { seen = append(seen, e.rel) })
 	if err != nil {

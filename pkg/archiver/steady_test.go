@@ -1,7 +1,6 @@
 package archiver
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
+
+	"github.com/keeplog/keeplog/internal/fstest"
 )
 
 // TestTrashRenamesDoNotWedgeTheWatcher is the GC's own churn: pod directories (with watched sub-directories) renamed
@@ -22,51 +23,21 @@ func TestTrashRenamesDoNotWedgeTheWatcher(t *testing.T) {
 	cfg := e.config()
 	cfg.RescanInterval = time.Hour
 	e.start(cfg, Deps{})
-	trash := filepath.Join(e.root, ".keeplog", "trash")
-	if err := os.MkdirAll(trash, 0o700); err != nil {
-		t.Fatal(err)
-	}
 	churn := 15 * time.Second
 	if testing.Short() {
 		churn = 5 * time.Second
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), churn)
-	defer cancel()
-	// One goroutine makes pod directories (the archiver adds watches for them and their sub-directories), another
-	// moves each into the trash once the archiver had time to watch it, and removes it, as the GC does.
-	made := make(chan string, 1024)
-	errs := make(chan error, 2)
-	go func() {
-		defer close(made)
-		for i := 0; ctx.Err() == nil; i++ {
-			pod := e.pod("churn", fmt.Sprintf("p%d", i))
-			for _, sub := range []string{"app/a/b", "app/c", "side/d/e"} {
-				if err := os.MkdirAll(filepath.Join(e.root, pod, sub), 0o755); err != nil {
-					errs <- err
-					return
-				}
+	// Pod directories appear (the archiver adds watches for them and their sub-directories) and each is moved into
+	// the trash once the archiver had time to watch it, and removed, as the GC does.
+	n := fstest.TrashChurn(t, filepath.Join(e.root, ".keeplog", "trash"), churn, func(i int) (string, error) {
+		pod := filepath.Join(e.root, e.pod("churn", fmt.Sprintf("p%d", i)))
+		for _, sub := range []string{"app/a/b", "app/c", "side/d/e"} {
+			if err := os.MkdirAll(filepath.Join(pod, sub), 0o755); err != nil {
+				return "", err
 			}
-			made <- pod
-			time.Sleep(time.Millisecond)
 		}
-	}()
-	n := 0
-	for pod := range made {
-		time.Sleep(2 * time.Millisecond)
-		gone := filepath.Join(trash, fmt.Sprintf("%s~%d", pod, n))
-		if err := os.Rename(filepath.Join(e.root, pod), gone); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.RemoveAll(gone); err != nil {
-			t.Fatal(err)
-		}
-		n++
-	}
-	select {
-	case err := <-errs:
-		t.Fatal(err)
-	default:
-	}
+		return pod, nil
+	})
 	t.Logf("%d pod directories renamed into the trash and removed", n)
 	pod := e.pod("ns", "after")
 	writeRandom(t, filepath.Join(e.root, pod, "app", "heap.hprof"), 4096, 1)
@@ -151,14 +122,7 @@ func TestMountInsidePodDirectoryIsReportedAndBlocksArchived(t *testing.T) {
 	if err := os.MkdirAll(mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Mount(outside, mnt, "", unix.MS_BIND, ""); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(mnt, 0); err != nil {
-			_ = unix.Unmount(mnt, unix.MNT_DETACH)
-		}
-	})
+	fstest.BindMount(t, outside, mnt)
 	writeRandom(t, filepath.Join(e.root, pod, "app", "own.hprof"), 4096, 5)
 	r := e.start(e.config(), Deps{})
 	waitFor(t, 30*time.Second, "the pod's own dump to be archived", func() bool { return exists(e.archived(pod, "app/own.hprof")) })

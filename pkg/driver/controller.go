@@ -224,7 +224,7 @@ func (d *Driver) GetCapacity(ctx context.Context, req *csi.GetCapacityRequest) (
 	return &csi.GetCapacityResponse{AvailableCapacity: free}, nil
 }
 
-// ControllerGetCapabilities: create/delete and capacity.
+// ControllerGetCapabilities reports create/delete and capacity.
 func (d *Driver) ControllerGetCapabilities(context.Context, *csi.ControllerGetCapabilitiesRequest) (*csi.ControllerGetCapabilitiesResponse, error) {
 	var caps []*csi.ControllerServiceCapability
 	for _, t := range []csi.ControllerServiceCapability_RPC_Type{

@@ -6,8 +6,7 @@ import (
 	"slices"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/keeplog/keeplog/internal/fstest"
 	"github.com/keeplog/keeplog/pkg/archiver"
 )
 
@@ -32,14 +31,7 @@ func TestDumpFilesStaysInThePodDirectory(t *testing.T) {
 	if err := os.Symlink(outside, filepath.Join(pod, "app", "link")); err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Mount(outside, filepath.Join(pod, "app", "mnt"), "", unix.MS_BIND, ""); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(filepath.Join(pod, "app", "mnt"), 0); err != nil {
-			_ = unix.Unmount(filepath.Join(pod, "app", "mnt"), unix.MNT_DETACH)
-		}
-	})
+	fstest.BindMount(t, outside, filepath.Join(pod, "app", "mnt"))
 	var got []string
 	for rel := range dumpFiles(pod, archiver.Policy{}) {
 		got = append(got, rel)

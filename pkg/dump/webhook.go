@@ -104,7 +104,7 @@ func RequestValue(fingerprint string, labels map[string]string, startsAt time.Ti
 		sort.Strings(keys)
 		h := sha256.New()
 		for _, k := range keys {
-			fmt.Fprintf(h, "%s=%s\x00", k, labels[k])
+			_, _ = fmt.Fprintf(h, "%s=%s\x00", k, labels[k]) // a hash.Hash never returns a write error
 		}
 		fingerprint = hex.EncodeToString(h.Sum(nil))[:16]
 	}

@@ -35,12 +35,6 @@ func NewNodePods(client corev1client.PodsGetter, node string, resync time.Durati
 	onNode := func(o metav1.ListOptions) metav1.ListOptions { o.FieldSelector = selector; return o }
 	pods := client.Pods(metav1.NamespaceAll)
 	lw := &cache.ListWatch{
-		ListFunc: func(o metav1.ListOptions) (runtime.Object, error) {
-			return pods.List(context.Background(), onNode(o))
-		},
-		WatchFunc: func(o metav1.ListOptions) (watch.Interface, error) {
-			return pods.Watch(context.Background(), onNode(o))
-		},
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			return pods.List(ctx, onNode(o))
 		},

@@ -83,22 +83,11 @@ func (g *Grace) linkContainer(ctx context.Context, root *os.File, realRoot strin
 	if err != nil {
 		return err
 	}
-	inSource := map[string]bool{}
-	var errs []error
-	for _, n := range names {
-		if !isKubeletLogName(n) {
-			continue
-		}
-		inSource[n] = true
-		err := linkInto(src, dst, n)
-		if errors.Is(err, unix.EXDEV) {
-			_, err = g.copier.copyFile(ctx, realRoot, src, dst, n)
-		}
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(append(errs, dropSuperseded(dst, inSource))...)
+	inSource, err := linkAll(src, dst, names, func(n string) error {
+		_, err := g.copier.copyFile(ctx, realRoot, src, dst, n)
+		return err
+	})
+	return errors.Join(err, dropSuperseded(dst, inSource))
 }
 
 // dropSuperseded unlinks keeplog's name of a rotated file X once kubelet has only X.gz (linked too): its content

@@ -312,14 +312,14 @@ func (c *LogCopier) openSource(realRoot string, dir *os.File, name string) (*os.
 		f.Close()
 		return nil, fmt.Errorf("%s has %d hard links; keeplog copies only files with one", f.Name(), st.Nlink)
 	}
-	real, err := safefs.ResolvedPath(f)
+	resolved, err := safefs.ResolvedPath(f)
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
-	if !strings.HasPrefix(real, realRoot+"/") {
+	if !strings.HasPrefix(resolved, realRoot+"/") {
 		f.Close()
-		return nil, fmt.Errorf("%s resolves to %s, outside the log source root %s", f.Name(), real, realRoot)
+		return nil, fmt.Errorf("%s resolves to %s, outside the log source root %s", f.Name(), resolved, realRoot)
 	}
 	return f, nil
 }

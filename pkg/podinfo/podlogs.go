@@ -98,18 +98,30 @@ func mirrorContainer(logs, entry *os.File, container string) error {
 	if err != nil {
 		return err
 	}
-	want := map[string]bool{}
+	want, err := linkAll(src, dst, names, nil)
+	return errors.Join(err, unlinkOthers(dst, want))
+}
+
+// linkAll hard-links (linkInto) each kubelet log name among names (src's entries) into dst. A name that cannot be
+// linked because dst is on another filesystem (EXDEV) is handed to fallback, if there is one (the stdout grace
+// copies it). It returns the kubelet log names, linked or not, with every failure joined.
+func linkAll(src, dst *os.File, names []string, fallback func(name string) error) (map[string]bool, error) {
+	seen := map[string]bool{}
 	var errs []error
 	for _, n := range names {
 		if !isKubeletLogName(n) {
 			continue
 		}
-		want[n] = true
-		if err := linkInto(src, dst, n); err != nil {
+		seen[n] = true
+		err := linkInto(src, dst, n)
+		if fallback != nil && errors.Is(err, unix.EXDEV) {
+			err = fallback(n)
+		}
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(append(errs, unlinkOthers(dst, want))...)
+	return seen, errors.Join(errs...)
 }
 
 // linkInto makes dst/name a hard link of the regular file src/name, replacing whatever dst/name was.

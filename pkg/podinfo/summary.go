@@ -197,7 +197,7 @@ func formatMap(m map[string]string) []string {
 type textBuilder struct{ strings.Builder }
 
 func (b *textBuilder) field(name, value string) {
-	fmt.Fprintf(b, "%-17s %s\n", name+":", value)
+	_, _ = fmt.Fprintf(b, "%-17s %s\n", name+":", value) // a strings.Builder never returns a write error
 }
 
 func (b *textBuilder) list(name string, values []string) {
@@ -207,7 +207,7 @@ func (b *textBuilder) list(name string, values []string) {
 	}
 	b.field(name, values[0])
 	for _, v := range values[1:] {
-		fmt.Fprintf(b, "%-17s %s\n", "", v)
+		_, _ = fmt.Fprintf(b, "%-17s %s\n", "", v)
 	}
 }
 
@@ -271,8 +271,8 @@ func Summary(pod *corev1.Pod, owners []Owner, writtenAt time.Time) string {
 				line += " sidecar"
 			}
 			b.WriteString(line + "\n")
-			fmt.Fprintf(&b, "    requests: %s\n", orNone(formatResources(c.Resources.Requests)))
-			fmt.Fprintf(&b, "    limits:   %s\n", orNone(formatResources(c.Resources.Limits)))
+			b.WriteString("    requests: " + orNone(formatResources(c.Resources.Requests)) + "\n")
+			b.WriteString("    limits:   " + orNone(formatResources(c.Resources.Limits)) + "\n")
 		}
 	}
 	writeContainers("Init containers", pod.Spec.InitContainers)

@@ -106,7 +106,7 @@ type result struct {
 	err     error
 }
 
-func acquireAsync(s *Semaphore, ctx context.Context) <-chan result {
+func acquireAsync(ctx context.Context, s *Semaphore) <-chan result {
 	ch := make(chan result, 1)
 	go func() {
 		h, r, err := s.Acquire(ctx)
@@ -150,7 +150,7 @@ func TestAcquireBlocksAtNAndReleaseFreesASlot(t *testing.T) {
 	}
 	// A third holder waits, also across many retry intervals (the two
 	// holders keep renewing).
-	third := acquireAsync(newSem(t, cs, "node-c", 2, clk), ctx)
+	third := acquireAsync(ctx, newSem(t, cs, "node-c", 2, clk))
 	for i := 0; i < 30; i++ {
 		// Both renewers and the third's retry wait before each step: stepping while a renewer is busy with its
 		// last renewal lets fake time pass it by (30 steps outran a starved renewer once in CI).
@@ -194,7 +194,7 @@ func TestTakeOverAfterExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := newSem(t, cs, "node-b", 1, clk)
-	got := acquireAsync(s, context.Background())
+	got := acquireAsync(context.Background(), s)
 	// Not before the lease expired.
 	for elapsed := time.Duration(0); elapsed < 28*time.Second; elapsed += 2 * time.Second {
 		eventually(t, "waiters", func() bool { return clk.HasWaiters() })

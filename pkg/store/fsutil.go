@@ -59,7 +59,8 @@ func WriteJSONAtomic(path string, v any) error {
 		return fmt.Errorf("create temp file for %s: %w", path, err)
 	}
 	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
+	// Best effort: ENOENT after a successful rename; after a failed write the write's error is the one returned.
+	defer func() { _ = os.Remove(tmp) }()
 	if _, err := f.Write(append(data, '\n')); err != nil {
 		f.Close()
 		return fmt.Errorf("write %s: %w", tmp, err)

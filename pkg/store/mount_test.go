@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/keeplog/keeplog/internal/fstest"
 )
 
 // mountedOutside makes an outside directory with files (on the same filesystem as the root: same st_dev, only the
@@ -35,33 +37,8 @@ func mountedOutside(t *testing.T, inside string) (string, map[string]string) {
 	if err := os.MkdirAll(mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Mount(outside, mnt, "", unix.MS_BIND, ""); err != nil {
-		t.Fatalf("mount --bind %s %s: %v", outside, mnt, err)
-	}
-	t.Cleanup(func() { unmountAll(t, outside) })
+	fstest.BindMount(t, outside, mnt) // unmounted at the end wherever a rename (into the trash) moved it
 	return outside, hashFiles(t, outside)
-}
-
-// unmountAll unmounts every mount of the test below the root and the trash, wherever a rename moved it; umount -l
-// as a last resort.
-func unmountAll(t *testing.T, outside string) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 || !strings.Contains(f[4], "/logs/mnt") || !strings.HasPrefix(f[4], os.TempDir()) {
-			continue
-		}
-		mp := strings.ReplaceAll(f[4], `\040`, " ")
-		if err := unix.Unmount(mp, 0); err != nil {
-			if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil {
-				t.Errorf("umount -l %s: %v", mp, err)
-			}
-		}
-	}
 }
 
 func hashFiles(t *testing.T, dir string) map[string]string {

@@ -45,6 +45,7 @@ const StateDirName = ".keeplog"
 // Kind tells how a volume came to be.
 type Kind string
 
+// The kinds of volume.
 const (
 	Persistent Kind = "persistent" // CreateVolume through a StorageClass (including generic ephemeral volumes)
 	Ephemeral  Kind = "ephemeral"  // a CSI inline ephemeral volume, created at its first NodePublish

@@ -56,7 +56,7 @@ func (e *AttrEnforcer) Probe() error {
 	if err := os.WriteFile(p, nil, 0o600); err != nil {
 		return fmt.Errorf("probe the immutable attribute: %w", err)
 	}
-	defer os.Remove(p)
+	defer func() { _ = os.Remove(p) }() // best effort: the probe's own verdict is what Probe returns
 	if err := setImmutable(p, false, true); err != nil {
 		return fmt.Errorf("probe the immutable attribute: %w", err)
 	}

@@ -190,7 +190,7 @@ func TestBlockStopsWriterOnExt4(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if imm, err := IsImmutable(filepath.Join(blocked)); err != nil || imm {
+	if imm, err := IsImmutable(blocked); err != nil || imm {
 		t.Errorf("pod directory immutable=%v (%v) after the volume is back under its limit", imm, err)
 	}
 }

@@ -42,15 +42,14 @@ func du(t *testing.T, dirs ...string) Usage {
 
 // fixture is a store with volumes and pod directories under a temp root, and a started Tracker.
 type fixture struct {
-	t       *testing.T
-	st      *store.Store
-	tr      *Tracker
-	ctx     context.Context
-	events  *fakeEvents
-	enf     *fakeEnforcer
-	now     time.Time
-	nowMu   sync.Mutex
-	started bool
+	t      *testing.T
+	st     *store.Store
+	tr     *Tracker
+	ctx    context.Context
+	events *fakeEvents
+	enf    *fakeEnforcer
+	now    time.Time
+	nowMu  sync.Mutex
 }
 
 func newFixture(t *testing.T, root string) *fixture {

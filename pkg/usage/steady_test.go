@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keeplog/keeplog/internal/fstest"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -90,49 +91,18 @@ func statusWithin(t *testing.T, tr *Tracker, id string, d time.Duration) (Status
 // trashChurn publishes pod directories with sub-directories, and moves each into the trash and removes it once
 // the tracker had a moment to watch it, as the garbage collector does, for d; it returns how many.
 func trashChurn(t *testing.T, f *fixture, d time.Duration) int {
-	trash := filepath.Join(f.st.Root(), store.StateDirName, "trash")
-	if err := os.MkdirAll(trash, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	made := make(chan string, 1024)
-	errs := make(chan error, 1)
-	go func() {
-		defer close(made)
-		for i := 0; ctx.Err() == nil; i++ {
-			dirs := f.volume(fmt.Sprintf("vol-%d", i), 1<<30, nil, fmt.Sprintf("p%d", i))
-			// Sub-directories appear once the pod directory is watched: the tracker adds their watches while it
-			// applies events.
-			for _, sub := range []string{"app", "app/a", "app/a/b", "app/c", "side", "side/d", "side/d/e"} {
-				time.Sleep(time.Millisecond)
-				if err := os.Mkdir(filepath.Join(dirs[0], sub), 0o755); err != nil {
-					errs <- err
-					return
-				}
-			}
-			made <- dirs[0]
+	return fstest.TrashChurn(t, filepath.Join(f.st.Root(), store.StateDirName, "trash"), d, func(i int) (string, error) {
+		dirs := f.volume(fmt.Sprintf("vol-%d", i), 1<<30, nil, fmt.Sprintf("p%d", i))
+		// Sub-directories appear once the pod directory is watched: the tracker adds their watches while it
+		// applies events.
+		for _, sub := range []string{"app", "app/a", "app/a/b", "app/c", "side", "side/d", "side/d/e"} {
 			time.Sleep(time.Millisecond)
+			if err := os.Mkdir(filepath.Join(dirs[0], sub), 0o755); err != nil {
+				return "", err
+			}
 		}
-	}()
-	n := 0
-	for dir := range made {
-		time.Sleep(2 * time.Millisecond)
-		gone := filepath.Join(trash, fmt.Sprintf("%s~%d", filepath.Base(dir), n))
-		if err := os.Rename(dir, gone); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.RemoveAll(gone); err != nil {
-			t.Fatal(err)
-		}
-		n++
-	}
-	select {
-	case err := <-errs:
-		t.Fatal(err)
-	default:
-	}
-	return n
+		return dirs[0], nil
+	})
 }
 
 // busyWriter keeps events coming from one published pod directory until the returned function is called: files

@@ -153,7 +153,7 @@ func (t *tree) addSubtree(rel string, onDir func(abs string), pace *pacer) error
 	if err != nil {
 		return fmt.Errorf("measure %s: %w", t.root, err)
 	}
-	defer func() { top.Close() }()
+	defer top.Close()
 	st, err := statAt(int(top.Fd()), "")
 	if err != nil {
 		return fmt.Errorf("measure %s: %w", t.root, err)
@@ -353,11 +353,4 @@ func (t *tree) abs(rel string) string {
 		return t.root
 	}
 	return t.root + "/" + rel
-}
-
-func (t *tree) relOf(abs string) string {
-	if abs == t.root {
-		return ""
-	}
-	return strings.TrimPrefix(abs, t.root+"/")
 }

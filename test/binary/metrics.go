@@ -103,8 +103,10 @@ type Health struct {
 // NewHealth makes a poller for keeplog's HTTP address; Run starts it.
 func NewHealth(addr string) *Health { return &Health{addr: addr, maxAge: map[string]float64{}} }
 
-// Pause stops counting (keeplog is being killed); Resume counts again once it is ready.
-func (h *Health) Pause()  { h.set(true) }
+// Pause stops counting (keeplog is being killed).
+func (h *Health) Pause() { h.set(true) }
+
+// Resume counts again (keeplog is ready after a restart).
 func (h *Health) Resume() { h.set(false) }
 
 func (h *Health) set(p bool) {

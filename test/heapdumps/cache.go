@@ -87,5 +87,6 @@ func lock(dir string) (release func(), err error) {
 		f.Close()
 		return nil, err
 	}
-	return func() { f.Close() }, nil
+	// Closing the descriptor releases the lock; the file is never written.
+	return func() { _ = f.Close() }, nil
 }

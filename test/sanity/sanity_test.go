@@ -6,6 +6,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -65,7 +66,7 @@ func TestSanity(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, m := range mounts {
-		if filepath.HasPrefix(m.Path, base) {
+		if m.Path == base || strings.HasPrefix(m.Path, base+"/") {
 			t.Errorf("still mounted after the suite: %s", m.Path)
 		}
 	}

@@ -153,9 +153,11 @@ func (e *archEnv) publishWithDump(ctx context.Context, name string, attrs map[st
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		e.t.Fatal(err)
 	}
-	if err := os.Link(src, dst); errors.Is(err, syscall.EXDEV) {
+	err := os.Link(src, dst)
+	if errors.Is(err, syscall.EXDEV) {
 		err = copyFile(src, dst)
-	} else if err != nil {
+	}
+	if err != nil {
 		e.t.Fatal(err)
 	}
 	return func() error {

@@ -3,6 +3,7 @@ package framework
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -83,8 +84,7 @@ func SetupLabOnly(ctx context.Context, logf func(string, ...any)) (*Env, error) 
 	}
 	l, err := lab.Start(ctx, lab.Config{WorkDir: filepath.Join(base, "lab"), Logf: logf})
 	if err != nil {
-		os.RemoveAll(base)
-		return nil, err
+		return nil, errors.Join(err, os.RemoveAll(base))
 	}
 	return &Env{Lab: l, Client: l.Client(), Root: filepath.Join(base, "root"), Repo: repo, base: base, logf: logf,
 		Socket: filepath.Join(pluginDir, "csi.sock")}, nil

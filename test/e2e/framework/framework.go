@@ -5,6 +5,7 @@ package framework
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -24,6 +25,7 @@ import (
 	"github.com/keeplog/keeplog/test/e2e/lab"
 )
 
+// The names the chart and the tests share: the CSI driver, its StorageClass and kubelet's directories for it.
 const (
 	DriverName   = "keeplog.csi.io"
 	StorageClass = "keeplog"
@@ -65,8 +67,7 @@ func Setup(ctx context.Context, logf func(string, ...any)) (_ *Env, err error) {
 	}
 	l, err := lab.Start(ctx, lab.Config{WorkDir: filepath.Join(base, "lab"), Logf: logf})
 	if err != nil {
-		os.RemoveAll(base)
-		return nil, err
+		return nil, errors.Join(err, os.RemoveAll(base))
 	}
 	e := &Env{Lab: l, Client: l.Client(), Root: filepath.Join(base, "root"), Repo: repo, base: base, logf: logf,
 		Socket: filepath.Join(pluginDir, "csi.sock")}
@@ -202,7 +203,9 @@ func (e *Env) Teardown(ctx context.Context) error {
 	if mounts := MountsUnder(e.base); len(mounts) > 0 {
 		errs = append(errs, fmt.Sprintf("still mounted under %s: %v", e.base, mounts))
 	} else if os.Getenv("KEEPLOG_E2E_KEEP") == "" {
-		os.RemoveAll(e.base)
+		if err := os.RemoveAll(e.base); err != nil {
+			errs = append(errs, err.Error())
+		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("teardown: %s", strings.Join(errs, "; "))

@@ -30,7 +30,11 @@ func StartSFTP(t sshdtest.TB) *SFTP {
 	if err != nil {
 		t.Fatalf("archive target directory: %v", err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	t.Cleanup(func() {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Errorf("remove the archive target directory: %v", err)
+		}
+	})
 	s := &SFTP{Server: srv, TargetDir: dir, BaseDir: srv.RemoteDir + "/archive"}
 	for k, v := range map[string]string{
 		"host": srv.Host, "port": strconv.Itoa(srv.Port), "user": srv.User, "privateKey": string(srv.ClientKeyPEM),

@@ -68,9 +68,10 @@ func busyboxArchive(ctx context.Context, out string) error {
 	var entries []dockerarchive.Entry
 	for _, d := range sortedKeys(dirs) {
 		mode := int64(0o755)
-		if d == "tmp" || d == "var/tmp" {
+		switch d {
+		case "tmp", "var/tmp":
 			mode = 0o1777
-		} else if d == "root" {
+		case "root":
 			mode = 0o700
 		}
 		entries = append(entries, dockerarchive.Entry{Name: d, Mode: mode, Type: tar.TypeDir})

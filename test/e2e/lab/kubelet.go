@@ -154,7 +154,7 @@ func (l *Lab) waitNodeReady(ctx context.Context, p *Process, timeout time.Durati
 				if c.Status == corev1.ConditionTrue {
 					return nil
 				}
-				return fmt.Errorf("Ready=%s: %s: %s", c.Status, c.Reason, c.Message)
+				return fmt.Errorf("node condition Ready=%s: %s: %s", c.Status, c.Reason, c.Message)
 			}
 		}
 		return fmt.Errorf("no Ready condition yet")

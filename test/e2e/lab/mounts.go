@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/keeplog/keeplog/internal/fstest"
 )
 
 // MountsUnder returns the mount points at or below dir, in /proc/self/mountinfo order
@@ -30,7 +32,7 @@ func MountsUnder(dir string) ([]string, error) {
 		if len(fields) < 5 {
 			continue
 		}
-		mp := unescapeMountPath(fields[4])
+		mp := fstest.UnescapeMountPath(fields[4])
 		if mp == dir || strings.HasPrefix(mp, dir+"/") {
 			out = append(out, mp)
 		}
@@ -39,25 +41,6 @@ func MountsUnder(dir string) ([]string, error) {
 		return nil, fmt.Errorf("read mount table: %w", err)
 	}
 	return out, nil
-}
-
-// unescapeMountPath undoes the octal escapes (\040 for a space, ...) of /proc/self/mountinfo.
-func unescapeMountPath(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // unmountAll unmounts every mount at or below dir, newest first, lazily when a mount is busy.

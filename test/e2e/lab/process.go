@@ -45,7 +45,10 @@ func startProcess(name string, argv []string, env []string, logPath string) (*Pr
 	if err != nil {
 		return nil, fmt.Errorf("start %s: open log %s: %w", name, logPath, err)
 	}
-	fmt.Fprintf(lf, "=== %s: %s\n", time.Now().Format(time.RFC3339), strings.Join(argv, " "))
+	if _, err := fmt.Fprintf(lf, "=== %s: %s\n", time.Now().Format(time.RFC3339), strings.Join(argv, " ")); err != nil {
+		lf.Close()
+		return nil, fmt.Errorf("start %s: write log %s: %w", name, logPath, err)
+	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout = lf
