@@ -31,7 +31,8 @@ var foreignFlags = []string{
 	"all", "all-platforms", "capacity-ownerref-level", "capacity-poll-interval", "config", "create-namespace", "dry-run",
 	"enable-capacity", "extra-create-metadata", "field-selector", "from-file", "from-literal",
 	"image-gc-high-threshold", "index", "install", "kube-version", "logs", "node-deployment", "overwrite", "platform",
-	"reuse-values", "root-dir", "set", "strict-topology", "tags", "trimpath", "validate", "worker-threads",
+	"ldflags", "reuse-values", "root-dir", "set", "strict-topology", "tags", "trimpath", "validate", "verify",
+	"worker-threads",
 }
 
 func TestDocsNameWhatTheCodeDefines(t *testing.T) {
