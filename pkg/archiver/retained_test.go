@@ -9,9 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
-	"unsafe"
 
-	"golang.org/x/sys/unix"
+	"github.com/keeplog/keeplog/internal/fstest"
 )
 
 // inotifyWatches counts the inotify watches this process holds, as the kernel lists them (/proc/self/fdinfo): the
@@ -144,37 +143,6 @@ func TestFileInRetainedPodIsFoundWhenArchivedIsAsked(t *testing.T) {
 	}
 }
 
-// dirOpens counts IN_OPEN events on a directory (the kernel's, not keeplog's account) until stop is called.
-func dirOpens(t *testing.T, dir string) (stop func() int) {
-	t.Helper()
-	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_OPEN); err != nil {
-		unix.Close(fd)
-		t.Fatal(err)
-	}
-	return func() int {
-		defer unix.Close(fd)
-		n := 0
-		buf := make([]byte, 64<<10)
-		for {
-			k, err := unix.Read(fd, buf)
-			if err != nil || k <= 0 {
-				return n
-			}
-			for off := 0; off+unix.SizeofInotifyEvent <= k; {
-				ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
-				if ev.Mask&unix.IN_OPEN != 0 {
-					n++
-				}
-				off += unix.SizeofInotifyEvent + int(ev.Len)
-			}
-		}
-	}
-}
-
 // TestWritesToFilesMatchingNoPatternCostNoLook: an application's log written a line at a time (thousands of
 // writes) is not looked at: a write never makes a directory or a new name, and gc.log matches no pattern, so the
 // event needs no syscall. Before, each batch of events opened the file's directory (lstat goes through an O_PATH
@@ -193,7 +161,7 @@ func TestWritesToFilesMatchingNoPatternCostNoLook(t *testing.T) {
 	cfg.RescanInterval = time.Hour
 	e.start(cfg, Deps{})
 	waitFor(t, 30*time.Second, "the pod directory to be watched", func() bool { return inotifyWatches(t) == 3 })
-	stop := dirOpens(t, app)
+	opens := fstest.OpenWatch(t, app)
 	for i := range 2000 {
 		if _, err := log.WriteString("[gc] pause young " + strconv.Itoa(i) + "\n"); err != nil {
 			t.Fatal(err)
@@ -203,8 +171,8 @@ func TestWritesToFilesMatchingNoPatternCostNoLook(t *testing.T) {
 		}
 	}
 	time.Sleep(time.Second)
-	if n := stop(); n != 0 {
-		t.Fatalf("the archiver opened the log's directory %d times for writes to a file that matches no pattern", n)
+	if fstest.Opened(t, opens) {
+		t.Fatal("the archiver opened the log's directory for writes to a file that matches no pattern")
 	}
 	writeRandom(t, filepath.Join(app, "heap.hprof"), 4096, 7)
 	waitFor(t, 30*time.Second, "a dump written afterwards to be archived", func() bool {
