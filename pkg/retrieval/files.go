@@ -7,24 +7,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keeplog/keeplog/internal/safefs"
+	"github.com/keeplog/keeplog/pkg/retrieval/wire"
 )
-
-// File is one entry of a pod directory's listing.
-type File struct {
-	Path    string    `json:"path"` // slash-separated, relative to the pod directory
-	Size    int64     `json:"size"`
-	ModTime time.Time `json:"modTime"`
-}
-
-// FileList is the answer of GET /retained/v1/pods/{dir}/files.
-type FileList struct {
-	Dir   string `json:"dir"`
-	Files []File `json:"files"`
-	// Skipped are entries that are never read: symlinks, devices, FIFOs, sockets (path → kind).
-	Skipped map[string]string `json:"skipped,omitempty"`
-	// NotEntered are directories on another mount or too deep to walk.
-	NotEntered []string `json:"notEntered,omitempty"`
-}
 
 // listFiles walks the pod directory (safefs.Walk: no symlink followed, nothing but directories opened, no mount
 // crossed) and answers its regular files.
@@ -36,11 +20,11 @@ func (h *Handler) listFiles(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer d.Close()
-	out := FileList{Dir: dir, Files: []File{}}
+	out := wire.FileList{Dir: dir, Files: []wire.File{}}
 	res, err := safefs.Walk(d, "", func(e safefs.Entry) bool {
 		switch e.Kind() {
 		case unix.S_IFREG:
-			out.Files = append(out.Files, File{Path: e.Rel, Size: e.Stat.Size,
+			out.Files = append(out.Files, wire.File{Path: e.Rel, Size: e.Stat.Size,
 				ModTime: time.Unix(e.Stat.Mtim.Unix()).UTC()})
 		case unix.S_IFDIR:
 		default:

@@ -6,30 +6,11 @@ import (
 	"net/http"
 	"os"
 	"sort"
-	"time"
 
 	"github.com/keeplog/keeplog/internal/safefs"
+	"github.com/keeplog/keeplog/pkg/retrieval/wire"
 	"github.com/keeplog/keeplog/pkg/store"
 )
-
-// Pod is one pod directory the node's records know.
-type Pod struct {
-	Dir            string            `json:"dir"`
-	Namespace      string            `json:"namespace"`
-	Name           string            `json:"name"`
-	UID            string            `json:"uid"`
-	Volume         string            `json:"volume"`
-	Node           string            `json:"node"`
-	FirstPublished time.Time         `json:"firstPublished"`
-	LastPublished  time.Time         `json:"lastPublished"`
-	UnpublishedAt  *time.Time        `json:"unpublishedAt,omitempty"` // nil while the pod's volume is published
-	Annotations    map[string]string `json:"annotations,omitempty"`
-}
-
-// PodList is the answer of GET /retained/v1/pods.
-type PodList struct {
-	Pods []Pod `json:"pods"`
-}
 
 // listPods answers every pod directory of every volume record. Fallback directories (no pod: a volume published
 // without pod information) are left out: without a namespace no user can be authorized for them.
@@ -39,15 +20,15 @@ func (h *Handler) listPods(w http.ResponseWriter, _ *http.Request) {
 		fail(w, "list pods", err)
 		return
 	}
-	writeJSON(w, PodList{Pods: pods})
+	writeJSON(w, wire.PodList{Pods: pods})
 }
 
-func (h *Handler) pods() ([]Pod, error) {
+func (h *Handler) pods() ([]wire.Pod, error) {
 	vols, err := h.deps.Store.ListVolumes()
 	if err != nil {
 		return nil, err
 	}
-	out := []Pod{}
+	out := []wire.Pod{}
 	for _, v := range vols {
 		dirs, err := h.deps.Store.PodDirs(v.ID)
 		if errors.Is(err, store.ErrNotFound) {
@@ -66,8 +47,8 @@ func (h *Handler) pods() ([]Pod, error) {
 	return out, nil
 }
 
-func podOf(v *store.Volume, d store.PodDir) Pod {
-	p := Pod{Dir: d.Dir, Namespace: d.Pod.Namespace, Name: d.Pod.Name, UID: d.Pod.UID, Volume: v.ID, Node: v.Node,
+func podOf(v *store.Volume, d store.PodDir) wire.Pod {
+	p := wire.Pod{Dir: d.Dir, Namespace: d.Pod.Namespace, Name: d.Pod.Name, UID: d.Pod.UID, Volume: v.ID, Node: v.Node,
 		FirstPublished: d.FirstPublished, LastPublished: d.LastPublished, Annotations: d.Annotations}
 	if !d.UnpublishedAt.IsZero() {
 		t := d.UnpublishedAt

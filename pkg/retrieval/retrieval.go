@@ -12,11 +12,12 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/keeplog/keeplog/internal/safefs"
+	"github.com/keeplog/keeplog/pkg/retrieval/wire"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
-// PathPrefix is where the endpoints live; RBAC grants keeplog-api nonResourceURLs PathPrefix and PathPrefix+"/*".
-const PathPrefix = "/retained"
+// PathPrefix is where the endpoints live (wire.PathPrefix).
+const PathPrefix = wire.PathPrefix
 
 // Defaults of Config.
 const (
@@ -58,9 +59,9 @@ func New(cfg Config, deps Deps) (*Handler, error) {
 	}
 	h := &Handler{deps: deps, limiter: rate.NewLimiter(rate.Limit(cfg.Bandwidth), chunk),
 		streams: make(chan struct{}, cfg.MaxStreams), mux: http.NewServeMux()}
-	h.mux.HandleFunc("GET "+PathPrefix+"/v1/pods", h.listPods)
-	h.mux.HandleFunc("GET "+PathPrefix+"/v1/pods/{dir}/files", h.listFiles)
-	h.mux.HandleFunc("GET "+PathPrefix+"/v1/pods/{dir}/file", h.readFile)
+	h.mux.HandleFunc("GET "+wire.PodsPath, h.listPods)
+	h.mux.HandleFunc("GET "+wire.PodsPath+"/{dir}/files", h.listFiles)
+	h.mux.HandleFunc("GET "+wire.PodsPath+"/{dir}/file", h.readFile)
 	return h, nil
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/keeplog/keeplog/pkg/retrieval/wire"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -23,7 +24,7 @@ func TestListPods(t *testing.T) {
 	f := newFixture(t, Config{})
 	f.pod("v1:n:pvc-a", refA, true)
 	f.pod("v1:n:pvc-b", refB, false)
-	got := decode[PodList](t, f.get(PathPrefix+"/v1/pods", nil))
+	got := decode[wire.PodList](t, f.get(PathPrefix+"/v1/pods", nil))
 	if len(got.Pods) != 2 {
 		t.Fatalf("pods %+v", got.Pods)
 	}
@@ -48,7 +49,7 @@ func TestListFiles(t *testing.T) {
 	if err := unix.Mkfifo(filepath.Join(dir, "app", "fifo"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	got := decode[FileList](t, f.get(PathPrefix+"/v1/pods/"+refA.DirName()+"/files", nil))
+	got := decode[wire.FileList](t, f.get(PathPrefix+"/v1/pods/"+refA.DirName()+"/files", nil))
 	var paths []string
 	for _, fl := range got.Files {
 		paths = append(paths, fl.Path)

@@ -23,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/keeplog/keeplog/pkg/retrieval"
+	"github.com/keeplog/keeplog/pkg/retrieval/wire"
 	"github.com/keeplog/keeplog/test/e2e/framework"
 )
 
@@ -82,7 +83,7 @@ func TestRetrievalEndpoint(t *testing.T) {
 	}
 
 	code, body := get(ctx, t, base, reader)
-	var pods retrieval.PodList
+	var pods wire.PodList
 	if code != http.StatusOK || json.Unmarshal([]byte(body), &pods) != nil {
 		t.Fatalf("list pods: %d %s", code, body)
 	}
