@@ -13,8 +13,11 @@ all: build
 # http.DefaultServeMux (keeplog never serves it) and links html/template; text/template's calls of methods by name
 # make the linker keep every exported method of every type, 11 MB of the binary (the Dockerfile builds the same way;
 # test/chart checks both).
+# bin/keeplog-api (the aggregated API for retained pods, docs/retrieval.md) is its own binary so that bin/keeplog
+# does not link k8s.io/apiserver.
 build:
 	CGO_ENABLED=0 $(GO) build -tags grpcnotrace -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/keeplog ./cmd/keeplog
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/keeplog-api ./cmd/keeplog-api
 
 # Debian packages the tests need (etcd, containerd, runc, CNI plugins, busybox, sshd, ...).
 deps:
