@@ -14,10 +14,11 @@ all: build
 # make the linker keep every exported method of every type, 11 MB of the binary (the Dockerfile builds the same way;
 # test/chart checks both).
 # bin/keeplog-api (the aggregated API for retained pods, docs/retrieval.md) is its own binary so that bin/keeplog
-# does not link k8s.io/apiserver.
+# does not link k8s.io/apiserver; bin/kubectl-keeplog is the kubectl plugin (`kubectl keeplog`).
 build:
 	CGO_ENABLED=0 $(GO) build -tags grpcnotrace -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/keeplog ./cmd/keeplog
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/keeplog-api ./cmd/keeplog-api
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/kubectl-keeplog ./cmd/kubectl-keeplog
 
 # Debian packages the tests need (etcd, containerd, runc, CNI plugins, busybox, sshd, ...).
 deps:
