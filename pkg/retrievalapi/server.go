@@ -82,7 +82,7 @@ func (s *Server) mayReadLogs(ctx context.Context, u user.Info, ns, pod string) (
 // of every namespace the user may read pod logs in.
 func (s *Server) list(w http.ResponseWriter, r *http.Request, u user.Info) {
 	ns := r.PathValue("ns")
-	if ns != "" && !s.allowed(w, r.Context(), u, ns, "") {
+	if ns != "" && !s.allowed(r.Context(), w, u, ns, "") {
 		return
 	}
 	pods, unreachable, err := s.listAll(r.Context())
@@ -112,7 +112,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, u user.Info) {
 }
 
 // allowed answers 403 (or 503 when the authorizer failed) unless the user may read the pod's logs.
-func (s *Server) allowed(w http.ResponseWriter, ctx context.Context, u user.Info, ns, pod string) bool {
+func (s *Server) allowed(ctx context.Context, w http.ResponseWriter, u user.Info, ns, pod string) bool {
 	ok, err := s.mayReadLogs(ctx, u, ns, pod)
 	if ok {
 		return true
@@ -138,7 +138,7 @@ func (s *Server) find(w http.ResponseWriter, r *http.Request, u user.Info) (wire
 		writeStatus(w, http.StatusNotFound, metav1.StatusReasonNotFound, fmt.Sprintf("retainedpod %q not found: names are <pod>.<uid>", name))
 		return wire.Pod{}, Node{}, false
 	}
-	if !s.allowed(w, r.Context(), u, ns, name[:i]) {
+	if !s.allowed(r.Context(), w, u, ns, name[:i]) {
 		return wire.Pod{}, Node{}, false
 	}
 	pods, _, err := s.listAll(r.Context())

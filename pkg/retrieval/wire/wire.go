@@ -8,7 +8,7 @@ import "time"
 // PathPrefix is where the node endpoints live; RBAC grants keeplog-api nonResourceURLs PathPrefix and PathPrefix+"/*".
 const PathPrefix = "/retained"
 
-// Paths below PathPrefix: PodsPath, then PodsPath/{dir}/files and PodsPath/{dir}/file?path=<relative path>.
+// PodsPath lists the pod directories; below it are PodsPath/{dir}/files and PodsPath/{dir}/file?path=<relative path>.
 const PodsPath = PathPrefix + "/v1/pods"
 
 // Pod is one pod directory the node's records know.
