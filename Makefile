@@ -97,7 +97,7 @@ e2e-upgrade: deps k8s build
 demo: deps k8s build
 	$(GO) run ./test/e2e/cmd/demo
 
-test: deps lint unit chart sanity soak-short resume-binary e2e
+test: deps lint unit chart krew sanity soak-short resume-binary e2e
 
 # The archiver against OpenSSH's sftp put with a 2 GiB file (KEEPLOG_BENCH_SIZE), the rate limit, one GC pass over
 # 10,000 directories; then the upload end to end through bin/keeplog (test/soak BenchmarkBinaryUpload: published
@@ -164,6 +164,13 @@ image:
 		-source-date-epoch $(IMAGE_EPOCH) "$${plats[@]}"; \
 	$(GO) run ./hack/image verify -out bin/image -ref $(IMAGE):$(IMAGE_TAG) "$${vplats[@]}"; \
 	echo "$(IMAGE):$(IMAGE_TAG)" >bin/image/ref
+
+# The kubectl plugin's krew manifest (krew/keeplog.yaml) checked by krew's own validator, built from the Go module
+# proxy into $(CACHE)/bin/krew-v0.4.3 (hack/build-krew-validator.sh); this platform's archive installed with it.
+# hack/krew-release.sh VERSION=vX.Y.Z writes the manifest and archives for a release.
+.PHONY: krew
+krew:
+	$(GO) test -count=1 ./test/krew/
 
 # Helm built from the Go module proxy into $(CACHE)/bin/helm-<version> (hack/helm.sh; `make lint` needs it).
 .PHONY: helm manifests verify-manifests chart
