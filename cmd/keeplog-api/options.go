@@ -19,13 +19,14 @@ type Options struct {
 	Authn   *genericoptions.DelegatingAuthenticationOptions
 	Authz   *genericoptions.DelegatingAuthorizationOptions
 
-	Kubeconfig    string
-	NodeEndpoints []string // name=URL, instead of finding the DaemonSet's pods
-	NodeNamespace string
-	NodeSelector  string
-	NodePort      int
-	NodeCAFile    string
-	NodeTokenFile string
+	Kubeconfig     string
+	NodeEndpoints  []string // name=URL, instead of finding the DaemonSet's pods
+	NodeNamespace  string
+	NodeSelector   string
+	NodePort       int
+	NodeCAFile     string
+	NodeServerName string
+	NodeTokenFile  string
 	// ServiceDNS are the names of keeplog-api's Service, for a self-signed serving certificate.
 	ServiceDNS []string
 }
@@ -49,6 +50,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.NodeSelector, "node-selector", "app.kubernetes.io/name=keeplog,app.kubernetes.io/component=node", "label selector of the node plugin pods")
 	fs.IntVar(&o.NodePort, "node-port", 9809, "port of the node plugins' --retrieval-address on their host IP")
 	fs.StringVar(&o.NodeCAFile, "node-ca-file", "", "CA bundle (PEM) that signed the node plugins' serving certificates")
+	fs.StringVar(&o.NodeServerName, "node-server-name", "", "the name every node plugin's serving certificate holds (one certificate for all nodes, which are reached by IP); empty: each node's certificate must hold its IP")
 	fs.StringVar(&o.NodeTokenFile, "node-token-file", "/var/run/secrets/kubernetes.io/serviceaccount/token", "keeplog-api's bearer token towards the node plugins (re-read at each request: projected tokens rotate)")
 	fs.StringSliceVar(&o.ServiceDNS, "service-dns", nil, "DNS names for a self-signed serving certificate when --tls-cert-file is not given")
 }

@@ -45,7 +45,7 @@ func run(ctx context.Context, o *Options) error {
 	if err != nil {
 		return err
 	}
-	hc, err := nodeClient(o.NodeCAFile)
+	hc, err := nodeClient(o.NodeCAFile, o.NodeServerName)
 	if err != nil {
 		return err
 	}
@@ -111,9 +111,10 @@ func (o *Options) nodeLister() (retrievalapi.NodeLister, error) {
 	return podNodes{client: cs, namespace: ns, selector: o.NodeSelector, port: o.NodePort}, nil
 }
 
-// nodeClient is the HTTP client towards the nodes: their CA when given, the system's otherwise; never insecure.
-func nodeClient(caFile string) (*http.Client, error) {
-	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+// nodeClient is the HTTP client towards the nodes: their CA when given, the system's otherwise, and the name their
+// certificates hold when they are not issued for each node's IP; never insecure.
+func nodeClient(caFile, serverName string) (*http.Client, error) {
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)
 		if err != nil {
