@@ -52,6 +52,9 @@ func cmdLogs(ctx context.Context, args []string, st streams) error {
 	for {
 		n, err := printFrom(ctx, c, p, rel, off, cri, st.out)
 		off += n
+		if follow && ctx.Err() != nil {
+			return nil // interrupted while following: the end the user asked for
+		}
 		if err != nil || !follow {
 			return err
 		}

@@ -1,13 +1,17 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"sigs.k8s.io/yaml"
 
@@ -243,5 +247,55 @@ func TestUsage(t *testing.T) {
 	}
 	if _, _, code := kk(t, c.kubeconfig("alice", "ns1"), "ls", "--bogus"); code != 2 {
 		t.Errorf("unknown flag: exit %d", code)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the follow goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// TestLogsFollow: -f prints the file, then what is appended to it (fetched from the offset with Range), until the
+// context ends.
+func TestLogsFollow(t *testing.T) {
+	c, dir := fixture(t)
+	alice := c.kubeconfig("alice", "ns1")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errb syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"logs", "api-7d9f-x2k4", "--file", "gc.log", "-f", "--kubeconfig=" + alice}, &out, &errb)
+	}()
+	waitFor := func(want string) {
+		t.Helper()
+		for i := 0; i < 100 && out.String() != want; i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if out.String() != want {
+			t.Fatalf("output %q, want %q (stderr %q)", out.String(), want, errb.String())
+		}
+	}
+	waitFor("gc pause 12ms\n")
+	f, err := os.OpenFile(filepath.Join(dir, "app", "gc.log"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("gc pause 30ms\n"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	waitFor("gc pause 12ms\ngc pause 30ms\n")
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("exit %d after the context ended: %s", code, errb.String())
 	}
 }
