@@ -13,8 +13,12 @@ all: build
 # http.DefaultServeMux (keeplog never serves it) and links html/template; text/template's calls of methods by name
 # make the linker keep every exported method of every type, 11 MB of the binary (the Dockerfile builds the same way;
 # test/chart checks both).
+# bin/keeplog-api (the aggregated API for retained pods, docs/retrieval.md) is its own binary so that bin/keeplog
+# does not link k8s.io/apiserver; bin/kubectl-keeplog is the kubectl plugin (`kubectl keeplog`).
 build:
 	CGO_ENABLED=0 $(GO) build -tags grpcnotrace -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/keeplog ./cmd/keeplog
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/keeplog-api ./cmd/keeplog-api
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/kubectl-keeplog ./cmd/kubectl-keeplog
 
 # Debian packages the tests need (etcd, containerd, runc, CNI plugins, busybox, sshd, ...).
 deps:
@@ -94,7 +98,7 @@ e2e-upgrade: deps k8s build
 demo: deps k8s build
 	$(GO) run ./test/e2e/cmd/demo
 
-test: deps lint unit chart sanity soak-short resume-binary e2e
+test: deps lint unit chart krew sanity soak-short resume-binary e2e
 
 # The archiver against OpenSSH's sftp put with a 2 GiB file (KEEPLOG_BENCH_SIZE), the rate limit, one GC pass over
 # 10,000 directories; then the upload end to end through bin/keeplog (test/soak BenchmarkBinaryUpload: published
@@ -169,6 +173,13 @@ image:
 .PHONY: image-engines
 image-engines: image
 	KEEPLOG_IMAGE_DIR=$(CURDIR)/bin/image $(GO) test -count=1 -v -run '^TestEnginesLoadBothArchitectures$$' ./hack/image/
+
+# The kubectl plugin's krew manifest (krew/keeplog.yaml) checked by krew's own validator, built from the Go module
+# proxy into $(CACHE)/bin/krew-v0.4.3 (hack/build-krew-validator.sh); this platform's archive installed with it.
+# hack/krew-release.sh VERSION=vX.Y.Z writes the manifest and archives for a release.
+.PHONY: krew
+krew:
+	$(GO) test -count=1 ./test/krew/
 
 # Helm built from the Go module proxy into $(CACHE)/bin/helm-<version> (hack/helm.sh; `make lint` needs it).
 .PHONY: helm manifests verify-manifests chart

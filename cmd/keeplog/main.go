@@ -155,7 +155,7 @@ func run(ctx context.Context, o *Options) error {
 		}
 	}
 	c.deps = driver.Deps{Store: st, Mounter: mount.New(""), Metrics: c.reg, Describer: describer}
-	for _, part := range []func(*components) error{setupArchiver, setupGC, setupUsage, setupDump, setupGrace} {
+	for _, part := range []func(*components) error{setupArchiver, setupGC, setupUsage, setupDump, setupGrace, setupRetrieval} {
 		if err := part(c); err != nil {
 			return err
 		}

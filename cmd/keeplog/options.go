@@ -41,6 +41,8 @@ type Options struct {
 	GC      GCOptions      // options_gc.go
 	Usage   UsageOptions   // options_usage.go
 	Dump    DumpOptions    // options_dump.go
+	// Retrieval is the read endpoint for retained pod directories (options_retrieval.go).
+	Retrieval RetrievalOptions
 }
 
 // AddFlags registers the flags on fs with their defaults.
@@ -69,6 +71,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	o.GC.AddFlags(fs)
 	o.Usage.AddFlags(fs)
 	o.Dump.AddFlags(fs)
+	o.Retrieval.AddFlags(fs)
 }
 
 // Validate checks the flags and says which is wrong.
@@ -115,6 +118,6 @@ func (o *Options) Validate() error {
 	if o.LogFormat != "text" && o.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("--log-format %q must be text or json", o.LogFormat))
 	}
-	errs = append(errs, o.Archive.Validate(), o.GC.Validate(), o.Usage.Validate(), o.Dump.Validate())
+	errs = append(errs, o.Archive.Validate(), o.GC.Validate(), o.Usage.Validate(), o.Dump.Validate(), o.Retrieval.Validate())
 	return errors.Join(errs...)
 }

@@ -58,18 +58,24 @@ func readCode(t *testing.T) code {
 }
 
 var flagDefiners = []string{"Bool", "BoolVar", "Duration", "DurationVar", "Float64", "Float64Var", "Func", "Int",
-	"Int64", "Int64Var", "IntVar", "String", "StringVar", "TextVar", "Uint", "UintVar", "Var"}
+	"Int64", "Int64Var", "IntVar", "String", "StringVar", "TextVar", "Uint", "UintVar", "Var",
+	// pflag's, in keeplog-api and kubectl-keeplog
+	"BoolVarP", "StringVarP", "IntVarP", "Int64VarP", "DurationVarP", "StringSliceVar", "StringSliceVarP",
+	"StringArrayVar", "StringArrayVarP"}
 
-// call records a flag definition in cmd/keeplog, a NewDesc metric, or a literal Event reason.
+// flagCommands are the commands whose flags are keeplog's: the node plugin, the aggregated API, the kubectl plugin.
+var flagCommands = []string{"keeplog", "keeplog-api", "kubectl-keeplog"}
+
+// call records a flag definition in one of flagCommands, a NewDesc metric, or a literal Event reason.
 func call(n *ast.CallExpr, dir string, consts map[string]string, c code) {
 	sel, ok := n.Fun.(*ast.SelectorExpr)
 	if !ok {
 		return
 	}
 	switch m := sel.Sel.Name; {
-	case filepath.Base(dir) == "keeplog" && slices.Contains(flagDefiners, m):
+	case slices.Contains(flagCommands, filepath.Base(dir)) && slices.Contains(flagDefiners, m):
 		i := 0
-		if strings.HasSuffix(m, "Var") {
+		if strings.Contains(m, "Var") {
 			i = 1
 		}
 		if len(n.Args) > i {

@@ -48,6 +48,18 @@ func (l *Lab) startAPIServer(ctx context.Context) error {
 		"--kubelet-certificate-authority=" + p.CACert,
 		"--kubelet-client-certificate=" + p.KubeletClientCert,
 		"--kubelet-client-key=" + p.KubeletClientKey,
+		// The aggregation layer (keeplog-api's retainedpods.keeplog.csi.io): kube-apiserver proxies to aggregated
+		// API servers with the front-proxy client certificate and the user in X-Remote-* headers, which they believe
+		// only over that certificate. No --enable-aggregator-routing: an APIService's Service is resolved by its
+		// cluster IP or, for an ExternalName Service (what the lab uses: "localhost"), by that name; endpoint
+		// routing would need a Pod IP, and the lab's processes listen on loopback, which Endpoints refuse.
+		"--requestheader-client-ca-file=" + p.FrontProxyCACert,
+		"--requestheader-allowed-names=" + FrontProxyClientName,
+		"--requestheader-username-headers=X-Remote-User",
+		"--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+		"--proxy-client-cert-file=" + p.FrontProxyClientCert,
+		"--proxy-client-key-file=" + p.FrontProxyClientKey,
 		"--profiling=false",
 		"--v=1",
 	}

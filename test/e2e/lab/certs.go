@@ -32,6 +32,11 @@ type pki struct {
 
 	SAKey, SAPub string // service-account signing key pair
 
+	// The aggregation layer's front proxy: its own CA (--requestheader-client-ca-file; not the client CA, so that
+	// no ordinary client certificate can assert X-Remote-User) and kube-apiserver's client certificate towards
+	// aggregated API servers (CN FrontProxyClientName, --requestheader-allowed-names).
+	FrontProxyCACert, FrontProxyClientCert, FrontProxyClientKey string
+
 	TokenFile string // --token-auth-file
 
 	// Bearer tokens per identity.
@@ -128,6 +133,10 @@ func newPKI(dir, nodeName string) (*pki, error) {
 		return nil, err
 	}
 
+	if err := p.frontProxy(now); err != nil {
+		return nil, err
+	}
+
 	saKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		return nil, fmt.Errorf("generate service-account key: %w", err)
@@ -164,6 +173,49 @@ func newPKI(dir, nodeName string) (*pki, error) {
 		return nil, fmt.Errorf("write token file %s: %w", p.TokenFile, err)
 	}
 	return p, nil
+}
+
+// FrontProxyClientName is the CN of kube-apiserver's front-proxy client certificate.
+const FrontProxyClientName = "front-proxy-client"
+
+// frontProxy writes the front-proxy CA and kube-apiserver's client certificate signed by it.
+func (p *pki) frontProxy(now time.Time) error {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("generate front-proxy CA key: %w", err)
+	}
+	caTmpl := &x509.Certificate{SerialNumber: newSerial(), Subject: pkix.Name{CommonName: "keeplog-e2e-front-proxy-ca"},
+		NotBefore: now, NotAfter: now.Add(10 * 24 * time.Hour), BasicConstraintsValid: true, IsCA: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
+	if err != nil {
+		return fmt.Errorf("create front-proxy CA certificate: %w", err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("generate front-proxy client key: %w", err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: newSerial(), Subject: pkix.Name{CommonName: FrontProxyClientName},
+		NotBefore: now, NotAfter: now.Add(10 * 24 * time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, key.Public(), caKey)
+	if err != nil {
+		return fmt.Errorf("create front-proxy client certificate: %w", err)
+	}
+	p.FrontProxyCACert = filepath.Join(p.dir, "front-proxy-ca.crt")
+	p.FrontProxyClientCert = filepath.Join(p.dir, "front-proxy-client.crt")
+	p.FrontProxyClientKey = filepath.Join(p.dir, "front-proxy-client.key")
+	if err := writePEM(p.FrontProxyCACert, "CERTIFICATE", caDER); err != nil {
+		return err
+	}
+	if err := writePEM(p.FrontProxyClientCert, "CERTIFICATE", der); err != nil {
+		return err
+	}
+	return writeKey(p.FrontProxyClientKey, key)
 }
 
 // writeKubeconfig writes a token kubeconfig for server into path.
