@@ -5,7 +5,7 @@ GO ?= go
 CACHE ?= $(HOME)/.cache/keeplog
 export KEEPLOG_CACHE := $(CACHE)
 
-.PHONY: all build deps k8s otelcol lint unit sanity sanity-binary soak soak-short e2e demo test bench bench-scale clean
+.PHONY: all build deps k8s otelcol seaweedfs lint unit sanity sanity-binary soak soak-short e2e demo test bench bench-scale clean
 
 all: build
 
@@ -29,6 +29,11 @@ k8s:
 otelcol:
 	hack/build-otelcol.sh
 
+# SeaweedFS's weed (master, volume, filer and S3 gateway), the S3 server the archiver's S3 tests start on 127.0.0.1
+# (internal/s3test), built from the Go module proxy and cached in $(CACHE)/bin/weed-<version> (about 15 minutes cold).
+seaweedfs:
+	hack/build-seaweedfs.sh
+
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
@@ -36,7 +41,7 @@ lint:
 	$(GO) vet -tags soak ./test/soak/... ./test/binary/... ./test/heapdumps/...
 	hack/manifests.sh --verify
 
-unit:
+unit: seaweedfs
 	$(GO) test -race -count=1 ./pkg/... ./cmd/... ./internal/... ./hack/...
 
 sanity: build

@@ -20,6 +20,7 @@ PACKAGES=(
 	curl
 	python3
 	zstd
+	rclone
 	podman
 	openjdk-17-jdk-headless
 )
