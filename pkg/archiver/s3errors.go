@@ -53,5 +53,3 @@ type s3Err struct {
 
 func (e *s3Err) Error() string { return e.msg }
 func (e *s3Err) Unwrap() error { return e.err }
-
-

@@ -274,5 +274,3 @@ func (d *S3Dialer) metadata(key string) map[string]string {
 type notExist struct{ error }
 
 func (e notExist) Unwrap() []error { return []error{e.error, fs.ErrNotExist} }
-
-
