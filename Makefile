@@ -73,8 +73,8 @@ heapdumps:
 # cached (making it adds about half a minute to three, depending on the load); KEEPLOG_RESUME_SIZE, _KILLS,
 # _BANDWIDTH and _VARIANTS change its shape, KEEPLOG_BIN the binary.
 .PHONY: resume-binary
-resume-binary: build
-	$(GO) test -tags soak -count=1 -timeout 20m -v -run '^TestBinaryResume$$' ./test/soak/
+resume-binary: build seaweedfs
+	$(GO) test -tags soak -count=1 -timeout 30m -v -run '^(TestBinaryResume|TestBinaryS3Resume)$$' ./test/soak/
 
 
 # The chart e2e installs `make image`'s docker-archive for this machine's architecture (both are built by `make image`).
