@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 )
@@ -153,7 +154,9 @@ func (u *s3Upload) Write(off int64, r io.Reader, n int64) error {
 	}
 	m, s := md5.Sum(data), sha256.Sum256(data)
 	num := len(u.parts) + 1
-	ctx, cancel := context.WithCancel(context.Background())
+	// The bandwidth limit paces the body (the throttled reader, which also ends it at shutdown); the timeout ends a
+	// part whose connection hangs (a server that stops answering without closing it).
+	ctx, cancel := context.WithTimeout(context.Background(), partTimeout)
 	defer cancel()
 	pt, err := u.r.d.core.PutObjectPart(ctx, u.r.d.t.Bucket, u.key, u.id, num, r, n, minio.PutObjectPartOptions{
 		Md5Base64: base64.StdEncoding.EncodeToString(m[:]), Sha256Hex: hex.EncodeToString(s[:])})
@@ -253,6 +256,9 @@ func (u *s3Upload) Abort() error {
 
 // Close implements Upload: the multipart upload stays for a later Resume.
 func (u *s3Upload) Close() error { return nil }
+
+// partTimeout bounds the upload of one part (at most 64 MiB): 10 minutes is above 100 KiB/s.
+const partTimeout = 10 * time.Minute
 
 // s3MinPart is S3's minimum size of a part other than the last.
 const s3MinPart = 5 << 20
