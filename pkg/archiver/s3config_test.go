@@ -1,10 +1,14 @@
 package archiver
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/minio/minio-go/v7"
 )
 
 func goodS3Target() S3Target {
@@ -101,5 +105,33 @@ func TestFinalOfTemp(t *testing.T) {
 	}
 	if _, ok := finalOfTemp(final); ok {
 		t.Fatalf("a final name is not a temporary one")
+	}
+}
+
+// Each S3 failure a user can act on is named; a missing object is fs.ErrNotExist.
+func TestS3ErrorNamesTheCause(t *testing.T) {
+	tg := goodS3Target()
+	for _, c := range []struct {
+		er   minio.ErrorResponse
+		want string
+	}{
+		{minio.ErrorResponse{Code: "InvalidAccessKeyId", StatusCode: 403}, "wrong credentials"},
+		{minio.ErrorResponse{Code: "SignatureDoesNotMatch", StatusCode: 403}, "wrong credentials"},
+		{minio.ErrorResponse{Code: "AccessDenied", StatusCode: 403}, "access denied"},
+		{minio.ErrorResponse{Code: "NoSuchBucket", StatusCode: 404}, "missing bucket"},
+		{minio.ErrorResponse{Code: "RequestTimeTooSkewed", StatusCode: 403}, "clock skew"},
+		{minio.ErrorResponse{Code: "SlowDown", StatusCode: 503}, "server error"},
+		{minio.ErrorResponse{Code: "InternalError", StatusCode: 500, RequestID: "r1"}, "[request r1]"},
+	} {
+		err := s3Error(tg, "put", "k", c.er)
+		if !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %q does not say %q", c.er.Code, err, c.want)
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: is ErrNotExist", c.er.Code)
+		}
+	}
+	if err := s3Error(tg, "stat", "k", minio.ErrorResponse{Code: "NoSuchKey", StatusCode: 404}); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("NoSuchKey: %v is not ErrNotExist", err)
 	}
 }

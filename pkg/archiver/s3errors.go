@@ -19,12 +19,12 @@ func s3Error(t S3Target, op, key string, err error) error {
 		return notExist{fmt.Errorf("%s: not found: %w", what, err)}
 	case er.Code == "InvalidAccessKeyId" || er.Code == "SignatureDoesNotMatch" || er.Code == "InvalidToken" || er.Code == "ExpiredToken":
 		cause = fmt.Sprintf("wrong credentials: the server refused accessKeyID/secretAccessKey of the archive target Secret (%s)", er.Code)
+	case er.Code == "RequestTimeTooSkewed":
+		cause = "clock skew: this node's clock and the S3 server's differ by more than S3 allows (RequestTimeTooSkewed); check NTP on the node"
 	case er.Code == "AccessDenied" || er.StatusCode == http.StatusForbidden:
 		cause = fmt.Sprintf("access denied: the credentials work but may not write to bucket %s (%s); check the bucket policy", t.Bucket, codeOr(er))
 	case er.Code == "NoSuchBucket":
 		cause = fmt.Sprintf("missing bucket: bucket %s does not exist on %s (keeplog does not create it)", t.Bucket, t.Endpoint)
-	case er.Code == "RequestTimeTooSkewed":
-		cause = "clock skew: this node's clock and the S3 server's differ by more than S3 allows (RequestTimeTooSkewed); check NTP on the node"
 	case er.StatusCode >= 500 || er.Code == "SlowDown" || er.Code == "InternalError" || er.Code == "ServiceUnavailable":
 		cause = fmt.Sprintf("server error: %s answers HTTP %d %s after retries (a 5xx storm or an overloaded server); retrying with backoff", t.Endpoint, er.StatusCode, codeOr(er))
 	case er.Code == "":
