@@ -73,7 +73,7 @@ func BenchmarkS3UploadVsRclone(b *testing.B) {
 			ourWall, ourCPU = ourWall+w, ourCPU+c
 
 			cmd := exec.Command("rclone", "copyto", "--s3-no-check-bucket", local, fmt.Sprintf("s3k:%s/rclone/%d.bin", e.s3.Bucket, i))
-			cmd.Env = append(os.Environ(), e.rcloneEnv()...)
+			cmd.Env = e.rcloneEnv()
 			t1 := time.Now()
 			if out, err := cmd.CombinedOutput(); err != nil {
 				b.Fatalf("rclone copyto: %v: %s", err, out)

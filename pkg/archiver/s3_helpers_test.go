@@ -82,7 +82,7 @@ func (e *s3Env) rcloneSHA256(key string) string {
 	e.t.Helper()
 	out := filepath.Join(e.t.TempDir(), "rclone-copy")
 	cmd := exec.Command("rclone", "copyto", "--s3-no-check-bucket", "s3k:"+e.s3.Bucket+"/"+key, out)
-	cmd.Env = append(os.Environ(), e.rcloneEnv()...)
+	cmd.Env = e.rcloneEnv()
 	if b, err := cmd.CombinedOutput(); err != nil {
 		e.t.Fatalf("rclone copyto %s: %v\n%s", key, err, b)
 	}
@@ -99,10 +99,12 @@ func (e *s3Env) rcloneSHA256(key string) string {
 func (e *s3Env) rcloneManifest(key string) Manifest {
 	e.t.Helper()
 	cmd := exec.Command("rclone", "cat", "s3k:"+e.s3.Bucket+"/"+key+manifestSuffix)
-	cmd.Env = append(os.Environ(), e.rcloneEnv()...)
+	cmd.Env = e.rcloneEnv()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
 	b, err := cmd.Output()
 	if err != nil {
-		e.t.Fatalf("rclone cat %s: %v", key+manifestSuffix, err)
+		e.t.Fatalf("rclone cat %s: %v\n%s", key+manifestSuffix, err, stderr.String())
 	}
 	var m Manifest
 	if err := json.NewDecoder(bytes.NewReader(b)).Decode(&m); err != nil {
@@ -111,12 +113,19 @@ func (e *s3Env) rcloneManifest(key string) Manifest {
 	return m
 }
 
-// rcloneEnv configures rclone's remote "s3k" for the server, through the environment (no config file).
+// rcloneEnv is the environment that configures rclone's remote "s3k" for the server (no config file). The AWS_*
+// variables of this machine's environment (AWS_CA_BUNDLE) are left out: rclone would use them.
 func (e *s3Env) rcloneEnv() []string {
-	return []string{"RCLONE_CONFIG=/dev/null", "RCLONE_CONFIG_S3K_TYPE=s3", "RCLONE_CONFIG_S3K_PROVIDER=SeaweedFS",
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "AWS_") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, "RCLONE_CONFIG=/dev/null", "RCLONE_CONFIG_S3K_TYPE=s3", "RCLONE_CONFIG_S3K_PROVIDER=SeaweedFS",
 		"RCLONE_CONFIG_S3K_ENDPOINT=" + e.s3.Endpoint, "RCLONE_CONFIG_S3K_ACCESS_KEY_ID=" + e.s3.AccessKey,
 		"RCLONE_CONFIG_S3K_SECRET_ACCESS_KEY=" + e.s3.SecretKey, "RCLONE_CONFIG_S3K_REGION=us-east-1",
-		"RCLONE_CONFIG_S3K_FORCE_PATH_STYLE=true"}
+		"RCLONE_CONFIG_S3K_FORCE_PATH_STYLE=true")
 }
 
 // noUploads fails when a multipart upload is left in the bucket.

@@ -80,6 +80,9 @@ func NewS3Dialer(t S3Target, o S3DialerOptions) (*S3Dialer, error) {
 	return &S3Dialer{t: t, core: core, node: o.NodeName, timeout: o.Timeout}, nil
 }
 
+// String describes the target without credentials.
+func (d *S3Dialer) String() string { return d.t.String() }
+
 // Dial checks that the bucket is there and the credentials work: one listing of keeplog's multipart uploads under
 // the prefix (a GET, whose error body names the cause; a HEAD of the bucket has none), which keeplog needs to be
 // allowed anyway.
