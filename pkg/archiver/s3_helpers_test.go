@@ -123,8 +123,8 @@ func (e *s3Env) rcloneEnv() []string {
 		}
 	}
 	return append(env, "RCLONE_CONFIG=/dev/null", "RCLONE_CONFIG_S3K_TYPE=s3", "RCLONE_CONFIG_S3K_PROVIDER=SeaweedFS",
-		"RCLONE_CONFIG_S3K_ENDPOINT=" + e.s3.Endpoint, "RCLONE_CONFIG_S3K_ACCESS_KEY_ID=" + e.s3.AccessKey,
-		"RCLONE_CONFIG_S3K_SECRET_ACCESS_KEY=" + e.s3.SecretKey, "RCLONE_CONFIG_S3K_REGION=us-east-1",
+		"RCLONE_CONFIG_S3K_ENDPOINT="+e.s3.Endpoint, "RCLONE_CONFIG_S3K_ACCESS_KEY_ID="+e.s3.AccessKey,
+		"RCLONE_CONFIG_S3K_SECRET_ACCESS_KEY="+e.s3.SecretKey, "RCLONE_CONFIG_S3K_REGION=us-east-1",
 		"RCLONE_CONFIG_S3K_FORCE_PATH_STYLE=true")
 }
 

@@ -74,15 +74,17 @@ func (u *s3Upload) reopen(p Prefix) (string, error) {
 		return "", err
 	}
 	u.id = t.UploadID
-	if len(parts) < t.Parts {
-		return u.discard(fmt.Sprintf("the server has %d parts of multipart upload %s of %s, the journal says %d were acknowledged", len(parts), t.UploadID, u.key, t.Parts))
-	}
-	for i, pt := range parts[:t.Parts] {
-		sum, err := hex.DecodeString(strings.Trim(pt.ETag, `"`))
-		if pt.PartNumber != i+1 || err != nil || len(sum) != md5.Size {
-			return u.discard(fmt.Sprintf("part %d of multipart upload %s of %s is missing or has no MD5 ETag (%q)", i+1, t.UploadID, u.key, pt.ETag))
+	byNum := partsByNumber(parts)
+	for n := 1; n <= t.Parts; n++ {
+		pt, ok := latest(byNum[n])
+		if !ok {
+			return u.discard(fmt.Sprintf("the server has no part %d of multipart upload %s of %s, the journal says %d were acknowledged", n, t.UploadID, u.key, t.Parts))
 		}
-		u.add(pt.PartNumber, pt.ETag, pt.Size, sum)
+		sum, err := hex.DecodeString(strings.Trim(pt.ETag, `"`))
+		if err != nil || len(sum) != md5.Size {
+			return u.discard(fmt.Sprintf("part %d of multipart upload %s of %s has no MD5 ETag (%q)", n, t.UploadID, u.key, pt.ETag))
+		}
+		u.add(n, pt.ETag, pt.Size, sum)
 	}
 	if sum := md5.Sum(u.md5s); u.sizes != p.Size || hex.EncodeToString(sum[:]) != t.ETags {
 		return u.discard(fmt.Sprintf("the first %d parts of multipart upload %s of %s hold %d bytes with other ETags than the %d bytes the journal acknowledged", t.Parts, t.UploadID, u.key, u.sizes, p.Size))
@@ -203,12 +205,10 @@ func (u *s3Upload) Commit(size int64) error {
 	if err != nil {
 		return startOver(fmt.Errorf("s3 upload of %s: %w", u.key, err))
 	}
-	if len(parts) < len(u.parts) {
-		return startOver(fmt.Errorf("s3 upload of %s: the server lists %d parts, %d were sent", u.key, len(parts), len(u.parts)))
-	}
-	for i, want := range u.parts {
-		if parts[i].PartNumber != want.PartNumber || strings.Trim(parts[i].ETag, `"`) != strings.Trim(want.ETag, `"`) {
-			return startOver(fmt.Errorf("s3 upload of %s: the server's part %d is not the one sent", u.key, want.PartNumber))
+	byNum := partsByNumber(parts)
+	for _, want := range u.parts {
+		if !hasETag(byNum[want.PartNumber], want.ETag) {
+			return startOver(fmt.Errorf("s3 upload of %s: the server has not part %d as it was sent (ETag %s)", u.key, want.PartNumber, want.ETag))
 		}
 	}
 	u.r.mu.Lock()
@@ -264,3 +264,38 @@ const partTimeout = 10 * time.Minute
 const s3MinPart = 5 << 20
 
 func (u *s3Upload) minWrite() int64 { return s3MinPart }
+
+// partsByNumber groups a part listing by part number. A server may list a part number more than once when it was
+// uploaded again (SeaweedFS does, after an interrupted part was sent again): on S3 the last upload of a number is
+// the part, and CompleteMultipartUpload names the ETag it means.
+func partsByNumber(parts []minio.ObjectPart) map[int][]minio.ObjectPart {
+	m := map[int][]minio.ObjectPart{}
+	for _, p := range parts {
+		m[p.PartNumber] = append(m[p.PartNumber], p)
+	}
+	return m
+}
+
+// latest is the last uploaded of a part number's entries (the last listed among equal times).
+func latest(ps []minio.ObjectPart) (minio.ObjectPart, bool) {
+	if len(ps) == 0 {
+		return minio.ObjectPart{}, false
+	}
+	best := ps[0]
+	for _, p := range ps[1:] {
+		if !p.LastModified.Before(best.LastModified) {
+			best = p
+		}
+	}
+	return best, true
+}
+
+// hasETag says whether one of a part number's entries has the ETag etag.
+func hasETag(ps []minio.ObjectPart, etag string) bool {
+	for _, p := range ps {
+		if strings.Trim(p.ETag, `"`) == strings.Trim(etag, `"`) {
+			return true
+		}
+	}
+	return false
+}

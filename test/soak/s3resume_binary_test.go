@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/keeplog/keeplog/internal/s3test"
 	"github.com/keeplog/keeplog/pkg/archiver"
@@ -40,29 +41,33 @@ func TestBinaryS3Resume(t *testing.T) {
 	sum := writeRandomFile(t, src, p.size)
 	e.podWithDumps(ctx, "s3-resume", nil, []string{src})
 
+	bw, err := resource.ParseQuantity(p.bandwidth)
+	if err != nil {
+		t.Fatalf("bandwidth %q: %v", p.bandwidth, err)
+	}
+	partTime := time.Duration(float64(chunkSize) / float64(bw.Value()) * float64(time.Second))
 	resent, j := 0, 0
 	for i := range p.kills {
-		at := j + 1 + rand.IntN(2) // one to two parts past what the last run's journal acknowledged
+		// Kill at a random point of the part after one to two parts this run acknowledged (the journal, read while
+		// keeplog writes it: its files are replaced atomically).
+		at := j + 1 + rand.IntN(2)
 		deadline := time.Now().Add(5 * time.Minute)
-		for {
-			key, n := s3InProgress(t, s3)
-			if n >= at {
-				break
-			}
-			if key == "" && len(s3Objects(t, s3)) > 0 {
+		for s3JournalParts(t, e.kl.Root) < at {
+			if key, _ := s3InProgress(t, s3); key == "" && len(s3Objects(t, s3)) > 0 {
 				t.Fatalf("the upload finished after %d kills: make it slower (KEEPLOG_RESUME_BANDWIDTH)", i)
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("kill %d: the server does not reach %d parts; keeplog's log:\n%s", i, at, e.kl.LogTail(30))
+				t.Fatalf("kill %d: the journal does not reach %d parts; keeplog's log:\n%s", i, at, e.kl.LogTail(30))
 			}
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(5 * time.Millisecond)
 		}
+		time.Sleep(rand.N(partTime))
 		if err := e.kl.Kill(); err != nil {
 			t.Fatal(err)
 		}
 		_, s := s3InProgress(t, s3)
 		j = s3JournalParts(t, e.kl.Root) // keeplog is dead: its journal is at rest
-		resent += max(s-j, 1)             // the next run sends parts j+1.. again; at least the one in flight was lost
+		resent += max(s-j, 1)            // the next run sends parts j+1.. again; at least the one in flight was lost
 		t.Logf("kill %d: the server holds %d parts, the journal %d", i, s, j)
 		if err := e.kl.Start(ctx); err != nil {
 			t.Fatal(err)
@@ -154,7 +159,11 @@ func s3InProgress(t *testing.T, s3 *s3test.Server) (string, int) {
 		if err != nil {
 			return key, 0
 		}
-		return key, len(res.ObjectParts)
+		nums := map[int]bool{} // SeaweedFS lists a part sent again once more
+		for _, p := range res.ObjectParts {
+			nums[p.PartNumber] = true
+		}
+		return key, len(nums)
 	}
 	return "", 0
 }
@@ -170,17 +179,20 @@ func s3Objects(t *testing.T, s3 *s3test.Server) []string {
 	return out
 }
 
-// s3JournalParts is the number of parts the (stopped) keeplog's journal records for its upload under way.
+// s3JournalParts is the number of parts keeplog's journal records for its upload under way (its item files, each
+// replaced atomically, so that they can be read while keeplog runs).
 func s3JournalParts(t *testing.T, root string) int {
-	j, _, err := archiver.OpenJournal(filepath.Join(root, ".keeplog", "archiver"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, it := range j.Items() {
+	files, _ := filepath.Glob(filepath.Join(root, ".keeplog", "archiver", "items", "*.json"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		var it archiver.Item
 		var tok struct {
 			Parts int `json:"parts"`
 		}
-		if it.Progress != nil && json.Unmarshal([]byte(it.Progress.Token), &tok) == nil {
+		if json.Unmarshal(b, &it) == nil && it.Progress != nil && json.Unmarshal([]byte(it.Progress.Token), &tok) == nil {
 			return tok.Parts
 		}
 	}
