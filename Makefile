@@ -104,14 +104,16 @@ test: deps lint unit chart sanity soak-short resume-binary e2e
 # 10,000 directories; then the upload end to end through bin/keeplog (test/soak BenchmarkBinaryUpload: published
 # over CSI, a KEEPLOG_BINARY_BENCH_SIZE dump written, unpublished, until the final name is on the server),
 # interleaved with sftp -b put and sftp -c aes128-gcm@openssh.com -b put, KEEPLOG_BINARY_BENCH_PAIRS rounds; wall
-# and client-CPU ratios are printed, not asserted (a busy machine is slower).
+# and client-CPU ratios are printed, not asserted (a busy machine is slower). ./pkg/... includes
+# BenchmarkS3UploadVsRclone: the archiver against rclone copyto to a SeaweedFS S3 server, interleaved, wall and CPU
+# ratios printed.
 KEEPLOG_BENCH_SIZE ?= 2G
 KEEPLOG_BINARY_BENCH_SIZE ?= 1Gi
 KEEPLOG_BINARY_BENCH_PAIRS ?= 3
 KEEPLOG_HEAP_BENCH_COUNT ?= 25
 KEEPLOG_HEAP_BENCH_BANDWIDTH ?= 25Mi
 export KEEPLOG_BENCH_SIZE KEEPLOG_BINARY_BENCH_SIZE KEEPLOG_BINARY_BENCH_PAIRS KEEPLOG_HEAP_BENCH_COUNT KEEPLOG_HEAP_BENCH_BANDWIDTH
-bench: build bench-scale
+bench: build seaweedfs bench-scale
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./pkg/...
 	$(GO) test -tags soak -run '^$$' -bench '^BenchmarkBinaryUpload$$' -benchtime 1x -timeout 60m ./test/soak/
 	$(MAKE) --no-print-directory bench-heapdumps
