@@ -30,7 +30,8 @@ otelcol:
 	hack/build-otelcol.sh
 
 # SeaweedFS's weed (master, volume, filer and S3 gateway), the S3 server the archiver's S3 tests start on 127.0.0.1
-# (internal/s3test), built from the Go module proxy and cached in $(CACHE)/bin/weed-<version> (about 15 minutes cold).
+# (internal/s3test), built from the Go module proxy and cached in $(CACHE)/bin/weed-<version> (41 minutes cold on a
+# loaded 2-core machine; once).
 seaweedfs:
 	hack/build-seaweedfs.sh
 
