@@ -20,6 +20,7 @@ PACKAGES=(
 	curl
 	python3
 	zstd
+	rclone
 	podman
 	docker.io
 	openjdk-17-jdk-headless

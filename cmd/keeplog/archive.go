@@ -19,18 +19,14 @@ import (
 // uploadLeasePrefix names the Leases of the cluster-wide upload semaphore: <prefix>-0 … <prefix>-(N-1).
 const uploadLeasePrefix = "keeplog-upload"
 
-// setupArchiver adds the SFTP archiver when --archive-target is set.
+// setupArchiver adds the archiver (SFTP or S3) when --archive-target is set.
 func setupArchiver(c *components) error {
 	o := c.opts.Archive
 	if o.Target == "" {
 		klog.InfoS("Archiving is off (no --archive-target)")
 		return nil
 	}
-	target, err := archiver.LoadTarget(o.Target)
-	if err != nil {
-		return err
-	}
-	dialer, err := archiver.NewSSHDialer(target, archiver.SSHDialerOptions{})
+	dialer, target, desc, err := archiveDialer(o.Target, c.opts.NodeID)
 	if err != nil {
 		return err
 	}
@@ -57,7 +53,7 @@ func setupArchiver(c *components) error {
 	if err != nil {
 		return err
 	}
-	klog.InfoS("Archiving", "target", target.String(), "bytesPerSecond", o.bytesPerSecond,
+	klog.InfoS("Archiving", "target", desc, "bytesPerSecond", o.bytesPerSecond,
 		"nodeUploads", o.NodeUploads, "clusterUploads", o.ClusterUploads)
 	c.deps.Archiver = a
 	c.add("archiver", a.Run)
@@ -70,6 +66,29 @@ func retained(s *store.Store) func(string) bool {
 		_, p, err := s.Owner(dir)
 		return err == nil && !p.UnpublishedAt.IsZero()
 	}
+}
+
+// archiveDialer loads the archive target Secret at p (SFTP, or S3 with `type: s3`) and returns the dialer, the
+// target the archiver names remote paths under, and a description without credentials.
+func archiveDialer(p, node string) (archiver.Dialer, archiver.Target, string, error) {
+	typ, err := archiver.TargetType(p)
+	if err != nil {
+		return nil, archiver.Target{}, "", err
+	}
+	if typ == "s3" {
+		t, err := archiver.LoadS3Target(p)
+		if err != nil {
+			return nil, archiver.Target{}, "", err
+		}
+		d, err := archiver.NewS3Dialer(t, archiver.S3DialerOptions{NodeName: node})
+		return d, archiver.Target{BaseDir: t.BaseDir()}, t.String(), err
+	}
+	t, err := archiver.LoadTarget(p)
+	if err != nil {
+		return nil, archiver.Target{}, "", err
+	}
+	d, err := archiver.NewSSHDialer(t, archiver.SSHDialerOptions{})
+	return d, t, t.String(), err
 }
 
 // podEvents sends the archiver's events as Kubernetes Events on the pod.

@@ -265,7 +265,7 @@ func (a *Archiver) Run(ctx context.Context) error {
 			a.worker(ctx)
 		}()
 	}
-	a.log.Info("Archiver started", "root", a.fs.root, "target", a.cfg.Target.String(), "node", a.cfg.NodeName,
+	a.log.Info("Archiver started", "root", a.fs.root, "target", a.targetName(), "node", a.cfg.NodeName,
 		"quietPeriod", a.cfg.QuietPeriod, "bytesPerSecond", a.cfg.BytesPerSecond, "maxConcurrentUploads", a.cfg.MaxConcurrentUploads)
 
 	heartbeat := a.clk.After(a.loop.Heartbeat())
@@ -499,4 +499,13 @@ func (a *Archiver) deleteLocal(it Item) {
 		a.log.Error(err, "Cannot record deletion")
 	}
 	a.markDirty(it.PodDir)
+}
+
+// targetName describes the archive target without credentials: the dialer's own description (an S3 target's)
+// when it has one, else the SFTP Target's.
+func (a *Archiver) targetName() string {
+	if s, ok := a.dialer.(fmt.Stringer); ok {
+		return s.String()
+	}
+	return a.cfg.Target.String()
 }

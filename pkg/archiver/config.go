@@ -19,6 +19,8 @@ import (
 // mounted as a directory (one file per key, the usual Secret volume) or as
 // one JSON file with the same keys. Its String method never shows secrets.
 type Target struct {
+	// Type is "sftp" or empty (an S3 target is an S3Target).
+	Type string `json:"type,omitempty"`
 	// Host name or IP address of the SFTP server.
 	Host string `json:"host"`
 	// Port of the SSH server; 22 when zero.
@@ -65,6 +67,9 @@ func (t Target) Addr() string {
 // Validate says what is wrong with which field (all problems at once).
 func (t Target) Validate() error {
 	var errs []error
+	if t.Type != "" && t.Type != "sftp" {
+		errs = append(errs, fmt.Errorf("type %q: not sftp", t.Type))
+	}
 	if t.Host == "" {
 		errs = append(errs, errors.New("host: required"))
 	} else if strings.ContainsAny(t.Host, " /@\t\n") {

@@ -28,6 +28,8 @@ type childSpec struct {
 	Root, StateDir, TargetFile string
 	BytesPerSecond             int64
 	Compression                string // the pod policy's, e.g. "zstd:3"
+	// S3TargetFile, when set, is an S3 target (JSON) used instead of TargetFile.
+	S3TargetFile string
 }
 
 func TestMain(m *testing.M) {
@@ -48,12 +50,7 @@ func runChild(specFile string) int {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 2
 	}
-	tg, err := LoadTarget(spec.TargetFile)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "child:", err)
-		return 2
-	}
-	d, err := NewSSHDialer(tg, SSHDialerOptions{ConnectTimeout: 10 * time.Second})
+	tg, d, err := childDialer(spec)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 2
@@ -79,6 +76,24 @@ func runChild(specFile string) int {
 		return 1
 	}
 	return 0
+}
+
+// childDialer is the child's SFTP or S3 dialer and target.
+func childDialer(spec childSpec) (Target, Dialer, error) {
+	if spec.S3TargetFile != "" {
+		st, err := LoadS3Target(spec.S3TargetFile)
+		if err != nil {
+			return Target{}, nil, err
+		}
+		d, err := NewS3Dialer(st, S3DialerOptions{NodeName: "node-k", Timeout: 10 * time.Second})
+		return Target{BaseDir: st.BaseDir()}, d, err
+	}
+	tg, err := LoadTarget(spec.TargetFile)
+	if err != nil {
+		return Target{}, nil, err
+	}
+	d, err := NewSSHDialer(tg, SSHDialerOptions{ConnectTimeout: 10 * time.Second})
+	return tg, d, err
 }
 
 func TestSIGKILLMidUploadEachFileOnceAndIntact(t *testing.T) {

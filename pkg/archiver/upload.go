@@ -213,21 +213,36 @@ func (a *Archiver) sendChunks(ctx context.Context, up Upload, f *os.File, it *It
 		for range chunks { // let the preparing goroutine end before d is read or f closed
 		}
 	}()
+	w := &partWriter{min: minWrite(up)}
+	send := func(out []byte, p *Progress) error {
+		r := &throttled{ctx: ctx, limiter: a.limiter, b: out, onBytes: func(n int) { a.m.bytes.Add(float64(n)) }}
+		if err := up.Write(stored, r, int64(len(out))); err != nil {
+			return err
+		}
+		stored = p.Stored
+		p.Token = up.Token()
+		it.Progress = p
+		if _, err := a.journal.Put(*it, ""); err != nil {
+			a.log.Error(err, "Cannot record upload progress; an interruption now resends more")
+		}
+		return nil
+	}
 	for b := range chunks {
 		if b.err != nil {
 			return uploaded{}, b.err
 		}
-		r := &throttled{ctx: ctx, limiter: a.limiter, b: b.out, onBytes: func(n int) { a.m.bytes.Add(float64(n)) }}
-		if err := up.Write(stored, r, int64(len(b.out))); err != nil {
-			return uploaded{}, err
-		}
-		stored = b.p.Stored
-		b.p.Token = up.Token()
-		it.Progress = b.p
-		if _, err := a.journal.Put(*it, ""); err != nil {
-			a.log.Error(err, "Cannot record upload progress; an interruption now resends more")
+		out, p := w.add(b)
+		if out != nil {
+			if err := send(out, p); err != nil {
+				return uploaded{}, err
+			}
 		}
 		done(b)
+	}
+	if out, p := w.rest(); out != nil && ctx.Err() == nil {
+		if err := send(out, p); err != nil {
+			return uploaded{}, err
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return uploaded{}, context.Cause(ctx)

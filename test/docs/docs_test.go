@@ -31,7 +31,7 @@ var foreignFlags = []string{
 	"all", "all-platforms", "capacity-ownerref-level", "capacity-poll-interval", "config", "create-namespace", "dry-run",
 	"enable-capacity", "extra-create-metadata", "field-selector", "from-file", "from-literal",
 	"image-gc-high-threshold", "index", "install", "kube-version", "logs", "node-deployment", "overwrite", "platform",
-	"enable-aggregator-routing", "ldflags", "secure-port", "tls-cert-file", "reuse-values", "root-dir", "set", "strict-topology", "tags", "trimpath", "validate", "verify",
+	"bucket", "enable-aggregator-routing", "ldflags", "lifecycle-configuration", "secure-port", "tls-cert-file", "reuse-values", "root-dir", "set", "strict-topology", "tags", "trimpath", "validate", "verify",
 	"worker-threads",
 }
 
