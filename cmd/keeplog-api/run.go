@@ -56,7 +56,7 @@ func run(ctx context.Context, o *Options) error {
 	}
 	mux := http.NewServeMux()
 	for _, p := range []string{"/healthz", "/readyz", "/livez"} {
-		mux.HandleFunc(p, func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+		mux.HandleFunc(p, func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprintln(w, "ok") })
 	}
 	guarded := genericapifilters.WithAuthentication(api, authn.Authenticator, http.HandlerFunc(unauthorized), nil, authn.RequestHeaderConfig)
 	mux.Handle("/apis", guarded)
@@ -73,7 +73,7 @@ func run(ctx context.Context, o *Options) error {
 func unauthorized(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusUnauthorized)
-	fmt.Fprintf(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","message":"Unauthorized","reason":%q,"code":401}`,
+	_, _ = fmt.Fprintf(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","message":"Unauthorized","reason":%q,"code":401}`,
 		metav1.StatusReasonUnauthorized)
 }
 

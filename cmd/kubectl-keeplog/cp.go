@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"strings"
@@ -44,7 +45,7 @@ func cmdCp(ctx context.Context, args []string, st streams) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(st.out, "%s  %s (%d bytes)\n", sum, fs.Arg(1), n)
+	_, _ = fmt.Fprintf(st.out, "%s  %s (%d bytes)\n", sum, fs.Arg(1), n)
 	return nil
 }
 
@@ -105,6 +106,8 @@ func download(ctx context.Context, c *client, p *rpod, rel, local string) (strin
 	if err := os.Rename(part, local); err != nil {
 		return "", 0, err
 	}
-	os.Remove(tagFile)
+	if err := os.Remove(tagFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", 0, err // the file is complete; a stale tag would only make a later cp of it resume wrongly
+	}
 	return hex.EncodeToString(sh.Sum(nil)), n, nil
 }

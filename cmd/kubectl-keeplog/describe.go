@@ -27,12 +27,12 @@ func cmdDescribe(ctx context.Context, args []string, st streams) error {
 	}
 	s := p.Status
 	tw := tabwriter.NewWriter(st.out, 0, 8, 1, ' ', 0)
-	fmt.Fprintf(tw, "Name:\t%s\nNamespace:\t%s\nUID:\t%s\nNode:\t%s\nVolume:\t%s\nDirectory:\t%s\nFirst published:\t%s\n",
+	_, _ = fmt.Fprintf(tw, "Name:\t%s\nNamespace:\t%s\nUID:\t%s\nNode:\t%s\nVolume:\t%s\nDirectory:\t%s\nFirst published:\t%s\n",
 		s.PodName, p.Namespace, s.PodUID, s.Node, s.Volume, s.Directory, s.FirstPublished.UTC())
 	if s.UnpublishedAt != nil {
-		fmt.Fprintf(tw, "Ended:\t%s\n", s.UnpublishedAt.UTC())
+		_, _ = fmt.Fprintf(tw, "Ended:\t%s\n", s.UnpublishedAt.UTC())
 	} else {
-		fmt.Fprintf(tw, "Ended:\t<running>\n")
+		_, _ = fmt.Fprintf(tw, "Ended:\t<running>\n")
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -45,19 +45,19 @@ func cmdDescribe(ctx context.Context, args []string, st streams) error {
 		if text == "" {
 			text = "<not written>\n"
 		}
-		fmt.Fprintf(st.out, "\n%s (%s):\n%s", f.title, f.rel, indent(text))
+		_, _ = fmt.Fprintf(st.out, "\n%s (%s):\n%s", f.title, f.rel, indent(text))
 	}
 	fl, err := c.files(ctx, p)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(st.out, "\nFiles:\n")
+	_, _ = fmt.Fprintf(st.out, "\nFiles:\n")
 	tw = tabwriter.NewWriter(st.out, 0, 8, 2, ' ', tabwriter.AlignRight)
 	for _, f := range fl.Files {
-		fmt.Fprintf(tw, "  %d\t  %s\t\n", f.Size, f.Path)
+		_, _ = fmt.Fprintf(tw, "  %d\t  %s\t\n", f.Size, f.Path)
 	}
 	for path, kind := range fl.Skipped {
-		fmt.Fprintf(tw, "  %s\t  %s (never read)\t\n", kind, path)
+		_, _ = fmt.Fprintf(tw, "  %s\t  %s (never read)\t\n", kind, path)
 	}
 	return tw.Flush()
 }

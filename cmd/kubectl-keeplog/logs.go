@@ -137,7 +137,7 @@ func printFrom(ctx context.Context, c *client, p *rpod, rel string, off int64, c
 	sc := bufio.NewScanner(cr)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		fmt.Fprintln(out, criMessage(sc.Text()))
+		_, _ = fmt.Fprintln(out, criMessage(sc.Text()))
 	}
 	return cr.n, sc.Err()
 }

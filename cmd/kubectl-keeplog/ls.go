@@ -84,7 +84,7 @@ func cmdLs(ctx context.Context, args []string, st streams) error {
 	}
 	l.Items = want
 	for _, n := range l.Unreachable {
-		fmt.Fprintf(st.err, "warning: node %s did not answer: its retained pods are not listed\n", n)
+		_, _ = fmt.Fprintf(st.err, "warning: node %s did not answer: its retained pods are not listed\n", n)
 	}
 	return printList(st, l, facts, output, all)
 }
@@ -105,7 +105,7 @@ func printList(s streams, l *retrievalapi.RetainedPodList, facts []podFacts, out
 		return err
 	}
 	if len(l.Items) == 0 {
-		fmt.Fprintln(s.err, "No retained pods found.")
+		_, _ = fmt.Fprintln(s.err, "No retained pods found.")
 		return nil
 	}
 	tw := tabwriter.NewWriter(out, 0, 8, 3, ' ', 0)
@@ -116,7 +116,7 @@ func printList(s streams, l *retrievalapi.RetainedPodList, facts []podFacts, out
 	if output == "wide" {
 		cols = append(cols, "OWNER", "REASON", "UID")
 	}
-	fmt.Fprintln(tw, strings.Join(cols, "\t"))
+	_, _ = fmt.Fprintln(tw, strings.Join(cols, "\t"))
 	now := time.Now()
 	for i, p := range l.Items {
 		state, ended := "Running", "<none>"
@@ -130,7 +130,7 @@ func printList(s streams, l *retrievalapi.RetainedPodList, facts []podFacts, out
 		if output == "wide" {
 			row = append(row, orNone(facts[i].owner()), orNone(strings.Join(facts[i].reasons, ",")), p.Status.PodUID)
 		}
-		fmt.Fprintln(tw, strings.Join(row, "\t"))
+		_, _ = fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	return tw.Flush()
 }

@@ -19,8 +19,9 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
 const usage = `kubectl keeplog: a dead pod's files, within Kubernetes RBAC (you see what you may "kubectl logs").
@@ -37,7 +38,7 @@ const usage = `kubectl keeplog: a dead pod's files, within Kubernetes RBAC (you 
 // run is the plugin with its arguments and output; it returns the exit code (0 ok, 1 an error, 2 bad usage).
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stdout, usage)
+		_, _ = fmt.Fprint(stdout, usage)
 		if len(args) == 0 {
 			return 2
 		}
@@ -48,15 +49,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	verb, ok := verbs[args[0]]
 	if !ok {
-		fmt.Fprintf(stderr, "error: unknown command %q\n%s", args[0], usage)
+		_, _ = fmt.Fprintf(stderr, "error: unknown command %q\n%s", args[0], usage)
 		return 2
 	}
 	if err := verb(ctx, args[1:], streams{out: stdout, err: stderr}); err != nil {
 		if ue, ok := err.(usageError); ok {
-			fmt.Fprintf(stderr, "error: %s\n", string(ue))
+			_, _ = fmt.Fprintf(stderr, "error: %s\n", string(ue))
 			return 2
 		}
-		fmt.Fprintf(stderr, "error: %v\n", err)
+		_, _ = fmt.Fprintf(stderr, "error: %v\n", err)
 		return 1
 	}
 	return 0

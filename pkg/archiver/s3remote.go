@@ -135,7 +135,7 @@ func (r *s3Remote) Stat(p string) (int64, error) {
 }
 
 // ReadSmall implements Remote.
-func (r *s3Remote) ReadSmall(p string, max int64) ([]byte, error) {
+func (r *s3Remote) ReadSmall(p string, limit int64) ([]byte, error) {
 	ctx, cancel := r.ctx()
 	defer cancel()
 	rc, _, _, err := r.d.core.GetObject(ctx, r.d.t.Bucket, s3Key(p), minio.GetObjectOptions{})
@@ -143,7 +143,7 @@ func (r *s3Remote) ReadSmall(p string, max int64) ([]byte, error) {
 		return nil, s3Error(r.d.t, "get", s3Key(p), err)
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, max))
+	b, err := io.ReadAll(io.LimitReader(rc, limit))
 	if err != nil {
 		return nil, s3Error(r.d.t, "get", s3Key(p), err)
 	}

@@ -39,7 +39,7 @@ func (h *Handler) listFiles(w http.ResponseWriter, r *http.Request) {
 		fail(w, "list files", err)
 		return
 	}
-	out.NotEntered = append(res.Mounts, res.TooDeep...)
+	out.NotEntered = append(append([]string(nil), res.Mounts...), res.TooDeep...)
 	writeJSON(w, out)
 }
 

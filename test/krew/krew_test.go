@@ -55,7 +55,7 @@ func TestManifest(t *testing.T) {
 	for name, broken := range map[string]string{
 		"wrong name":   strings.Replace(m, "name: keeplog\n", "name: keeplog-other\n", 1),
 		"short sha256": m[:sha] + m[sha+1:],
-		"no platforms": m[:strings.Index(m, "  platforms:")],
+		"no platforms": m[:max(strings.Index(m, "  platforms:"), 0)],
 	} {
 		path := filepath.Join(t.TempDir(), "keeplog.yaml")
 		if err := os.WriteFile(path, []byte(broken), 0o644); err != nil {

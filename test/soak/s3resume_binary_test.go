@@ -208,9 +208,10 @@ func rclone(t *testing.T, s3 *s3test.Server, args ...string) string {
 			env = append(env, kv)
 		}
 	}
-	cmd.Env = append(env, "RCLONE_CONFIG=/dev/null", "RCLONE_CONFIG_S3K_TYPE=s3", "RCLONE_CONFIG_S3K_PROVIDER=SeaweedFS",
+	env = append(env, "RCLONE_CONFIG=/dev/null", "RCLONE_CONFIG_S3K_TYPE=s3", "RCLONE_CONFIG_S3K_PROVIDER=SeaweedFS",
 		"RCLONE_CONFIG_S3K_ENDPOINT="+s3.Endpoint, "RCLONE_CONFIG_S3K_ACCESS_KEY_ID="+s3.AccessKey,
 		"RCLONE_CONFIG_S3K_SECRET_ACCESS_KEY="+s3.SecretKey, "RCLONE_CONFIG_S3K_REGION=us-east-1", "RCLONE_CONFIG_S3K_FORCE_PATH_STYLE=true")
+	cmd.Env = env
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("rclone %v: %v", args, err)
