@@ -9,6 +9,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/archiver"
 	"github.com/keeplog/keeplog/pkg/kube"
 	"github.com/keeplog/keeplog/pkg/policy"
@@ -34,7 +35,7 @@ func setupArchiver(c *components) error {
 	if err != nil {
 		return err
 	}
-	deps := archiver.Deps{Root: c.opts.Root, StateDir: filepath.Join(c.opts.Root, store.StateDirName, "archiver"),
+	deps := archiver.Deps{Root: c.opts.Root, StateDir: filepath.Join(c.opts.Root, api.KeeplogDir, api.ArchiveJournalDir),
 		Dialer: dialer, Registerer: c.reg, Log: klog.Background(), Liveness: c.live,
 		Policy: archivePolicy(c.policy, c.events, time.Now)}
 	if c.events != nil {
@@ -102,7 +103,7 @@ func archivePolicy(r *policy.Resolver, events *kube.Events, now func() time.Time
 			msg := errors.Join(warns...).Error()
 			if ref, err := store.ParsePodDirName(dir); err == nil && warned[dir] != msg {
 				warned[dir] = msg
-				events.PodEvent(ref, "Warning", "InvalidKeeplogSetting", msg)
+				events.PodEvent(ref, "Warning", api.ReasonInvalidKeeplogSetting, msg)
 			}
 		}
 		ap := archiver.Policy{Off: !p.Archive, Patterns: p.ArchivePatterns, DeleteAfterUpload: p.DeleteAfterUpload,

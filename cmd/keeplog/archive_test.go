@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/archiver"
 	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/store"
@@ -16,15 +17,15 @@ func TestArchivePolicyFromStorageClassAndAnnotations(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := st.CreateVolume(&store.Volume{ID: "v1:n:pvc-1", Kind: store.Persistent, Node: "n",
-		Parameters: map[string]string{policy.ParamFirstOnly: "true", policy.ParamArchivePatterns: "*.bin",
-			policy.ParamArchiveCompression: "zstd:5", policy.ParamArchiveSparse: "skip"}}); err != nil {
+		Parameters: map[string]string{api.ParamFirstOnly: "true", api.ParamArchivePatterns: "*.bin",
+			api.ParamArchiveCompression: "zstd:5", api.ParamArchiveSparse: "skip"}}); err != nil {
 		t.Fatal(err)
 	}
 	ref := store.PodRef{Namespace: "ns", Name: "app", UID: "0123456789abcdef0123456789abcdef"}
 	if _, err := st.ClaimPodDir("v1:n:pvc-1", ref.DirName(), &ref); err != nil {
 		t.Fatal(err)
 	}
-	ann := map[string]string{policy.AnnotationArchive: "true"}
+	ann := map[string]string{api.AnnotationArchive: "true"}
 	r := policy.NewResolver(st, func(store.PodRef) (map[string]string, bool) { return ann, true }, policy.Defaults{})
 	now := time.Unix(1000, 0)
 	get := archivePolicy(r, nil, func() time.Time { return now })
@@ -35,7 +36,7 @@ func TestArchivePolicyFromStorageClassAndAnnotations(t *testing.T) {
 		t.Fatalf("policy %+v, want %+v", got, want)
 	}
 	// Cached for a few seconds (the archiver asks for every file it visits), then read again.
-	ann = map[string]string{policy.AnnotationArchive: "false"}
+	ann = map[string]string{api.AnnotationArchive: "false"}
 	if got := get(ref.DirName()); got.Off {
 		t.Fatal("the cached policy was not used within its TTL")
 	}

@@ -9,11 +9,11 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/archiver"
 	"github.com/keeplog/keeplog/pkg/dump"
 	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/semaphore"
-	"github.com/keeplog/keeplog/pkg/store"
 )
 
 // dumpLeasePrefix names the Leases of the cluster-wide dump semaphore: <prefix>-0 … <prefix>-(N-1).
@@ -61,7 +61,7 @@ func setupDump(c *components) error {
 		}
 		deps.Semaphore = sem
 	}
-	m, err := dump.New(dump.Config{Root: c.opts.Root, StateDir: filepath.Join(c.opts.Root, store.StateDirName, "dumps"),
+	m, err := dump.New(dump.Config{Root: c.opts.Root, StateDir: filepath.Join(c.opts.Root, api.KeeplogDir, api.DumpStateDir),
 		PollInterval: o.PollInterval, Cooldown: o.Cooldown, Timeout: o.Timeout, SlotWait: o.SlotWait,
 		QuietPeriod: o.QuietPeriod, HostNetworkAddress: o.HostNetworkAddress}, deps)
 	if err != nil {

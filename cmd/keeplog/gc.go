@@ -8,7 +8,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
-	"github.com/keeplog/keeplog/pkg/driver"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/gc"
 )
 
@@ -77,7 +77,7 @@ func setupGC(c *components) error {
 		klog.InfoS("No Kubernetes API access: Released PVs and PVs of vanished nodes are left alone")
 		return nil
 	}
-	orphans, err := gc.NewOrphanPVs(gc.OrphanConfig{DriverName: c.opts.DriverName, TopologyKey: driver.TopologyKey,
+	orphans, err := gc.NewOrphanPVs(gc.OrphanConfig{DriverName: c.opts.DriverName, TopologyKey: api.TopologyKey,
 		Grace: o.OrphanPVGrace, DryRun: o.DryRun}, c.kube.CoreV1(), clock.RealClock{}, g)
 	if err != nil {
 		return err

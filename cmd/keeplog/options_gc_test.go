@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/keeplog/keeplog/internal/liveness"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/gc"
 	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/store"
@@ -126,8 +127,8 @@ func TestSetupGCWiresAdmissionAndArchive(t *testing.T) {
 	if err := setupGC(c); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := testutil.GatherAndCount(c.reg, liveness.MetricName); err != nil || n != 1 {
-		t.Fatalf("%d series of %s (%v), want the gc loop's", n, liveness.MetricName, err)
+	if n, err := testutil.GatherAndCount(c.reg, api.MetricLoopLastProgressSeconds); err != nil || n != 1 {
+		t.Fatalf("%d series of %s (%v), want the gc loop's", n, api.MetricLoopLastProgressSeconds, err)
 	}
 	if c.deps.Admission == nil {
 		t.Fatal("the driver gets no admission: new volumes would never be refused past the hard limit")

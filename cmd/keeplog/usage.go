@@ -6,7 +6,7 @@ import (
 
 	"k8s.io/klog/v2"
 
-	"github.com/keeplog/keeplog/pkg/store"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/usage"
 )
 
@@ -27,7 +27,7 @@ func setupUsage(c *components) error {
 		deps.Events = c.events
 	}
 	if o.Enforcer == enforcerImmutable {
-		e, err := usage.NewAttrEnforcer(filepath.Join(c.opts.Root, store.StateDirName, "usage", "blocked"))
+		e, err := usage.NewAttrEnforcer(filepath.Join(c.opts.Root, api.KeeplogDir, api.BlockedRecordsDir))
 		if err != nil {
 			return err
 		}

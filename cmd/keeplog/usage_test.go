@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keeplog/keeplog/internal/liveness"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -33,7 +34,7 @@ func TestSetupUsageRecordsLiveness(t *testing.T) {
 	}
 	var loops []string
 	for _, mf := range mfs {
-		if mf.GetName() != liveness.MetricName {
+		if mf.GetName() != api.MetricLoopLastProgressSeconds {
 			continue
 		}
 		for _, m := range mf.GetMetric() {

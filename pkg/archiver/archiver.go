@@ -25,6 +25,7 @@ import (
 
 	"github.com/keeplog/keeplog/internal/fswatch"
 	"github.com/keeplog/keeplog/internal/liveness"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -33,18 +34,6 @@ import (
 type EventRecorder interface {
 	Event(pod PodRef, eventType, reason, message string)
 }
-
-// Event reasons.
-const (
-	ReasonArchived       = "Archived"
-	ReasonArchiveRetry   = "ArchiveRetrying"
-	ReasonArchiveFailed  = "ArchiveFailed"
-	ReasonArchiveSkipped = "ArchiveSkipped"
-	ReasonRejected       = "ArchiveRejected"
-	// ReasonUploadRestarted: an interrupted upload could not continue from what the server held (its temporary
-	// file was gone, shorter or changed) and starts over.
-	ReasonUploadRestarted = "ArchiveUploadRestarted"
-)
 
 // archivedMessage is the Archived Event's text.
 func archivedMessage(it Item) string {
@@ -393,7 +382,7 @@ func (a *Archiver) process(ctx context.Context, conn Remote, it Item) Remote {
 		a.m.duration.Observe(now.Sub(start).Seconds())
 		a.log.Info("Archived", "pod", ref.String(), "file", it.Rel, "remote", it.Remote, "bytes", it.Size, "sha256", sum,
 			"storedBytes", res.stored, "seconds", now.Sub(start).Seconds())
-		a.rec.Event(ref, "Normal", ReasonArchived, archivedMessage(it))
+		a.rec.Event(ref, "Normal", api.ReasonArchived, archivedMessage(it))
 		a.afterDone(it)
 		return conn
 	case ctx.Err() != nil:
@@ -407,7 +396,7 @@ func (a *Archiver) process(ctx context.Context, conn Remote, it Item) Remote {
 		}
 		a.m.uploads.WithLabelValues(ResultFailed).Inc()
 		a.log.Info("Cannot archive file; giving up", "pod", ref.String(), "file", it.Rel, "err", err.Error())
-		a.rec.Event(ref, "Warning", ReasonArchiveFailed, fmt.Sprintf("%s cannot be archived: %v", it.Rel, err))
+		a.rec.Event(ref, "Warning", api.ReasonArchiveFailed, fmt.Sprintf("%s cannot be archived: %v", it.Rel, err))
 		a.markDirty(it.PodDir)
 		return conn
 	default:
@@ -440,7 +429,7 @@ func (a *Archiver) retry(it Item, err error) {
 	a.m.uploads.WithLabelValues(ResultRetry).Inc()
 	a.log.Info("Upload failed; will retry", "pod", ref.String(), "file", it.Rel, "attempt", it.Attempts, "retryIn", delay, "err", err.Error())
 	if it.Attempts == 1 {
-		a.rec.Event(ref, "Warning", ReasonArchiveRetry, fmt.Sprintf("%s: upload failed, retrying: %v", it.Rel, err))
+		a.rec.Event(ref, "Warning", api.ReasonArchiveRetrying, fmt.Sprintf("%s: upload failed, retrying: %v", it.Rel, err))
 	}
 	a.queue.add(it.ID, now.Add(delay))
 	a.markDirty(it.PodDir)
@@ -462,11 +451,11 @@ func (a *Archiver) deleteLocal(it Item) {
 		it.Error = "delete after upload: " + err.Error()
 		a.log.Info("Cannot delete archived file yet; retried at the next scan", "podDir", it.PodDir, "file", it.Rel, "err", err.Error())
 		if first {
-			a.rec.Event(ref, "Warning", ReasonArchiveFailed, fmt.Sprintf("%s was archived but cannot be deleted yet (retried at each scan): %v", it.Rel, err))
+			a.rec.Event(ref, "Warning", api.ReasonArchiveFailed, fmt.Sprintf("%s was archived but cannot be deleted yet (retried at each scan): %v", it.Rel, err))
 		}
 	default:
 		a.log.Info("Cannot delete archived file", "podDir", it.PodDir, "file", it.Rel, "err", err.Error())
-		a.rec.Event(ref, "Warning", ReasonArchiveFailed, fmt.Sprintf("%s was archived but cannot be deleted: %v", it.Rel, err))
+		a.rec.Event(ref, "Warning", api.ReasonArchiveFailed, fmt.Sprintf("%s was archived but cannot be deleted: %v", it.Rel, err))
 		it.Deleted = true
 	}
 	it.UpdatedAt = a.clk.Now()

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/funcr"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // The SIGKILL test re-executes this test binary as a child process that runs
@@ -146,7 +148,7 @@ func TestSIGKILLMidUploadEachFileOnceAndIntact(t *testing.T) {
 	}
 	tempWithData := func() bool {
 		for _, f := range e.serverFiles() {
-			if strings.Contains(f, tmpMarker) && !strings.Contains(f, manifestSuffix) {
+			if strings.Contains(f, api.TempFileMarker) && !strings.Contains(f, manifestSuffix) {
 				if st, err := os.Stat(filepath.Join(e.srv.DataDir, f)); err == nil && st.Size() > 0 {
 					return true
 				}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/keeplog/keeplog/internal/safefs"
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // Policy says which files of a pod directory are archived and how.
@@ -104,7 +105,7 @@ func (p Policy) Matches(rel string) bool {
 
 // isOwnFile is true for the status file an older keeplog wrote in the pod directory and its temporary files.
 func isOwnFile(base string) bool {
-	return base == LegacyStatusFileName || safefs.IsTempOf(base, LegacyStatusFileName)
+	return base == api.LegacyArchiveStatusFile || safefs.IsTempOf(base, api.LegacyArchiveStatusFile)
 }
 
 // Sparse actions (Policy.Sparse).

@@ -17,9 +17,6 @@ import (
 // file, so the GC is not blocked by it) or "upload" (raw, holes and all). Each case is reported by an
 // ArchiveSparse Event.
 
-// ReasonSparse is the Event reason for a sparse file.
-const ReasonSparse = "ArchiveSparse"
-
 // sparseMinHoles is the least unallocated size that makes a file sparse.
 const sparseMinHoles = 64 << 20
 

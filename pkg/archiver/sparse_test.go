@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // makeSparse makes a file of the given apparent size with a few KiB of data and returns its sha256 (computed by
@@ -55,7 +57,7 @@ func TestSparseFileIsCompressedByDefault(t *testing.T) {
 	if m := readManifest(t, dst); m.Size != size || m.SHA256 != sum || m.Compression != "zstd" {
 		t.Fatalf("manifest %+v", m)
 	}
-	if n := r.rec.count(ReasonSparse); n != 1 {
+	if n := r.rec.count(api.ReasonArchiveSparse); n != 1 {
 		t.Fatalf("%d ArchiveSparse Events, want 1: %v", n, r.rec.all())
 	}
 	if b := metricValue(t, r.a.m.bytes); b > 1<<20 {
@@ -91,7 +93,7 @@ func TestSparseFileSkippedOrUploadedByPolicy(t *testing.T) {
 	if exists(e.archived(skip, "app/core.2")) || exists(e.archived(skip, "app/core.2")+zstdSuffix) {
 		t.Fatal("the skipped sparse file was uploaded")
 	}
-	if n := r.rec.count(ReasonSparse); n != 2 {
+	if n := r.rec.count(api.ReasonArchiveSparse); n != 2 {
 		t.Fatalf("%d ArchiveSparse Events, want 2: %v", n, r.rec.all())
 	}
 }

@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // TestTrashRenamesDoNotWedgeTheWatcher is the GC's own churn: pod directories (with watched sub-directories) renamed
@@ -88,7 +90,7 @@ func TestIdleArchiverWritesNoStatus(t *testing.T) {
 		return len(fs) == 1 && fs[0].State == string(StateDone)
 	})
 	time.Sleep(time.Second) // let the last status write of the upload happen
-	status := filepath.Join(e.root, pod, StatusPath)
+	status := filepath.Join(e.root, pod, api.ArchiveStatusPath)
 	inode := func() uint64 {
 		var st unix.Stat_t
 		if err := unix.Lstat(status, &st); err != nil {
@@ -162,7 +164,7 @@ func TestMountInsidePodDirectoryIsReportedAndBlocksArchived(t *testing.T) {
 	writeRandom(t, filepath.Join(e.root, pod, "app", "own.hprof"), 4096, 5)
 	r := e.start(e.config(), Deps{})
 	waitFor(t, 30*time.Second, "the pod's own dump to be archived", func() bool { return exists(e.archived(pod, "app/own.hprof")) })
-	waitFor(t, 10*time.Second, "the mount to be reported", func() bool { return r.rec.count(ReasonRejected) == 1 })
+	waitFor(t, 10*time.Second, "the mount to be reported", func() bool { return r.rec.count(api.ReasonArchiveRejected) == 1 })
 	ok, why := r.a.Archived(pod)
 	if ok || !strings.Contains(why, "app/mnt is a mount point") {
 		t.Fatalf("Archived = %v (%q), want false naming the mount", ok, why)
@@ -174,7 +176,7 @@ func TestMountInsidePodDirectoryIsReportedAndBlocksArchived(t *testing.T) {
 		t.Fatalf("unwalked mounts counted %v, want 1", got)
 	}
 	time.Sleep(2 * cfgRescan(e)) // two more rescans: still one Event, and nothing of the mount uploaded
-	if n := r.rec.count(ReasonRejected); n != 1 {
+	if n := r.rec.count(api.ReasonArchiveRejected); n != 1 {
 		t.Fatalf("%d ArchiveRejected events, want 1", n)
 	}
 	for _, f := range e.serverFiles() {

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -129,9 +130,9 @@ func TestPolicy(t *testing.T) {
 		{def, "app/app.log", false},
 		{def, "app/corefile", false},
 		{def, "app/x.hprof.tmp", false},
-		{def, LegacyStatusFileName, false},
-		{Policy{Patterns: []string{"*"}}, LegacyStatusFileName, false},
-		{Policy{Patterns: []string{"*"}}, ".tmp-0123456789ab-" + LegacyStatusFileName, false},
+		{def, api.LegacyArchiveStatusFile, false},
+		{Policy{Patterns: []string{"*"}}, api.LegacyArchiveStatusFile, false},
+		{Policy{Patterns: []string{"*"}}, ".tmp-0123456789ab-" + api.LegacyArchiveStatusFile, false},
 		{Policy{Patterns: []string{"*"}}, ".tmp-0123456789ab-other.json", true},
 		{Policy{Patterns: []string{"dumps/*.bin"}}, "app/dumps/a.bin", true},
 		{Policy{Patterns: []string{"dumps/*.bin"}}, "app/a.bin", false},
@@ -375,7 +376,7 @@ func TestProcFSFindsWriters(t *testing.T) {
 func TestStatusFileNeverFollowsSymlinks(t *testing.T) {
 	root := t.TempDir()
 	pod := "ns_p_0123456789abcdef0123456789abcdef"
-	if err := os.MkdirAll(filepath.Join(root, pod, ownDir), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(root, pod, api.KeeplogDir), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	victim := filepath.Join(t.TempDir(), "victim")
@@ -383,20 +384,20 @@ func TestStatusFileNeverFollowsSymlinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A symlink planted at the status file's name is replaced, never followed.
-	if err := os.Symlink(victim, filepath.Join(root, pod, StatusPath)); err != nil {
+	if err := os.Symlink(victim, filepath.Join(root, pod, api.ArchiveStatusPath)); err != nil {
 		t.Fatal(err)
 	}
 	pfs, err := newPodFS(root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := pfs.writeOwnFile(pod, StatusFileName, []byte(`{"ok":true}`)); err != nil {
+	if err := pfs.writeOwnFile(pod, api.ArchiveStatusFile, []byte(`{"ok":true}`)); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(victim); string(b) != "keep" {
 		t.Fatalf("the symlink target was written: %q", b)
 	}
-	fi, err := os.Lstat(filepath.Join(root, pod, StatusPath))
+	fi, err := os.Lstat(filepath.Join(root, pod, api.ArchiveStatusPath))
 	if err != nil || fi.Mode()&os.ModeSymlink != 0 {
 		t.Fatalf("status file: %v, %v", fi.Mode(), err)
 	}
@@ -406,17 +407,17 @@ func TestStatusFileNeverFollowsSymlinks(t *testing.T) {
 	if err := os.Symlink(outside, filepath.Join(root, pod2)); err != nil {
 		t.Fatal(err)
 	}
-	if err := pfs.writeOwnFile(pod2, StatusFileName, []byte("x")); !errors.Is(err, errNotRegular) {
+	if err := pfs.writeOwnFile(pod2, api.ArchiveStatusFile, []byte("x")); !errors.Is(err, errNotRegular) {
 		t.Fatalf("write through a symlinked pod directory: %v", err)
 	}
 	pod3 := "ns_r_0123456789abcdef0123456789abcdef"
 	if err := os.MkdirAll(filepath.Join(root, pod3), 0o777); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(outside, filepath.Join(root, pod3, ownDir)); err != nil {
+	if err := os.Symlink(outside, filepath.Join(root, pod3, api.KeeplogDir)); err != nil {
 		t.Fatal(err)
 	}
-	if err := pfs.writeOwnFile(pod3, StatusFileName, []byte("x")); !errors.Is(err, errNotRegular) {
+	if err := pfs.writeOwnFile(pod3, api.ArchiveStatusFile, []byte("x")); !errors.Is(err, errNotRegular) {
 		t.Fatalf("write through a symlinked .keeplog: %v", err)
 	}
 	if ents, _ := os.ReadDir(outside); len(ents) != 0 {
@@ -424,13 +425,13 @@ func TestStatusFileNeverFollowsSymlinks(t *testing.T) {
 	}
 	// A .keeplog/ the pod made (not root's) gets nothing.
 	pod4 := "ns_s_0123456789abcdef0123456789abcdef"
-	if err := os.MkdirAll(filepath.Join(root, pod4, ownDir), 0o777); err != nil {
+	if err := os.MkdirAll(filepath.Join(root, pod4, api.KeeplogDir), 0o777); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chown(filepath.Join(root, pod4, ownDir), 1000, 1000); err != nil {
+	if err := os.Chown(filepath.Join(root, pod4, api.KeeplogDir), 1000, 1000); err != nil {
 		t.Fatal(err)
 	}
-	if err := pfs.writeOwnFile(pod4, StatusFileName, []byte("x")); err == nil || exists(filepath.Join(root, pod4, StatusPath)) {
+	if err := pfs.writeOwnFile(pod4, api.ArchiveStatusFile, []byte("x")); err == nil || exists(filepath.Join(root, pod4, api.ArchiveStatusPath)) {
 		t.Fatalf("wrote into a .keeplog/ owned by uid 1000: %v", err)
 	}
 	// A missing .keeplog/ is made root:root 0755.
@@ -438,10 +439,10 @@ func TestStatusFileNeverFollowsSymlinks(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(root, pod5), 0o777); err != nil {
 		t.Fatal(err)
 	}
-	if err := pfs.writeOwnFile(pod5, StatusFileName, []byte("x")); err != nil {
+	if err := pfs.writeOwnFile(pod5, api.ArchiveStatusFile, []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	if fi, err := os.Stat(filepath.Join(root, pod5, ownDir)); err != nil || fi.Mode().Perm() != 0o755 {
+	if fi, err := os.Stat(filepath.Join(root, pod5, api.KeeplogDir)); err != nil || fi.Mode().Perm() != 0o755 {
 		t.Fatalf(".keeplog made as %v, %v", fi.Mode(), err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/keeplog/keeplog/internal/fswatch"
 	"github.com/keeplog/keeplog/internal/safefs"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -119,11 +120,9 @@ func (a *Archiver) walkSub(w *fswatch.Watcher, pod, rel string) error {
 	return err
 }
 
-// ownDir is keeplog's own metadata directory inside a pod directory
-// (pkg/podinfo): never archived, never watched.
-const ownDir = ".keeplog"
-
-func inOwnDir(rel string) bool { return rel == ownDir || strings.HasPrefix(rel, ownDir+"/") }
+func inOwnDir(rel string) bool {
+	return rel == api.KeeplogDir || strings.HasPrefix(rel, api.KeeplogDir+"/")
+}
 
 // visit looks at one entry of a pod directory.
 func (a *Archiver) visit(w *fswatch.Watcher, pod string, e entry) {
@@ -162,7 +161,7 @@ func (a *Archiver) reject(pod, rel, why string) {
 	m[rel] = why
 	ref, _ := store.ParsePodDirName(pod)
 	a.log.Info("Not archiving file", "pod", ref.String(), "file", rel, "reason", why)
-	a.rec.Event(ref, "Warning", ReasonRejected, fmt.Sprintf("%s is %s", rel, why))
+	a.rec.Event(ref, "Warning", api.ReasonArchiveRejected, fmt.Sprintf("%s is %s", rel, why))
 	a.markDirty(pod)
 }
 
@@ -405,7 +404,7 @@ func (a *Archiver) finish(f *settling, st *unix.Stat_t) {
 	a.settler.forget(f.pod, f.rel)
 	if sparseNote != "" {
 		a.log.Info("Sparse file", "pod", ref.String(), "file", f.rel, "decision", sparseNote)
-		a.rec.Event(ref, "Warning", ReasonSparse, sparseNote)
+		a.rec.Event(ref, "Warning", api.ReasonArchiveSparse, sparseNote)
 	}
 	switch it.State {
 	case StateQueued:
@@ -413,10 +412,10 @@ func (a *Archiver) finish(f *settling, st *unix.Stat_t) {
 		a.queue.add(it.ID, now)
 	case StateSkipped:
 		a.m.uploads.WithLabelValues(ResultSkipped).Inc()
-		a.rec.Event(ref, "Normal", ReasonArchiveSkipped, fmt.Sprintf("%s not archived: %s", f.rel, it.Error))
+		a.rec.Event(ref, "Normal", api.ReasonArchiveSkipped, fmt.Sprintf("%s not archived: %s", f.rel, it.Error))
 	case StateFailed:
 		a.m.uploads.WithLabelValues(ResultFailed).Inc()
-		a.rec.Event(ref, "Warning", ReasonArchiveFailed, fmt.Sprintf("%s cannot be archived: %s", f.rel, it.Error))
+		a.rec.Event(ref, "Warning", api.ReasonArchiveFailed, fmt.Sprintf("%s cannot be archived: %s", f.rel, it.Error))
 	}
 }
 

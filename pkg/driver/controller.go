@@ -11,13 +11,10 @@ import (
 	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
 
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/store"
 )
-
-// coParameterPrefix marks parameters the CO adds itself (csi-provisioner's --extra-create-metadata); they are kept
-// in the volume's record, never refused.
-const coParameterPrefix = "csi.storage.k8s.io/"
 
 // checkParameters refuses unknown StorageClass parameters by name, so a typo does not silently give a volume the
 // default behaviour, and malformed values (pkg/policy knows them all).
@@ -131,11 +128,11 @@ func (d *Driver) checkTopology(ar *csi.TopologyRequirement) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("this is node %q (%s) and none of the requisite topologies %v names it; the volume can only be created on the node whose keeplog plugin serves the call", d.cfg.NodeID, TopologyKey, requisite)
+	return fmt.Errorf("this is node %q (%s) and none of the requisite topologies %v names it; the volume can only be created on the node whose keeplog plugin serves the call", d.cfg.NodeID, api.TopologyKey, requisite)
 }
 
 func (d *Driver) isThisNode(t *csi.Topology) bool {
-	node, ok := t.GetSegments()[TopologyKey]
+	node, ok := t.GetSegments()[api.TopologyKey]
 	return ok && node == d.cfg.NodeID
 }
 

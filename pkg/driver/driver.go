@@ -22,15 +22,9 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/mount-utils"
 
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/podinfo"
 	"github.com/keeplog/keeplog/pkg/store"
-)
-
-const (
-	// DefaultName is the CSI driver name.
-	DefaultName = "keeplog.csi.io"
-	// TopologyKey is the topology segment that pins a volume to its node.
-	TopologyKey = "topology.keeplog.csi.io/node"
 )
 
 // Config is what the driver needs to know; it has no side effects of its own.
@@ -107,7 +101,7 @@ type Driver struct {
 // New checks the configuration and builds a driver.
 func New(cfg Config, deps Deps) (*Driver, error) {
 	if cfg.Name == "" {
-		cfg.Name = DefaultName
+		cfg.Name = api.DriverName
 	}
 	if err := ValidateNodeID(cfg.NodeID); err != nil {
 		return nil, err
@@ -294,5 +288,5 @@ func (d *Driver) lock(keys ...string) (func(), error) {
 }
 
 func (d *Driver) topology() *csi.Topology {
-	return &csi.Topology{Segments: map[string]string{TopologyKey: d.cfg.NodeID}}
+	return &csi.Topology{Segments: map[string]string{api.TopologyKey: d.cfg.NodeID}}
 }

@@ -16,12 +16,10 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/mount-utils"
 
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/podinfo"
 	"github.com/keeplog/keeplog/pkg/store"
 )
-
-// ctxEphemeral marks a CSI inline ephemeral volume in the volume context (kubelet sets it).
-const ctxEphemeral = "csi.storage.k8s.io/ephemeral"
 
 // checkTargetPath refuses target paths that are relative, unclean, or overlap the root.
 func (d *Driver) checkTargetPath(target string) error {
@@ -125,7 +123,7 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 
 // publishVolume finds the volume a publish is for, creating the record of a CSI inline ephemeral volume the first time.
 func (d *Driver) publishVolume(raw string, vc map[string]string) (*store.Volume, error) {
-	if vc[ctxEphemeral] != "true" {
+	if vc[api.VolumeContextEphemeral] != "true" {
 		return d.findVolume(raw, false)
 	}
 	if err := validateEphemeralID(raw); err != nil {
@@ -133,7 +131,7 @@ func (d *Driver) publishVolume(raw string, vc map[string]string) (*store.Volume,
 	}
 	attrs := map[string]string{}
 	for k, v := range vc {
-		if !strings.HasPrefix(k, coParameterPrefix) {
+		if !strings.HasPrefix(k, api.COParameterPrefix) {
 			attrs[k] = v
 		}
 	}

@@ -32,6 +32,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/keeplog/keeplog/internal/liveness"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/store"
 )
@@ -51,8 +52,6 @@ type Recorder interface {
 
 // Event reasons and deletion reasons (the metric's label).
 const (
-	ReasonDeleted = "LogDirectoryDeleted"
-
 	CauseRetention     = "retention"
 	CauseDiskPressure  = "disk_pressure"
 	CauseInodePressure = "inode_pressure"
@@ -322,7 +321,7 @@ func (g *GC) delete(c *candidate, cause string, now time.Time, res *Result) erro
 		if cause != CauseRetention {
 			typ = "Warning"
 		}
-		g.events.PodEvent(ref, typ, ReasonDeleted, fmt.Sprintf("keeplog deleted the pod's log directory %s on node %s: %s", path, g.cfg.Node, why))
+		g.events.PodEvent(ref, typ, api.ReasonLogDirectoryDeleted, fmt.Sprintf("keeplog deleted the pod's log directory %s on node %s: %s", path, g.cfg.Node, why))
 	}
 	return nil
 }

@@ -18,12 +18,11 @@ import (
 	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 const (
-	// AnnotationNodeMissingSince marks a PV whose node was found missing, with the time (RFC 3339), so the grace
-	// period survives restarts and leader changes.
-	AnnotationNodeMissingSince = "keeplog.csi.io/node-missing-since"
 	// provisionerFinalizer is csi-provisioner's finalizer on the PVs it made; the provisioner of a vanished node will
 	// never remove it.
 	provisionerFinalizer = "external-provisioner.volume.kubernetes.io/finalizer"
@@ -32,7 +31,7 @@ const (
 // OrphanConfig configures the clean-up of PVs whose node is gone.
 type OrphanConfig struct {
 	DriverName string
-	// TopologyKey is the node-affinity key of keeplog PVs (driver.TopologyKey).
+	// TopologyKey is the node-affinity key of keeplog PVs (api.TopologyKey).
 	TopologyKey string
 	// Grace is how long a PV's node must have been missing before the PV is deleted.
 	Grace  time.Duration
@@ -112,10 +111,10 @@ func (o *OrphanPVs) Pass(ctx context.Context) ([]string, error) {
 
 func (o *OrphanPVs) handle(ctx context.Context, pv *corev1.PersistentVolume, node string, exists bool, now time.Time) (bool, error) {
 	pvs := o.kube.PersistentVolumes()
-	since, marked := pv.Annotations[AnnotationNodeMissingSince]
+	since, marked := pv.Annotations[api.AnnotationPVNodeMissingSince]
 	if exists {
 		if marked && !o.cfg.DryRun {
-			patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:null}}}`, AnnotationNodeMissingSince)
+			patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:null}}}`, api.AnnotationPVNodeMissingSince)
 			if _, err := pvs.Patch(ctx, pv.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil && !apierrors.IsNotFound(err) {
 				return false, fmt.Errorf("gc: unmark PV %s (node %s is back): %w", pv.Name, node, err)
 			}
@@ -128,7 +127,7 @@ func (o *OrphanPVs) handle(ctx context.Context, pv *corev1.PersistentVolume, nod
 		if o.cfg.DryRun {
 			return false, nil
 		}
-		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, AnnotationNodeMissingSince, now.UTC().Format(time.RFC3339))
+		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, api.AnnotationPVNodeMissingSince, now.UTC().Format(time.RFC3339))
 		if _, err := pvs.Patch(ctx, pv.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil && !apierrors.IsNotFound(err) {
 			return false, fmt.Errorf("gc: mark PV %s (node %s missing): %w", pv.Name, node, err)
 		}

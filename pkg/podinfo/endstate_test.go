@@ -10,6 +10,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 func mt(minute int) metav1.Time {
@@ -92,11 +94,11 @@ func TestEndState(t *testing.T) {
 				t.Fatal(err)
 			}
 			var es EndState
-			data := readFile(t, filepath.Join(podDir, KeeplogDirName, StatusYAMLName))
+			data := readFile(t, filepath.Join(podDir, api.KeeplogDir, api.StatusYAMLFile))
 			if err := yaml.Unmarshal([]byte(data), &es); err != nil {
 				t.Fatalf("status.yaml: %v\n%s", err, data)
 			}
-			if es.Kind != EndStateKind || es.Pod != testRef || !es.UnpublishedAt.Equal(unpublished) || es.Phase != "Failed" || es.DeletionTimestamp == nil {
+			if es.Kind != api.EndStateKind || es.Pod != testRef || !es.UnpublishedAt.Equal(unpublished) || es.Phase != "Failed" || es.DeletionTimestamp == nil {
 				t.Errorf("end state header = %+v", es)
 			}
 			if len(es.Containers) != 4 {
@@ -115,7 +117,7 @@ func TestEndState(t *testing.T) {
 			if es.Containers[3].Type != "ephemeral" {
 				t.Errorf("ephemeral container = %+v", es.Containers[3])
 			}
-			text := readFile(t, filepath.Join(podDir, KeeplogDirName, EndedTextName))
+			text := readFile(t, filepath.Join(podDir, api.KeeplogDir, api.EndedTextFile))
 			for _, want := range append(tc.wantText, "Unpublished:      2030-01-02T04:00:00Z\n", "Phase:            Failed\n",
 				"  migrate (init): terminated, exit code 0, reason Completed, restarts 0\n") {
 				if !strings.Contains(text, want) {
@@ -133,7 +135,7 @@ func TestEndStateUnavailableDoesNotReplaceAKnownEnd(t *testing.T) {
 	if err := w.WriteEndStateUnavailable(podDir, testRef, fixedNow, errors.New("pod not found")); err != nil {
 		t.Fatal(err)
 	}
-	text := filepath.Join(podDir, KeeplogDirName, EndedTextName)
+	text := filepath.Join(podDir, api.KeeplogDir, api.EndedTextFile)
 	if got := readFile(t, text); !strings.Contains(got, "Pod object:       not available: pod not found") {
 		t.Errorf("ended.txt:\n%s", got)
 	}

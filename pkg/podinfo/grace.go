@@ -14,6 +14,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/keeplog/keeplog/internal/safefs"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -22,18 +23,9 @@ import (
 // keeplog hard-links kubelet's files into the kubelet-layout tree <root>/.pods/<ns>_<pod>_<uid>/<container>/ as soon
 // as they appear (within one Poll), so kubelet's unlink leaves the inode alive under keeplog's name: nothing is copied
 // while the pod runs and the tree costs no space until kubelet deletes its names. A pod is selected by the pod
-// annotation StdoutGraceKey: "true", or by the label StdoutGraceKey=true on its namespace (an annotation "false" opts
+// annotation api.AnnotationStdoutGrace: "true", or by the label api.AnnotationStdoutGrace=true on its namespace (an annotation "false" opts
 // a pod out). Pods with a keeplog volume are left to the LogCopier (their copies are linked into the same tree).
-const (
-	StdoutGraceKey = "keeplog.csi.io/stdout-grace"
-	// GracePodFileName holds the pod as the API returned it (RedactPod), beside its containers' directories, so that a
-	// deleted pod's lines still get its labels and owner.
-	GracePodFileName = "pod.json"
-	// GraceEndedFileName is written when the pod is gone from the node: the time (RFC 3339) the retention clock
-	// starts at. An entry without it whose pod is not on the node (a restarted plugin) gets it at the next sweep.
-	GraceEndedFileName = "ended"
-)
-
+//
 // GraceConfig configures a Grace.
 type GraceConfig struct {
 	Root          string        // keeplog's --root; the tree is <Root>/.pods
@@ -204,7 +196,7 @@ func (g *Grace) drop(ref store.PodRef) {
 
 // selects: the pod's annotation, else its namespace's label (cached for nsCacheFor).
 func (g *Grace) selects(ctx context.Context, pod *corev1.Pod) bool {
-	if v, ok := pod.Annotations[StdoutGraceKey]; ok {
+	if v, ok := pod.Annotations[api.AnnotationStdoutGrace]; ok {
 		return v == "true"
 	}
 	if g.deps.NamespaceLabels == nil {
@@ -222,7 +214,7 @@ func (g *Grace) selects(ctx context.Context, pod *corev1.Pod) bool {
 		klog.V(2).InfoS("Stdout grace: namespace labels not read", "namespace", pod.Namespace, "error", err)
 		return ok && c.selected
 	}
-	c = nsLabels{selected: labels[StdoutGraceKey] == "true", at: now}
+	c = nsLabels{selected: labels[api.AnnotationStdoutGrace] == "true", at: now}
 	g.mu.Lock()
 	g.ns[pod.Namespace] = c
 	g.mu.Unlock()
@@ -240,7 +232,7 @@ func (g *Grace) writePod(pod *corev1.Pod) error {
 		return err
 	}
 	defer entry.Close()
-	return writeFileAt(entry, GracePodFileName, append(data, '\n'))
+	return writeFileAt(entry, api.PodLogsPodFile, append(data, '\n'))
 }
 
 // writeEnded writes <root>/.pods/<dir>/ended (the time, RFC 3339; its mtime starts the retention clock).
@@ -250,8 +242,8 @@ func (g *Grace) writeEnded(ref store.PodRef) error {
 		return err
 	}
 	defer entry.Close()
-	if safefs.ExistsAt(entry, GraceEndedFileName) {
+	if safefs.ExistsAt(entry, api.PodLogsEndedFile) {
 		return nil
 	}
-	return writeFileAt(entry, GraceEndedFileName, []byte(g.cfg.Now().UTC().Format(time.RFC3339)+"\n"))
+	return writeFileAt(entry, api.PodLogsEndedFile, []byte(g.cfg.Now().UTC().Format(time.RFC3339)+"\n"))
 }

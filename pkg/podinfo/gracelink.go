@@ -12,6 +12,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/keeplog/keeplog/internal/safefs"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -169,7 +170,7 @@ func (g *Grace) endedAt(dir string) (t time.Time, ok bool) {
 		return t, false
 	}
 	defer entry.Close()
-	data, err := readFileAt(entry, GraceEndedFileName, 64)
+	data, err := readFileAt(entry, api.PodLogsEndedFile, 64)
 	if err != nil {
 		return t, false
 	}

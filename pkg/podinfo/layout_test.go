@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -50,37 +51,37 @@ func TestMetadataNeverFollowsPlantedSymlinks(t *testing.T) {
 		plant func(t *testing.T, podDir, file, dir string)
 	}{
 		{".keeplog is a symlink to a directory outside", func(t *testing.T, podDir, file, dir string) {
-			if err := os.Symlink(dir, filepath.Join(podDir, KeeplogDirName)); err != nil {
+			if err := os.Symlink(dir, filepath.Join(podDir, api.KeeplogDir)); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{".keeplog is a pod-owned directory with pod.yaml and pod.txt symlinks", func(t *testing.T, podDir, file, dir string) {
-			kd := filepath.Join(podDir, KeeplogDirName)
+			kd := filepath.Join(podDir, api.KeeplogDir)
 			if err := os.Mkdir(kd, 0o777); err != nil {
 				t.Fatal(err)
 			}
 			if err := os.Chown(kd, 1000, 1000); err != nil {
 				t.Fatal(err)
 			}
-			for _, n := range []string{PodYAMLName, PodTextName} {
+			for _, n := range []string{api.PodYAMLFile, api.PodTextFile} {
 				if err := os.Symlink(file, filepath.Join(kd, n)); err != nil {
 					t.Fatal(err)
 				}
 			}
 		}},
 		{"root-owned .keeplog holds symlinks named like the files", func(t *testing.T, podDir, file, dir string) {
-			kd := filepath.Join(podDir, KeeplogDirName)
+			kd := filepath.Join(podDir, api.KeeplogDir)
 			if err := os.Mkdir(kd, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			for _, n := range []string{PodYAMLName, PodTextName} {
+			for _, n := range []string{api.PodYAMLFile, api.PodTextFile} {
 				if err := os.Symlink(file, filepath.Join(kd, n)); err != nil {
 					t.Fatal(err)
 				}
 			}
 		}},
 		{".keeplog is a regular file", func(t *testing.T, podDir, file, dir string) {
-			writeFile(t, filepath.Join(podDir, KeeplogDirName), "not a dir")
+			writeFile(t, filepath.Join(podDir, api.KeeplogDir), "not a dir")
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -92,16 +93,16 @@ func TestMetadataNeverFollowsPlantedSymlinks(t *testing.T) {
 				t.Fatal(err)
 			}
 			assertUntouched(t, file, dir)
-			kd := filepath.Join(podDir, KeeplogDirName)
+			kd := filepath.Join(podDir, api.KeeplogDir)
 			if uid, _, mode := statOf(t, kd); uid != 0 || mode != os.ModeDir|0o755 {
 				t.Errorf(".keeplog is uid %d %v", uid, mode)
 			}
-			for _, n := range []string{PodYAMLName, PodTextName} {
+			for _, n := range []string{api.PodYAMLFile, api.PodTextFile} {
 				if _, _, mode := statOf(t, filepath.Join(kd, n)); !mode.IsRegular() {
 					t.Errorf("%s is %v, want a regular file", n, mode)
 				}
 			}
-			if !strings.Contains(readFile(t, filepath.Join(kd, PodTextName)), "web-7d9f8-abcde") {
+			if !strings.Contains(readFile(t, filepath.Join(kd, api.PodTextFile)), "web-7d9f8-abcde") {
 				t.Error("pod.txt not written")
 			}
 		})
@@ -111,11 +112,11 @@ func TestMetadataNeverFollowsPlantedSymlinks(t *testing.T) {
 func TestUntrustedKeeplogDirIsMovedAsideAndKept(t *testing.T) {
 	requireRoot(t)
 	podDir := newPodDir(t, testRef)
-	kd := filepath.Join(podDir, KeeplogDirName)
+	kd := filepath.Join(podDir, api.KeeplogDir)
 	if err := os.Mkdir(kd, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(kd, PodTextName), "forged by the pod")
+	writeFile(t, filepath.Join(kd, api.PodTextFile), "forged by the pod")
 	if err := os.Chown(kd, 1000, 1000); err != nil {
 		t.Fatal(err)
 	}
@@ -123,14 +124,14 @@ func TestUntrustedKeeplogDirIsMovedAsideAndKept(t *testing.T) {
 	if err := w.WritePodMetadata(context.Background(), podDir, testPod()); err != nil {
 		t.Fatal(err)
 	}
-	matches, _ := filepath.Glob(filepath.Join(podDir, KeeplogDirName+".untrusted-*"))
+	matches, _ := filepath.Glob(filepath.Join(podDir, api.KeeplogDir+".untrusted-*"))
 	if len(matches) != 1 {
 		t.Fatalf("untrusted copies: %v", matches)
 	}
-	if got := readFile(t, filepath.Join(matches[0], PodTextName)); got != "forged by the pod" {
+	if got := readFile(t, filepath.Join(matches[0], api.PodTextFile)); got != "forged by the pod" {
 		t.Errorf("forged file not kept as evidence: %q", got)
 	}
-	if got := readFile(t, filepath.Join(kd, PodTextName)); strings.Contains(got, "forged") {
+	if got := readFile(t, filepath.Join(kd, api.PodTextFile)); strings.Contains(got, "forged") {
 		t.Error("forged pod.txt still in .keeplog")
 	}
 }
@@ -143,8 +144,8 @@ func TestKubeletFSGroupWalkIsUndone(t *testing.T) {
 		t.Fatal(err)
 	}
 	// What kubelet's SetVolumeOwnership does after a mount with fsGroup 2000.
-	kd := filepath.Join(podDir, KeeplogDirName)
-	for path, mode := range map[string]os.FileMode{kd: os.ModeSetgid | 0o775, filepath.Join(kd, PodYAMLName): 0o664} {
+	kd := filepath.Join(podDir, api.KeeplogDir)
+	for path, mode := range map[string]os.FileMode{kd: os.ModeSetgid | 0o775, filepath.Join(kd, api.PodYAMLFile): 0o664} {
 		if err := os.Chown(path, -1, 2000); err != nil {
 			t.Fatal(err)
 		}
@@ -158,7 +159,7 @@ func TestKubeletFSGroupWalkIsUndone(t *testing.T) {
 	if uid, gid, mode := statOf(t, kd); uid != 0 || gid != 0 || mode != os.ModeDir|0o755 {
 		t.Errorf(".keeplog is %d:%d %v after a write", uid, gid, mode)
 	}
-	if uid, gid, mode := statOf(t, filepath.Join(kd, PodYAMLName)); uid != 0 || gid != 0 || mode != 0o644 {
+	if uid, gid, mode := statOf(t, filepath.Join(kd, api.PodYAMLFile)); uid != 0 || gid != 0 || mode != 0o644 {
 		t.Errorf("pod.yaml (not rewritten) is %d:%d %v after a write", uid, gid, mode)
 	}
 }
@@ -205,8 +206,8 @@ func TestSealAndVerify(t *testing.T) {
 		t.Fatalf("fresh files: changed %v, err %v", changed, err)
 	}
 	// A pod running as root rewrites pod.txt and deletes pod.yaml.
-	writeFile(t, filepath.Join(podDir, KeeplogDirName, PodTextName), "nothing to see")
-	if err := os.Remove(filepath.Join(podDir, KeeplogDirName, PodYAMLName)); err != nil {
+	writeFile(t, filepath.Join(podDir, api.KeeplogDir, api.PodTextFile), "nothing to see")
+	if err := os.Remove(filepath.Join(podDir, api.KeeplogDir, api.PodYAMLFile)); err != nil {
 		t.Fatal(err)
 	}
 	changed, err := w.Verify(podDir)

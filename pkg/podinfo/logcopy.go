@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keeplog/keeplog/internal/safefs"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -37,7 +38,7 @@ const (
 
 // LogCopier copies kubelet's container log files of a pod, <source>/<ns>_<pod>_<uid>/<container>/<files>, into
 // <podDir>/.keeplog/logs/<container>/<files>, incrementally, and hard-links them into the kubelet-layout tree
-// <root>/.pods/<ns>_<pod>_<uid>/<container>/<files> that collectors read (store.PodLogsDirName, collect.go):
+// <root>/.pods/<ns>_<pod>_<uid>/<container>/<files> that collectors read (api.PodLogsDir; the contract is in pkg/api):
 //
 //   - a file is identified by its content: the copy is taken to be the same file as the source when it is a prefix of
 //     it (its first and last 4 KiB match the source at the same offsets; CRI log lines start with a nanosecond
@@ -142,7 +143,7 @@ func (c *LogCopier) copyAll(ctx context.Context, podDir string, ref store.PodRef
 		return stats, err
 	}
 	defer kd.Close()
-	logs, err := safefs.OpenDirAt(kd, LogsDirName, true)
+	logs, err := safefs.OpenDirAt(kd, api.LogsDir, true)
 	if err != nil {
 		return stats, err
 	}

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // logEnv is a fake /var/log/pods and a pod directory.
@@ -41,7 +43,7 @@ func newLogEnv(t *testing.T) *logEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &logEnv{t: t, source: source, src: src, podDir: podDir, dst: filepath.Join(podDir, KeeplogDirName, LogsDirName, "app"), c: c}
+	return &logEnv{t: t, source: source, src: src, podDir: podDir, dst: filepath.Join(podDir, api.KeeplogDir, api.LogsDir, "app"), c: c}
 }
 
 func (e *logEnv) copy() CopyStats {

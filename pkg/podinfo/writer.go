@@ -16,15 +16,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/keeplog/keeplog/internal/safefs"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
-)
-
-// Keys kubelet puts into the volume context when the CSIDriver has podInfoOnMount: true.
-const (
-	VolumeContextPodName        = "csi.storage.k8s.io/pod.name"
-	VolumeContextPodNamespace   = "csi.storage.k8s.io/pod.namespace"
-	VolumeContextPodUID         = "csi.storage.k8s.io/pod.uid"
-	VolumeContextServiceAccount = "csi.storage.k8s.io/serviceAccount.name"
 )
 
 // PodContext is what the publish call says about the pod, without asking the API.
@@ -36,14 +29,14 @@ type PodContext struct {
 // PodContextFromVolumeContext reads the podInfoOnMount keys. ok is false when there are none; an error when they are
 // present but invalid.
 func PodContextFromVolumeContext(vc map[string]string) (pc PodContext, ok bool, err error) {
-	ref := store.PodRef{Namespace: vc[VolumeContextPodNamespace], Name: vc[VolumeContextPodName], UID: vc[VolumeContextPodUID]}
+	ref := store.PodRef{Namespace: vc[api.VolumeContextPodNamespace], Name: vc[api.VolumeContextPodName], UID: vc[api.VolumeContextPodUID]}
 	if ref == (store.PodRef{}) {
 		return PodContext{}, false, nil
 	}
 	if err := ref.Validate(); err != nil {
 		return PodContext{}, false, fmt.Errorf("volume context: %w", err)
 	}
-	return PodContext{Pod: ref, ServiceAccount: vc[VolumeContextServiceAccount]}, true, nil
+	return PodContext{Pod: ref, ServiceAccount: vc[api.VolumeContextServiceAccount]}, true, nil
 }
 
 // Options configures a Writer.
@@ -103,7 +96,7 @@ func (w *Writer) WritePodMetadata(ctx context.Context, podDir string, pod *corev
 	}
 	now := w.opts.Now()
 	text := Summary(pod, OwnerChain(ctx, w.opts.Owners, pod), now)
-	return w.writeKeeplogFiles(podDir, now, map[string][]byte{PodYAMLName: data, PodTextName: []byte(text)}, []string{PodYAMLName, PodTextName})
+	return w.writeKeeplogFiles(podDir, now, map[string][]byte{api.PodYAMLFile: data, api.PodTextFile: []byte(text)}, []string{api.PodYAMLFile, api.PodTextFile})
 }
 
 // WriteMinimal writes .keeplog/pod.txt from the publish context alone, for when the API is unreachable. It does
@@ -124,10 +117,10 @@ func (w *Writer) WriteMinimal(podDir string, pc PodContext) error {
 		return err
 	}
 	defer kd.Close()
-	if safefs.ExistsAt(kd, PodYAMLName) {
+	if safefs.ExistsAt(kd, api.PodYAMLFile) {
 		return nil
 	}
-	return w.writeAndSeal(kd, podDir, PodTextName, []byte(MinimalSummary(pc, now)))
+	return w.writeAndSeal(kd, podDir, api.PodTextFile, []byte(MinimalSummary(pc, now)))
 }
 
 // HasPodMetadata reports whether podDir holds a complete description (pod.yaml), e.g. to decide after a plugin
@@ -138,12 +131,12 @@ func HasPodMetadata(podDir string) bool {
 		return false
 	}
 	defer pd.Close()
-	kd, err := safefs.OpenDirAt(pd, KeeplogDirName, false)
+	kd, err := safefs.OpenDirAt(pd, api.KeeplogDir, false)
 	if err != nil {
 		return false
 	}
 	defer kd.Close()
-	return safefs.ExistsAt(kd, PodYAMLName)
+	return safefs.ExistsAt(kd, api.PodYAMLFile)
 }
 
 func (w *Writer) writeKeeplogFiles(podDir string, now time.Time, files map[string][]byte, order []string) error {
@@ -219,7 +212,7 @@ func (w *Writer) Verify(podDir string) ([]string, error) {
 		return nil, err
 	}
 	defer pd.Close()
-	kd, kerr := safefs.OpenDirAt(pd, KeeplogDirName, false)
+	kd, kerr := safefs.OpenDirAt(pd, api.KeeplogDir, false)
 	if kerr == nil {
 		defer kd.Close()
 	}

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // mountedOutside makes an outside directory with files (on the same filesystem as the root: same st_dev, only the
@@ -129,7 +131,7 @@ func TestDeletePodDirKeepsADirectoryThatHoldsAMount(t *testing.T) {
 // A mount that appears after the check (here: a tree already in the trash) stops the removal; it is never emptied.
 func TestEmptyTrashNeverEmptiesAMount(t *testing.T) {
 	s, root := openStore(t)
-	left := filepath.Join(root, StateDirName, trashDirName, "ns_pod_"+gcUID+"~1")
+	left := filepath.Join(root, api.KeeplogDir, trashDirName, "ns_pod_"+gcUID+"~1")
 	if err := os.MkdirAll(filepath.Join(left, "app"), 0o755); err != nil {
 		t.Fatal(err)
 	}

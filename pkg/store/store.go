@@ -2,7 +2,7 @@
 //
 //	<root>/<namespace>_<pod>_<uid>/           a pod's directory (kubelet's /var/log/pods naming)
 //	<root>/_volume_<volume-id>/               a volume's directory when the CO sent no pod information
-//	<root>/.pods/<pod-dir>/<container>/...    stdout/stderr in kubelet's layout, hard links (PodLogsDirName)
+//	<root>/.pods/<pod-dir>/<container>/...    stdout/stderr in kubelet's layout, hard links (api.PodLogsDir)
 //	<root>/.keeplog/volumes/<volume-id>/      keeplog's records of one volume:
 //	    volume.json                           what CreateVolume (or the first ephemeral publish) was asked for
 //	    pods/<pod-dir>.json                   each pod directory the volume owns, with publish/unpublish times
@@ -25,6 +25,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // Errors the driver maps to gRPC codes.
@@ -37,10 +39,6 @@ var (
 	// to someone else and is never emptied. The directory is kept until the mount is gone.
 	ErrHoldsMount = errors.New("holds a mount")
 )
-
-// StateDirName is keeplog's own records directory below the root. A namespace never starts with '.', so it never
-// clashes with a pod directory.
-const StateDirName = ".keeplog"
 
 // Kind tells how a volume came to be.
 type Kind string
@@ -113,8 +111,8 @@ func Open(root string, now func() time.Time) (*Store, error) {
 	if err := checkRealDir(root); err != nil {
 		return nil, fmt.Errorf("root: %w", err)
 	}
-	state := filepath.Join(root, StateDirName)
-	if err := os.MkdirAll(filepath.Join(state, "volumes"), 0o700); err != nil {
+	state := filepath.Join(root, api.KeeplogDir)
+	if err := os.MkdirAll(filepath.Join(state, api.VolumesDir), 0o700); err != nil {
 		return nil, fmt.Errorf("create state directory %s: %w", state, err)
 	}
 	if err := checkRealDir(state); err != nil {
@@ -130,7 +128,7 @@ func (s *Store) volumeDir(id string) (string, error) {
 	if err := ValidateKey(id); err != nil {
 		return "", err
 	}
-	return childPath(filepath.Join(s.state, "volumes"), id)
+	return childPath(filepath.Join(s.state, api.VolumesDir), id)
 }
 
 // PodDirPath returns the absolute path of a pod directory name, checked to be a direct child of the root.
@@ -148,7 +146,7 @@ func (s *Store) GetVolume(id string) (*Volume, error) {
 		return nil, fmt.Errorf("%w: %v", ErrNotFound, err)
 	}
 	v := &Volume{}
-	if err := readJSON(filepath.Join(dir, "volume.json"), v); err != nil {
+	if err := readJSON(filepath.Join(dir, api.VolumeRecordFile), v); err != nil {
 		return nil, err
 	}
 	return v, nil
@@ -167,7 +165,7 @@ func (s *Store) CreateVolume(v *Volume) (*Volume, error) {
 	} else if !errors.Is(err, ErrNotFound) {
 		return nil, err
 	}
-	for _, sub := range []string{"pods", "targets"} {
+	for _, sub := range []string{api.PodRecordsDir, api.TargetRecordsDir} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
 			return nil, fmt.Errorf("create records of volume %s: %w", v.ID, err)
 		}
@@ -175,7 +173,7 @@ func (s *Store) CreateVolume(v *Volume) (*Volume, error) {
 	if v.CreatedAt.IsZero() {
 		v.CreatedAt = s.now().UTC()
 	}
-	if err := WriteJSONAtomic(filepath.Join(dir, "volume.json"), v); err != nil {
+	if err := WriteJSONAtomic(filepath.Join(dir, api.VolumeRecordFile), v); err != nil {
 		return nil, err
 	}
 	s.changed(v.ID)
@@ -184,7 +182,7 @@ func (s *Store) CreateVolume(v *Volume) (*Volume, error) {
 
 // ListVolumes returns every volume record, sorted by ID.
 func (s *Store) ListVolumes() ([]*Volume, error) {
-	entries, err := os.ReadDir(filepath.Join(s.state, "volumes"))
+	entries, err := os.ReadDir(filepath.Join(s.state, api.VolumesDir))
 	if err != nil {
 		return nil, fmt.Errorf("list volumes: %w", err)
 	}
@@ -227,7 +225,7 @@ func (s *Store) ClaimPodDir(volumeID, dir string, pod *PodRef) (string, error) {
 	if owner != "" && owner != volumeID {
 		return "", fmt.Errorf("directory %s belongs to volume %s: %w", dir, owner, ErrConflict)
 	}
-	rec := filepath.Join(vdir, "pods", dir+".json")
+	rec := filepath.Join(vdir, api.PodRecordsDir, dir+".json")
 	if owner == "" {
 		now := s.now().UTC()
 		if err := WriteJSONAtomic(rec, &PodDir{Dir: dir, Pod: pod, FirstPublished: now, UnpublishedAt: now}); err != nil {
@@ -259,7 +257,7 @@ func (s *Store) ownerLocked(dir string) (string, error) {
 	if !ok {
 		return "", nil
 	}
-	if _, err := os.Lstat(filepath.Join(s.state, "volumes", id, "pods", dir+".json")); errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Lstat(filepath.Join(s.state, api.VolumesDir, id, api.PodRecordsDir, dir+".json")); errors.Is(err, fs.ErrNotExist) {
 		delete(s.owners, dir)
 		return "", nil
 	} else if err != nil {
@@ -273,7 +271,7 @@ func (s *Store) loadOwnersLocked() error {
 	if s.owners != nil {
 		return nil
 	}
-	vols, err := os.ReadDir(filepath.Join(s.state, "volumes"))
+	vols, err := os.ReadDir(filepath.Join(s.state, api.VolumesDir))
 	if err != nil {
 		return fmt.Errorf("list volumes: %w", err)
 	}
@@ -282,7 +280,7 @@ func (s *Store) loadOwnersLocked() error {
 		if !v.IsDir() || ValidateKey(v.Name()) != nil {
 			continue
 		}
-		recs, err := os.ReadDir(filepath.Join(s.state, "volumes", v.Name(), "pods"))
+		recs, err := os.ReadDir(filepath.Join(s.state, api.VolumesDir, v.Name(), api.PodRecordsDir))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -306,7 +304,7 @@ func (s *Store) loadOwnersLocked() error {
 // PodDirs lists the pod directories a volume owns.
 func (s *Store) PodDirs(volumeID string) ([]PodDir, error) {
 	var out []PodDir
-	err := s.eachRecord(volumeID, "pods", func(path string) error {
+	err := s.eachRecord(volumeID, api.PodRecordsDir, func(path string) error {
 		var p PodDir
 		if err := readJSON(path, &p); err != nil {
 			return err
@@ -320,7 +318,7 @@ func (s *Store) PodDirs(volumeID string) ([]PodDir, error) {
 // Targets lists where a volume is published right now.
 func (s *Store) Targets(volumeID string) ([]Target, error) {
 	var out []Target
-	err := s.eachRecord(volumeID, "targets", func(path string) error {
+	err := s.eachRecord(volumeID, api.TargetRecordsDir, func(path string) error {
 		var t Target
 		if err := readJSON(path, &t); err != nil {
 			return err
@@ -366,7 +364,7 @@ func (s *Store) FindTarget(volumeID, path string) (*Target, error) {
 		return nil, fmt.Errorf("%w: %v", ErrNotFound, err)
 	}
 	t := &Target{}
-	if err := readJSON(filepath.Join(vdir, "targets", targetRecordName(path)), t); err != nil {
+	if err := readJSON(filepath.Join(vdir, api.TargetRecordsDir, targetRecordName(path)), t); err != nil {
 		return nil, err
 	}
 	return t, nil
@@ -383,7 +381,7 @@ func (s *Store) AddTarget(volumeID string, t Target) error {
 	if t.PublishedAt.IsZero() {
 		t.PublishedAt = s.now().UTC()
 	}
-	if err := WriteJSONAtomic(filepath.Join(vdir, "targets", targetRecordName(t.Path)), &t); err != nil {
+	if err := WriteJSONAtomic(filepath.Join(vdir, api.TargetRecordsDir, targetRecordName(t.Path)), &t); err != nil {
 		return err
 	}
 	defer s.changed(volumeID) // after the pod directory's record too, and when that fails
@@ -402,7 +400,7 @@ func (s *Store) RemoveTarget(volumeID, path string) error {
 	if err != nil {
 		return err
 	}
-	rec := filepath.Join(vdir, "targets", targetRecordName(path))
+	rec := filepath.Join(vdir, api.TargetRecordsDir, targetRecordName(path))
 	var t Target
 	if err := readJSON(rec, &t); err != nil {
 		if errors.Is(err, ErrNotFound) {
@@ -430,7 +428,7 @@ func (s *Store) RemoveTarget(volumeID, path string) error {
 }
 
 func (s *Store) updatePodDirLocked(vdir, dir string, change func(*PodDir)) error {
-	rec := filepath.Join(vdir, "pods", dir+".json")
+	rec := filepath.Join(vdir, api.PodRecordsDir, dir+".json")
 	var p PodDir
 	if err := readJSON(rec, &p); err != nil {
 		return err
@@ -462,7 +460,7 @@ func (s *Store) DeleteVolume(id string) error {
 	defer s.changed(id) // marked deleting, directories removed or the records gone: each is a change
 	if !v.Deleting {
 		v.Deleting = true
-		if err := WriteJSONAtomic(filepath.Join(vdir, "volume.json"), v); err != nil {
+		if err := WriteJSONAtomic(filepath.Join(vdir, api.VolumeRecordFile), v); err != nil {
 			return err
 		}
 	}
@@ -484,7 +482,7 @@ func (s *Store) DeleteVolume(id string) error {
 		if err := removeTree(s.root, path); err != nil {
 			return err
 		}
-		if err := os.Remove(filepath.Join(vdir, "pods", d.Dir+".json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := os.Remove(filepath.Join(vdir, api.PodRecordsDir, d.Dir+".json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("remove record of %s: %w", d.Dir, err)
 		}
 		if s.owners != nil && s.owners[d.Dir] == id {

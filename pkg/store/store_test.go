@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 func openStore(t *testing.T) (*Store, string) {
@@ -286,7 +288,7 @@ func TestOwnerIndexFollowsTheRecords(t *testing.T) {
 		t.Fatalf("claim after DeleteVolume: %v", err)
 	}
 	// A record removed by hand is not believed.
-	if err := os.Remove(filepath.Join(root, StateDirName, "volumes", "v1:n:c", "pods", ref("p3").DirName()+".json")); err != nil {
+	if err := os.Remove(filepath.Join(root, api.KeeplogDir, "volumes", "v1:n:c", "pods", ref("p3").DirName()+".json")); err != nil {
 		t.Fatal(err)
 	}
 	if got := owner(s, "p3"); got != "" {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -81,7 +82,7 @@ func writeRetainedDirs(root string, n int) error {
 	for i := range n {
 		ref := store.PodRef{Namespace: "team", Name: fmt.Sprintf("app-%d", i), UID: fmt.Sprintf("00000000-0000-0000-0000-%012d", i)}
 		id := "v1:node-a:pvc-" + strconv.Itoa(i)
-		vdir := filepath.Join(root, store.StateDirName, "volumes", id)
+		vdir := filepath.Join(root, api.KeeplogDir, "volumes", id)
 		pdir := filepath.Join(root, ref.DirName())
 		for _, d := range []string{filepath.Join(vdir, "pods"), filepath.Join(vdir, "targets"),
 			filepath.Join(pdir, "app"), filepath.Join(pdir, ".keeplog")} {

@@ -10,7 +10,7 @@ import (
 
 	"k8s.io/klog/v2"
 
-	"github.com/keeplog/keeplog/pkg/store"
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // update applies what changed since the last call: the volumes whose records the store changed, then the paths the
@@ -119,7 +119,7 @@ func (t *Tracker) markDirtyLocked(path string) {
 
 // isOwnRel reports whether rel (inside a pod directory) is keeplog's own metadata directory or below it.
 func isOwnRel(rel string) bool {
-	return rel == store.StateDirName || strings.HasPrefix(rel, store.StateDirName+"/")
+	return rel == api.KeeplogDir || strings.HasPrefix(rel, api.KeeplogDir+"/")
 }
 
 // parentRel is rel's parent inside the pod directory ("" for a top-level entry).

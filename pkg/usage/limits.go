@@ -9,6 +9,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/keeplog/keeplog/internal/units"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/store"
 )
@@ -59,7 +60,7 @@ func (t *Tracker) evaluate() {
 			klog.InfoS("Volume is back under its limit", "volume", id, "usedBytes", s.Bytes, "limitBytes", v.limit)
 			for _, name := range v.dirs {
 				if d := t.dirs[name]; d != nil && d.pod != nil && v.notified[name] {
-					events = append(events, podEvent{*d.pod, "Normal", ReasonBackUnder, fmt.Sprintf(
+					events = append(events, podEvent{*d.pod, "Normal", api.ReasonVolumeBackUnderLimit, fmt.Sprintf(
 						"keeplog volume %s uses %s, under its limit of %s again", id, units.Bytes(s.Bytes), units.Bytes(v.limit))})
 				}
 			}
@@ -78,7 +79,7 @@ func (t *Tracker) evaluate() {
 			}
 			if over && v.published[name] && d.pod != nil && !v.notified[name] {
 				v.notified[name] = true
-				events = append(events, podEvent{*d.pod, "Warning", ReasonOverLimit, overMessage(id, s, v, t.deps.Enforcer != nil)})
+				events = append(events, podEvent{*d.pod, "Warning", api.ReasonVolumeOverLimit, overMessage(id, s, v, t.deps.Enforcer != nil)})
 			}
 			want := enforce && v.published[name] && d.present && now.Sub(d.seen) >= t.cfg.BlockGrace
 			block := want && (!d.blocked || d.usage.Inodes > d.blockedAt.Inodes)
@@ -137,7 +138,7 @@ func (t *Tracker) enforce(a enforcement) {
 		t.m.enforceErrors.WithLabelValues(op).Inc()
 		klog.ErrorS(err, "Could not enforce the volume's limit", "operation", op, "volume", a.volumeID, "dir", a.path)
 		if a.pod != nil && t.deps.Events != nil && first {
-			t.deps.Events.PodEvent(*a.pod, "Warning", ReasonEnforceFailed, fmt.Sprintf(
+			t.deps.Events.PodEvent(*a.pod, "Warning", api.ReasonVolumeLimitEnforcementFailed, fmt.Sprintf(
 				"keeplog could not %s writes to volume %s: %v", op, a.volumeID, err))
 		}
 	}
@@ -145,7 +146,7 @@ func (t *Tracker) enforce(a enforcement) {
 	case first:
 		klog.InfoS("Pod directory blocked: its volume is over its limit", "volume", a.volumeID, "dir", a.path, "enforcer", t.deps.Enforcer.Name())
 		if a.pod != nil && t.deps.Events != nil {
-			t.deps.Events.PodEvent(*a.pod, "Warning", ReasonBlocked, fmt.Sprintf(
+			t.deps.Events.PodEvent(*a.pod, "Warning", api.ReasonVolumeBlocked, fmt.Sprintf(
 				"keeplog blocked writes to volume %s (limitAction block): files there cannot be written, created or deleted until the volume is back under its limit", a.volumeID))
 		}
 	case !a.block:

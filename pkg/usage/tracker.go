@@ -40,14 +40,6 @@ const (
 	DefaultBlockGrace = 10 * time.Second
 )
 
-// Event reasons on pods.
-const (
-	ReasonOverLimit     = "VolumeOverLimit"
-	ReasonBlocked       = "VolumeBlocked"
-	ReasonBackUnder     = "VolumeBackUnderLimit"
-	ReasonEnforceFailed = "VolumeLimitEnforcementFailed"
-)
-
 // Config tunes the Tracker; zero values take the defaults.
 type Config struct {
 	UpdateInterval time.Duration // how often dirty paths are applied and limits checked
