@@ -10,9 +10,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/keeplog/keeplog/pkg/api"
-	"github.com/keeplog/keeplog/pkg/archiver"
 	"github.com/keeplog/keeplog/pkg/dump"
-	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/semaphore"
 )
 
@@ -39,13 +37,13 @@ func setupDump(c *components) error {
 		Pods:    c.pods.Get,
 		Memory:  dump.NewCgroupReader(o.CgroupRoot),
 		Events:  c.events,
-		Archive: dumpArchivePolicy(c.policy),
+		Archive: c.archivePolicies.Patterns,
 		Clock:   clock.RealClock{}, Registerer: c.reg, Log: klog.Background().WithName("dump"),
 		Liveness: c.live.Loop("dump", dumpLivenessBound(o.PollInterval)),
 		HTTP:     &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}},
 	}
-	if p, ok := c.deps.Archiver.(interface{ Pending(string) bool }); ok && p != nil {
-		deps.Pending = p.Pending
+	if c.archiver != nil {
+		deps.Pending = c.archiver.Pending
 	}
 	if ex, err := dump.NewAPIExecer(c.restCfg); err != nil {
 		klog.InfoS("dump-exec is not available: pods that ask for it get a DumpSkipped Event", "reason", err)
@@ -90,17 +88,4 @@ func setupDump(c *components) error {
 		c.handlers[dump.WebhookPath] = wh
 	}
 	return nil
-}
-
-// dumpArchivePolicy gives the dump manager a pod directory's archive patterns (which files are dumps) and whether
-// it is archived. Warnings about malformed annotations are the archiver's to report.
-func dumpArchivePolicy(r *policy.Resolver) func(string) archiver.Policy {
-	return func(dir string) archiver.Policy {
-		p, _, err := r.For(dir)
-		if err != nil {
-			klog.V(4).InfoS("Dump file patterns from defaults", "dir", dir, "reason", err)
-			return archiver.Policy{}
-		}
-		return archiver.Policy{Off: !p.Archive, Patterns: p.ArchivePatterns}
-	}
 }

@@ -46,8 +46,8 @@ func setupGC(c *components) error {
 	o := c.opts.GC
 	deps := gc.Deps{Store: c.store, Clock: clock.RealClock{}, Kube: c.kube.CoreV1(), Registerer: c.reg, Forget: c.policy.Forget,
 		Liveness: c.live.Loop("gc", gcLivenessBound)}
-	if a, ok := c.deps.Archiver.(gc.Archive); ok && a != nil {
-		deps.Archive = a
+	if c.archiver != nil {
+		deps.Archive = c.archiver
 	}
 	if c.pods != nil {
 		deps.Live = c.pods.Annotations
@@ -67,6 +67,7 @@ func setupGC(c *components) error {
 	if err != nil {
 		return err
 	}
+	c.gc = g
 	c.deps.Admission = g
 	c.add("garbage collector", g.Run)
 	klog.InfoS("Garbage collection", "retainFor", o.RetainFor, "maxRetainFor", o.MaxRetainFor, "interval", o.Interval,

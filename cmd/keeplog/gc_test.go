@@ -58,7 +58,7 @@ keeplog_root_shares_filesystem{with="pod-logs"} 0
 	if err := testutil.GatherAndCompare(c.reg, strings.NewReader(want), "keeplog_root_shares_filesystem"); err != nil {
 		t.Fatal(err)
 	}
-	g := c.deps.Admission.(*gc.GC)
+	g := c.gc
 	drv, err := driver.New(driver.Config{NodeID: "node-1"}, driver.Deps{Store: st, Mounter: mount.NewFakeMounter(nil), Admission: g})
 	if err != nil {
 		t.Fatal(err)

@@ -21,7 +21,9 @@ import (
 	"k8s.io/mount-utils"
 
 	"github.com/keeplog/keeplog/internal/liveness"
+	"github.com/keeplog/keeplog/pkg/archiver"
 	"github.com/keeplog/keeplog/pkg/driver"
+	"github.com/keeplog/keeplog/pkg/gc"
 	"github.com/keeplog/keeplog/pkg/kube"
 	"github.com/keeplog/keeplog/pkg/podinfo"
 	"github.com/keeplog/keeplog/pkg/policy"
@@ -82,8 +84,13 @@ type components struct {
 	events  *kube.Events       // nil without API access: no Events
 	pods    *kube.NodePods     // nil without API access
 	policy  *policy.Resolver
-	deps    driver.Deps
-	runners []runner
+	// archivePolicies is c.policy as the archiver and the dump trigger ask for it (cached, malformed annotations
+	// reported once).
+	archivePolicies *policy.ArchivePolicies
+	archiver        *archiver.Archiver // nil without --archive-target
+	gc              *gc.GC
+	deps            driver.Deps
+	runners         []runner
 	// handlers are served on --http-address beside /healthz and /metrics, by path (dump.go's webhook).
 	handlers map[string]http.Handler
 }
@@ -131,6 +138,7 @@ func run(ctx context.Context, o *Options) error {
 		c.add("pod informer", func(ctx context.Context) error { c.pods.Run(ctx); return nil })
 	}
 	c.policy = policy.NewResolver(st, live, o.GC.policyDefaults())
+	c.archivePolicies = policy.NewArchivePolicies(c.policy, policy.ArchiveDeps{Events: c.events, Log: klog.Background()})
 	if c.pods != nil {
 		if err := c.pods.OnChange(func(p *corev1.Pod) {
 			ref := store.PodRef{Namespace: p.Namespace, Name: p.Name, UID: string(p.UID)}

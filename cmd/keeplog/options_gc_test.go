@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/keeplog/keeplog/internal/liveness"
 	"github.com/keeplog/keeplog/pkg/api"
+	"github.com/keeplog/keeplog/pkg/archiver"
 	"github.com/keeplog/keeplog/pkg/gc"
 	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/store"
@@ -106,11 +108,12 @@ func TestWatermarkDefaultsFollowTheFilesystem(t *testing.T) {
 	}
 }
 
-// pendingArchiver is a driver.Archiver that also answers Pending, as pkg/archiver does.
-type pendingArchiver struct{}
+// noDialer refuses every connection: the archiver below never runs, the GC only asks it what is pending.
+type noDialer struct{}
 
-func (pendingArchiver) MarkUnpublished(string) {}
-func (pendingArchiver) Pending(string) bool    { return true }
+func (noDialer) Dial(context.Context) (archiver.Remote, error) {
+	return nil, errors.New("not connected")
+}
 
 func TestSetupGCWiresAdmissionAndArchive(t *testing.T) {
 	o := parseGC(t, "--root="+filepath.Join(t.TempDir(), "root"))
@@ -123,7 +126,10 @@ func TestSetupGCWiresAdmissionAndArchive(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.policy = policy.NewResolver(st, nil, o.GC.policyDefaults())
-	c.deps.Archiver = pendingArchiver{}
+	if c.archiver, err = archiver.New(archiver.Config{NodeName: "n", Target: archiver.Target{BaseDir: "/archive"}},
+		archiver.Deps{Root: o.Root, StateDir: filepath.Join(t.TempDir(), "journal"), Dialer: noDialer{}}); err != nil {
+		t.Fatal(err)
+	}
 	if err := setupGC(c); err != nil {
 		t.Fatal(err)
 	}
@@ -139,16 +145,19 @@ func TestSetupGCWiresAdmissionAndArchive(t *testing.T) {
 	if err := c.deps.Admission.AdmitVolume(); err != nil && !strings.Contains(err.Error(), o.Root) {
 		t.Fatalf("AdmitVolume: %v", err)
 	}
-	// An orphan directory long expired stays while the archiver says it has work for it.
+	// An orphan directory long expired stays while the archiver says it has work for it: a heap dump not archived.
 	orphan := filepath.Join(o.Root, "ns_pod_0f8c6a3e-1d2b-4c5d-8e9f-0a1b2c3d4e5f")
-	if err := os.Mkdir(orphan, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(orphan, "app"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(orphan, "app", "java_pid1.hprof"), []byte("dump"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	old := time.Now().Add(-365 * 24 * time.Hour)
 	if err := os.Chtimes(orphan, old, old); err != nil {
 		t.Fatal(err)
 	}
-	g := c.deps.Admission.(*gc.GC)
+	g := c.gc
 	if res, err := g.Pass(context.Background()); err != nil || len(res.Deleted) != 0 {
 		t.Fatalf("pass deleted %+v (%v) although the archiver has work pending", res.Deleted, err)
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/keeplog/keeplog/internal/fswatch"
 	"github.com/keeplog/keeplog/internal/liveness"
 	"github.com/keeplog/keeplog/pkg/api"
+	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -62,7 +63,7 @@ type Deps struct {
 	Semaphore Semaphore
 	// Policy gives a pod directory's policy (argument: its base name,
 	// "<ns>_<pod>_<uid>"). Default patterns, nothing else, when nil.
-	Policy func(podDir string) Policy
+	Policy func(podDir string) policy.ArchivePolicy
 	// Writers finds files open for writing; ProcFS{} when nil.
 	Writers WriterChecker
 	// Log; discarded when zero.
@@ -82,7 +83,7 @@ type Archiver struct {
 	dialer  Dialer
 	rec     EventRecorder
 	sem     Semaphore
-	policy  func(string) Policy
+	policy  func(string) policy.ArchivePolicy
 	writers WriterChecker
 	log     logr.Logger
 	queue   *queue
@@ -131,7 +132,7 @@ func New(cfg Config, deps Deps) (*Archiver, error) {
 		deps.Semaphore = NewLocalSemaphore(cfg.MaxConcurrentUploads)
 	}
 	if deps.Policy == nil {
-		deps.Policy = func(string) Policy { return Policy{} }
+		deps.Policy = func(string) policy.ArchivePolicy { return policy.ArchivePolicy{} }
 	}
 	if deps.Recorder == nil {
 		deps.Recorder = nopRecorder{}

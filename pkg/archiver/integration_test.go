@@ -26,6 +26,7 @@ import (
 
 	"github.com/keeplog/keeplog/internal/loopfs"
 	"github.com/keeplog/keeplog/pkg/api"
+	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -502,15 +503,15 @@ func TestFirstOnlyAndDeleteAfterUpload(t *testing.T) {
 	podB := e.pod("ns", "delete")
 	var mu sync.Mutex
 	reset := ""
-	policy := func(pod string) Policy {
+	pol := func(pod string) policy.ArchivePolicy {
 		mu.Lock()
 		defer mu.Unlock()
 		if pod == podA {
-			return Policy{FirstOnly: true, FirstOnlyReset: reset}
+			return policy.ArchivePolicy{FirstOnly: true, FirstOnlyReset: reset}
 		}
-		return Policy{DeleteAfterUpload: true}
+		return policy.ArchivePolicy{DeleteAfterUpload: true}
 	}
-	r := e.start(e.config(), Deps{Policy: policy})
+	r := e.start(e.config(), Deps{Policy: pol})
 
 	// firstOnly: the first dump of a container is uploaded, the next is not;
 	// another container has its own first.
@@ -581,7 +582,7 @@ func TestDeleteAfterUploadWaitsForABlockedVolume(t *testing.T) {
 	}
 	chattr("+i")
 	t.Cleanup(func() { _ = exec.Command("chattr", "-i", filepath.Dir(dump), dump).Run() }) // or the mount cannot go
-	r := e.start(e.config(), Deps{Policy: func(string) Policy { return Policy{DeleteAfterUpload: true} }})
+	r := e.start(e.config(), Deps{Policy: func(string) policy.ArchivePolicy { return policy.ArchivePolicy{DeleteAfterUpload: true} }})
 	waitFor(t, time.Minute, "the dump archived", func() bool { return exists(e.archived(pod, "app/java_pid1.hprof")) })
 	if got := fileSHA(t, e.archived(pod, "app/java_pid1.hprof")); got != sum {
 		t.Fatalf("server copy sha256 %s, want %s", got, sum)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/keeplog/keeplog/pkg/api"
+	"github.com/keeplog/keeplog/pkg/policy"
 )
 
 // makeSparse makes a file of the given apparent size with a few KiB of data and returns its sha256 (computed by
@@ -72,11 +73,11 @@ func TestSparseFileSkippedOrUploadedByPolicy(t *testing.T) {
 	skip, raw := e.pod("ns", "skip"), e.pod("ns", "raw")
 	makeSparse(t, filepath.Join(e.root, skip, "app", "core.2"), 256<<20)
 	rawSum := makeSparse(t, filepath.Join(e.root, raw, "app", "core.3"), 96<<20)
-	r := e.start(e.config(), Deps{Policy: func(pod string) Policy {
+	r := e.start(e.config(), Deps{Policy: func(pod string) policy.ArchivePolicy {
 		if pod == skip {
-			return Policy{Sparse: SparseSkip}
+			return policy.ArchivePolicy{Sparse: policy.SparseSkip}
 		}
-		return Policy{Sparse: SparseUpload}
+		return policy.ArchivePolicy{Sparse: policy.SparseUpload}
 	}})
 	waitFor(t, time.Minute, "the skipped file in the status", func() bool {
 		fs := statusOf(readStatus(t, e.root, skip), "app/core.2")

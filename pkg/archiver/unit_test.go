@@ -115,41 +115,6 @@ func TestParsePodDirAndRemotePath(t *testing.T) {
 	}
 }
 
-func TestPolicy(t *testing.T) {
-	def := Policy{}
-	for _, tc := range []struct {
-		p    Policy
-		rel  string
-		want bool
-	}{
-		{def, "app/java_pid12.hprof", true},
-		{def, "app/core", true},
-		{def, "app/core.4711", true},
-		{def, "app/hs_err_pid1.log", true},
-		{def, "app/sub/deep.hprof", true},
-		{def, "app/app.log", false},
-		{def, "app/corefile", false},
-		{def, "app/x.hprof.tmp", false},
-		{def, api.LegacyArchiveStatusFile, false},
-		{Policy{Patterns: []string{"*"}}, api.LegacyArchiveStatusFile, false},
-		{Policy{Patterns: []string{"*"}}, ".tmp-0123456789ab-" + api.LegacyArchiveStatusFile, false},
-		{Policy{Patterns: []string{"*"}}, ".tmp-0123456789ab-other.json", true},
-		{Policy{Patterns: []string{"dumps/*.bin"}}, "app/dumps/a.bin", true},
-		{Policy{Patterns: []string{"dumps/*.bin"}}, "app/a.bin", false},
-		{Policy{Patterns: []string{"*.bin"}}, "app/x/a.bin", true},
-		{Policy{Off: true}, "app/java_pid12.hprof", false},
-		{Policy{Off: true, Patterns: []string{"*"}}, "app/a.bin", false},
-	} {
-		if got := tc.p.Matches(tc.rel); got != tc.want {
-			t.Errorf("%v.Matches(%q) = %v, want %v", tc.p.Patterns, tc.rel, got, tc.want)
-		}
-	}
-	if err := (Policy{Patterns: []string{"[", "/abs", "../x", ""}}).Validate(); err == nil ||
-		!strings.Contains(err.Error(), `"["`) || !strings.Contains(err.Error(), `"/abs"`) || !strings.Contains(err.Error(), "empty") {
-		t.Errorf("Validate: %v", err)
-	}
-}
-
 func TestJournalRecovery(t *testing.T) {
 	dir := t.TempDir()
 	j, warns, err := OpenJournal(dir)

@@ -13,6 +13,7 @@ import (
 	"github.com/keeplog/keeplog/internal/fswatch"
 	"github.com/keeplog/keeplog/internal/safefs"
 	"github.com/keeplog/keeplog/pkg/api"
+	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -79,7 +80,7 @@ func (a *Archiver) handleEvent(w *fswatch.Watcher, name string) {
 		a.scanPod(w, pod)
 		return
 	}
-	if inOwnDir(rel) || isOwnFile(path.Base(rel)) { // keeplog's own names: known before any syscall
+	if inOwnDir(rel) || policy.IsOwnFile(path.Base(rel)) { // keeplog's own names: known before any syscall
 		return
 	}
 	st, err := a.fs.lstat(pod, rel)

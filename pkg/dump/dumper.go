@@ -20,7 +20,7 @@ import (
 	"github.com/keeplog/keeplog/internal/safefs"
 	"github.com/keeplog/keeplog/internal/units"
 	"github.com/keeplog/keeplog/pkg/api"
-	"github.com/keeplog/keeplog/pkg/archiver"
+	"github.com/keeplog/keeplog/pkg/policy"
 )
 
 // trigger is why a dump is taken.
@@ -147,9 +147,9 @@ func (m *Manager) locked(fn func()) {
 	fn()
 }
 
-func (m *Manager) archivePolicy(dir string) archiver.Policy {
+func (m *Manager) archivePolicy(dir string) policy.ArchivePolicy {
 	if m.deps.Archive == nil {
-		return archiver.Policy{Off: true}
+		return policy.ArchivePolicy{Off: true}
 	}
 	return m.deps.Archive(dir)
 }
@@ -209,7 +209,7 @@ type fileState struct {
 
 // dumpFiles lists the files of a pod directory that are dumps (the archive patterns, whether or not archiving is
 // on), by path relative to the pod directory. keeplog's own .keeplog directory is left out.
-func dumpFiles(podDir string, pol archiver.Policy) map[string]fileState {
+func dumpFiles(podDir string, pol policy.ArchivePolicy) map[string]fileState {
 	pol.Off = false
 	out := map[string]fileState{}
 	d, err := safefs.OpenDir(podDir)
@@ -232,7 +232,7 @@ func dumpFiles(podDir string, pol archiver.Policy) map[string]fileState {
 
 // waitFinished waits for new or changed dump files in the pod directory (compared with before) that then stay
 // unchanged for the quiet period and, with an archiver, until it has nothing of the pod directory left to do.
-func (m *Manager) waitFinished(ctx context.Context, podDir string, pol archiver.Policy, before map[string]fileState) ([]string, error) {
+func (m *Manager) waitFinished(ctx context.Context, podDir string, pol policy.ArchivePolicy, before map[string]fileState) ([]string, error) {
 	clk := m.deps.Clock
 	changed := map[string]fileState{}
 	since := map[string]time.Time{}

@@ -8,7 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/keeplog/keeplog/pkg/archiver"
+	"github.com/keeplog/keeplog/pkg/policy"
 )
 
 // TestDumpFilesStaysInThePodDirectory: the walk that looks for new dumps never follows a symlink the pod planted
@@ -41,7 +41,7 @@ func TestDumpFilesStaysInThePodDirectory(t *testing.T) {
 		}
 	})
 	var got []string
-	for rel := range dumpFiles(pod, archiver.Policy{}) {
+	for rel := range dumpFiles(pod, policy.ArchivePolicy{}) {
 		got = append(got, rel)
 	}
 	slices.Sort(got)

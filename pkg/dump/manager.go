@@ -31,7 +31,7 @@ import (
 	"github.com/keeplog/keeplog/internal/liveness"
 	"github.com/keeplog/keeplog/internal/units"
 	"github.com/keeplog/keeplog/pkg/api"
-	"github.com/keeplog/keeplog/pkg/archiver"
+	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -113,7 +113,7 @@ type Deps struct {
 	Semaphore Semaphore
 	// Archive returns the archive policy of a pod directory (name), whose patterns say which files are dumps; nil:
 	// the archiver's default patterns, not archived.
-	Archive func(podDir string) archiver.Policy
+	Archive func(podDir string) policy.ArchivePolicy
 	// Pending reports files of a pod directory (path) still to be archived; nil without an archiver.
 	Pending func(podDir string) bool
 	// Exec runs dump-exec commands; nil: pods that ask for exec are told it is not possible.

@@ -21,7 +21,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/keeplog/keeplog/pkg/api"
-	"github.com/keeplog/keeplog/pkg/archiver"
+	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -177,7 +177,7 @@ func (e *env) deps() Deps {
 			return e.pod.DeepCopy(), true
 		},
 		Memory: e.mem, Events: e.events, Semaphore: e.sem,
-		Archive: func(string) archiver.Policy { return archiver.Policy{} },
+		Archive: func(string) policy.ArchivePolicy { return policy.ArchivePolicy{} },
 		Pending: func(string) bool { return e.pending.Load() },
 		FreeBytes: func(string) (uint64, error) {
 			return e.free.Load(), nil

@@ -1,4 +1,4 @@
-package archiver
+package policy
 
 import (
 	"errors"
@@ -10,13 +10,14 @@ import (
 	"github.com/keeplog/keeplog/pkg/api"
 )
 
-// Policy says which files of a pod directory are archived and how.
-type Policy struct {
+// ArchivePolicy says which files of a pod directory the archiver uploads and how (Policy.ArchivePolicy): the
+// archiver applies it, the heap dump trigger reads its patterns to know which files are dumps.
+type ArchivePolicy struct {
 	// Off archives nothing from the pod directory.
 	Off bool
 	// Patterns are path.Match globs. A pattern without "/" matches a file's
 	// base name; one with "/" matches its path inside the container
-	// directory (e.g. "dumps/*.hprof"). Empty means DefaultPatterns.
+	// directory (e.g. "dumps/*.hprof"). Empty means DefaultArchivePatterns.
 	Patterns []string
 	// DeleteAfterUpload deletes the local file once its upload is verified.
 	DeleteAfterUpload bool
@@ -30,18 +31,18 @@ type Policy struct {
 	// ".zst"), at CompressionLevel (1-22; 0 = DefaultZstdLevel).
 	Compression      string
 	CompressionLevel int
-	// Sparse is what happens to a sparse file (see sparse.go) that is not compressed anyway: SparseCompress
-	// (also ""), SparseSkip or SparseUpload.
-	Sparse string
+	// Sparse is what happens to a sparse file (pkg/archiver's sparse.go) that is not compressed anyway:
+	// SparseCompress (also ""), SparseSkip or SparseUpload.
+	Sparse SparseAction
 }
 
-// DefaultPatterns are heap dumps, core dumps and JVM crash logs.
-func DefaultPatterns() []string {
+// DefaultArchivePatterns are heap dumps, core dumps and JVM crash logs.
+func DefaultArchivePatterns() []string {
 	return []string{"*.hprof", "core", "core.*", "hs_err_pid*.log"}
 }
 
 // Validate reports malformed patterns.
-func (p Policy) Validate() error {
+func (p ArchivePolicy) Validate() error {
 	var errs []error
 	for _, pat := range p.Patterns {
 		if pat == "" {
@@ -78,9 +79,9 @@ func (p Policy) Validate() error {
 // Matches reports whether a file at rel (inside the pod directory, slash
 // separated, first component the container) is to be archived. keeplog's
 // own files never match.
-func (p Policy) Matches(rel string) bool {
+func (p ArchivePolicy) Matches(rel string) bool {
 	base := path.Base(rel)
-	if p.Off || isOwnFile(base) {
+	if p.Off || IsOwnFile(base) {
 		return false
 	}
 	inContainer := rel
@@ -89,7 +90,7 @@ func (p Policy) Matches(rel string) bool {
 	}
 	pats := p.Patterns
 	if len(pats) == 0 {
-		pats = DefaultPatterns()
+		pats = DefaultArchivePatterns()
 	}
 	for _, pat := range pats {
 		target := base
@@ -103,14 +104,15 @@ func (p Policy) Matches(rel string) bool {
 	return false
 }
 
-// isOwnFile is true for the status file an older keeplog wrote in the pod directory and its temporary files.
-func isOwnFile(base string) bool {
+// IsOwnFile is true for the status file an older keeplog wrote in the pod directory and its temporary files:
+// never archived, and the archiver's watch ignores them before any syscall.
+func IsOwnFile(base string) bool {
 	return base == api.LegacyArchiveStatusFile || safefs.IsTempOf(base, api.LegacyArchiveStatusFile)
 }
 
-// Sparse actions (Policy.Sparse).
-const (
-	SparseCompress = "compress"
-	SparseSkip     = "skip"
-	SparseUpload   = "upload"
-)
+// ArchivePolicy is the part of the policy the archiver applies.
+func (p Policy) ArchivePolicy() ArchivePolicy {
+	return ArchivePolicy{Off: !p.Archive, Patterns: p.ArchivePatterns, DeleteAfterUpload: p.DeleteAfterUpload,
+		FirstOnly: p.FirstOnly, FirstOnlyReset: p.FirstOnlyReset, Compression: p.ArchiveCompression,
+		CompressionLevel: p.ArchiveCompressionLevel, Sparse: p.ArchiveSparse}
+}

@@ -1,13 +1,13 @@
-package main
+package policy
 
 import (
 	"reflect"
 	"testing"
 	"time"
 
+	clocktesting "k8s.io/utils/clock/testing"
+
 	"github.com/keeplog/keeplog/pkg/api"
-	"github.com/keeplog/keeplog/pkg/archiver"
-	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -26,12 +26,13 @@ func TestArchivePolicyFromStorageClassAndAnnotations(t *testing.T) {
 		t.Fatal(err)
 	}
 	ann := map[string]string{api.AnnotationArchive: "true"}
-	r := policy.NewResolver(st, func(store.PodRef) (map[string]string, bool) { return ann, true }, policy.Defaults{})
+	r := NewResolver(st, func(store.PodRef) (map[string]string, bool) { return ann, true }, Defaults{})
 	now := time.Unix(1000, 0)
-	get := archivePolicy(r, nil, func() time.Time { return now })
+	clk := clocktesting.NewFakePassiveClock(now)
+	get := NewArchivePolicies(r, ArchiveDeps{Clock: clk}).For
 
-	want := archiver.Policy{Patterns: []string{"*.bin"}, FirstOnly: true, Compression: "zstd", CompressionLevel: 5,
-		Sparse: archiver.SparseSkip}
+	want := ArchivePolicy{Patterns: []string{"*.bin"}, FirstOnly: true, Compression: "zstd", CompressionLevel: 5,
+		Sparse: SparseSkip}
 	if got := get(ref.DirName()); !reflect.DeepEqual(got, want) {
 		t.Fatalf("policy %+v, want %+v", got, want)
 	}
@@ -40,12 +41,12 @@ func TestArchivePolicyFromStorageClassAndAnnotations(t *testing.T) {
 	if got := get(ref.DirName()); got.Off {
 		t.Fatal("the cached policy was not used within its TTL")
 	}
-	now = now.Add(policyCacheTTL)
+	clk.SetTime(now.Add(archiveCacheTTL))
 	if got := get(ref.DirName()); !got.Off {
 		t.Fatalf("policy %+v after the TTL: want archiving off from the new annotation", got)
 	}
 	// A directory no volume owns archives with the defaults.
-	if got := get("ns_other_1123456789abcdef0123456789abcdef"); !reflect.DeepEqual(got, archiver.Policy{}) {
+	if got := get("ns_other_1123456789abcdef0123456789abcdef"); !reflect.DeepEqual(got, ArchivePolicy{}) {
 		t.Fatalf("unowned directory: %+v, want the defaults", got)
 	}
 }
