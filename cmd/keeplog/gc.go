@@ -44,7 +44,7 @@ func findShared(o *Options) (gc.Shared, error) {
 // deleted.
 func setupGC(c *components) error {
 	o := c.opts.GC
-	deps := gc.Deps{Store: c.store, Clock: clock.RealClock{}, Kube: c.kube.CoreV1(), Registerer: c.reg, Forget: c.policy.Forget,
+	deps := gc.Deps{Log: klog.Background(), Store: c.store, Clock: clock.RealClock{}, Kube: c.kube.CoreV1(), Registerer: c.reg, Forget: c.policy.Forget,
 		Liveness: c.live.Loop("gc", gcLivenessBound)}
 	if c.archiver != nil {
 		deps.Archive = c.archiver
@@ -78,12 +78,12 @@ func setupGC(c *components) error {
 		klog.InfoS("No Kubernetes API access: Released PVs and PVs of vanished nodes are left alone")
 		return nil
 	}
-	orphans, err := gc.NewOrphanPVs(gc.OrphanConfig{DriverName: c.opts.DriverName, TopologyKey: api.TopologyKey,
+	orphans, err := gc.NewOrphanPVs(gc.OrphanConfig{Log: klog.Background(), DriverName: c.opts.DriverName, TopologyKey: api.TopologyKey,
 		Grace: o.OrphanPVGrace, DryRun: o.DryRun}, c.kube.CoreV1(), clock.RealClock{}, g)
 	if err != nil {
 		return err
 	}
-	lc := gc.LeaderConfig{Namespace: c.opts.Namespace, Name: gcLeaseName, Identity: c.opts.NodeID}
+	lc := gc.LeaderConfig{Log: klog.Background(), Namespace: c.opts.Namespace, Name: gcLeaseName, Identity: c.opts.NodeID}
 	c.add("garbage collector leader election", func(ctx context.Context) error {
 		return gc.RunElected(ctx, c.kube.CoordinationV1(), lc, func(ctx context.Context) { orphans.Run(ctx, o.Interval) })
 	})

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 	"k8s.io/mount-utils"
+	"k8s.io/utils/clock"
 
 	"github.com/keeplog/keeplog/internal/liveness"
 	"github.com/keeplog/keeplog/pkg/archiver"
@@ -115,7 +116,7 @@ func (c *components) add(name string, run func(ctx context.Context) error) {
 
 func run(ctx context.Context, o *Options) error {
 	klog.InfoS("Starting keeplog", "version", version, "driver", o.DriverName, "node", o.NodeID, "root", o.Root)
-	st, err := store.Open(o.Root, time.Now)
+	st, err := store.Open(o.Root, clock.RealClock{})
 	if err != nil {
 		return err
 	}
@@ -131,7 +132,7 @@ func run(ctx context.Context, o *Options) error {
 	}
 	var live policy.LiveAnnotations
 	if c.kube != nil {
-		c.events = kube.NewEvents(c.kube.CoreV1(), "keeplog", o.NodeID)
+		c.events = kube.NewEvents(c.kube.CoreV1(), "keeplog", o.NodeID, klog.Background())
 		defer c.events.Shutdown()
 		c.pods = kube.NewNodePods(c.kube.CoreV1(), o.NodeID, 10*time.Minute)
 		live = c.pods.Annotations
@@ -150,7 +151,7 @@ func run(ctx context.Context, o *Options) error {
 		}
 	}
 
-	describer, err := podinfo.NewDescriber(podinfo.DescriberConfig{Node: o.NodeID, KeepEnvValues: o.KeepEnvValues,
+	describer, err := podinfo.NewDescriber(podinfo.DescriberConfig{Log: klog.Background(), Node: o.NodeID, KeepEnvValues: o.KeepEnvValues,
 		LogSourceRoot: o.PodLogsDir, Interval: o.DescribeInterval}, c.podAPI())
 	if err != nil {
 		return err
@@ -162,7 +163,7 @@ func run(ctx context.Context, o *Options) error {
 			return fmt.Errorf("watch pods: %w", err)
 		}
 	}
-	c.deps = driver.Deps{Store: st, Mounter: mount.New(""), Metrics: c.reg, Describer: describer}
+	c.deps = driver.Deps{Log: klog.Background(), Store: st, Mounter: mount.New(""), Metrics: c.reg, Describer: describer}
 	for _, part := range []func(*components) error{setupArchiver, setupGC, setupUsage, setupDump, setupGrace} {
 		if err := part(c); err != nil {
 			return err

@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"k8s.io/utils/clock"
 
 	"github.com/keeplog/keeplog/internal/liveness"
 	"github.com/keeplog/keeplog/pkg/api"
@@ -117,7 +118,7 @@ func (noDialer) Dial(context.Context) (archiver.Remote, error) {
 
 func TestSetupGCWiresAdmissionAndArchive(t *testing.T) {
 	o := parseGC(t, "--root="+filepath.Join(t.TempDir(), "root"))
-	st, err := store.Open(o.Root, time.Now)
+	st, err := store.Open(o.Root, clock.RealClock{})
 	if err != nil {
 		t.Fatal(err)
 	}

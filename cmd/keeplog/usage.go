@@ -19,7 +19,7 @@ const usageLoopBound = 5 * time.Minute
 // setupUsage adds usage accounting and volume limits (pkg/usage): NodeGetVolumeStats and GetCapacity read from it.
 func setupUsage(c *components) error {
 	o := c.opts.Usage
-	deps := usage.Deps{Store: c.store, Registerer: c.reg}
+	deps := usage.Deps{Log: klog.Background(), Store: c.store, Registerer: c.reg}
 	if c.live != nil {
 		deps.Live = c.live.Loop("usage", max(usageLoopBound, 2*o.UpdateInterval))
 	}

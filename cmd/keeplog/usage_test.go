@@ -4,9 +4,9 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/utils/clock"
 
 	"github.com/keeplog/keeplog/internal/liveness"
 	"github.com/keeplog/keeplog/pkg/api"
@@ -17,7 +17,7 @@ import (
 // fails when it stalls.
 func TestSetupUsageRecordsLiveness(t *testing.T) {
 	o := parseGC(t, "--root="+filepath.Join(t.TempDir(), "root"), "--usage-enforcer=none")
-	st, err := store.Open(o.Root, time.Now)
+	st, err := store.Open(o.Root, clock.RealClock{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,6 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"k8s.io/klog/v2"
 
 	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/policy"
@@ -93,7 +92,7 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	case err != nil:
 		return nil, storeError(err)
 	default:
-		klog.InfoS("Volume created", "volume", got.ID, "capacity", capacity)
+		d.log.Info("Volume created", "volume", got.ID, "capacity", capacity)
 	}
 	return &csi.CreateVolumeResponse{Volume: &csi.Volume{
 		VolumeId:           got.ID,
@@ -145,7 +144,7 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 	}
 	id, err := parseVolumeID(raw)
 	if err != nil {
-		klog.V(2).InfoS("DeleteVolume of an ID that is not a keeplog volume: nothing to delete", "volume", raw, "reason", err)
+		d.log.V(2).Info("DeleteVolume of an ID that is not a keeplog volume: nothing to delete", "volume", raw, "reason", err)
 		return &csi.DeleteVolumeResponse{}, nil
 	}
 	if id.Node != d.cfg.NodeID {
@@ -159,7 +158,7 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 	if err := d.store.DeleteVolume(raw); err != nil {
 		return nil, storeError(fmt.Errorf("DeleteVolume %s: %w", raw, err))
 	}
-	klog.InfoS("Volume deleted", "volume", raw)
+	d.log.Info("Volume deleted", "volume", raw)
 	return &csi.DeleteVolumeResponse{}, nil
 }
 

@@ -6,12 +6,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"k8s.io/mount-utils"
+	"k8s.io/utils/clock"
 
 	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
@@ -31,7 +31,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	base := t.TempDir()
 	root := filepath.Join(base, "root")
-	st, err := store.Open(root, time.Now)
+	st, err := store.Open(root, clock.RealClock{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,6 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"k8s.io/klog/v2"
 	"k8s.io/mount-utils"
 
 	"github.com/keeplog/keeplog/pkg/api"
@@ -75,7 +74,7 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		dir = pod.DirName()
 	} else {
 		d.noPodInfoOnce.Do(func() {
-			klog.InfoS("WARNING: NodePublishVolume without pod information; volumes get one directory per volume instead of one per pod. Set podInfoOnMount: true in the CSIDriver object.", "volume", raw, "directory", dir)
+			d.log.Info("WARNING: NodePublishVolume without pod information; volumes get one directory per volume instead of one per pod. Set podInfoOnMount: true in the CSIDriver object.", "volume", raw, "directory", dir)
 		})
 	}
 	readOnly := req.GetReadonly()
@@ -113,11 +112,11 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	}
 	if err := d.bindMount(source, target, readOnly); err != nil {
 		if rerr := d.store.RemoveTarget(vol.ID, target); rerr != nil {
-			klog.ErrorS(rerr, "Could not drop the publish record of a failed mount", "volume", raw, "target", target)
+			d.log.Error(rerr, "Could not drop the publish record of a failed mount", "volume", raw, "target", target)
 		}
 		return nil, status.Errorf(codes.Internal, "NodePublishVolume %s: %v", raw, err)
 	}
-	klog.InfoS("Volume published", "volume", raw, "target", target, "directory", source, "readOnly", readOnly)
+	d.log.Info("Volume published", "volume", raw, "target", target, "directory", source, "readOnly", readOnly)
 	return &csi.NodePublishVolumeResponse{}, nil
 }
 
@@ -207,7 +206,7 @@ func (d *Driver) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 			d.archiver.MarkUnpublished(path)
 		}
 	}
-	klog.InfoS("Volume unpublished; its directory is kept", "volume", raw, "target", target)
+	d.log.Info("Volume unpublished; its directory is kept", "volume", raw, "target", target)
 	return &csi.NodeUnpublishVolumeResponse{}, nil
 }
 

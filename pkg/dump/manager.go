@@ -23,9 +23,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
 	"github.com/keeplog/keeplog/internal/liveness"
@@ -80,8 +80,8 @@ func (c *Config) setDefaults() {
 	def(&c.QuietPeriod, DefaultQuietPeriod)
 }
 
-// EventRecorder records Events on pods (*kube.Events).
-type EventRecorder interface {
+// Recorder sends Events on pods (*kube.Events implements it).
+type Recorder interface {
 	PodEvent(pod store.PodRef, eventType, reason, message string)
 }
 
@@ -108,7 +108,7 @@ type Deps struct {
 	// Memory reads containers' memory (required).
 	Memory MemoryReader
 	// Events on pods; nil records none.
-	Events EventRecorder
+	Events Recorder
 	// Semaphore is the cluster-wide dump limit; nil: none.
 	Semaphore Semaphore
 	// Archive returns the archive policy of a pod directory (name), whose patterns say which files are dumps; nil:
@@ -126,7 +126,7 @@ type Deps struct {
 	Clock clock.WithTicker
 	// Registerer for the metrics; nil: not registered.
 	Registerer prometheus.Registerer
-	Log        klog.Logger
+	Log        logr.Logger
 	// Liveness records the poll loop's progress (each poll, each pod looked at, and a heartbeat while it waits),
 	// so that /healthz fails when the loop is wedged; nil records nothing. Dumps run outside the loop.
 	Liveness *liveness.Loop

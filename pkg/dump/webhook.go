@@ -14,13 +14,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
-	"k8s.io/klog/v2"
 
 	"github.com/keeplog/keeplog/pkg/api"
 )
@@ -62,7 +62,7 @@ type WebhookResult struct {
 type Webhook struct {
 	client    corev1client.PodsGetter
 	tokenFile string
-	log       klog.Logger
+	log       logr.Logger
 	requests  *prometheus.CounterVec // by HTTP status code
 	alerts    *prometheus.CounterVec // by WebhookResult.Result
 	handler   http.Handler           // serve, counted into requests
@@ -73,7 +73,7 @@ var webhookResults = []string{"requested", "unchanged", "resolved", "no-pod", "n
 
 // NewWebhook patches pods with client. With tokenFile, requests must carry "Authorization: Bearer <the file's
 // content>" (read at each request, so it can be rotated). Its metrics go to reg (nil: not registered).
-func NewWebhook(client corev1client.PodsGetter, tokenFile string, log klog.Logger, reg prometheus.Registerer) (*Webhook, error) {
+func NewWebhook(client corev1client.PodsGetter, tokenFile string, log logr.Logger, reg prometheus.Registerer) (*Webhook, error) {
 	w := &Webhook{client: client, tokenFile: tokenFile, log: log,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: api.MetricDumpWebhookRequestsTotal,
 			Help: "Requests to the Alertmanager receiver by HTTP status answered (401: bad token, 400: bad payload, 500: an API error Alertmanager retries)."},

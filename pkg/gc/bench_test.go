@@ -29,7 +29,7 @@ func BenchmarkGCPass10000(b *testing.B) {
 	const n = 10000
 	root := filepath.Join(b.TempDir(), "root")
 	clk := clocktesting.NewFakeClock(t0)
-	st, err := store.Open(root, clk.Now)
+	st, err := store.Open(root, clk)
 	if err != nil {
 		b.Fatal(err)
 	}

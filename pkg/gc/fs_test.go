@@ -79,7 +79,7 @@ func TestDiskPressureOnLoopExt4(t *testing.T) {
 	mnt := loopfs.ForTest(t, 64)
 	f := newFixture(t)
 	f.root = filepath.Join(mnt, "root")
-	st, err := store.Open(f.root, f.clk.Now)
+	st, err := store.Open(f.root, f.clk)
 	if err != nil {
 		t.Fatal(err)
 	}

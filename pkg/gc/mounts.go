@@ -3,8 +3,6 @@ package gc
 import (
 	"fmt"
 
-	"k8s.io/klog/v2"
-
 	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
@@ -21,10 +19,10 @@ func (g *GC) heldMount(c *candidate, err error) {
 	g.heldMounts[c.dir] = true
 	g.mu.Unlock()
 	if known {
-		klog.V(4).InfoS("Pod directory still holds a mount; kept", "dir", c.dir, "reason", err)
+		g.log.V(4).Info("Pod directory still holds a mount; kept", "dir", c.dir, "reason", err)
 		return
 	}
-	klog.InfoS("Pod directory not deleted: something is mounted inside it; it is kept until that is unmounted", "dir", c.dir, "reason", err.Error())
+	g.log.Info("Pod directory not deleted: something is mounted inside it; it is kept until that is unmounted", "dir", c.dir, "reason", err.Error())
 	if ref, perr := store.ParsePodDirName(c.dir); perr == nil && g.events != nil {
 		g.events.PodEvent(ref, "Warning", api.ReasonLogDirectoryHoldsMount,
 			fmt.Sprintf("keeplog keeps the pod's expired log directory on node %s: %v", g.cfg.Node, err))

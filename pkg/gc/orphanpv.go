@@ -16,8 +16,9 @@ import (
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/util/retry"
-	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
+
+	"github.com/go-logr/logr"
 
 	"github.com/keeplog/keeplog/pkg/api"
 )
@@ -30,6 +31,8 @@ const (
 
 // OrphanConfig configures the clean-up of PVs whose node is gone.
 type OrphanConfig struct {
+	// Log is where the clean-up logs (the zero Logger discards).
+	Log        logr.Logger
 	DriverName string
 	// TopologyKey is the node-affinity key of keeplog PVs (api.TopologyKey).
 	TopologyKey string
@@ -123,7 +126,7 @@ func (o *OrphanPVs) handle(ctx context.Context, pv *corev1.PersistentVolume, nod
 	}
 	t, err := time.Parse(time.RFC3339, since)
 	if !marked || err != nil {
-		klog.InfoS("PV's node does not exist; it is deleted after the grace period unless the node comes back", "pv", pv.Name, "node", node, "grace", o.cfg.Grace)
+		o.cfg.Log.Info("PV's node does not exist; it is deleted after the grace period unless the node comes back", "pv", pv.Name, "node", node, "grace", o.cfg.Grace)
 		if o.cfg.DryRun {
 			return false, nil
 		}
@@ -137,12 +140,12 @@ func (o *OrphanPVs) handle(ctx context.Context, pv *corev1.PersistentVolume, nod
 		return false, nil
 	}
 	if pv.Status.Phase == corev1.VolumeBound {
-		klog.InfoS("PV's node is gone but the PV is still bound to a claim; delete the claim to let it go", "pv", pv.Name, "node", node,
+		o.cfg.Log.Info("PV's node is gone but the PV is still bound to a claim; delete the claim to let it go", "pv", pv.Name, "node", node,
 			"claim", claimName(pv), "missingSince", since)
 		return false, nil
 	}
 	if o.cfg.DryRun {
-		klog.InfoS("Dry run: would delete the PV of a vanished node", "pv", pv.Name, "node", node, "missingSince", since)
+		o.cfg.Log.Info("Dry run: would delete the PV of a vanished node", "pv", pv.Name, "node", node, "missingSince", since)
 		return false, nil
 	}
 	// The provisioner of the vanished node never removes its finalizer: it goes first, then the PV.
@@ -169,7 +172,7 @@ func (o *OrphanPVs) handle(ctx context.Context, pv *corev1.PersistentVolume, nod
 	if o.metrics != nil {
 		o.metrics.pvs.WithLabelValues("node_gone").Inc()
 	}
-	klog.InfoS("Deleted the PV of a vanished node", "pv", pv.Name, "node", node, "missingSince", since)
+	o.cfg.Log.Info("Deleted the PV of a vanished node", "pv", pv.Name, "node", node, "missingSince", since)
 	return true, nil
 }
 
@@ -200,6 +203,8 @@ func claimName(pv *corev1.PersistentVolume) string {
 
 // LeaderConfig names the Lease of the leader election.
 type LeaderConfig struct {
+	// Log is where the election logs (the zero Logger discards).
+	Log                       logr.Logger
 	Namespace, Name, Identity string
 	// LeaseDuration, RenewDeadline and RetryPeriod as in client-go's leaderelection; zero means 15s, 10s, 2s.
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
@@ -221,11 +226,11 @@ func RunElected(ctx context.Context, leases coordinationv1client.LeasesGetter, c
 		ReleaseOnCancel: true, Name: cfg.Name,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(ctx context.Context) {
-				klog.InfoS("Leading the cluster-wide garbage collection", "lease", cfg.Namespace+"/"+cfg.Name, "identity", cfg.Identity)
+				cfg.Log.Info("Leading the cluster-wide garbage collection", "lease", cfg.Namespace+"/"+cfg.Name, "identity", cfg.Identity)
 				lead(ctx)
 			},
 			OnStoppedLeading: func() {
-				klog.InfoS("No longer leading the cluster-wide garbage collection", "lease", cfg.Namespace+"/"+cfg.Name)
+				cfg.Log.Info("No longer leading the cluster-wide garbage collection", "lease", cfg.Namespace+"/"+cfg.Name)
 			},
 		},
 	})
@@ -248,9 +253,9 @@ func (o *OrphanPVs) Run(ctx context.Context, interval time.Duration) {
 	defer t.Stop()
 	for {
 		if deleted, err := o.Pass(ctx); err != nil {
-			klog.ErrorS(err, "Orphan PV pass failed; retrying at the next one")
+			o.cfg.Log.Error(err, "Orphan PV pass failed; retrying at the next one")
 		} else if len(deleted) > 0 {
-			klog.InfoS("Deleted PVs of vanished nodes", "pvs", deleted)
+			o.cfg.Log.Info("Deleted PVs of vanished nodes", "pvs", deleted)
 		}
 		select {
 		case <-ctx.Done():

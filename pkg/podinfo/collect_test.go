@@ -8,8 +8,10 @@ import (
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/yaml"
 
 	"github.com/keeplog/keeplog/pkg/api"
@@ -34,10 +36,10 @@ func collectTree(t *testing.T) (root, pods string, stdout, apps []string) {
 	t.Helper()
 	e := newLogEnv(t)
 	root = filepath.Dir(e.podDir)
-	if _, err := store.Open(root, time.Now); err != nil {
+	if _, err := store.Open(root, clock.RealClock{}); err != nil {
 		t.Fatal(err)
 	}
-	w := NewWriter(Options{Now: func() time.Time { return fixedNow }})
+	w := NewWriter(Options{Clock: clocktesting.NewFakePassiveClock(fixedNow)})
 	if err := w.WriteMinimal(e.podDir, PodContext{Pod: testRef}); err != nil {
 		t.Fatal(err)
 	}

@@ -209,7 +209,7 @@ func (w *Writer) WriteEndStateUnavailable(podDir string, ref store.PodRef, unpub
 		return err
 	}
 	defer pd.Close()
-	kd, err := openKeeplogDir(pd, w.opts.Now())
+	kd, err := openKeeplogDir(pd, w.opts.Clock.Now())
 	if err != nil {
 		return err
 	}
@@ -229,6 +229,6 @@ func (w *Writer) writeEndState(podDir string, es EndState) error {
 	if err != nil {
 		return fmt.Errorf("encode end state of pod %s: %w", es.Pod, err)
 	}
-	return w.writeKeeplogFiles(podDir, w.opts.Now(), map[string][]byte{api.StatusYAMLFile: data, api.EndedTextFile: []byte(EndedText(es))},
+	return w.writeKeeplogFiles(podDir, w.opts.Clock.Now(), map[string][]byte{api.StatusYAMLFile: data, api.EndedTextFile: []byte(EndedText(es))},
 		[]string{api.StatusYAMLFile, api.EndedTextFile})
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	clocktesting "k8s.io/utils/clock/testing"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
@@ -89,7 +91,7 @@ func TestEndState(t *testing.T) {
 			pod.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: "migrate", State: corev1.ContainerState{
 				Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed"}}}}
 			podDir := newPodDir(t, testRef)
-			w := NewWriter(Options{Now: func() time.Time { return fixedNow }})
+			w := NewWriter(Options{Clock: clocktesting.NewFakePassiveClock(fixedNow)})
 			if err := w.WriteEndState(podDir, pod, unpublished); err != nil {
 				t.Fatal(err)
 			}
@@ -131,7 +133,7 @@ func TestEndState(t *testing.T) {
 func TestEndStateUnavailableDoesNotReplaceAKnownEnd(t *testing.T) {
 	requireRoot(t)
 	podDir := newPodDir(t, testRef)
-	w := NewWriter(Options{Now: func() time.Time { return fixedNow }})
+	w := NewWriter(Options{Clock: clocktesting.NewFakePassiveClock(fixedNow)})
 	if err := w.WriteEndStateUnavailable(podDir, testRef, fixedNow, errors.New("pod not found")); err != nil {
 		t.Fatal(err)
 	}

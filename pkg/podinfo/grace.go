@@ -11,7 +11,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+
+	"github.com/go-logr/logr"
 
 	"github.com/keeplog/keeplog/internal/safefs"
 	"github.com/keeplog/keeplog/pkg/api"
@@ -34,7 +36,7 @@ type GraceConfig struct {
 	RetainFor     time.Duration // how long an entry is kept after its pod is gone; <= 0: 24h
 	SweepInterval time.Duration // how often expired entries are deleted; <= 0: 1m
 	KeepEnvValues bool
-	Now           func() time.Time
+	Clock         clock.PassiveClock // nil: the real clock
 }
 
 // GraceStore is the part of the store the grace deletes through.
@@ -45,6 +47,8 @@ type GraceStore interface {
 
 // GraceDeps are the grace's side effects.
 type GraceDeps struct {
+	// Log is where the grace logs (the zero Logger discards).
+	Log   logr.Logger
 	Store GraceStore
 	// Pod is the node's pod cache (the informer): the pod of ref while it is on the node.
 	Pod func(ref store.PodRef) (*corev1.Pod, bool)
@@ -78,8 +82,8 @@ const nsCacheFor = time.Minute
 
 // NewGrace builds a Grace.
 func NewGrace(cfg GraceConfig, deps GraceDeps) (*Grace, error) {
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
 	}
 	if cfg.Poll <= 0 {
 		cfg.Poll = 250 * time.Millisecond
@@ -96,7 +100,7 @@ func NewGrace(cfg GraceConfig, deps GraceDeps) (*Grace, error) {
 	if deps.Store == nil || deps.Pod == nil {
 		return nil, errors.New("grace: Store and Pod are required")
 	}
-	copier, err := NewLogCopier(cfg.SourceRoot, cfg.Now)
+	copier, err := NewLogCopier(cfg.SourceRoot, cfg.Clock)
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +156,7 @@ func (g *Grace) Poll(ctx context.Context) {
 			g.selected[dir] = ref
 			g.mu.Unlock()
 			if err := g.writePod(pod); err != nil {
-				klog.ErrorS(err, "Could not write the pod's metadata for the stdout grace", "pod", ref.String())
+				g.deps.Log.Error(err, "Could not write the pod's metadata for the stdout grace", "pod", ref.String())
 			}
 		}
 	}
@@ -177,13 +181,13 @@ func (g *Grace) pass(ctx context.Context, ref store.PodRef) {
 		return
 	}
 	if err := g.Link(ctx, ref); err != nil {
-		klog.V(2).InfoS("Stdout grace: link failed", "pod", ref.String(), "error", err)
+		g.deps.Log.V(2).Info("Stdout grace: link failed", "pod", ref.String(), "error", err)
 	}
 	if onNode {
 		return
 	}
 	if err := g.writeEnded(ref); err != nil {
-		klog.ErrorS(err, "Could not record the end of a pod for the stdout grace", "pod", ref.String())
+		g.deps.Log.Error(err, "Could not record the end of a pod for the stdout grace", "pod", ref.String())
 	}
 	g.drop(ref)
 }
@@ -202,7 +206,7 @@ func (g *Grace) selects(ctx context.Context, pod *corev1.Pod) bool {
 	if g.deps.NamespaceLabels == nil {
 		return false
 	}
-	now := g.cfg.Now()
+	now := g.cfg.Clock.Now()
 	g.mu.Lock()
 	c, ok := g.ns[pod.Namespace]
 	g.mu.Unlock()
@@ -211,7 +215,7 @@ func (g *Grace) selects(ctx context.Context, pod *corev1.Pod) bool {
 	}
 	labels, err := g.deps.NamespaceLabels(ctx, pod.Namespace)
 	if err != nil {
-		klog.V(2).InfoS("Stdout grace: namespace labels not read", "namespace", pod.Namespace, "error", err)
+		g.deps.Log.V(2).Info("Stdout grace: namespace labels not read", "namespace", pod.Namespace, "error", err)
 		return ok && c.selected
 	}
 	c = nsLabels{selected: labels[api.AnnotationStdoutGrace] == "true", at: now}
@@ -245,5 +249,5 @@ func (g *Grace) writeEnded(ref store.PodRef) error {
 	if safefs.ExistsAt(entry, api.PodLogsEndedFile) {
 		return nil
 	}
-	return writeFileAt(entry, api.PodLogsEndedFile, []byte(g.cfg.Now().UTC().Format(time.RFC3339)+"\n"))
+	return writeFileAt(entry, api.PodLogsEndedFile, []byte(g.cfg.Clock.Now().UTC().Format(time.RFC3339)+"\n"))
 }

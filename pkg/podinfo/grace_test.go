@@ -34,11 +34,11 @@ func newGraceEnv(t *testing.T, sourceBase string) *graceEnv {
 	requireRoot(t)
 	e := &graceEnv{t: t, source: filepath.Join(sourceBase, "pods"), root: filepath.Join(t.TempDir(), "root"),
 		pods: map[store.PodRef]*corev1.Pod{}, ns: map[string]map[string]string{}, now: fixedNow}
-	st, err := store.Open(e.root, func() time.Time { return e.now })
+	st, err := store.Open(e.root, funcClock(func() time.Time { return e.now }))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.g, err = NewGrace(GraceConfig{Root: e.root, SourceRoot: e.source, RetainFor: time.Hour, Now: func() time.Time { return e.now }},
+	e.g, err = NewGrace(GraceConfig{Root: e.root, SourceRoot: e.source, RetainFor: time.Hour, Clock: funcClock(func() time.Time { return e.now })},
 		GraceDeps{Store: st, Pod: func(r store.PodRef) (*corev1.Pod, bool) { p, ok := e.pods[r]; return p, ok },
 			NamespaceLabels: func(_ context.Context, n string) (map[string]string, error) { return e.ns[n], nil }})
 	if err != nil {

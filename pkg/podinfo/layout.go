@@ -34,10 +34,7 @@
 // keeplog's CSIDriver has fsGroupPolicy None. With File (an admin's choice), kubelet itself chowns the whole volume
 // to the fsGroup and adds group write after each mount; keeplog takes .keeplog/ back (root:root 0755, its files 0644)
 // each time it writes there.
-// A pod running as UID 0 without a user namespace can forge anything in its own directory; for that case
-// Options.SealDir (outside every pod directory) receives the sha256 of each metadata file written, and Verify reports
-// files that no longer match. The stdout copies are not sealed (they grow); they are a copy, kubelet's files are the
-// original while the pod lives.
+// A pod running as UID 0 without a user namespace can forge anything in its own directory, keeplog's files included.
 //
 // The copies are also hard-linked into <root>/.pods/<ns>_<pod>_<uid>/<container>/ (api.PodLogsDir), kubelet's
 // own layout, which is what collectors read (api.CollectStdoutGlob: the collector contract); the contract's globs exclude

@@ -39,7 +39,7 @@ func newLogEnv(t *testing.T) *logEnv {
 	}
 	podDir := newPodDir(t, testRef)
 	var n atomic.Int64 // a clock that moves, safe for concurrent Copy calls
-	c, err := NewLogCopier(source, func() time.Time { return fixedNow.Add(time.Duration(n.Add(1))) })
+	c, err := NewLogCopier(source, funcClock(func() time.Time { return fixedNow.Add(time.Duration(n.Add(1))) }))
 	if err != nil {
 		t.Fatal(err)
 	}

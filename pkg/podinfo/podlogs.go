@@ -159,7 +159,7 @@ func (c *LogCopier) withLockedLogs(ctx context.Context, podDir string, fn func(l
 		return err
 	}
 	defer pd.Close()
-	kd, err := openKeeplogDir(pd, c.now())
+	kd, err := openKeeplogDir(pd, c.clk.Now())
 	if err != nil {
 		return err
 	}

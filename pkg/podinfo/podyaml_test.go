@@ -6,7 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
@@ -86,7 +87,7 @@ func TestPodYAMLRedaction(t *testing.T) {
 func TestWritePodMetadataFiles(t *testing.T) {
 	requireRoot(t)
 	dir := newPodDir(t, testRef)
-	w := NewWriter(Options{Now: func() time.Time { return fixedNow }})
+	w := NewWriter(Options{Clock: clocktesting.NewFakePassiveClock(fixedNow)})
 	if err := w.WritePodMetadata(context.Background(), dir, testPod()); err != nil {
 		t.Fatal(err)
 	}

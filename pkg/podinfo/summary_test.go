@@ -7,7 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -151,7 +152,7 @@ func TestSummary(t *testing.T) {
 func TestMinimalThenComplete(t *testing.T) {
 	requireRoot(t)
 	dir := newPodDir(t, testRef)
-	w := NewWriter(Options{Now: func() time.Time { return fixedNow }})
+	w := NewWriter(Options{Clock: clocktesting.NewFakePassiveClock(fixedNow)})
 	pc, ok, err := PodContextFromVolumeContext(map[string]string{
 		api.VolumeContextPodNamespace: testRef.Namespace, api.VolumeContextPodName: testRef.Name, api.VolumeContextPodUID: testRef.UID,
 		api.VolumeContextServiceAccount: "web-sa"})

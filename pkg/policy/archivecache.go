@@ -19,15 +19,15 @@ const archiveCacheTTL = 5 * time.Second
 // archiveCacheMax is the cache size at which expired entries are dropped.
 const archiveCacheMax = 1024
 
-// PodEvents sends an Event on a pod (pkg/kube's Events in production).
-type PodEvents interface {
+// Recorder sends Events on pods (*kube.Events implements it).
+type Recorder interface {
 	PodEvent(pod store.PodRef, eventType, reason, message string)
 }
 
 // ArchiveDeps are the side effects of ArchivePolicies.
 type ArchiveDeps struct {
 	// Events gets a Warning Event the first time a pod directory's annotations are seen malformed; nil sends none.
-	Events PodEvents
+	Events Recorder
 	Clock  clock.PassiveClock // nil: the real clock
 	Log    logr.Logger
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/utils/clock"
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/keeplog/keeplog/pkg/api"
@@ -12,7 +13,7 @@ import (
 )
 
 func TestArchivePolicyFromStorageClassAndAnnotations(t *testing.T) {
-	st, err := store.Open(t.TempDir(), time.Now)
+	st, err := store.Open(t.TempDir(), clock.RealClock{})
 	if err != nil {
 		t.Fatal(err)
 	}

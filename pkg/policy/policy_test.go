@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/utils/clock"
+
 	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
@@ -161,7 +163,7 @@ func TestKeeplogAnnotations(t *testing.T) {
 }
 
 func TestResolverRecordsAnnotationsAndOutlivesThePod(t *testing.T) {
-	st, err := store.Open(t.TempDir(), time.Now)
+	st, err := store.Open(t.TempDir(), clock.RealClock{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -144,7 +144,7 @@ func (s *Store) moveToTrashAs(path, name string) (string, error) {
 	if err := checkRealDir(trash); err != nil {
 		return "", err
 	}
-	trashed, err := childPath(trash, name+"~"+strconv.FormatInt(s.now().UnixNano(), 10))
+	trashed, err := childPath(trash, name+"~"+strconv.FormatInt(s.clk.Now().UnixNano(), 10))
 	if err != nil {
 		return "", err
 	}

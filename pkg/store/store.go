@@ -26,6 +26,8 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/utils/clock"
+
 	"github.com/keeplog/keeplog/pkg/api"
 )
 
@@ -92,7 +94,7 @@ type Target struct {
 type Store struct {
 	root  string
 	state string
-	now   func() time.Time
+	clk   clock.PassiveClock
 	mu    sync.Mutex
 	// owners maps a pod directory to the volume that owns it; nil until the first lookup. Guarded by mu.
 	owners map[string]string
@@ -101,7 +103,8 @@ type Store struct {
 }
 
 // Open checks the root (absolute, a real directory, not "/") and creates it and the state directory when missing.
-func Open(root string, now func() time.Time) (*Store, error) {
+// clk stamps the records (nil: the real clock).
+func Open(root string, clk clock.PassiveClock) (*Store, error) {
 	if !filepath.IsAbs(root) || filepath.Clean(root) != root || root == "/" {
 		return nil, fmt.Errorf("root %q must be a clean absolute path other than /", root)
 	}
@@ -118,7 +121,10 @@ func Open(root string, now func() time.Time) (*Store, error) {
 	if err := checkRealDir(state); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	return &Store{root: root, state: state, now: now}, nil
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
+	return &Store{root: root, state: state, clk: clk}, nil
 }
 
 // Root is the directory under which every pod directory lives.
@@ -171,7 +177,7 @@ func (s *Store) CreateVolume(v *Volume) (*Volume, error) {
 		}
 	}
 	if v.CreatedAt.IsZero() {
-		v.CreatedAt = s.now().UTC()
+		v.CreatedAt = s.clk.Now().UTC()
 	}
 	if err := WriteJSONAtomic(filepath.Join(dir, api.VolumeRecordFile), v); err != nil {
 		return nil, err
@@ -227,7 +233,7 @@ func (s *Store) ClaimPodDir(volumeID, dir string, pod *PodRef) (string, error) {
 	}
 	rec := filepath.Join(vdir, api.PodRecordsDir, dir+".json")
 	if owner == "" {
-		now := s.now().UTC()
+		now := s.clk.Now().UTC()
 		if err := WriteJSONAtomic(rec, &PodDir{Dir: dir, Pod: pod, FirstPublished: now, UnpublishedAt: now}); err != nil {
 			return "", err
 		}
@@ -379,7 +385,7 @@ func (s *Store) AddTarget(volumeID string, t Target) error {
 		return err
 	}
 	if t.PublishedAt.IsZero() {
-		t.PublishedAt = s.now().UTC()
+		t.PublishedAt = s.clk.Now().UTC()
 	}
 	if err := WriteJSONAtomic(filepath.Join(vdir, api.TargetRecordsDir, targetRecordName(t.Path)), &t); err != nil {
 		return err
@@ -424,7 +430,7 @@ func (s *Store) RemoveTarget(volumeID, path string) error {
 			return nil
 		}
 	}
-	return s.updatePodDirLocked(vdir, t.PodDir, func(p *PodDir) { p.UnpublishedAt = s.now().UTC() })
+	return s.updatePodDirLocked(vdir, t.PodDir, func(p *PodDir) { p.UnpublishedAt = s.clk.Now().UTC() })
 }
 
 func (s *Store) updatePodDirLocked(vdir, dir string, change func(*PodDir)) error {

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/utils/clock"
+
 	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
@@ -33,7 +35,7 @@ func benchWalk(b *testing.B, n int) {
 	if err := writeRetainedDirs(root, n); err != nil {
 		b.Fatal(err)
 	}
-	st, err := store.Open(root, time.Now)
+	st, err := store.Open(root, clock.RealClock{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -154,7 +154,7 @@ func TestReservedAndMetrics(t *testing.T) {
 	}
 	_ = gone
 	reg := prometheus.NewRegistry()
-	tr, err := New(Config{}, Deps{Store: f.st, Registerer: reg, Now: f.clock})
+	tr, err := New(Config{}, Deps{Store: f.st, Registerer: reg, Clock: fixtureClock{f: f}})
 	if err != nil {
 		t.Fatal(err)
 	}

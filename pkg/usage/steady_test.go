@@ -20,7 +20,7 @@ import (
 // stop within a minute; a tracker that does not is reported wedged (the test does not wait for it).
 func TestTrashRenamesDoNotWedgeTheWatcher(t *testing.T) {
 	f := newFixture(t, "")
-	tr, err := New(Config{UpdateInterval: 100 * time.Millisecond, WalkInterval: time.Hour}, Deps{Store: f.st, Now: f.clock})
+	tr, err := New(Config{UpdateInterval: 100 * time.Millisecond, WalkInterval: time.Hour}, Deps{Store: f.st, Clock: fixtureClock{f: f}})
 	if err != nil {
 		t.Fatal(err)
 	}
