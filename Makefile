@@ -37,7 +37,7 @@ lint:
 	hack/manifests.sh --verify
 
 unit:
-	$(GO) test -race -count=1 ./pkg/... ./cmd/... ./internal/... ./hack/...
+	$(GO) test -race -count=1 ./pkg/... ./cmd/... ./internal/... ./hack/... ./test/arch/
 
 sanity: build
 	$(GO) test -count=1 ./test/sanity/
