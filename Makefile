@@ -1,4 +1,4 @@
-# keeplog — see README.md. Every target works as root on a fresh Debian 12 machine with Go installed.
+# keeplog — see README.md and docs/development.md. Every target works as root on a fresh Debian 12 machine with Go installed.
 SHELL := /bin/bash
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GO ?= go
@@ -35,6 +35,7 @@ lint:
 	$(GO) vet -tags e2e ./test/e2e/...
 	$(GO) vet -tags soak ./test/soak/... ./test/binary/... ./test/heapdumps/...
 	hack/manifests.sh --verify
+	$(GO) test -count=1 ./test/docs/
 
 unit:
 	$(GO) test -race -count=1 ./pkg/... ./cmd/... ./internal/... ./hack/... ./test/arch/
@@ -138,7 +139,7 @@ bench-scale: build
 clean:
 	rm -rf bin
 
-# The node plugin's OCI image without a Docker daemon (README: "Building the image"): for each of IMAGE_ARCHS the
+# The node plugin's OCI image without a Docker daemon (docs/install.md: "Building the image"): for each of IMAGE_ARCHS the
 # static binary (the `make build` flags, GOARCH cross-compiled) on Debian bookworm's util-linux mount and its
 # libraries (hack/image-rootfs.sh: the Dockerfile's base contents, fetched with apt), written by hack/image
 # (go-containerregistry) as bin/image/oci (OCI layout, one multi-platform index) and bin/image/keeplog-linux-ARCH.tar

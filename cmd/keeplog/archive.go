@@ -11,6 +11,7 @@ import (
 	"github.com/keeplog/keeplog/pkg/archiver"
 	"github.com/keeplog/keeplog/pkg/kube"
 	"github.com/keeplog/keeplog/pkg/semaphore"
+	"github.com/keeplog/keeplog/pkg/store"
 )
 
 // uploadLeasePrefix names the Leases of the cluster-wide upload semaphore: <prefix>-0 … <prefix>-(N-1).
@@ -33,7 +34,7 @@ func setupArchiver(c *components) error {
 	}
 	deps := archiver.Deps{Root: c.opts.Root, StateDir: filepath.Join(c.opts.Root, api.KeeplogDir, api.ArchiveJournalDir),
 		Dialer: dialer, Registerer: c.reg, Log: klog.Background(), Liveness: c.live,
-		Policy: c.archivePolicies.For}
+		Policy: c.archivePolicies.For, Retained: retained(c.store)}
 	if c.events != nil {
 		deps.Recorder = podEvents{c.events}
 	}
@@ -60,6 +61,14 @@ func setupArchiver(c *components) error {
 	c.deps.Archiver = a
 	c.add("archiver", a.Run)
 	return nil
+}
+
+// retained says whether the records say a pod directory is unpublished (the archiver does not watch those).
+func retained(s *store.Store) func(string) bool {
+	return func(dir string) bool {
+		_, p, err := s.Owner(dir)
+		return err == nil && !p.UnpublishedAt.IsZero()
+	}
 }
 
 // podEvents sends the archiver's events as Kubernetes Events on the pod.

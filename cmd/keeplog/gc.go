@@ -24,7 +24,7 @@ const gcLeaseName = "keeplog-gc-leader"
 const gcLivenessBound = 10 * time.Minute
 
 // findShared finds, once at start, which of kubelet's root dir, its pod logs and the runtime's directory share the
-// root's filesystem, and logs it: the watermarks' defaults follow (options_gc.go), and the README says how to set
+// root's filesystem, and logs it: the watermarks' defaults follow (options_gc.go), and docs/retention.md says how to set
 // both sides.
 func findShared(o *Options) (gc.Shared, error) {
 	shared, err := gc.FindShared(o.Root, []gc.Neighbour{{Name: gc.NeighbourKubelet, Path: o.GC.KubeletRootDir},

@@ -76,8 +76,8 @@ const (
 
 // The collector contract: which files below keeplog's root a log collector reads, as globs relative to the root
 // (doublestar syntax: '**' is any number of directories). The snippets in charts/keeplog/files/collectors/ use exactly
-// these (TestCollectorSnippets checks them against a tree made by pkg/podinfo), and the README's "Collecting the
-// logs" section documents them. They are stable: changing one breaks every user's collector config.
+// these (TestCollectorSnippets checks them against a tree made by pkg/podinfo), and docs/collectors.md documents
+// them. They are stable: changing one breaks every user's collector config.
 //
 //   - stdout/stderr: CollectStdoutGlob, keeplog's kubelet-layout tree (PodLogsDir). Added beside a
 //     collector's /var/log/pods/*/*/*.log rule in the same input, the collector's own path parser (OpenTelemetry's

@@ -33,6 +33,7 @@ func (a *Archiver) Archived(podDir string) (bool, string) {
 		switch {
 		case !ok:
 			why = e.rel + " is not archived yet"
+			a.requestScan(pod) // an unpublished directory is not watched: walk it now (retained.go)
 		case it.State == StateDone || it.State == StateSkipped:
 		case it.Error != "":
 			why = fmt.Sprintf("%s is %s: %s", e.rel, it.State, it.Error)

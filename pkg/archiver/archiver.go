@@ -70,6 +70,10 @@ type Deps struct {
 	Log logr.Logger
 	// Liveness gets the archiver's loops ("archiver" and "archiver-watch"); none are checked when nil.
 	Liveness *liveness.Registry
+	// Retained says whether a pod directory (base name) is unpublished according to keeplog's records; asked at
+	// start, for the pod directories a restarted keeplog was not told of (retained.go). Every one is taken as
+	// published when nil.
+	Retained func(podDir string) bool
 }
 
 // Archiver is the node's archiver. Create it with New, run it with Run.
@@ -91,18 +95,25 @@ type Archiver struct {
 	loop    *liveness.Loop // the main loop's progress
 	drain   *liveness.Loop // the watch drain goroutine's progress
 
+	isRetained func(string) bool
+
 	mu          sync.Mutex
 	unpublished map[string]bool
-	newUnpub    map[string]bool // unpublished since the main loop last looked
+	unpubAt     map[string]time.Time // when this process was told of the unpublish
+	newUnpub    map[string]bool      // unpublished since the main loop last looked
+	newPub      map[string]bool      // published again since the main loop last looked
+	wantScan    map[string]bool      // unpublished pod directories Archived found a file in that is not journalled
 	dirty       map[string]bool
-	wake        chan struct{} // something for the main loop: unpublish or dirty status
+	wake        chan struct{} // something for the main loop: publish, unpublish, a scan asked for, or dirty status
 
 	// Main loop only.
 	scan       *writerScan // a search for writers that outlived WriterScanTimeout, until it returns
+	seeded     bool        // the first rescan has asked Deps.Retained
 	settler    *settler
 	rejected   map[string]map[string]string
-	watched    map[string]bool
-	statusSums map[string][32]byte // what each pod directory's status file says now (all but its time)
+	watched    map[string]map[string]bool // pod directory → the directories inside it that are watched ("" itself)
+	nextScan   map[string]time.Time       // unpublished pod directory → when a rescan walks it next (retained.go)
+	statusSums map[string][32]byte        // what each pod directory's status file says now (all but its time)
 }
 
 // New checks the configuration, opens the journal and registers metrics.
@@ -153,9 +164,10 @@ func New(cfg Config, deps Deps) (*Archiver, error) {
 		dialer: deps.Dialer, rec: deps.Recorder, sem: deps.Semaphore, policy: deps.Policy, writers: deps.Writers,
 		log: deps.Log.WithName("archiver"), queue: newQueue(deps.Clock),
 		loop: deps.Liveness.Loop("archiver", cfg.LoopBound), drain: deps.Liveness.Loop("archiver-watch", cfg.LoopBound),
-		unpublished: map[string]bool{}, newUnpub: map[string]bool{}, dirty: map[string]bool{}, wake: make(chan struct{}, 1),
-		settler: newSettler(cfg.QuietPeriod), rejected: map[string]map[string]string{}, watched: map[string]bool{},
-		statusSums: map[string][32]byte{},
+		isRetained: deps.Retained, unpublished: map[string]bool{}, unpubAt: map[string]time.Time{},
+		newUnpub: map[string]bool{}, newPub: map[string]bool{}, wantScan: map[string]bool{}, dirty: map[string]bool{},
+		wake: make(chan struct{}, 1), settler: newSettler(cfg.QuietPeriod), rejected: map[string]map[string]string{},
+		watched: map[string]map[string]bool{}, nextScan: map[string]time.Time{}, statusSums: map[string][32]byte{},
 	}, nil
 }
 
@@ -165,13 +177,35 @@ func (nopRecorder) Event(PodRef, string, string, string) {}
 
 // MarkUnpublished tells the archiver that a pod's volume was unpublished:
 // its files no longer need the quiet period (they still must not be open
-// for writing). podDir is the pod directory's path or base name.
+// for writing), and the directory is no longer watched (retained.go).
+// podDir is the pod directory's path or base name.
 func (a *Archiver) MarkUnpublished(podDir string) {
+	pod := filepath.Base(podDir)
 	a.mu.Lock()
-	a.unpublished[filepath.Base(podDir)] = true
-	a.newUnpub[filepath.Base(podDir)] = true
+	a.unpublished[pod] = true
+	a.unpubAt[pod] = a.clk.Now()
+	a.newUnpub[pod] = true
+	delete(a.newPub, pod)
 	a.mu.Unlock()
 	a.poke()
+}
+
+// MarkPublished tells the archiver that a pod directory's volume is published (again, after a kubelet restart
+// or a pod's second volume): its files settle for the quiet period and it is watched.
+func (a *Archiver) MarkPublished(podDir string) {
+	pod := filepath.Base(podDir)
+	a.mu.Lock()
+	wasUnpublished := a.unpublished[pod]
+	delete(a.unpublished, pod)
+	delete(a.unpubAt, pod)
+	delete(a.newUnpub, pod)
+	if wasUnpublished {
+		a.newPub[pod] = true
+	}
+	a.mu.Unlock()
+	if wasUnpublished {
+		a.poke()
+	}
 }
 
 func (a *Archiver) isUnpublished(pod string) bool {
@@ -246,16 +280,7 @@ loop:
 		case <-heartbeat:
 			heartbeat = a.clk.After(a.loop.Heartbeat())
 		case <-a.wake:
-			a.mu.Lock()
-			unpub := a.newUnpub
-			a.newUnpub = map[string]bool{}
-			a.mu.Unlock()
-			for p := range unpub {
-				a.scanPod(w, p)
-			}
-			if len(unpub) > 0 {
-				a.poll()
-			}
+			a.handleWake(w)
 		}
 		a.flushStatus()
 		a.loop.Progress()

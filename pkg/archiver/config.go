@@ -182,6 +182,12 @@ type Config struct {
 	PollInterval time.Duration
 	// RescanInterval between full rescans (inotify loses events). 2m.
 	RescanInterval time.Duration
+	// RecentlyUnpublished: an unpublished pod directory (not watched) is still walked at every rescan for this long
+	// after its unpublish. 10m.
+	RecentlyUnpublished time.Duration
+	// RetainedRescanInterval: after that, and with nothing of it in the archiver's hands, it is walked once in this
+	// interval (each directory at its own point of it) (retained.go). 1h.
+	RetainedRescanInterval time.Duration
 	// WriterScanTimeout bounds one search for processes writing the finished-looking files (/proc). A search that
 	// takes longer (a stat of another process's file on a hung network filesystem) leaves the files settling
 	// while the archiver goes on; no new search starts until it returns. 10s.
@@ -222,6 +228,8 @@ func (c *Config) setDefaults() {
 		c.PollInterval = min(max(c.QuietPeriod/4, 100*time.Millisecond), 5*time.Second)
 	}
 	def(&c.RescanInterval, 2*time.Minute)
+	def(&c.RecentlyUnpublished, 10*time.Minute)
+	def(&c.RetainedRescanInterval, time.Hour)
 	def(&c.WriterScanTimeout, 10*time.Second)
 	def(&c.LoopBound, 5*time.Minute)
 	def(&c.MinBackoff, time.Second)
@@ -248,7 +256,8 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("target.baseDir %q: must be an absolute path", c.Target.BaseDir))
 	}
 	for name, d := range map[string]time.Duration{"quietPeriod": c.QuietPeriod, "pollInterval": c.PollInterval,
-		"rescanInterval": c.RescanInterval, "minBackoff": c.MinBackoff, "maxBackoff": c.MaxBackoff, "connectTimeout": c.ConnectTimeout} {
+		"rescanInterval": c.RescanInterval, "recentlyUnpublished": c.RecentlyUnpublished,
+		"retainedRescanInterval": c.RetainedRescanInterval, "minBackoff": c.MinBackoff, "maxBackoff": c.MaxBackoff, "connectTimeout": c.ConnectTimeout} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s %v: must not be negative", name, d))
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding"
+	"encoding/hex"
 	"fmt"
 	"hash"
 	"io"
@@ -43,20 +44,28 @@ func (p *Progress) prefix() Prefix {
 }
 
 // digests are an upload's running sha256 of the local file and of the stored bytes, and the end of the stored
-// bytes for the tail check.
+// bytes for the tail check. Uncompressed, the stored bytes are the file's: one sha256 serves both (stored is nil),
+// since hashing every byte twice was a third of an upload's CPU.
 type digests struct {
 	raw, stored hash.Hash
 	tail        []byte
 }
 
-// newDigests starts from p's states (nil: from the start).
-func newDigests(p *Progress) (*digests, error) {
-	d := &digests{raw: sha256.New(), stored: sha256.New()}
+// newDigests starts from p's states (nil: from the start); compressed says whether the stored bytes differ from
+// the file's.
+func newDigests(p *Progress, compressed bool) (*digests, error) {
+	d := &digests{raw: sha256.New()}
+	if compressed {
+		d.stored = sha256.New()
+	}
 	if p == nil || p.Stored == 0 {
 		return d, nil
 	}
 	if err := d.raw.(encoding.BinaryUnmarshaler).UnmarshalBinary(p.RawHash); err != nil {
 		return nil, fmt.Errorf("journalled sha256 state of the file: %w", err)
+	}
+	if d.stored == nil {
+		return d, nil
 	}
 	if err := d.stored.(encoding.BinaryUnmarshaler).UnmarshalBinary(p.StoredHash); err != nil {
 		return nil, fmt.Errorf("journalled sha256 state of the stored bytes: %w", err)
@@ -67,7 +76,9 @@ func newDigests(p *Progress) (*digests, error) {
 // add accounts one acknowledged chunk.
 func (d *digests) add(raw, stored []byte) {
 	d.raw.Write(raw)
-	d.stored.Write(stored)
+	if d.stored != nil {
+		d.stored.Write(stored)
+	}
 	if len(stored) >= tailMax {
 		d.tail = append(d.tail[:0], stored[len(stored)-tailMax:]...)
 		return
@@ -78,15 +89,26 @@ func (d *digests) add(raw, stored []byte) {
 	}
 }
 
+// sums are the hex sha256 of the file and of the stored bytes so far.
+func (d *digests) sums() (raw, stored string) {
+	raw = hex.EncodeToString(d.raw.Sum(nil))
+	if d.stored == nil {
+		return raw, raw
+	}
+	return raw, hex.EncodeToString(d.stored.Sum(nil))
+}
+
 // progress records the state after raw and stored bytes.
 func (d *digests) progress(raw, stored int64, token string) (*Progress, error) {
 	rh, err := d.raw.(encoding.BinaryMarshaler).MarshalBinary()
 	if err != nil {
 		return nil, err
 	}
-	sh, err := d.stored.(encoding.BinaryMarshaler).MarshalBinary()
-	if err != nil {
-		return nil, err
+	sh := rh // uncompressed: the stored bytes' state is the file's
+	if d.stored != nil {
+		if sh, err = d.stored.(encoding.BinaryMarshaler).MarshalBinary(); err != nil {
+			return nil, err
+		}
 	}
 	tail := sha256.Sum256(d.tail)
 	return &Progress{Raw: raw, Stored: stored, RawHash: rh, StoredHash: sh, Tail: tail[:], TailLen: int64(len(d.tail)),

@@ -66,6 +66,16 @@ func (s *settler) forgetPod(pod string) {
 	}
 }
 
+// hasPod says whether a file of the pod directory is settling.
+func (s *settler) hasPod(pod string) bool {
+	for _, f := range s.files {
+		if f.pod == pod {
+			return true
+		}
+	}
+	return false
+}
+
 func (s *settler) get(pod, rel string) (*settling, bool) {
 	f, ok := s.files[pod+"/"+rel]
 	return f, ok

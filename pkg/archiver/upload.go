@@ -2,7 +2,6 @@ package archiver
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -198,7 +197,7 @@ func (a *Archiver) interrupted(ctx context.Context, up Upload, it *Item, err err
 // independent zstd frame when enc is set), journalling the acknowledged prefix after each chunk. The next chunk is
 // read, compressed and hashed while the current one is sent (prepareChunks).
 func (a *Archiver) sendChunks(ctx context.Context, up Upload, f *os.File, it *Item, enc *encoder) (uploaded, error) {
-	d, err := newDigests(it.Progress)
+	d, err := newDigests(it.Progress, enc != nil)
 	if err != nil {
 		it.Progress = nil
 		return uploaded{}, startOver(err)
@@ -234,7 +233,8 @@ func (a *Archiver) sendChunks(ctx context.Context, up Upload, f *os.File, it *It
 	if err := ctx.Err(); err != nil {
 		return uploaded{}, context.Cause(ctx)
 	}
-	return uploaded{sha256: hex.EncodeToString(d.raw.Sum(nil)), storedSHA256: hex.EncodeToString(d.stored.Sum(nil)), stored: stored}, nil
+	sum, storedSum := d.sums()
+	return uploaded{sha256: sum, storedSHA256: storedSum, stored: stored}, nil
 }
 
 // alreadyArchived returns the manifest when final and its manifest are this item's.

@@ -19,10 +19,10 @@ import (
 
 // watchDir adds a watch for a directory inside a pod directory.
 func (a *Archiver) watchDir(w *fswatch.Watcher, pod, rel string) {
-	p := a.fs.abs(pod, rel)
-	if a.watched[p] {
+	if a.watched[pod][rel] || a.isUnpublished(pod) { // an unpublished pod directory is not watched (retained.go)
 		return
 	}
+	p := a.fs.abs(pod, rel)
 	// inotify takes a path: it is watched only if the path, opened without following symlinks, is a directory on
 	// the pod directory's mount (a mount inside the pod directory is never watched, walked or read).
 	d, err := a.fs.openDir(pod, rel)
@@ -35,7 +35,10 @@ func (a *Archiver) watchDir(w *fswatch.Watcher, pod, rel string) {
 		a.log.V(2).Info("Cannot watch directory; relying on rescans", "dir", p, "err", err.Error())
 		return
 	}
-	a.watched[p] = true
+	if a.watched[pod] == nil {
+		a.watched[pod] = map[string]bool{}
+	}
+	a.watched[pod][rel] = true
 }
 
 // splitEvent maps an absolute path to (pod directory, path inside it).
@@ -98,7 +101,7 @@ func (a *Archiver) handleEvent(w *fswatch.Watcher, name string) {
 // vanished forgets a path that is gone. Only a file the archiver knew of changes the pod's status: a vanished
 // temporary file (an application's, or podinfo's) is no work at all.
 func (a *Archiver) vanished(pod, rel string) {
-	delete(a.watched, a.fs.abs(pod, rel))
+	delete(a.watched[pod], rel)
 	_, settling := a.settler.get(pod, rel)
 	_, rejected := a.rejected[pod][rel]
 	if settling || rejected {
@@ -224,24 +227,31 @@ func (a *Archiver) unwalked(pod string, res walkResult) {
 	}
 }
 
-// rescan walks every pod directory and forgets pod directories that are gone.
+// rescan walks every published pod directory and the unpublished ones that are due (retained.go), and forgets
+// pod directories that are gone.
 func (a *Archiver) rescan(w *fswatch.Watcher) {
-	ents, err := os.ReadDir(a.fs.root)
+	names, err := a.podDirs()
 	if err != nil {
 		a.log.Error(err, "Cannot list the archive root", "root", a.fs.root)
 		return
 	}
+	if !a.seeded {
+		a.seedUnpublished(names)
+		a.seeded = true
+	}
 	present := map[string]bool{}
-	for _, e := range ents {
-		name := e.Name()
-		if strings.HasPrefix(name, ".") || !e.IsDir() { // IsDir is false for a symlink
-			continue
-		}
-		if _, err := store.ParsePodDirName(name); err != nil {
-			continue
-		}
+	now := a.clk.Now()
+	busy := a.busyPods()
+	for _, name := range names {
 		present[name] = true
-		a.scanPod(w, name)
+		if !a.isUnpublished(name) {
+			a.scanPod(w, name)
+			continue
+		}
+		if a.scanDue(name, now) {
+			a.scanPod(w, name)
+		}
+		a.scheduleScan(name, now, busy[name] || a.settler.hasPod(name))
 	}
 	gone := map[string]bool{}
 	for _, it := range a.journal.Items() {
@@ -260,17 +270,33 @@ func (a *Archiver) rescan(w *fswatch.Watcher) {
 	a.poll()
 }
 
+// podDirs lists the pod directories in the root.
+func (a *Archiver) podDirs() ([]string, error) {
+	ents, err := os.ReadDir(a.fs.root)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range ents {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") || !e.IsDir() { // IsDir is false for a symlink
+			continue
+		}
+		if _, err := store.ParsePodDirName(name); err == nil {
+			names = append(names, name)
+		}
+	}
+	return names, nil
+}
+
 // podGone forgets a pod directory that no longer exists. Items still queued
 // stay: their worker finds the file gone and reports it.
 func (a *Archiver) podGone(pod string) {
 	a.settler.forgetPod(pod)
 	delete(a.rejected, pod)
 	delete(a.statusSums, pod)
-	for k := range a.watched {
-		if strings.HasPrefix(k, a.fs.abs(pod, "")) && (len(k) == len(a.fs.abs(pod, "")) || k[len(a.fs.abs(pod, ""))] == '/') {
-			delete(a.watched, k)
-		}
-	}
+	delete(a.watched, pod)
+	delete(a.nextScan, pod)
 	for _, it := range a.journal.PodItems(pod) {
 		if it.State.terminal() {
 			if err := a.journal.Remove(it.ID); err != nil {
@@ -284,6 +310,7 @@ func (a *Archiver) podGone(pod string) {
 		}
 		a.mu.Lock()
 		delete(a.unpublished, pod)
+		delete(a.unpubAt, pod)
 		delete(a.dirty, pod)
 		a.mu.Unlock()
 	}

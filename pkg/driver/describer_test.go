@@ -97,8 +97,15 @@ func TestDescriberIsToldAboutEachPodsUse(t *testing.T) {
 
 // archiverRecorder records which pod directories the archiver is told are unpublished.
 type archiverRecorder struct {
-	mu   sync.Mutex
-	dirs []string
+	mu        sync.Mutex
+	dirs      []string // unpublished
+	published []string
+}
+
+func (a *archiverRecorder) MarkPublished(dir string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.published = append(a.published, dir)
 }
 
 func (a *archiverRecorder) MarkUnpublished(dir string) {
@@ -107,7 +114,7 @@ func (a *archiverRecorder) MarkUnpublished(dir string) {
 	a.dirs = append(a.dirs, dir)
 }
 
-func TestArchiverIsToldWhenAPodDirectoryIsUnpublished(t *testing.T) {
+func TestArchiverIsToldWhenAPodDirectoryIsPublishedAndUnpublished(t *testing.T) {
 	f := newFixture(t)
 	arc := &archiverRecorder{}
 	f.d.archiver = arc
@@ -116,15 +123,15 @@ func TestArchiverIsToldWhenAPodDirectoryIsUnpublished(t *testing.T) {
 	if err := f.publish(id, target, podCtx("ns", "app", "31111111-2222-3333-4444-555555555555")); err != nil {
 		t.Fatal(err)
 	}
-	if len(arc.dirs) != 0 {
-		t.Fatalf("told %v at publish, want nothing", arc.dirs)
+	want := filepath.Join(f.root, "ns_app_31111111-2222-3333-4444-555555555555")
+	if len(arc.dirs) != 0 || len(arc.published) != 1 || arc.published[0] != want {
+		t.Fatalf("told unpublished %v, published %v at publish, want published [%s] only", arc.dirs, arc.published, want)
 	}
 	for range 2 { // the retry of an unpublish tells nothing again
 		if err := f.unpublish(id, target); err != nil {
 			t.Fatal(err)
 		}
 	}
-	want := filepath.Join(f.root, "ns_app_31111111-2222-3333-4444-555555555555")
 	if len(arc.dirs) != 1 || arc.dirs[0] != want {
 		t.Fatalf("told %v, want exactly [%s]", arc.dirs, want)
 	}

@@ -60,8 +60,11 @@ type Deps struct {
 	Admission Admission
 }
 
-// Archiver is told about unpublished pod directories (pkg/archiver implements it).
+// Archiver is told when a pod directory is published and unpublished (pkg/archiver implements it): it watches
+// only published ones.
 type Archiver interface {
+	// MarkPublished is told the pod directory's path after the bind mount.
+	MarkPublished(podDir string)
 	// MarkUnpublished is told the pod directory's path after the unmount and the Describer.
 	MarkUnpublished(podDir string)
 }

@@ -116,6 +116,9 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		}
 		return nil, status.Errorf(codes.Internal, "NodePublishVolume %s: %v", raw, err)
 	}
+	if d.archiver != nil {
+		d.archiver.MarkPublished(source)
+	}
 	d.log.Info("Volume published", "volume", raw, "target", target, "directory", source, "readOnly", readOnly)
 	return &csi.NodePublishVolumeResponse{}, nil
 }

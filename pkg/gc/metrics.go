@@ -2,6 +2,7 @@ package gc
 
 import (
 	"errors"
+	"hash/fnv"
 	"path/filepath"
 	"time"
 
@@ -10,9 +11,18 @@ import (
 	"github.com/keeplog/keeplog/pkg/api"
 )
 
-// sizeTTL is how long a retained directory's measured size is trusted; retained directories are not published, so
-// they change little, and measuring all of them every pass would walk the whole root.
-const sizeTTL = 10 * time.Minute
+// sizeTTL is how long a retained directory's measured size is trusted, at least: retained directories are not
+// published, so they change little, and measuring them all often walks the whole root (10,000 directories: seconds
+// of CPU). Each directory's own share of another sizeTTL (sizeSpread) is added, so the measurements of directories
+// that appeared together spread over that second half hour instead of coming back all in one pass.
+const sizeTTL = 30 * time.Minute
+
+// sizeSpread is a directory's own offset in [0, sizeTTL): the same at every pass, different between directories.
+func sizeSpread(dir string) time.Duration {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(dir))
+	return time.Duration(h.Sum64() % uint64(sizeTTL))
+}
 
 type metrics struct {
 	retainedDirs  prometheus.Gauge
@@ -30,7 +40,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		retainedDirs: prometheus.NewGauge(prometheus.GaugeOpts{Name: api.MetricGCRetainedDirectories,
 			Help: "Unpublished pod directories kept on this node (retention not expired, archive pending, or kept by disk-pressure order)."}),
 		retainedBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: api.MetricGCRetainedBytes,
-			Help: "Bytes allocated by the retained pod directories (measured at most every 10 minutes per directory)."}),
+			Help: "Bytes allocated by the retained pod directories (each directory measured every 30 to 60 minutes)."}),
 		oldest: prometheus.NewGauge(prometheus.GaugeOpts{Name: api.MetricGCOldestRetainedSeconds,
 			Help: "Age of the oldest retained pod directory since its retention clock started (0 when none)."}),
 		usedRatio: prometheus.NewGauge(prometheus.GaugeOpts{Name: api.MetricGCDiskUsedRatio,
@@ -73,7 +83,7 @@ func (g *GC) observe(inv *inventory, now time.Time, res *Result) {
 			continue
 		}
 		seen[c.dir] = true
-		if s, ok := g.sizes[c.dir]; !ok || now.Sub(s.at) >= sizeTTL || now.Before(s.at) {
+		if s, ok := g.sizes[c.dir]; !ok || now.Sub(s.at) >= sizeTTL+sizeSpread(c.dir) || now.Before(s.at) {
 			stale = append(stale, c.dir)
 		}
 	}

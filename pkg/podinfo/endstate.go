@@ -46,14 +46,17 @@ type ContainerEnd struct {
 
 // EndState is status.yaml.
 type EndState struct {
-	APIVersion        string       `json:"apiVersion"`
-	Kind              string       `json:"kind"`
-	Pod               store.PodRef `json:"pod"`
-	UnpublishedAt     time.Time    `json:"unpublishedAt"`
-	Phase             string       `json:"phase,omitempty"`
-	Reason            string       `json:"reason,omitempty"`
-	Message           string       `json:"message,omitempty"`
-	DeletionTimestamp *time.Time   `json:"deletionTimestamp,omitempty"`
+	APIVersion    string       `json:"apiVersion"`
+	Kind          string       `json:"kind"`
+	Pod           store.PodRef `json:"pod"`
+	UnpublishedAt time.Time    `json:"unpublishedAt"`
+	Phase         string       `json:"phase,omitempty"`
+	Reason        string       `json:"reason,omitempty"`
+	Message       string       `json:"message,omitempty"`
+	// DeletionTimestamp is the pod's metadata.deletionTimestamp: the deadline by which the pod is to be gone (the
+	// delete request plus DeletionGracePeriodSeconds), not when it went.
+	DeletionTimestamp          *time.Time `json:"deletionTimestamp,omitempty"`
+	DeletionGracePeriodSeconds *int64     `json:"deletionGracePeriodSeconds,omitempty"`
 	// PodUnavailable says why the pod object could not be read; Containers is empty then.
 	PodUnavailable string         `json:"podUnavailable,omitempty"`
 	Containers     []ContainerEnd `json:"containers,omitempty"`
@@ -82,6 +85,10 @@ func EndStateOf(pod *corev1.Pod, unpublishedAt time.Time) EndState {
 		Phase: string(pod.Status.Phase), Reason: pod.Status.Reason, Message: pod.Status.Message}
 	if pod.DeletionTimestamp != nil {
 		es.DeletionTimestamp = timePtr(pod.DeletionTimestamp.Time)
+		if g := pod.DeletionGracePeriodSeconds; g != nil {
+			grace := *g
+			es.DeletionGracePeriodSeconds = &grace
+		}
 	}
 	add := func(typ string, names, images []string, statuses []corev1.ContainerStatus) {
 		byName := map[string]*corev1.ContainerStatus{}
@@ -143,6 +150,21 @@ func formatTermination(t *Termination) string {
 	return strings.Join(parts, ", ")
 }
 
+// writeDeletion says when the pod's deletion was asked for and its deadline. deletionTimestamp is not when the pod
+// went: the API server sets it to the delete request's time plus the grace period.
+func writeDeletion(b *textBuilder, es EndState) {
+	if es.DeletionTimestamp == nil {
+		return
+	}
+	deadline := formatTime(*es.DeletionTimestamp)
+	if g := es.DeletionGracePeriodSeconds; g != nil {
+		grace := time.Duration(*g) * time.Second
+		b.field("Delete requested", formatTime(es.DeletionTimestamp.Add(-grace)))
+		deadline += fmt.Sprintf(" (grace %s)", grace)
+	}
+	b.field("Delete deadline", deadline)
+}
+
 // EndedText is ended.txt: EndState for humans, one line per container (plus its previous run after a restart).
 func EndedText(es EndState) string {
 	var b textBuilder
@@ -157,9 +179,7 @@ func EndedText(es EndState) string {
 		phase += " (" + es.Reason + ")"
 	}
 	b.field("Phase", phase)
-	if es.DeletionTimestamp != nil {
-		b.field("Deleted", formatTime(*es.DeletionTimestamp))
-	}
+	writeDeletion(&b, es)
 	if len(es.Containers) > 0 {
 		b.WriteString("Containers:\n")
 	}

@@ -153,3 +153,32 @@ func TestEndStateUnavailableDoesNotReplaceAKnownEnd(t *testing.T) {
 		t.Errorf("a known end was replaced:\n%s", got)
 	}
 }
+
+// deletionTimestamp is the deadline of a pod's deletion (the request plus the grace period), not when the pod went:
+// ended.txt names it so and says when the deletion was asked for.
+func TestEndedTextNamesTheDeletionDeadline(t *testing.T) {
+	unpublished := time.Date(2030, 1, 2, 4, 0, 0, 0, time.UTC)
+	pod := testPod()
+	pod.DeletionTimestamp = &metav1.Time{Time: unpublished.Add(25 * time.Second)} // asked at 03:59:55 with 30 s grace
+	grace := int64(30)
+	pod.DeletionGracePeriodSeconds = &grace
+	es := EndStateOf(pod, unpublished)
+	if es.DeletionGracePeriodSeconds == nil || *es.DeletionGracePeriodSeconds != 30 {
+		t.Errorf("deletionGracePeriodSeconds = %v, want 30", es.DeletionGracePeriodSeconds)
+	}
+	text := EndedText(es)
+	for _, want := range []string{"Delete requested: 2030-01-02T03:59:55Z\n", "Delete deadline:  2030-01-02T04:00:25Z (grace 30s)\n"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("ended.txt lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "Deleted:") {
+		t.Errorf("ended.txt calls the deletion deadline \"Deleted\":\n%s", text)
+	}
+
+	pod.DeletionGracePeriodSeconds = nil // no grace period known: only the deadline, named as such
+	text = EndedText(EndStateOf(pod, unpublished))
+	if !strings.Contains(text, "Delete deadline:  2030-01-02T04:00:25Z\n") || strings.Contains(text, "Delete requested") {
+		t.Errorf("ended.txt without a grace period:\n%s", text)
+	}
+}

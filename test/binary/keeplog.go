@@ -30,6 +30,9 @@ type Config struct {
 	Kubeconfig string
 	// Args are further flags (they come last and override).
 	Args []string
+	// ReadyTimeout bounds each start's wait for the CSI socket and /healthz (default 1m): a root of thousands of
+	// retained directories on a loaded machine takes longer.
+	ReadyTimeout time.Duration
 }
 
 // Keeplog is one keeplog process, restartable with the same root, socket and HTTP port.
@@ -135,7 +138,11 @@ func (k *Keeplog) Start(ctx context.Context) error {
 	}
 	k.proc = p
 	k.starts++
-	return k.WaitReady(ctx, time.Minute)
+	timeout := k.cfg.ReadyTimeout
+	if timeout <= 0 {
+		timeout = time.Minute
+	}
+	return k.WaitReady(ctx, timeout)
 }
 
 // WaitReady waits until the CSI socket accepts connections and /healthz answers (any status: a stalled loop is

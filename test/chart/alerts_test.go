@@ -113,7 +113,7 @@ func TestPrometheusRules(t *testing.T) {
 	}
 	for _, want := range []string{"KeeplogUploadFailed", "KeeplogDiskPressure"} {
 		if !alerts[want] {
-			t.Errorf("no alert %s (upload failures and disk pressure are the ones the README promises)", want)
+			t.Errorf("no alert %s (upload failures and disk pressure are the ones docs/metrics.md promises)", want)
 		}
 	}
 	for _, m := range proposedMetrics {

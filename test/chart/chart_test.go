@@ -128,7 +128,7 @@ func render(t *testing.T, o Options) *rendered {
 func TestDefaults(t *testing.T) {
 	r := render(t, Options{})
 
-	// The CSIDriver the README promises.
+	// The CSIDriver docs/install.md promises.
 	d := r.driver
 	if d == nil {
 		t.Fatal("no CSIDriver")
@@ -776,7 +776,7 @@ func TestKeeplogFlags(t *testing.T) {
 	}
 	for _, f := range all {
 		if !set[f] && !notSet[f] {
-			t.Errorf("keeplog flag --%s is not set by the chart: add a value to charts/keeplog (values.yaml, values.schema.json, templates/daemonset.yaml, README) and to test/chart/testdata/all-values.yaml", f)
+			t.Errorf("keeplog flag --%s is not set by the chart: add a value to charts/keeplog (values.yaml, values.schema.json, templates/daemonset.yaml, docs/install.md) and to test/chart/testdata/all-values.yaml", f)
 		}
 	}
 }
@@ -807,9 +807,9 @@ func klogFlags() []string {
 	return names
 }
 
-// The README's values table names every value of values.yaml (a group may be written as `parent.*`).
-func TestReadmeDocumentsEveryValue(t *testing.T) {
-	readme, err := os.ReadFile(filepath.Join(repo, "README.md"))
+// docs/install.md's values table names every value of values.yaml (a group may be written as `parent.*`).
+func TestInstallDocDocumentsEveryValue(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join(repo, "docs", "install.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -828,6 +828,6 @@ func TestReadmeDocumentsEveryValue(t *testing.T) {
 	}
 	sort.Strings(missing)
 	if len(missing) > 0 {
-		t.Errorf("README.md (Install with Helm) does not document these values: %s", strings.Join(missing, ", "))
+		t.Errorf("docs/install.md (the values table) does not document these values: %s", strings.Join(missing, ", "))
 	}
 }

@@ -143,6 +143,12 @@ while true; do sleep 1; done`}
 	if !strings.Contains(string(ended), "exit code 3") || !strings.Contains(string(ended), "Error") {
 		t.Errorf("ended.txt does not say the sidecar exited 3 (Error):\n%s", ended)
 	}
+	// The pod was deleted: ended.txt says when that was asked and by when it was due, never "Deleted:" (the API's
+	// deletionTimestamp is that deadline, not when the pod went).
+	if !strings.Contains(string(ended), "Delete requested: ") || !strings.Contains(string(ended), "Delete deadline:  ") ||
+		strings.Contains(string(ended), "Deleted:") {
+		t.Errorf("ended.txt does not name the deletion's request and deadline:\n%s", ended)
+	}
 }
 
 // apiDownAtPublish: with the API unreachable the pod still starts with minimal metadata; once keeplog reaches the

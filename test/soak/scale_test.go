@@ -120,7 +120,7 @@ func measureScale(b *testing.B, plan scalePlan, cached string, size int, sftp *f
 	defer os.RemoveAll(work)
 	defer unmountUnder(b, work) // before the removal: never through a bind mount
 	copyRoot(b, cached, filepath.Join(work, "root"))
-	cfg := binary.Config{WorkDir: work, Args: []string{"--retain-for=720h"}}
+	cfg := binary.Config{WorkDir: work, Args: []string{"--retain-for=720h"}, ReadyTimeout: 10 * time.Minute}
 	if archive {
 		cfg.ArchiveTarget = sftp.TargetDir
 	}

@@ -94,7 +94,7 @@ func SetupLabOnly(ctx context.Context, logf func(string, ...any)) (*Env, error) 
 func (e *Env) WorkDir() string { return e.base }
 
 // ImportChartImages imports `make image`'s keeplog image (KeeplogImage) and a csi-provisioner image built here as a
-// docker-archive into the lab's containerd, with `ctr -n k8s.io images import` as the README tells users.
+// docker-archive into the lab's containerd, with `ctr -n k8s.io images import` as docs/install.md tells users.
 func (e *Env) ImportChartImages(ctx context.Context) error {
 	keeplogArchive, _, err := KeeplogImage(e.Repo)
 	if err != nil {

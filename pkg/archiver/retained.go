@@ -1,0 +1,140 @@
+package archiver
+
+import (
+	"hash/fnv"
+	"time"
+
+	"github.com/keeplog/keeplog/internal/fswatch"
+)
+
+// Retained pod directories (unpublished: their pod is gone, keeplog keeps the directory until its retention ends)
+// are a node's bulk: a week of a CronJob is 10,080 of them, while a handful are published. Nothing in the pod
+// writes to them any more, so the archiver does not watch them (a watch per directory of each, tens of thousands of
+// inotify watches, and their rescans every RescanInterval, were most of an idle node plugin's CPU and memory):
+//
+//   - at unpublish its watches are dropped and it is walked once (the stdout copies are already there);
+//   - while it has work (a file settling, an upload not finished, a deletion after upload to retry) or was
+//     unpublished less than RecentlyUnpublished ago it is walked at every rescan, as a watched one is;
+//   - after that once every RetainedRescanInterval, each at its own point in the interval so the walks of
+//     thousands are spread instead of bunched;
+//   - when Archived finds a file not journalled in one (the garbage collector or the dump manager asks), it is
+//     walked at once;
+//   - published again (MarkPublished), it is watched again.
+//
+// "Archived" never depends on any of this: it is always the journal and a fresh walk, so a file the archiver has
+// not found yet only delays the garbage collector, it is never lost.
+
+// unwatchPod drops every watch inside a pod directory (the root's watch still reports the pod directory itself).
+func (a *Archiver) unwatchPod(w *fswatch.Watcher, pod string) {
+	for rel := range a.watched[pod] {
+		_ = w.Remove(a.fs.abs(pod, rel)) // a directory already gone has lost its watch with it
+	}
+	delete(a.watched, pod)
+}
+
+// busyPods lists the pod directories with work in the archiver: a file settling, an item not finished, or a
+// deletion after upload not done yet. One pass over the journal and the settler, for a whole rescan.
+func (a *Archiver) busyPods() map[string]bool {
+	busy := map[string]bool{}
+	for _, f := range a.settler.files {
+		busy[f.pod] = true
+	}
+	for _, it := range a.journal.Items() {
+		if !it.State.terminal() || (it.State == StateDone && it.DeleteAfterUpload && !it.Deleted) {
+			busy[it.PodDir] = true
+		}
+	}
+	return busy
+}
+
+// scanDue says whether a rescan walks an unpublished pod directory now.
+func (a *Archiver) scanDue(pod string, now time.Time) bool {
+	next, ok := a.nextScan[pod]
+	return !ok || !now.Before(next)
+}
+
+// scheduleScan sets when the next rescan walks an unpublished pod directory after this one.
+func (a *Archiver) scheduleScan(pod string, now time.Time, busy bool) {
+	a.mu.Lock()
+	at, known := a.unpubAt[pod]
+	a.mu.Unlock()
+	if busy || (known && now.Sub(at) < a.cfg.RecentlyUnpublished) {
+		a.nextScan[pod] = now // the next rescan, like a watched one
+		return
+	}
+	if next, ok := a.nextScan[pod]; ok && next.After(now) {
+		return
+	}
+	a.nextScan[pod] = now.Add(a.cfg.RetainedRescanInterval/2 + spread(pod, a.cfg.RetainedRescanInterval/2))
+}
+
+// spread is a pod directory's own offset in [0, d): the same at every start, different between directories.
+func spread(pod string, d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(pod))
+	return time.Duration(h.Sum64() % uint64(d))
+}
+
+// requestScan asks the main loop to walk an unpublished pod directory now (Archived found a file it has not
+// journalled). Any goroutine.
+func (a *Archiver) requestScan(pod string) {
+	a.mu.Lock()
+	if !a.unpublished[pod] {
+		a.mu.Unlock()
+		return // watched: its events bring the file
+	}
+	a.wantScan[pod] = true
+	a.mu.Unlock()
+	a.poke()
+}
+
+// seedUnpublished marks the pod directories the records say are unpublished, at start: a restarted keeplog has
+// not been told of their unpublish, and must not watch them.
+func (a *Archiver) seedUnpublished(pods []string) {
+	if a.isRetained == nil {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, p := range pods {
+		if _, told := a.unpublished[p]; !told && a.isRetained(p) {
+			a.unpublished[p] = true
+		}
+	}
+}
+
+// takeWake takes what MarkPublished, MarkUnpublished and requestScan left for the main loop.
+func (a *Archiver) takeWake() (pub, unpub, want map[string]bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	pub, unpub, want = a.newPub, a.newUnpub, a.wantScan
+	a.newPub, a.newUnpub, a.wantScan = map[string]bool{}, map[string]bool{}, map[string]bool{}
+	return pub, unpub, want
+}
+
+// handleWake: a published pod directory is watched again and walked; an unpublished one loses its watches and is
+// walked; one asked for is walked.
+func (a *Archiver) handleWake(w *fswatch.Watcher) {
+	pub, unpub, want := a.takeWake()
+	now := a.clk.Now()
+	for p := range pub {
+		delete(a.nextScan, p)
+		a.scanPod(w, p)
+	}
+	for p := range unpub {
+		a.unwatchPod(w, p)
+		a.scanPod(w, p)
+		a.nextScan[p] = now
+	}
+	for p := range want {
+		if a.isUnpublished(p) {
+			a.scanPod(w, p)
+		}
+	}
+	if len(pub)+len(unpub)+len(want) > 0 {
+		a.poll()
+	}
+}
