@@ -9,7 +9,6 @@ import (
 
 	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/archiver"
-	"github.com/keeplog/keeplog/pkg/kube"
 	"github.com/keeplog/keeplog/pkg/semaphore"
 	"github.com/keeplog/keeplog/pkg/store"
 )
@@ -36,7 +35,7 @@ func setupArchiver(c *components) error {
 		Dialer: dialer, Registerer: c.reg, Log: klog.Background(), Liveness: c.live,
 		Policy: c.archivePolicies.For, Retained: retained(c.store)}
 	if c.events != nil {
-		deps.Recorder = podEvents{c.events}
+		deps.Recorder = c.events
 	}
 	if o.ClusterUploads > 0 {
 		if c.kube == nil {
@@ -69,11 +68,4 @@ func retained(s *store.Store) func(string) bool {
 		_, p, err := s.Owner(dir)
 		return err == nil && !p.UnpublishedAt.IsZero()
 	}
-}
-
-// podEvents sends the archiver's events as Kubernetes Events on the pod.
-type podEvents struct{ e *kube.Events }
-
-func (p podEvents) Event(pod archiver.PodRef, eventType, reason, message string) {
-	p.e.PodEvent(pod, eventType, reason, message)
 }

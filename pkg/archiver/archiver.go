@@ -30,10 +30,10 @@ import (
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
-// EventRecorder receives what users should see on the pod (Kubernetes
-// Events in production). eventType is "Normal" or "Warning".
-type EventRecorder interface {
-	Event(pod PodRef, eventType, reason, message string)
+// Recorder sends what users should see on the pod as Events (*kube.Events implements it). eventType is "Normal" or
+// "Warning".
+type Recorder interface {
+	PodEvent(pod store.PodRef, eventType, reason, message string)
 }
 
 // archivedMessage is the Archived Event's text.
@@ -56,7 +56,7 @@ type Deps struct {
 	// Dialer connects to the archive server (NewSSHDialer). Required.
 	Dialer Dialer
 	// Recorder receives events; none are sent when nil.
-	Recorder EventRecorder
+	Recorder Recorder
 	// Registerer gets the metrics; none are registered when nil.
 	Registerer prometheus.Registerer
 	// Semaphore bounds uploads cluster-wide; no cluster limit when nil.
@@ -85,7 +85,7 @@ type Archiver struct {
 	m       *metrics
 	limiter *rate.Limiter
 	dialer  Dialer
-	rec     EventRecorder
+	rec     Recorder
 	sem     Semaphore
 	policy  func(string) policy.ArchivePolicy
 	writers WriterChecker
@@ -173,7 +173,7 @@ func New(cfg Config, deps Deps) (*Archiver, error) {
 
 type nopRecorder struct{}
 
-func (nopRecorder) Event(PodRef, string, string, string) {}
+func (nopRecorder) PodEvent(store.PodRef, string, string, string) {}
 
 // MarkUnpublished tells the archiver that a pod's volume was unpublished:
 // its files no longer need the quiet period (they still must not be open
@@ -408,7 +408,7 @@ func (a *Archiver) process(ctx context.Context, conn Remote, it Item) Remote {
 		a.m.duration.Observe(now.Sub(start).Seconds())
 		a.log.Info("Archived", "pod", ref.String(), "file", it.Rel, "remote", it.Remote, "bytes", it.Size, "sha256", sum,
 			"storedBytes", res.stored, "seconds", now.Sub(start).Seconds())
-		a.rec.Event(ref, "Normal", api.ReasonArchived, archivedMessage(it))
+		a.rec.PodEvent(ref, "Normal", api.ReasonArchived, archivedMessage(it))
 		a.afterDone(it)
 		return conn
 	case ctx.Err() != nil:
@@ -422,7 +422,7 @@ func (a *Archiver) process(ctx context.Context, conn Remote, it Item) Remote {
 		}
 		a.m.uploads.WithLabelValues(ResultFailed).Inc()
 		a.log.Info("Cannot archive file; giving up", "pod", ref.String(), "file", it.Rel, "err", err.Error())
-		a.rec.Event(ref, "Warning", api.ReasonArchiveFailed, fmt.Sprintf("%s cannot be archived: %v", it.Rel, err))
+		a.rec.PodEvent(ref, "Warning", api.ReasonArchiveFailed, fmt.Sprintf("%s cannot be archived: %v", it.Rel, err))
 		a.markDirty(it.PodDir)
 		return conn
 	default:
@@ -455,7 +455,7 @@ func (a *Archiver) retry(it Item, err error) {
 	a.m.uploads.WithLabelValues(ResultRetry).Inc()
 	a.log.Info("Upload failed; will retry", "pod", ref.String(), "file", it.Rel, "attempt", it.Attempts, "retryIn", delay, "err", err.Error())
 	if it.Attempts == 1 {
-		a.rec.Event(ref, "Warning", api.ReasonArchiveRetrying, fmt.Sprintf("%s: upload failed, retrying: %v", it.Rel, err))
+		a.rec.PodEvent(ref, "Warning", api.ReasonArchiveRetrying, fmt.Sprintf("%s: upload failed, retrying: %v", it.Rel, err))
 	}
 	a.queue.add(it.ID, now.Add(delay))
 	a.markDirty(it.PodDir)
@@ -477,11 +477,11 @@ func (a *Archiver) deleteLocal(it Item) {
 		it.Error = "delete after upload: " + err.Error()
 		a.log.Info("Cannot delete archived file yet; retried at the next scan", "podDir", it.PodDir, "file", it.Rel, "err", err.Error())
 		if first {
-			a.rec.Event(ref, "Warning", api.ReasonArchiveFailed, fmt.Sprintf("%s was archived but cannot be deleted yet (retried at each scan): %v", it.Rel, err))
+			a.rec.PodEvent(ref, "Warning", api.ReasonArchiveFailed, fmt.Sprintf("%s was archived but cannot be deleted yet (retried at each scan): %v", it.Rel, err))
 		}
 	default:
 		a.log.Info("Cannot delete archived file", "podDir", it.PodDir, "file", it.Rel, "err", err.Error())
-		a.rec.Event(ref, "Warning", api.ReasonArchiveFailed, fmt.Sprintf("%s was archived but cannot be deleted: %v", it.Rel, err))
+		a.rec.PodEvent(ref, "Warning", api.ReasonArchiveFailed, fmt.Sprintf("%s was archived but cannot be deleted: %v", it.Rel, err))
 		it.Deleted = true
 	}
 	it.UpdatedAt = a.clk.Now()

@@ -81,7 +81,7 @@ type fakeRecorder struct {
 	events []string
 }
 
-func (r *fakeRecorder) Event(pod PodRef, typ, reason, msg string) {
+func (r *fakeRecorder) PodEvent(pod PodRef, typ, reason, msg string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.events = append(r.events, typ+" "+reason+" "+pod.Namespace+"/"+pod.Name+": "+msg)

@@ -63,7 +63,7 @@ func (a *Archiver) sameContent(ctx context.Context, it *Item) (sameContentResult
 		ref, _ := store.ParsePodDirName(it.PodDir)
 		a.m.uploads.WithLabelValues(ResultSameContent).Inc()
 		a.log.Info("Same content as an archived file; not sent again", "pod", ref.String(), "file", it.Rel, "sameAs", c.Rel, "remote", c.Remote)
-		a.rec.Event(ref, "Normal", api.ReasonArchived, fmt.Sprintf("%s has the same content as %s (inode %d, %d bytes, sha256 %s), archived to %s: not sent again",
+		a.rec.PodEvent(ref, "Normal", api.ReasonArchived, fmt.Sprintf("%s has the same content as %s (inode %d, %d bytes, sha256 %s), archived to %s: not sent again",
 			it.Rel, c.Rel, it.Ino, it.Size, sum, c.Remote))
 		return alreadyStored, nil
 	}

@@ -1,6 +1,7 @@
 package archiver
 
 import (
+	"errors"
 	"sort"
 	"time"
 
@@ -106,4 +107,61 @@ func (s *settler) all() []*settling {
 		out = append(out, f)
 	}
 	return out
+}
+
+// poll re-checks settling files and hands finished ones to the journal.
+func (a *Archiver) poll() {
+	now := a.clk.Now()
+	for _, f := range a.settler.all() {
+		if st, ok := a.restat(f); ok {
+			a.consider(f.pod, f.rel, &st)
+		}
+	}
+	due := a.settler.due(now, a.isUnpublished)
+	if len(due) == 0 {
+		return
+	}
+	ids := map[FileID]bool{}
+	for _, f := range due {
+		ids[FileID{Dev: f.state.Dev, Ino: f.state.Ino}] = true
+	}
+	open, err := a.openForWriting(ids)
+	if errors.Is(err, errScanPending) {
+		return // said once, when it timed out
+	}
+	if err != nil {
+		a.log.Error(err, "Cannot find processes writing files; will try again")
+		return
+	}
+	for _, f := range due {
+		if open[FileID{Dev: f.state.Dev, Ino: f.state.Ino}] {
+			continue
+		}
+		// The file may have been written and closed between the stat above and the search (which then finds no
+		// writer): it is finished only if it is still as it was when it settled.
+		st, ok := a.restat(f)
+		if !ok {
+			continue
+		}
+		if stateOf(&st) != f.state {
+			a.consider(f.pod, f.rel, &st)
+			continue
+		}
+		a.finish(f, &st)
+	}
+}
+
+// restat stats a settling file again; false when it is gone (forgotten) or no longer a regular file (rejected).
+func (a *Archiver) restat(f *settling) (unix.Stat_t, bool) {
+	st, err := a.fs.lstat(f.pod, f.rel)
+	if err != nil {
+		a.settler.forget(f.pod, f.rel)
+		a.markDirty(f.pod)
+		return st, false
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		a.reject(f.pod, f.rel, "not a regular file: never read")
+		return st, false
+	}
+	return st, true
 }

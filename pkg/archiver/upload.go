@@ -150,7 +150,7 @@ func (a *Archiver) resume(rm Remote, it *Item, tmp, dir string, st *unix.Stat_t,
 	case it.Progress != nil && it.Progress.Stored > 0:
 		a.m.resumes.WithLabelValues(ResumeRestarted).Inc()
 		a.log.Info("Cannot resume upload; starting over", "pod", ref.String(), "file", it.Rel, "reason", why)
-		a.rec.Event(ref, "Warning", api.ReasonArchiveUploadRestarted, fmt.Sprintf("%s: upload starts over: %s", it.Rel, why))
+		a.rec.PodEvent(ref, "Warning", api.ReasonArchiveUploadRestarted, fmt.Sprintf("%s: upload starts over: %s", it.Rel, why))
 		it.Progress = nil
 	default:
 		it.Progress = nil
