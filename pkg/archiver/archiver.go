@@ -346,7 +346,7 @@ func (a *Archiver) worker(ctx context.Context) {
 // process makes one attempt at an item and records the outcome. It returns
 // the connection to reuse (nil after a failure).
 func (a *Archiver) process(ctx context.Context, conn Remote, it Item) Remote {
-	ref, _ := store.ParsePodDirName(it.PodDir)
+	ref, _ := it.podRef()
 	// Before a slot is taken: the same content may be archived already.
 	switch res, err := a.sameContent(ctx, &it); {
 	case err != nil:
@@ -442,7 +442,7 @@ func (a *Archiver) afterDone(it Item) {
 
 // retry records a failed attempt and schedules the next one.
 func (a *Archiver) retry(it Item, err error) {
-	ref, _ := store.ParsePodDirName(it.PodDir)
+	ref, _ := it.podRef()
 	now := a.clk.Now()
 	if it.Attempts == 0 {
 		it.Attempts = 1
@@ -468,7 +468,7 @@ func (a *Archiver) retry(it Item, err error) {
 // (the file was replaced meanwhile) gives up.
 func (a *Archiver) deleteLocal(it Item) {
 	err := a.fs.remove(it.PodDir, it.Rel, it.Ino)
-	ref, _ := store.ParsePodDirName(it.PodDir)
+	ref, _ := it.podRef()
 	switch {
 	case err == nil || errors.Is(err, fs.ErrNotExist):
 		it.Deleted, it.Error = true, ""

@@ -8,7 +8,6 @@ import (
 	"io"
 
 	"github.com/keeplog/keeplog/pkg/api"
-	"github.com/keeplog/keeplog/pkg/store"
 )
 
 // Same content, same upload. The journal names a file by path, inode, size and mtime, so a touch, a rename or a
@@ -60,7 +59,7 @@ func (a *Archiver) sameContent(ctx context.Context, it *Item) (sameContentResult
 		if _, err := a.journal.Put(*it, ""); err != nil {
 			return uploadIt, err
 		}
-		ref, _ := store.ParsePodDirName(it.PodDir)
+		ref, _ := it.podRef()
 		a.m.uploads.WithLabelValues(ResultSameContent).Inc()
 		a.log.Info("Same content as an archived file; not sent again", "pod", ref.String(), "file", it.Rel, "sameAs", c.Rel, "remote", c.Remote)
 		a.rec.PodEvent(ref, "Normal", api.ReasonArchived, fmt.Sprintf("%s has the same content as %s (inode %d, %d bytes, sha256 %s), archived to %s: not sent again",

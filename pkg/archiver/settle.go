@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/keeplog/keeplog/pkg/store"
 )
 
 // fileState is what "unchanged" is judged by.
@@ -22,8 +24,9 @@ func stateOf(st *unix.Stat_t) fileState {
 
 // settling is a candidate file that is not (yet) known to be finished.
 type settling struct {
-	pod   string // pod directory name
-	rel   string // path inside it
+	pod   string       // pod directory name
+	ref   store.PodRef // pod parsed (parsePodDir) when the file became a candidate
+	rel   string       // path inside it
 	state fileState
 	since time.Time // when state was first seen as it is now
 }
@@ -54,7 +57,8 @@ func (s *settler) observe(pod, rel string, st fileState, now time.Time) {
 		cur.state, cur.since = st, now
 		return
 	}
-	s.files[k] = &settling{pod: pod, rel: rel, state: st, since: now}
+	ref, _ := parsePodDir(pod) // the watch only observes pod directories whose names parse
+	s.files[k] = &settling{pod: pod, ref: ref, rel: rel, state: st, since: now}
 }
 
 func (s *settler) forget(pod, rel string) { delete(s.files, pod+"/"+rel) }

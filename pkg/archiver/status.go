@@ -10,7 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keeplog/keeplog/pkg/api"
-	"github.com/keeplog/keeplog/pkg/store"
 )
 
 // The status file (api.ArchiveStatusPath) in each pod directory's .keeplog/ lists the archive state of its files. It
@@ -58,7 +57,7 @@ type PodStatus struct {
 // podStatus assembles a pod directory's status (main loop only: it reads
 // the settler and the rejected set).
 func (a *Archiver) podStatus(pod string) PodStatus {
-	ref, _ := store.ParsePodDirName(pod)
+	ref, _ := parsePodDir(pod)
 	ps := PodStatus{Namespace: ref.Namespace, Pod: ref.Name, UID: ref.UID, Node: a.cfg.NodeName, Updated: a.clk.Now().UTC()}
 	for _, it := range a.journal.PodItems(pod) {
 		fs := FileStatus{

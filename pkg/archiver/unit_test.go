@@ -487,3 +487,37 @@ func (f dialerFunc) Dial(ctx context.Context) (Remote, error) {
 	}
 	return f(ctx)
 }
+
+// An item carries its pod from the moment it enters the journal (Put, or read at start): nothing parses its
+// directory name again.
+func TestJournalItemsCarryTheirPod(t *testing.T) {
+	dir := t.TempDir()
+	j, _, err := OpenJournal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const podDir = "ns_app_0f8c6a3e-1d2b-4c5d-8e9f-0a1b2c3d4e5f"
+	want := store.PodRef{Namespace: "ns", Name: "app", UID: "0f8c6a3e-1d2b-4c5d-8e9f-0a1b2c3d4e5f"}
+	it, err := j.Put(Item{ID: "a", PodDir: podDir, Rel: "app/x.hprof", State: StateQueued}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := it.podRef(); err != nil || got != want {
+		t.Fatalf("journalled item's pod %+v (%v), want %+v", got, err, want)
+	}
+	if _, err := j.Put(Item{ID: "b", PodDir: "not-a-pod-dir", Rel: "x"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	again, _, err := OpenJournal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := again.Get("a")
+	if got, err := a.podRef(); err != nil || got != want {
+		t.Fatalf("item read at start: pod %+v (%v), want %+v", got, err, want)
+	}
+	b, _ := again.Get("b")
+	if _, err := b.podRef(); err == nil {
+		t.Fatal("an item whose directory is not a pod's has a pod")
+	}
+}

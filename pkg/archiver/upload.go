@@ -13,7 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keeplog/keeplog/pkg/api"
-	"github.com/keeplog/keeplog/pkg/store"
 )
 
 // Manifest is the JSON file written beside every archived file
@@ -63,7 +62,7 @@ type uploaded struct {
 // from it.Progress, which upload keeps current (journalled after every acknowledged chunk). Errors wrapped by
 // permanent() are not retried.
 func (a *Archiver) upload(ctx context.Context, rm Remote, it *Item) (uploaded, error) {
-	pod, err := store.ParsePodDirName(it.PodDir)
+	pod, err := it.podRef()
 	if err != nil {
 		return uploaded{}, permanent(err)
 	}
@@ -142,7 +141,7 @@ func (a *Archiver) resume(rm Remote, it *Item, tmp, dir string, st *unix.Stat_t,
 	if err != nil {
 		return nil, err
 	}
-	ref, _ := store.ParsePodDirName(it.PodDir)
+	ref, _ := it.podRef()
 	switch {
 	case from > 0:
 		a.m.resumes.WithLabelValues(ResumeContinued).Inc()

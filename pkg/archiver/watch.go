@@ -14,7 +14,6 @@ import (
 	"github.com/keeplog/keeplog/internal/safefs"
 	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/policy"
-	"github.com/keeplog/keeplog/pkg/store"
 )
 
 // watchDir adds a watch for a directory inside a pod directory.
@@ -51,7 +50,7 @@ func (a *Archiver) splitEvent(name string) (string, string, bool) {
 	if strings.HasPrefix(pod, ".") {
 		return "", "", false // <root>/.keeplog and other hidden entries
 	}
-	if _, err := store.ParsePodDirName(pod); err != nil {
+	if _, err := parsePodDir(pod); err != nil {
 		return "", "", false
 	}
 	return pod, rel, true
@@ -163,7 +162,7 @@ func (a *Archiver) reject(pod, rel, why string) {
 		return
 	}
 	m[rel] = why
-	ref, _ := store.ParsePodDirName(pod)
+	ref, _ := parsePodDir(pod)
 	a.log.Info("Not archiving file", "pod", ref.String(), "file", rel, "reason", why)
 	a.rec.PodEvent(ref, "Warning", api.ReasonArchiveRejected, fmt.Sprintf("%s is %s", rel, why))
 	a.markDirty(pod)
@@ -192,7 +191,7 @@ func (a *Archiver) consider(pod, rel string, st *unix.Stat_t) {
 // scanPod walks one pod directory.
 func (a *Archiver) scanPod(w *fswatch.Watcher, pod string) {
 	a.loop.Progress() // a rescan of thousands of pod directories is progress too
-	if _, err := store.ParsePodDirName(pod); err != nil {
+	if _, err := parsePodDir(pod); err != nil {
 		return
 	}
 	a.watchDir(w, pod, "")
@@ -282,7 +281,7 @@ func (a *Archiver) podDirs() ([]string, error) {
 		if strings.HasPrefix(name, ".") || !e.IsDir() { // IsDir is false for a symlink
 			continue
 		}
-		if _, err := store.ParsePodDirName(name); err == nil {
+		if _, err := parsePodDir(name); err == nil {
 			names = append(names, name)
 		}
 	}
@@ -324,16 +323,13 @@ func (a *Archiver) finish(f *settling, st *unix.Stat_t) {
 		a.settler.forget(f.pod, f.rel)
 		return
 	}
-	ref, err := store.ParsePodDirName(f.pod)
-	if err != nil {
-		a.settler.forget(f.pod, f.rel)
-		return
-	}
+	ref := f.ref
+	var err error
 	now := a.clk.Now()
 	it := Item{
 		ID: itemID(f.pod, f.rel, f.state.Ino, f.state.Size, f.state.MtimeNs), PodDir: f.pod, Rel: f.rel,
 		Container: containerOf(f.rel), Ino: f.state.Ino, Size: f.state.Size, MtimeNs: f.state.MtimeNs,
-		State: StateQueued, DeleteAfterUpload: pol.DeleteAfterUpload, QueuedAt: now, UpdatedAt: now,
+		State: StateQueued, DeleteAfterUpload: pol.DeleteAfterUpload, QueuedAt: now, UpdatedAt: now, pod: ref,
 		Compression: compressionSpec(pol.Compression, pol.CompressionLevel),
 	}
 	if pol.FirstOnly {

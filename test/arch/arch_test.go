@@ -1,7 +1,9 @@
 package arch
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -44,6 +46,27 @@ func TestAPIIsALeaf(t *testing.T) {
 	for _, d := range deps(t, "pkg/api") {
 		if strings.HasPrefix(d, module+"/") && d != module+"/pkg/api" {
 			t.Errorf("pkg/api imports %s: it must import nothing of keeplog", d)
+		}
+	}
+}
+
+// The archiver parses a pod directory name once, at discovery (poddir.go's parsePodDir); everything after carries
+// the parsed value.
+func TestArchiverParsesPodDirNamesOnlyAtDiscovery(t *testing.T) {
+	files, err := filepath.Glob("../../pkg/archiver/*.go")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no archiver sources (%v)", err)
+	}
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") || filepath.Base(f) == "poddir.go" {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), "ParsePodDirName") {
+			t.Errorf("%s calls store.ParsePodDirName: the archiver parses pod directory names in poddir.go only", f)
 		}
 	}
 }
