@@ -369,10 +369,7 @@ func (a *Archiver) process(ctx context.Context, conn Remote, it Item) Remote {
 	}
 	defer release()
 
-	it.State = StateUploading
-	it.Attempts++
-	it.UpdatedAt = a.clk.Now()
-	if it, err = a.journal.Put(it, ""); err != nil {
+	if it, err = a.journal.Start(it, a.clk.Now()); err != nil {
 		a.log.Error(err, "Cannot record upload start")
 		a.queue.add(it.ID, a.clk.Now().Add(a.cfg.MinBackoff))
 		return conn
@@ -395,9 +392,8 @@ func (a *Archiver) process(ctx context.Context, conn Remote, it Item) Remote {
 	sum := res.sha256
 	switch {
 	case err == nil:
-		it.State, it.SHA256, it.Error, it.UpdatedAt = StateDone, sum, "", now
-		it.StoredSize, it.StoredSHA256, it.Progress = res.stored, res.storedSHA256, nil
-		if _, perr := a.journal.Put(it, ""); perr != nil {
+		var perr error
+		if it, perr = a.journal.Done(it, res, now); perr != nil {
 			// The upload is verified; without a record it is redone and
 			// recognised by its manifest at the next attempt.
 			a.log.Error(perr, "Cannot record finished upload")
@@ -416,8 +412,8 @@ func (a *Archiver) process(ctx context.Context, conn Remote, it Item) Remote {
 		_ = conn.Close()
 		return nil
 	case isPermanent(err):
-		it.State, it.Error, it.UpdatedAt, it.Progress = StateFailed, err.Error(), now, nil
-		if _, perr := a.journal.Put(it, ""); perr != nil {
+		var perr error
+		if it, perr = a.journal.Fail(it, err, now); perr != nil {
 			a.log.Error(perr, "Cannot record failed upload")
 		}
 		a.m.uploads.WithLabelValues(ResultFailed).Inc()
@@ -444,12 +440,9 @@ func (a *Archiver) afterDone(it Item) {
 func (a *Archiver) retry(it Item, err error) {
 	ref, _ := it.podRef()
 	now := a.clk.Now()
-	if it.Attempts == 0 {
-		it.Attempts = 1
-	}
+	it, perr := a.journal.Retry(it, err, now)
 	delay := backoff(it.Attempts, a.cfg.MinBackoff, a.cfg.MaxBackoff, nil)
-	it.State, it.Error, it.UpdatedAt = StateQueued, err.Error(), now
-	if _, perr := a.journal.Put(it, ""); perr != nil {
+	if perr != nil {
 		a.log.Error(perr, "Cannot record upload retry")
 	}
 	a.m.uploads.WithLabelValues(ResultRetry).Inc()
@@ -469,12 +462,13 @@ func (a *Archiver) retry(it Item, err error) {
 func (a *Archiver) deleteLocal(it Item) {
 	err := a.fs.remove(it.PodDir, it.Rel, it.Ino)
 	ref, _ := it.podRef()
+	deleted, errMsg := it.Deleted, it.Error
 	switch {
 	case err == nil || errors.Is(err, fs.ErrNotExist):
-		it.Deleted, it.Error = true, ""
+		deleted, errMsg = true, ""
 	case errors.Is(err, fs.ErrPermission):
 		first := it.Error == ""
-		it.Error = "delete after upload: " + err.Error()
+		errMsg = "delete after upload: " + err.Error()
 		a.log.Info("Cannot delete archived file yet; retried at the next scan", "podDir", it.PodDir, "file", it.Rel, "err", err.Error())
 		if first {
 			a.rec.PodEvent(ref, "Warning", api.ReasonArchiveFailed, fmt.Sprintf("%s was archived but cannot be deleted yet (retried at each scan): %v", it.Rel, err))
@@ -482,10 +476,9 @@ func (a *Archiver) deleteLocal(it Item) {
 	default:
 		a.log.Info("Cannot delete archived file", "podDir", it.PodDir, "file", it.Rel, "err", err.Error())
 		a.rec.PodEvent(ref, "Warning", api.ReasonArchiveFailed, fmt.Sprintf("%s was archived but cannot be deleted: %v", it.Rel, err))
-		it.Deleted = true
+		deleted = true
 	}
-	it.UpdatedAt = a.clk.Now()
-	if _, err := a.journal.Put(it, ""); err != nil {
+	if _, err := a.journal.Deleted(it, deleted, errMsg, a.clk.Now()); err != nil {
 		a.log.Error(err, "Cannot record deletion")
 	}
 	a.markDirty(it.PodDir)

@@ -49,14 +49,7 @@ func (a *Archiver) sameContent(ctx context.Context, it *Item) (sameContentResult
 		if c.SHA256 != sum {
 			continue
 		}
-		orig := c.ID
-		if c.SameAs != "" {
-			orig = c.SameAs
-		}
-		it.State, it.SHA256, it.Remote, it.SameAs = StateDone, sum, c.Remote, orig
-		it.Compression, it.StoredSize, it.StoredSHA256, it.Progress, it.Error = c.Compression, c.StoredSize, c.StoredSHA256, nil, ""
-		it.UpdatedAt = a.clk.Now()
-		if _, err := a.journal.Put(*it, ""); err != nil {
+		if *it, err = a.journal.SameContent(*it, c, sum, a.clk.Now()); err != nil {
 			return uploadIt, err
 		}
 		ref, _ := it.podRef()

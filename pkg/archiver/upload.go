@@ -223,8 +223,8 @@ func (a *Archiver) sendChunks(ctx context.Context, up Upload, f *os.File, it *It
 		}
 		stored = b.p.Stored
 		b.p.Token = up.Token()
-		it.Progress = b.p
-		if _, err := a.journal.Put(*it, ""); err != nil {
+		var err error
+		if *it, err = a.journal.Progress(*it, b.p); err != nil {
 			a.log.Error(err, "Cannot record upload progress; an interruption now resends more")
 		}
 		done(b)

@@ -364,7 +364,7 @@ func (a *Archiver) finish(f *settling, st *unix.Stat_t) {
 			remote += zstdSuffix
 		}
 	}
-	if it, err = a.journal.Put(it, remote); err != nil {
+	if it, err = a.journal.Queue(it, remote); err != nil {
 		a.log.Error(err, "Cannot journal finished file; will try again")
 		return
 	}
