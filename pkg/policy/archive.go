@@ -1,8 +1,6 @@
 package policy
 
 import (
-	"errors"
-	"fmt"
 	"path"
 	"strings"
 
@@ -39,41 +37,6 @@ type ArchivePolicy struct {
 // DefaultArchivePatterns are heap dumps, core dumps and JVM crash logs.
 func DefaultArchivePatterns() []string {
 	return []string{"*.hprof", "core", "core.*", "hs_err_pid*.log"}
-}
-
-// Validate reports malformed patterns.
-func (p ArchivePolicy) Validate() error {
-	var errs []error
-	for _, pat := range p.Patterns {
-		if pat == "" {
-			errs = append(errs, errors.New("empty pattern"))
-			continue
-		}
-		if strings.HasPrefix(pat, "/") || strings.Contains(pat, "..") {
-			errs = append(errs, fmt.Errorf("pattern %q: must be relative and must not contain \"..\"", pat))
-			continue
-		}
-		if _, err := path.Match(pat, ""); err != nil {
-			errs = append(errs, fmt.Errorf("pattern %q: %v", pat, err))
-		}
-	}
-	switch p.Compression {
-	case "", "none", "zstd":
-	default:
-		errs = append(errs, fmt.Errorf("compression %q: must be none or zstd", p.Compression))
-	}
-	if p.CompressionLevel < 0 || p.CompressionLevel > 22 {
-		errs = append(errs, fmt.Errorf("compression level %d: must be 1-22", p.CompressionLevel))
-	}
-	switch p.Sparse {
-	case "", SparseCompress, SparseSkip, SparseUpload:
-	default:
-		errs = append(errs, fmt.Errorf("sparse %q: must be %s, %s or %s", p.Sparse, SparseCompress, SparseSkip, SparseUpload))
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("archive policy: %w", errors.Join(errs...))
-	}
-	return nil
 }
 
 // Matches reports whether a file at rel (inside the pod directory, slash

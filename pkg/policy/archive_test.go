@@ -36,8 +36,14 @@ func TestArchivePolicyMatches(t *testing.T) {
 			t.Errorf("%v.Matches(%q) = %v, want %v", tc.p.Patterns, tc.rel, got, tc.want)
 		}
 	}
-	if err := (ArchivePolicy{Patterns: []string{"[", "/abs", "../x", ""}}).Validate(); err == nil ||
-		!strings.Contains(err.Error(), `"["`) || !strings.Contains(err.Error(), `"/abs"`) || !strings.Contains(err.Error(), "empty") {
-		t.Errorf("Validate: %v", err)
+	// Malformed patterns are refused where they come in: the StorageClass parameter (and the annotation).
+	for _, bad := range []string{"[", "/abs", "../x"} {
+		if err := ValidateParameters(map[string]string{api.ParamArchivePatterns: bad}); err == nil ||
+			!strings.Contains(err.Error(), `"`+bad+`"`) {
+			t.Errorf("archivePatterns %q: %v", bad, err)
+		}
+	}
+	if err := ValidateParameters(map[string]string{api.ParamArchivePatterns: " , "}); err == nil {
+		t.Error("archivePatterns without a pattern: accepted")
 	}
 }
