@@ -27,7 +27,7 @@ import (
 // while the pod runs and the tree costs no space until kubelet deletes its names. A pod is selected by the pod
 // annotation api.AnnotationStdoutGrace: "true", or by the label api.AnnotationStdoutGrace=true on its namespace (an annotation "false" opts
 // a pod out). Pods with a keeplog volume are left to the LogCopier (their copies are linked into the same tree).
-//
+
 // GraceConfig configures a Grace.
 type GraceConfig struct {
 	Root          string        // keeplog's --root; the tree is <Root>/.pods

@@ -23,7 +23,7 @@ import (
 //
 // Its entries live and die with their pod directory: DeletePodDir and DeleteVolume remove <root>/.pods/<dir> with
 // <root>/<dir>.
-//
+
 // PodLogsPath is <root>/.pods/<dir>, the kubelet-layout entry of pod directory dir (checked like PodDirPath).
 func (s *Store) PodLogsPath(dir string) (string, error) {
 	if _, err := s.PodDirPath(dir); err != nil {
