@@ -223,8 +223,8 @@ func (a *Archiver) sendChunks(ctx context.Context, up Upload, f *os.File, it *It
 		}
 		stored = b.p.Stored
 		b.p.Token = up.Token()
-		var err error
-		if *it, err = a.journal.Progress(*it, b.p); err != nil {
+		it.Progress = b.p // only this field: prepareChunks reads the item meanwhile
+		if _, err := a.journal.Progress(*it, b.p); err != nil {
 			a.log.Error(err, "Cannot record upload progress; an interruption now resends more")
 		}
 		done(b)
