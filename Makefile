@@ -48,7 +48,7 @@ lint:
 	$(GO) test -count=1 ./test/docs/
 
 unit: seaweedfs
-	$(GO) test -race -count=1 ./pkg/... ./cmd/... ./internal/... ./hack/...
+	$(GO) test -race -count=1 -timeout 40m ./pkg/... ./cmd/... ./internal/... ./hack/... ./test/arch/
 
 sanity: build
 	$(GO) test -count=1 ./test/sanity/

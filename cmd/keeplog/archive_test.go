@@ -3,54 +3,11 @@ package main
 import (
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/keeplog/keeplog/pkg/archiver"
-	"github.com/keeplog/keeplog/pkg/policy"
-	"github.com/keeplog/keeplog/pkg/store"
 )
-
-func TestArchivePolicyFromStorageClassAndAnnotations(t *testing.T) {
-	st, err := store.Open(t.TempDir(), time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.CreateVolume(&store.Volume{ID: "v1:n:pvc-1", Kind: store.Persistent, Node: "n",
-		Parameters: map[string]string{policy.ParamFirstOnly: "true", policy.ParamArchivePatterns: "*.bin",
-			policy.ParamArchiveCompression: "zstd:5", policy.ParamArchiveSparse: "skip"}}); err != nil {
-		t.Fatal(err)
-	}
-	ref := store.PodRef{Namespace: "ns", Name: "app", UID: "0123456789abcdef0123456789abcdef"}
-	if _, err := st.ClaimPodDir("v1:n:pvc-1", ref.DirName(), &ref); err != nil {
-		t.Fatal(err)
-	}
-	ann := map[string]string{policy.AnnotationArchive: "true"}
-	r := policy.NewResolver(st, func(store.PodRef) (map[string]string, bool) { return ann, true }, policy.Defaults{})
-	now := time.Unix(1000, 0)
-	get := archivePolicy(r, nil, func() time.Time { return now })
-
-	want := archiver.Policy{Patterns: []string{"*.bin"}, FirstOnly: true, Compression: "zstd", CompressionLevel: 5,
-		Sparse: archiver.SparseSkip}
-	if got := get(ref.DirName()); !reflect.DeepEqual(got, want) {
-		t.Fatalf("policy %+v, want %+v", got, want)
-	}
-	// Cached for a few seconds (the archiver asks for every file it visits), then read again.
-	ann = map[string]string{policy.AnnotationArchive: "false"}
-	if got := get(ref.DirName()); got.Off {
-		t.Fatal("the cached policy was not used within its TTL")
-	}
-	now = now.Add(policyCacheTTL)
-	if got := get(ref.DirName()); !got.Off {
-		t.Fatalf("policy %+v after the TTL: want archiving off from the new annotation", got)
-	}
-	// A directory no volume owns archives with the defaults.
-	if got := get("ns_other_1123456789abcdef0123456789abcdef"); !reflect.DeepEqual(got, archiver.Policy{}) {
-		t.Fatalf("unowned directory: %+v, want the defaults", got)
-	}
-}
 
 // A Secret volume with type: s3 gives the S3 dialer, the prefix as the archiver's base, and a description without
 // the credentials; a bad S3 Secret names the key.

@@ -18,6 +18,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	appsv1client "k8s.io/client-go/kubernetes/typed/apps/v1"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // serviceAccountTokenFile is where kubelet puts the pod's ServiceAccount token.
@@ -130,8 +132,8 @@ func checkPod(ctx context.Context, p *corev1.Pod, port int, token string, hc *ht
 	if err != nil {
 		return fmt.Errorf("/metrics: %w", err)
 	}
-	if !strings.Contains(body, "keeplog_loop_last_progress_seconds") {
-		return errors.New("/metrics has no keeplog_loop_last_progress_seconds")
+	if !strings.Contains(body, api.MetricLoopLastProgressSeconds) {
+		return errors.New("/metrics has no " + api.MetricLoopLastProgressSeconds)
 	}
 	return nil
 }

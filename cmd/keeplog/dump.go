@@ -9,11 +9,9 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
-	"github.com/keeplog/keeplog/pkg/archiver"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/dump"
-	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/semaphore"
-	"github.com/keeplog/keeplog/pkg/store"
 )
 
 // dumpLeasePrefix names the Leases of the cluster-wide dump semaphore: <prefix>-0 … <prefix>-(N-1).
@@ -39,13 +37,13 @@ func setupDump(c *components) error {
 		Pods:    c.pods.Get,
 		Memory:  dump.NewCgroupReader(o.CgroupRoot),
 		Events:  c.events,
-		Archive: dumpArchivePolicy(c.policy),
+		Archive: c.archivePolicies.Patterns,
 		Clock:   clock.RealClock{}, Registerer: c.reg, Log: klog.Background().WithName("dump"),
 		Liveness: c.live.Loop("dump", dumpLivenessBound(o.PollInterval)),
 		HTTP:     &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}},
 	}
-	if p, ok := c.deps.Archiver.(interface{ Pending(string) bool }); ok && p != nil {
-		deps.Pending = p.Pending
+	if c.archiver != nil {
+		deps.Pending = c.archiver.Pending
 	}
 	if ex, err := dump.NewAPIExecer(c.restCfg); err != nil {
 		klog.InfoS("dump-exec is not available: pods that ask for it get a DumpSkipped Event", "reason", err)
@@ -61,7 +59,7 @@ func setupDump(c *components) error {
 		}
 		deps.Semaphore = sem
 	}
-	m, err := dump.New(dump.Config{Root: c.opts.Root, StateDir: filepath.Join(c.opts.Root, store.StateDirName, "dumps"),
+	m, err := dump.New(dump.Config{Root: c.opts.Root, StateDir: filepath.Join(c.opts.Root, api.KeeplogDir, api.DumpStateDir),
 		PollInterval: o.PollInterval, Cooldown: o.Cooldown, Timeout: o.Timeout, SlotWait: o.SlotWait,
 		QuietPeriod: o.QuietPeriod, HostNetworkAddress: o.HostNetworkAddress}, deps)
 	if err != nil {
@@ -90,17 +88,4 @@ func setupDump(c *components) error {
 		c.handlers[dump.WebhookPath] = wh
 	}
 	return nil
-}
-
-// dumpArchivePolicy gives the dump manager a pod directory's archive patterns (which files are dumps) and whether
-// it is archived. Warnings about malformed annotations are the archiver's to report.
-func dumpArchivePolicy(r *policy.Resolver) func(string) archiver.Policy {
-	return func(dir string) archiver.Policy {
-		p, _, err := r.For(dir)
-		if err != nil {
-			klog.V(4).InfoS("Dump file patterns from defaults", "dir", dir, "reason", err)
-			return archiver.Policy{}
-		}
-		return archiver.Policy{Off: !p.Archive, Patterns: p.ArchivePatterns}
-	}
 }

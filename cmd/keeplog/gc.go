@@ -8,7 +8,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
-	"github.com/keeplog/keeplog/pkg/driver"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/gc"
 )
 
@@ -45,10 +45,10 @@ func findShared(o *Options) (gc.Shared, error) {
 // deleted.
 func setupGC(c *components) error {
 	o := c.opts.GC
-	deps := gc.Deps{Store: c.store, Clock: clock.RealClock{}, Kube: c.kube.CoreV1(), Registerer: c.reg, Forget: c.policy.Forget,
+	deps := gc.Deps{Log: klog.Background(), Store: c.store, Clock: clock.RealClock{}, Kube: c.kube.CoreV1(), Registerer: c.reg, Forget: c.policy.Forget,
 		Liveness: c.live.Loop("gc", gcLivenessBound)}
-	if a, ok := c.deps.Archiver.(gc.Archive); ok && a != nil {
-		deps.Archive = a
+	if c.archiver != nil {
+		deps.Archive = c.archiver
 	}
 	if c.pods != nil {
 		deps.Live = c.pods.Annotations
@@ -68,6 +68,7 @@ func setupGC(c *components) error {
 	if err != nil {
 		return err
 	}
+	c.gc = g
 	c.deps.Admission = g
 	c.add("garbage collector", g.Run)
 	klog.InfoS("Garbage collection", "retainFor", o.RetainFor, "maxRetainFor", o.MaxRetainFor, "interval", o.Interval,
@@ -78,12 +79,12 @@ func setupGC(c *components) error {
 		klog.InfoS("No Kubernetes API access: Released PVs and PVs of vanished nodes are left alone")
 		return nil
 	}
-	orphans, err := gc.NewOrphanPVs(gc.OrphanConfig{DriverName: c.opts.DriverName, TopologyKey: driver.TopologyKey,
+	orphans, err := gc.NewOrphanPVs(gc.OrphanConfig{Log: klog.Background(), DriverName: c.opts.DriverName, TopologyKey: api.TopologyKey,
 		Grace: o.OrphanPVGrace, DryRun: o.DryRun}, c.kube.CoreV1(), clock.RealClock{}, g)
 	if err != nil {
 		return err
 	}
-	lc := gc.LeaderConfig{Namespace: c.opts.Namespace, Name: gcLeaseName, Identity: c.opts.NodeID}
+	lc := gc.LeaderConfig{Log: klog.Background(), Namespace: c.opts.Namespace, Name: gcLeaseName, Identity: c.opts.NodeID}
 	c.add("garbage collector leader election", func(ctx context.Context) error {
 		return gc.RunElected(ctx, c.kube.CoordinationV1(), lc, func(ctx context.Context) { orphans.Run(ctx, o.Interval) })
 	})

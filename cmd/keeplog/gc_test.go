@@ -7,12 +7,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"k8s.io/mount-utils"
+	"k8s.io/utils/clock"
 
 	"github.com/keeplog/keeplog/internal/loopfs"
 	"github.com/keeplog/keeplog/pkg/driver"
@@ -40,7 +40,7 @@ func TestRootSharingKubeletsFilesystem(t *testing.T) {
 	if err := o.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(o.Root, time.Now)
+	st, err := store.Open(o.Root, clock.RealClock{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ keeplog_root_shares_filesystem{with="pod-logs"} 0
 	if err := testutil.GatherAndCompare(c.reg, strings.NewReader(want), "keeplog_root_shares_filesystem"); err != nil {
 		t.Fatal(err)
 	}
-	g := c.deps.Admission.(*gc.GC)
+	g := c.gc
 	drv, err := driver.New(driver.Config{NodeID: "node-1"}, driver.Deps{Store: st, Mounter: mount.NewFakeMounter(nil), Admission: g})
 	if err != nil {
 		t.Fatal(err)

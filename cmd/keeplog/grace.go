@@ -29,7 +29,7 @@ func setupGrace(c *components) error {
 	namespaces := c.kube.CoreV1().Namespaces()
 	g, err := podinfo.NewGrace(podinfo.GraceConfig{Root: c.opts.Root, SourceRoot: c.opts.PodLogsDir,
 		RetainFor: c.opts.GC.RetainFor, KeepEnvValues: c.opts.KeepEnvValues},
-		podinfo.GraceDeps{Store: c.store, Pod: c.pods.Get, Synced: c.pods.WaitSynced,
+		podinfo.GraceDeps{Log: klog.Background(), Store: c.store, Pod: c.pods.Get, Synced: c.pods.WaitSynced,
 			NamespaceLabels: func(ctx context.Context, name string) (map[string]string, error) {
 				ns, err := namespaces.Get(ctx, name, metav1.GetOptions{})
 				if err != nil {

@@ -19,9 +19,12 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 	"k8s.io/mount-utils"
+	"k8s.io/utils/clock"
 
 	"github.com/keeplog/keeplog/internal/liveness"
+	"github.com/keeplog/keeplog/pkg/archiver"
 	"github.com/keeplog/keeplog/pkg/driver"
+	"github.com/keeplog/keeplog/pkg/gc"
 	"github.com/keeplog/keeplog/pkg/kube"
 	"github.com/keeplog/keeplog/pkg/podinfo"
 	"github.com/keeplog/keeplog/pkg/policy"
@@ -82,8 +85,13 @@ type components struct {
 	events  *kube.Events       // nil without API access: no Events
 	pods    *kube.NodePods     // nil without API access
 	policy  *policy.Resolver
-	deps    driver.Deps
-	runners []runner
+	// archivePolicies is c.policy as the archiver and the dump trigger ask for it (cached, malformed annotations
+	// reported once).
+	archivePolicies *policy.ArchivePolicies
+	archiver        *archiver.Archiver // nil without --archive-target
+	gc              *gc.GC
+	deps            driver.Deps
+	runners         []runner
 	// handlers are served on --http-address beside /healthz and /metrics, by path (dump.go's webhook).
 	handlers map[string]http.Handler
 }
@@ -108,7 +116,7 @@ func (c *components) add(name string, run func(ctx context.Context) error) {
 
 func run(ctx context.Context, o *Options) error {
 	klog.InfoS("Starting keeplog", "version", version, "driver", o.DriverName, "node", o.NodeID, "root", o.Root)
-	st, err := store.Open(o.Root, time.Now)
+	st, err := store.Open(o.Root, clock.RealClock{})
 	if err != nil {
 		return err
 	}
@@ -124,13 +132,14 @@ func run(ctx context.Context, o *Options) error {
 	}
 	var live policy.LiveAnnotations
 	if c.kube != nil {
-		c.events = kube.NewEvents(c.kube.CoreV1(), "keeplog", o.NodeID)
+		c.events = kube.NewEvents(c.kube.CoreV1(), "keeplog", o.NodeID, klog.Background())
 		defer c.events.Shutdown()
 		c.pods = kube.NewNodePods(c.kube.CoreV1(), o.NodeID, 10*time.Minute)
 		live = c.pods.Annotations
 		c.add("pod informer", func(ctx context.Context) error { c.pods.Run(ctx); return nil })
 	}
 	c.policy = policy.NewResolver(st, live, o.GC.policyDefaults())
+	c.archivePolicies = policy.NewArchivePolicies(c.policy, policy.ArchiveDeps{Events: c.events, Log: klog.Background()})
 	if c.pods != nil {
 		if err := c.pods.OnChange(func(p *corev1.Pod) {
 			ref := store.PodRef{Namespace: p.Namespace, Name: p.Name, UID: string(p.UID)}
@@ -142,7 +151,7 @@ func run(ctx context.Context, o *Options) error {
 		}
 	}
 
-	describer, err := podinfo.NewDescriber(podinfo.DescriberConfig{Node: o.NodeID, KeepEnvValues: o.KeepEnvValues,
+	describer, err := podinfo.NewDescriber(podinfo.DescriberConfig{Log: klog.Background(), Node: o.NodeID, KeepEnvValues: o.KeepEnvValues,
 		LogSourceRoot: o.PodLogsDir, Interval: o.DescribeInterval}, c.podAPI())
 	if err != nil {
 		return err
@@ -154,7 +163,7 @@ func run(ctx context.Context, o *Options) error {
 			return fmt.Errorf("watch pods: %w", err)
 		}
 	}
-	c.deps = driver.Deps{Store: st, Mounter: mount.New(""), Metrics: c.reg, Describer: describer}
+	c.deps = driver.Deps{Log: klog.Background(), Store: st, Mounter: mount.New(""), Metrics: c.reg, Describer: describer}
 	for _, part := range []func(*components) error{setupArchiver, setupGC, setupUsage, setupDump, setupGrace, setupRetrieval} {
 		if err := part(c); err != nil {
 			return err

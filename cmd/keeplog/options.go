@@ -11,6 +11,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/driver"
 )
 
@@ -51,7 +52,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.NodeID, "node-id", "", "this node's name (required; usually the NODE_NAME from the downward API)")
 	fs.StringVar(&o.Root, "root", "/var/log/keeplog", "directory on the node that holds every pod directory")
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig for the Kubernetes API; in-cluster configuration when empty")
-	fs.StringVar(&o.DriverName, "driver-name", driver.DefaultName, "CSI driver name")
+	fs.StringVar(&o.DriverName, "driver-name", api.DriverName, "CSI driver name")
 	fs.StringVar(&o.RegistrationDir, "kubelet-registration-dir", "", "kubelet's plugin registry directory (e.g. /var/lib/kubelet/plugins_registry); empty: do not register with kubelet")
 	fs.StringVar(&o.KubeletEndpoint, "kubelet-endpoint", "", "the CSI socket path as kubelet sees it on the host; defaults to the --endpoint path")
 	fs.StringVar(&o.HTTPAddress, "http-address", ":9808", "address for /healthz and /metrics; empty disables")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -11,8 +12,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"k8s.io/utils/clock"
 
 	"github.com/keeplog/keeplog/internal/liveness"
+	"github.com/keeplog/keeplog/pkg/api"
+	"github.com/keeplog/keeplog/pkg/archiver"
 	"github.com/keeplog/keeplog/pkg/gc"
 	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/store"
@@ -105,16 +109,16 @@ func TestWatermarkDefaultsFollowTheFilesystem(t *testing.T) {
 	}
 }
 
-// pendingArchiver is a driver.Archiver that also answers Pending, as pkg/archiver does.
-type pendingArchiver struct{}
+// noDialer refuses every connection: the archiver below never runs, the GC only asks it what is pending.
+type noDialer struct{}
 
-func (pendingArchiver) MarkPublished(string)   {}
-func (pendingArchiver) MarkUnpublished(string) {}
-func (pendingArchiver) Pending(string) bool    { return true }
+func (noDialer) Dial(context.Context) (archiver.Remote, error) {
+	return nil, errors.New("not connected")
+}
 
 func TestSetupGCWiresAdmissionAndArchive(t *testing.T) {
 	o := parseGC(t, "--root="+filepath.Join(t.TempDir(), "root"))
-	st, err := store.Open(o.Root, time.Now)
+	st, err := store.Open(o.Root, clock.RealClock{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,12 +127,15 @@ func TestSetupGCWiresAdmissionAndArchive(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.policy = policy.NewResolver(st, nil, o.GC.policyDefaults())
-	c.deps.Archiver = pendingArchiver{}
+	if c.archiver, err = archiver.New(archiver.Config{NodeName: "n", Target: archiver.Target{BaseDir: "/archive"}},
+		archiver.Deps{Root: o.Root, StateDir: filepath.Join(t.TempDir(), "journal"), Dialer: noDialer{}}); err != nil {
+		t.Fatal(err)
+	}
 	if err := setupGC(c); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := testutil.GatherAndCount(c.reg, liveness.MetricName); err != nil || n != 1 {
-		t.Fatalf("%d series of %s (%v), want the gc loop's", n, liveness.MetricName, err)
+	if n, err := testutil.GatherAndCount(c.reg, api.MetricLoopLastProgressSeconds); err != nil || n != 1 {
+		t.Fatalf("%d series of %s (%v), want the gc loop's", n, api.MetricLoopLastProgressSeconds, err)
 	}
 	if c.deps.Admission == nil {
 		t.Fatal("the driver gets no admission: new volumes would never be refused past the hard limit")
@@ -139,16 +146,19 @@ func TestSetupGCWiresAdmissionAndArchive(t *testing.T) {
 	if err := c.deps.Admission.AdmitVolume(); err != nil && !strings.Contains(err.Error(), o.Root) {
 		t.Fatalf("AdmitVolume: %v", err)
 	}
-	// An orphan directory long expired stays while the archiver says it has work for it.
+	// An orphan directory long expired stays while the archiver says it has work for it: a heap dump not archived.
 	orphan := filepath.Join(o.Root, "ns_pod_0f8c6a3e-1d2b-4c5d-8e9f-0a1b2c3d4e5f")
-	if err := os.Mkdir(orphan, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(orphan, "app"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(orphan, "app", "java_pid1.hprof"), []byte("dump"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	old := time.Now().Add(-365 * 24 * time.Hour)
 	if err := os.Chtimes(orphan, old, old); err != nil {
 		t.Fatal(err)
 	}
-	g := c.deps.Admission.(*gc.GC)
+	g := c.gc
 	if res, err := g.Pass(context.Background()); err != nil || len(res.Deleted) != 0 {
 		t.Fatalf("pass deleted %+v (%v) although the archiver has work pending", res.Deleted, err)
 	}

@@ -6,7 +6,7 @@ import (
 
 	"k8s.io/klog/v2"
 
-	"github.com/keeplog/keeplog/pkg/store"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/usage"
 )
 
@@ -19,7 +19,7 @@ const usageLoopBound = 5 * time.Minute
 // setupUsage adds usage accounting and volume limits (pkg/usage): NodeGetVolumeStats and GetCapacity read from it.
 func setupUsage(c *components) error {
 	o := c.opts.Usage
-	deps := usage.Deps{Store: c.store, Registerer: c.reg}
+	deps := usage.Deps{Log: klog.Background(), Store: c.store, Registerer: c.reg}
 	if c.live != nil {
 		deps.Live = c.live.Loop("usage", max(usageLoopBound, 2*o.UpdateInterval))
 	}
@@ -27,7 +27,7 @@ func setupUsage(c *components) error {
 		deps.Events = c.events
 	}
 	if o.Enforcer == enforcerImmutable {
-		e, err := usage.NewAttrEnforcer(filepath.Join(c.opts.Root, store.StateDirName, "usage", "blocked"))
+		e, err := usage.NewAttrEnforcer(filepath.Join(c.opts.Root, api.KeeplogDir, api.BlockedRecordsDir))
 		if err != nil {
 			return err
 		}

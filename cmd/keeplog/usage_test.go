@@ -4,11 +4,12 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/utils/clock"
 
 	"github.com/keeplog/keeplog/internal/liveness"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -16,7 +17,7 @@ import (
 // fails when it stalls.
 func TestSetupUsageRecordsLiveness(t *testing.T) {
 	o := parseGC(t, "--root="+filepath.Join(t.TempDir(), "root"), "--usage-enforcer=none")
-	st, err := store.Open(o.Root, time.Now)
+	st, err := store.Open(o.Root, clock.RealClock{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +34,7 @@ func TestSetupUsageRecordsLiveness(t *testing.T) {
 	}
 	var loops []string
 	for _, mf := range mfs {
-		if mf.GetName() != liveness.MetricName {
+		if mf.GetName() != api.MetricLoopLastProgressSeconds {
 			continue
 		}
 		for _, m := range mf.GetMetric() {

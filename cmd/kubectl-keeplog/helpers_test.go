@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/go-logr/logr"
 	"k8s.io/apiserver/pkg/authentication/user"
@@ -18,6 +17,7 @@ import (
 	"k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/clock"
 
 	"github.com/keeplog/keeplog/pkg/retrieval"
 	"github.com/keeplog/keeplog/pkg/retrievalapi"
@@ -38,7 +38,7 @@ var allowed = map[string]string{"alice": "ns1", "bob": "ns2"}
 
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
-	st, err := store.Open(t.TempDir(), time.Now)
+	st, err := store.Open(t.TempDir(), clock.RealClock{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,10 +18,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/utils/clock"
-)
 
-// MetricName is the gauge of the seconds since each loop's last progress.
-const MetricName = "keeplog_loop_last_progress_seconds"
+	"github.com/keeplog/keeplog/pkg/api"
+)
 
 // Registry holds the node plugin's loops. Create it with New.
 type Registry struct {
@@ -37,7 +36,7 @@ func New(clk clock.PassiveClock, reg prometheus.Registerer) (*Registry, error) {
 		clk = clock.RealClock{}
 	}
 	r := &Registry{clk: clk, loops: map[string]*Loop{},
-		desc: prometheus.NewDesc(MetricName, "Seconds since a long-running loop of keeplog last made progress.", []string{"loop"}, nil)}
+		desc: prometheus.NewDesc(api.MetricLoopLastProgressSeconds, "Seconds since a long-running loop of keeplog last made progress.", []string{"loop"}, nil)}
 	if reg != nil {
 		if err := reg.Register(r); err != nil {
 			return nil, fmt.Errorf("liveness: register metric: %w", err)

@@ -8,6 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 func TestCheckNamesOnlyStalledLoops(t *testing.T) {
@@ -42,7 +44,7 @@ func TestCheckNamesOnlyStalledLoops(t *testing.T) {
 keeplog_loop_last_progress_seconds{loop="archiver"} 50
 keeplog_loop_last_progress_seconds{loop="gc"} 0
 `
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), MetricName); err != nil {
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), api.MetricLoopLastProgressSeconds); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -32,9 +32,6 @@ type WalkResult struct {
 	TooDeep []string
 }
 
-// Complete is true when the walk entered every directory it found.
-func (r WalkResult) Complete() bool { return len(r.Mounts) == 0 && len(r.TooDeep) == 0 }
-
 // Walk calls fn for every entry below dir, a directory before its contents, and returns what it did not enter. It
 // never follows a symlink, never opens anything but directories (each proven a directory on dir's mount by the
 // descriptor it opened), enters no directory on another mount (WalkResult.Mounts) and none deeper than MaxWalkDepth

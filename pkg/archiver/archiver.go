@@ -25,26 +25,16 @@ import (
 
 	"github.com/keeplog/keeplog/internal/fswatch"
 	"github.com/keeplog/keeplog/internal/liveness"
+	"github.com/keeplog/keeplog/pkg/api"
+	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
-// EventRecorder receives what users should see on the pod (Kubernetes
-// Events in production). eventType is "Normal" or "Warning".
-type EventRecorder interface {
-	Event(pod PodRef, eventType, reason, message string)
+// Recorder sends what users should see on the pod as Events (*kube.Events implements it). eventType is "Normal" or
+// "Warning".
+type Recorder interface {
+	PodEvent(pod store.PodRef, eventType, reason, message string)
 }
-
-// Event reasons.
-const (
-	ReasonArchived       = "Archived"
-	ReasonArchiveRetry   = "ArchiveRetrying"
-	ReasonArchiveFailed  = "ArchiveFailed"
-	ReasonArchiveSkipped = "ArchiveSkipped"
-	ReasonRejected       = "ArchiveRejected"
-	// ReasonUploadRestarted: an interrupted upload could not continue from what the server held (its temporary
-	// file was gone, shorter or changed) and starts over.
-	ReasonUploadRestarted = "ArchiveUploadRestarted"
-)
 
 // archivedMessage is the Archived Event's text.
 func archivedMessage(it Item) string {
@@ -66,14 +56,14 @@ type Deps struct {
 	// Dialer connects to the archive server (NewSSHDialer). Required.
 	Dialer Dialer
 	// Recorder receives events; none are sent when nil.
-	Recorder EventRecorder
+	Recorder Recorder
 	// Registerer gets the metrics; none are registered when nil.
 	Registerer prometheus.Registerer
 	// Semaphore bounds uploads cluster-wide; no cluster limit when nil.
 	Semaphore Semaphore
 	// Policy gives a pod directory's policy (argument: its base name,
 	// "<ns>_<pod>_<uid>"). Default patterns, nothing else, when nil.
-	Policy func(podDir string) Policy
+	Policy func(podDir string) policy.ArchivePolicy
 	// Writers finds files open for writing; ProcFS{} when nil.
 	Writers WriterChecker
 	// Log; discarded when zero.
@@ -95,9 +85,9 @@ type Archiver struct {
 	m       *metrics
 	limiter *rate.Limiter
 	dialer  Dialer
-	rec     EventRecorder
+	rec     Recorder
 	sem     Semaphore
-	policy  func(string) Policy
+	policy  func(string) policy.ArchivePolicy
 	writers WriterChecker
 	log     logr.Logger
 	queue   *queue
@@ -153,7 +143,7 @@ func New(cfg Config, deps Deps) (*Archiver, error) {
 		deps.Semaphore = NewLocalSemaphore(cfg.MaxConcurrentUploads)
 	}
 	if deps.Policy == nil {
-		deps.Policy = func(string) Policy { return Policy{} }
+		deps.Policy = func(string) policy.ArchivePolicy { return policy.ArchivePolicy{} }
 	}
 	if deps.Recorder == nil {
 		deps.Recorder = nopRecorder{}
@@ -183,7 +173,7 @@ func New(cfg Config, deps Deps) (*Archiver, error) {
 
 type nopRecorder struct{}
 
-func (nopRecorder) Event(PodRef, string, string, string) {}
+func (nopRecorder) PodEvent(store.PodRef, string, string, string) {}
 
 // MarkUnpublished tells the archiver that a pod's volume was unpublished:
 // its files no longer need the quiet period (they still must not be open
@@ -356,7 +346,7 @@ func (a *Archiver) worker(ctx context.Context) {
 // process makes one attempt at an item and records the outcome. It returns
 // the connection to reuse (nil after a failure).
 func (a *Archiver) process(ctx context.Context, conn Remote, it Item) Remote {
-	ref, _ := store.ParsePodDirName(it.PodDir)
+	ref, _ := it.podRef()
 	// Before a slot is taken: the same content may be archived already.
 	switch res, err := a.sameContent(ctx, &it); {
 	case err != nil:
@@ -379,10 +369,7 @@ func (a *Archiver) process(ctx context.Context, conn Remote, it Item) Remote {
 	}
 	defer release()
 
-	it.State = StateUploading
-	it.Attempts++
-	it.UpdatedAt = a.clk.Now()
-	if it, err = a.journal.Put(it, ""); err != nil {
+	if it, err = a.journal.Start(it, a.clk.Now()); err != nil {
 		a.log.Error(err, "Cannot record upload start")
 		a.queue.add(it.ID, a.clk.Now().Add(a.cfg.MinBackoff))
 		return conn
@@ -405,9 +392,8 @@ func (a *Archiver) process(ctx context.Context, conn Remote, it Item) Remote {
 	sum := res.sha256
 	switch {
 	case err == nil:
-		it.State, it.SHA256, it.Error, it.UpdatedAt = StateDone, sum, "", now
-		it.StoredSize, it.StoredSHA256, it.Progress = res.stored, res.storedSHA256, nil
-		if _, perr := a.journal.Put(it, ""); perr != nil {
+		var perr error
+		if it, perr = a.journal.Done(it, res, now); perr != nil {
 			// The upload is verified; without a record it is redone and
 			// recognised by its manifest at the next attempt.
 			a.log.Error(perr, "Cannot record finished upload")
@@ -418,7 +404,7 @@ func (a *Archiver) process(ctx context.Context, conn Remote, it Item) Remote {
 		a.m.duration.Observe(now.Sub(start).Seconds())
 		a.log.Info("Archived", "pod", ref.String(), "file", it.Rel, "remote", it.Remote, "bytes", it.Size, "sha256", sum,
 			"storedBytes", res.stored, "seconds", now.Sub(start).Seconds())
-		a.rec.Event(ref, "Normal", ReasonArchived, archivedMessage(it))
+		a.rec.PodEvent(ref, "Normal", api.ReasonArchived, archivedMessage(it))
 		a.afterDone(it)
 		return conn
 	case ctx.Err() != nil:
@@ -426,13 +412,13 @@ func (a *Archiver) process(ctx context.Context, conn Remote, it Item) Remote {
 		_ = conn.Close()
 		return nil
 	case isPermanent(err):
-		it.State, it.Error, it.UpdatedAt, it.Progress = StateFailed, err.Error(), now, nil
-		if _, perr := a.journal.Put(it, ""); perr != nil {
+		var perr error
+		if it, perr = a.journal.Fail(it, err, now); perr != nil {
 			a.log.Error(perr, "Cannot record failed upload")
 		}
 		a.m.uploads.WithLabelValues(ResultFailed).Inc()
 		a.log.Info("Cannot archive file; giving up", "pod", ref.String(), "file", it.Rel, "err", err.Error())
-		a.rec.Event(ref, "Warning", ReasonArchiveFailed, fmt.Sprintf("%s cannot be archived: %v", it.Rel, err))
+		a.rec.PodEvent(ref, "Warning", api.ReasonArchiveFailed, fmt.Sprintf("%s cannot be archived: %v", it.Rel, err))
 		a.markDirty(it.PodDir)
 		return conn
 	default:
@@ -452,20 +438,17 @@ func (a *Archiver) afterDone(it Item) {
 
 // retry records a failed attempt and schedules the next one.
 func (a *Archiver) retry(it Item, err error) {
-	ref, _ := store.ParsePodDirName(it.PodDir)
+	ref, _ := it.podRef()
 	now := a.clk.Now()
-	if it.Attempts == 0 {
-		it.Attempts = 1
-	}
+	it, perr := a.journal.Retry(it, err, now)
 	delay := backoff(it.Attempts, a.cfg.MinBackoff, a.cfg.MaxBackoff, nil)
-	it.State, it.Error, it.UpdatedAt = StateQueued, err.Error(), now
-	if _, perr := a.journal.Put(it, ""); perr != nil {
+	if perr != nil {
 		a.log.Error(perr, "Cannot record upload retry")
 	}
 	a.m.uploads.WithLabelValues(ResultRetry).Inc()
 	a.log.Info("Upload failed; will retry", "pod", ref.String(), "file", it.Rel, "attempt", it.Attempts, "retryIn", delay, "err", err.Error())
 	if it.Attempts == 1 {
-		a.rec.Event(ref, "Warning", ReasonArchiveRetry, fmt.Sprintf("%s: upload failed, retrying: %v", it.Rel, err))
+		a.rec.PodEvent(ref, "Warning", api.ReasonArchiveRetrying, fmt.Sprintf("%s: upload failed, retrying: %v", it.Rel, err))
 	}
 	a.queue.add(it.ID, now.Add(delay))
 	a.markDirty(it.PodDir)
@@ -478,24 +461,24 @@ func (a *Archiver) retry(it Item, err error) {
 // (the file was replaced meanwhile) gives up.
 func (a *Archiver) deleteLocal(it Item) {
 	err := a.fs.remove(it.PodDir, it.Rel, it.Ino)
-	ref, _ := store.ParsePodDirName(it.PodDir)
+	ref, _ := it.podRef()
+	deleted, errMsg := it.Deleted, it.Error
 	switch {
 	case err == nil || errors.Is(err, fs.ErrNotExist):
-		it.Deleted, it.Error = true, ""
+		deleted, errMsg = true, ""
 	case errors.Is(err, fs.ErrPermission):
 		first := it.Error == ""
-		it.Error = "delete after upload: " + err.Error()
+		errMsg = "delete after upload: " + err.Error()
 		a.log.Info("Cannot delete archived file yet; retried at the next scan", "podDir", it.PodDir, "file", it.Rel, "err", err.Error())
 		if first {
-			a.rec.Event(ref, "Warning", ReasonArchiveFailed, fmt.Sprintf("%s was archived but cannot be deleted yet (retried at each scan): %v", it.Rel, err))
+			a.rec.PodEvent(ref, "Warning", api.ReasonArchiveFailed, fmt.Sprintf("%s was archived but cannot be deleted yet (retried at each scan): %v", it.Rel, err))
 		}
 	default:
 		a.log.Info("Cannot delete archived file", "podDir", it.PodDir, "file", it.Rel, "err", err.Error())
-		a.rec.Event(ref, "Warning", ReasonArchiveFailed, fmt.Sprintf("%s was archived but cannot be deleted: %v", it.Rel, err))
-		it.Deleted = true
+		a.rec.PodEvent(ref, "Warning", api.ReasonArchiveFailed, fmt.Sprintf("%s was archived but cannot be deleted: %v", it.Rel, err))
+		deleted = true
 	}
-	it.UpdatedAt = a.clk.Now()
-	if _, err := a.journal.Put(it, ""); err != nil {
+	if _, err := a.journal.Deleted(it, deleted, errMsg, a.clk.Now()); err != nil {
 		a.log.Error(err, "Cannot record deletion")
 	}
 	a.markDirty(it.PodDir)

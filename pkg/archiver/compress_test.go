@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/keeplog/keeplog/pkg/policy"
 )
 
 // A pod whose policy says zstd gets "<name>.zst": independent frames (here several chunks) that Debian's zstd -d
@@ -19,7 +21,9 @@ func TestCompressedUploadRestoresWithZstd(t *testing.T) {
 	}
 	cfg := e.config()
 	cfg.ChunkSize = 4 << 20
-	r := e.start(cfg, Deps{Policy: func(string) Policy { return Policy{Compression: "zstd", CompressionLevel: 6} }})
+	r := e.start(cfg, Deps{Policy: func(string) policy.ArchivePolicy {
+		return policy.ArchivePolicy{Compression: "zstd", CompressionLevel: 6}
+	}})
 	dst := e.archived(pod, "app/heap.hprof") + zstdSuffix
 	empty := e.archived(pod, "app/empty.hprof") + zstdSuffix
 	waitFor(t, time.Minute, "both files on the server", func() bool { return exists(dst+manifestSuffix) && exists(empty+manifestSuffix) })

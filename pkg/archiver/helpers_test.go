@@ -17,10 +17,12 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
-	"github.com/keeplog/keeplog/internal/sshdtest"
-	"github.com/keeplog/keeplog/pkg/store"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/keeplog/keeplog/internal/sshdtest"
+	"github.com/keeplog/keeplog/pkg/api"
+	"github.com/keeplog/keeplog/pkg/store"
 )
 
 // env is one test's world: a real sshd, a root with pod directories, a
@@ -79,7 +81,7 @@ type fakeRecorder struct {
 	events []string
 }
 
-func (r *fakeRecorder) Event(pod PodRef, typ, reason, msg string) {
+func (r *fakeRecorder) PodEvent(pod PodRef, typ, reason, msg string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.events = append(r.events, typ+" "+reason+" "+pod.Namespace+"/"+pod.Name+": "+msg)
@@ -309,7 +311,7 @@ func readManifest(t testing.TB, p string) Manifest {
 func readStatus(t testing.TB, root, pod string) PodStatus {
 	t.Helper()
 	var ps PodStatus
-	b, err := os.ReadFile(filepath.Join(root, pod, StatusPath))
+	b, err := os.ReadFile(filepath.Join(root, pod, api.ArchiveStatusPath))
 	if err != nil {
 		return ps
 	}

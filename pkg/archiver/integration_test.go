@@ -25,6 +25,8 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/keeplog/keeplog/internal/loopfs"
+	"github.com/keeplog/keeplog/pkg/api"
+	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -44,10 +46,10 @@ func TestUploadVerifiedWithManifest(t *testing.T) {
 	bigSum := writeRandom(t, big, size, 1)
 	coreSum := writeRandom(t, filepath.Join(e.root, pod, "app", "core.123"), 4096+7, 2)
 	writeRandom(t, filepath.Join(e.root, pod, "app", "app.log"), 1000, 3) // not matching
-	if err := os.MkdirAll(filepath.Join(e.root, pod, ownDir), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(e.root, pod, api.KeeplogDir), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	writeRandom(t, filepath.Join(e.root, pod, ownDir, "meta.hprof"), 1000, 4) // keeplog's own directory
+	writeRandom(t, filepath.Join(e.root, pod, api.KeeplogDir, "meta.hprof"), 1000, 4) // keeplog's own directory
 
 	r := e.start(e.config(), Deps{})
 	dst := e.archived(pod, "app/java_pid1.hprof")
@@ -72,11 +74,11 @@ func TestUploadVerifiedWithManifest(t *testing.T) {
 	if exists(e.archived(pod, "app/app.log")) {
 		t.Fatal("a file not matching the patterns was uploaded")
 	}
-	if exists(e.archived(pod, ownDir+"/meta.hprof")) {
+	if exists(e.archived(pod, api.KeeplogDir+"/meta.hprof")) {
 		t.Fatal("a file in the pod's .keeplog directory was uploaded")
 	}
 	for _, f := range e.serverFiles() {
-		if strings.Contains(f, tmpMarker) {
+		if strings.Contains(f, api.TempFileMarker) {
 			t.Fatalf("temporary file left on the server: %s", f)
 		}
 	}
@@ -90,7 +92,7 @@ func TestUploadVerifiedWithManifest(t *testing.T) {
 	if b := metricValue(t, r.a.m.bytes); b != float64(size+4096+7) {
 		t.Fatalf("uploaded_bytes_total = %v, want %d", b, size+4096+7)
 	}
-	if n := r.rec.count(ReasonArchived); n != 2 {
+	if n := r.rec.count(api.ReasonArchived); n != 2 {
 		t.Fatalf("%d Archived events, want 2: %v", n, r.rec.all())
 	}
 	// The metrics are registered with the injected registry.
@@ -179,7 +181,7 @@ func TestServerStoppedDuringUploadsThenRestarted(t *testing.T) {
 	r := e.start(cfg, Deps{})
 	waitFor(t, time.Minute, "an upload in progress", func() bool {
 		for _, f := range e.serverFiles() {
-			if strings.Contains(f, tmpMarker) {
+			if strings.Contains(f, api.TempFileMarker) {
 				return true
 			}
 		}
@@ -194,7 +196,7 @@ func TestServerStoppedDuringUploadsThenRestarted(t *testing.T) {
 		return false
 	})
 	e.srv.Stop()
-	waitFor(t, time.Minute, "a failed attempt", func() bool { return r.rec.count(ReasonArchiveRetry) > 0 })
+	waitFor(t, time.Minute, "a failed attempt", func() bool { return r.rec.count(api.ReasonArchiveRetrying) > 0 })
 	time.Sleep(1500 * time.Millisecond) // the server stays away for a while: more attempts fail
 	e.srv.Start()
 	for name, sum := range sums {
@@ -239,13 +241,13 @@ func TestRateLimitHonoured(t *testing.T) {
 		var got int64
 		finals := 0
 		for _, f := range e.serverFiles() {
-			if !strings.Contains(f, ".hprof") || strings.HasSuffix(f, manifestSuffix) || strings.Contains(f, manifestSuffix+tmpMarker) {
+			if !strings.Contains(f, ".hprof") || strings.HasSuffix(f, manifestSuffix) || strings.Contains(f, manifestSuffix+api.TempFileMarker) {
 				continue
 			}
 			if st, err := os.Stat(filepath.Join(e.srv.DataDir, f)); err == nil {
 				got += st.Size()
 			}
-			if strings.HasSuffix(f, ".hprof") && !strings.Contains(f, tmpMarker) {
+			if strings.HasSuffix(f, ".hprof") && !strings.Contains(f, api.TempFileMarker) {
 				finals++
 			}
 		}
@@ -314,7 +316,7 @@ func TestSymlinksAreNeverFollowed(t *testing.T) {
 	// the symlinks have been seen.
 	writeRandom(t, filepath.Join(app, "real.hprof"), 1000, 1)
 	waitFor(t, time.Minute, "the real dump archived", func() bool { return exists(e.archived(pod, "app/real.hprof")) })
-	waitFor(t, time.Minute, "the symlinks reported", func() bool { return r.rec.count(ReasonRejected) >= 2 })
+	waitFor(t, time.Minute, "the symlinks reported", func() bool { return r.rec.count(api.ReasonArchiveRejected) >= 2 })
 	time.Sleep(2500 * time.Millisecond) // past one periodic rescan too
 	for _, f := range e.serverFiles() {
 		b, _ := os.ReadFile(filepath.Join(e.srv.DataDir, f))
@@ -374,7 +376,7 @@ func TestUnknownHostKeyRefused(t *testing.T) {
 	cfg := e.config()
 	cfg.Target = tg
 	r := e.start(cfg, Deps{Dialer: d})
-	waitFor(t, time.Minute, "a refused attempt", func() bool { return r.rec.count(ReasonArchiveRetry) > 0 })
+	waitFor(t, time.Minute, "a refused attempt", func() bool { return r.rec.count(api.ReasonArchiveRetrying) > 0 })
 	if ev := r.rec.all(); !strings.Contains(strings.Join(ev, "\n"), "knownhosts") {
 		t.Fatalf("events do not say why: %v", ev)
 	}
@@ -408,7 +410,7 @@ func maxConcurrentTemps(t *testing.T, dirs []string) (stop func() int) {
 		defer close(done)
 		for ev := range w.Events {
 			base := filepath.Base(ev.Name)
-			if !strings.Contains(base, tmpMarker) || strings.Contains(base, manifestSuffix) {
+			if !strings.Contains(base, api.TempFileMarker) || strings.Contains(base, manifestSuffix) {
 				continue
 			}
 			mu.Lock()
@@ -468,7 +470,7 @@ func TestClusterSemaphoreSerialisesArchivers(t *testing.T) {
 			waitFor(t, 2*time.Minute, "all six uploads", func() bool {
 				n := 0
 				for _, f := range e.serverFiles() {
-					if strings.HasSuffix(f, ".hprof") && !strings.Contains(f, tmpMarker) {
+					if strings.HasSuffix(f, ".hprof") && !strings.Contains(f, api.TempFileMarker) {
 						n++
 					}
 				}
@@ -501,15 +503,15 @@ func TestFirstOnlyAndDeleteAfterUpload(t *testing.T) {
 	podB := e.pod("ns", "delete")
 	var mu sync.Mutex
 	reset := ""
-	policy := func(pod string) Policy {
+	pol := func(pod string) policy.ArchivePolicy {
 		mu.Lock()
 		defer mu.Unlock()
 		if pod == podA {
-			return Policy{FirstOnly: true, FirstOnlyReset: reset}
+			return policy.ArchivePolicy{FirstOnly: true, FirstOnlyReset: reset}
 		}
-		return Policy{DeleteAfterUpload: true}
+		return policy.ArchivePolicy{DeleteAfterUpload: true}
 	}
-	r := e.start(e.config(), Deps{Policy: policy})
+	r := e.start(e.config(), Deps{Policy: pol})
 
 	// firstOnly: the first dump of a container is uploaded, the next is not;
 	// another container has its own first.
@@ -580,7 +582,7 @@ func TestDeleteAfterUploadWaitsForABlockedVolume(t *testing.T) {
 	}
 	chattr("+i")
 	t.Cleanup(func() { _ = exec.Command("chattr", "-i", filepath.Dir(dump), dump).Run() }) // or the mount cannot go
-	r := e.start(e.config(), Deps{Policy: func(string) Policy { return Policy{DeleteAfterUpload: true} }})
+	r := e.start(e.config(), Deps{Policy: func(string) policy.ArchivePolicy { return policy.ArchivePolicy{DeleteAfterUpload: true} }})
 	waitFor(t, time.Minute, "the dump archived", func() bool { return exists(e.archived(pod, "app/java_pid1.hprof")) })
 	if got := fileSHA(t, e.archived(pod, "app/java_pid1.hprof")); got != sum {
 		t.Fatalf("server copy sha256 %s, want %s", got, sum)
@@ -593,8 +595,8 @@ func TestDeleteAfterUploadWaitsForABlockedVolume(t *testing.T) {
 	if !exists(dump) {
 		t.Fatal("the dump is gone although its directory is immutable")
 	}
-	if n := r.rec.count(ReasonArchiveFailed); n != 1 {
-		t.Fatalf("%d %s Events for one refused deletion, want 1", n, ReasonArchiveFailed)
+	if n := r.rec.count(api.ReasonArchiveFailed); n != 1 {
+		t.Fatalf("%d %s Events for one refused deletion, want 1", n, api.ReasonArchiveFailed)
 	}
 	chattr("-i")
 	waitFor(t, time.Minute, "the dump deleted once the block is lifted", func() bool { return !exists(dump) })
@@ -639,7 +641,7 @@ func TestHungWriterSearchDoesNotStopTheArchiver(t *testing.T) {
 	podB := e.pod("ns", "hung-b")
 	writeRandom(t, filepath.Join(e.root, podB, "app", "b.hprof"), 1000, 2)
 	waitFor(t, time.Minute, "b.hprof in the new pod's status file while the search hangs", func() bool {
-		if _, err := os.Stat(filepath.Join(e.root, podB, StatusPath)); err != nil {
+		if _, err := os.Stat(filepath.Join(e.root, podB, api.ArchiveStatusPath)); err != nil {
 			return false
 		}
 		fs := statusOf(readStatus(t, e.root, podB), "app/b.hprof")
@@ -700,7 +702,7 @@ func TestFileWrittenDuringTheWriterSearchSettlesAgain(t *testing.T) {
 	if b, _ := os.ReadFile(dst); string(b) != "first half, second half" {
 		t.Fatalf("server copy %q, want the whole file", b)
 	}
-	if n := r.rec.count(ReasonArchiveFailed); n != 0 {
+	if n := r.rec.count(api.ReasonArchiveFailed); n != 0 {
 		t.Fatalf("%d failed attempts for a file that changed during the search", n)
 	}
 	if files := e.serverFiles(); slices.ContainsFunc(files, func(f string) bool { return strings.Contains(f, "heap.2.hprof") }) {

@@ -69,6 +69,10 @@ type Item struct {
 	Error             string    `json:"error,omitempty"`
 	QueuedAt          time.Time `json:"queuedAt"`
 	UpdatedAt         time.Time `json:"updatedAt"`
+
+	// pod is PodDir parsed (podErr when it is not a pod directory name), once, when the item entered the journal.
+	pod    store.PodRef
+	podErr error
 }
 
 // itemID derives an item's ID from its identity.
@@ -146,6 +150,7 @@ func OpenJournal(dir string) (*Journal, []error, error) {
 						err = fmt.Errorf("item id %q does not match the file name", it.ID)
 					}
 					if err == nil {
+						it.pod, it.podErr = parsePodDir(it.PodDir)
 						j.items[it.ID] = &it
 						j.claim(&it)
 					}
@@ -216,6 +221,9 @@ func (j *Journal) PodItems(podDir string) []Item {
 func (j *Journal) Put(it Item, remoteBase string) (Item, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if it.pod == (store.PodRef{}) && it.podErr == nil { // an item journalled without its parsed pod
+		it.pod, it.podErr = parsePodDir(it.PodDir)
+	}
 	if it.Remote == "" && remoteBase != "" {
 		for n := 1; ; n++ {
 			cand := withGeneration(remoteBase, n)

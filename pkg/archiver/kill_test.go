@@ -16,6 +16,9 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/funcr"
+
+	"github.com/keeplog/keeplog/pkg/api"
+	"github.com/keeplog/keeplog/pkg/policy"
 )
 
 // The SIGKILL test re-executes this test binary as a child process that runs
@@ -58,12 +61,12 @@ func runChild(specFile string) int {
 	log := funcr.New(func(prefix, args string) { fmt.Fprintln(os.Stderr, prefix, args) }, funcr.Options{Verbosity: 1})
 	a, err := New(Config{NodeName: "node-k", Target: tg, QuietPeriod: 200 * time.Millisecond, PollInterval: 50 * time.Millisecond,
 		MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second, BytesPerSecond: spec.BytesPerSecond},
-		Deps{Root: spec.Root, StateDir: spec.StateDir, Dialer: d, Log: log, Policy: func(string) Policy {
+		Deps{Root: spec.Root, StateDir: spec.StateDir, Dialer: d, Log: log, Policy: func(string) policy.ArchivePolicy {
 			algo, level := describeCompression(spec.Compression)
 			if spec.Compression == "" {
 				algo = ""
 			}
-			return Policy{Compression: algo, CompressionLevel: level}
+			return policy.ArchivePolicy{Compression: algo, CompressionLevel: level}
 		}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
@@ -161,7 +164,7 @@ func TestSIGKILLMidUploadEachFileOnceAndIntact(t *testing.T) {
 	}
 	tempWithData := func() bool {
 		for _, f := range e.serverFiles() {
-			if strings.Contains(f, tmpMarker) && !strings.Contains(f, manifestSuffix) {
+			if strings.Contains(f, api.TempFileMarker) && !strings.Contains(f, manifestSuffix) {
 				if st, err := os.Stat(filepath.Join(e.srv.DataDir, f)); err == nil && st.Size() > 0 {
 					return true
 				}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // Upload results as counted in keeplog_archiver_uploads_total{result}.
@@ -45,39 +47,39 @@ const (
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		queueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "keeplog_archiver_queue_depth",
+			Name: api.MetricArchiverQueueDepth,
 			Help: "Finished files waiting to be uploaded or being uploaded on this node.",
 		}),
 		settling: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "keeplog_archiver_settling_files",
+			Name: api.MetricArchiverSettlingFiles,
 			Help: "Files matching the archive patterns that are not known to be finished yet.",
 		}),
 		overflows: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "keeplog_archive_watch_overflows_total",
+			Name: api.MetricArchiveWatchOverflowsTotal,
 			Help: "Times the file watch lost events (kernel queue overflow) and the archiver rescanned every pod directory.",
 		}),
 		statusWrites: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "keeplog_archive_status_writes_total",
+			Name: api.MetricArchiveStatusWritesTotal,
 			Help: "Archive status files written (only when a pod directory's archive state changed).",
 		}),
 		unwalked: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "keeplog_archiver_unwalked_directories_total",
+			Name: api.MetricArchiverUnwalkedDirectoriesTotal,
 			Help: "Directories inside pod directories the archiver did not enter (a mount, or too deep); their pod directories are never archived, so the GC keeps them.",
 		}, []string{"reason"}),
 		resumes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "keeplog_archiver_upload_resumes_total",
+			Name: api.MetricArchiverUploadResumesTotal,
 			Help: "Interrupted uploads taken up again: continued after the prefix the server acknowledged, or restarted from 0 because the server did not hold it.",
 		}, []string{"result"}),
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "keeplog_archiver_uploaded_bytes_total",
+			Name: api.MetricArchiverUploadedBytesTotal,
 			Help: "Bytes sent to the archive server, as stored (compressed when compressed), including attempts that failed.",
 		}),
 		uploads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "keeplog_archiver_uploads_total",
+			Name: api.MetricArchiverUploadsTotal,
 			Help: "Upload attempts by result (success, retry, failed, skipped).",
 		}, []string{"result"}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "keeplog_archiver_upload_duration_seconds",
+			Name:    api.MetricArchiverUploadDurationSeconds,
 			Help:    "Duration of successful uploads, from the first byte to the verified rename.",
 			Buckets: prometheus.ExponentialBuckets(0.25, 2, 16), // 0.25s .. ~2.3h
 		}),

@@ -5,6 +5,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -44,7 +45,7 @@ func sanitizeComponent(c string) string {
 		s = s[:200]
 	}
 	// Names we use for our own temporary files are never produced.
-	if strings.HasPrefix(s, ".") && strings.Contains(s, tmpMarker) {
+	if strings.HasPrefix(s, ".") && strings.Contains(s, api.TempFileMarker) {
 		s = "_" + s[1:]
 	}
 	return s
@@ -95,11 +96,10 @@ func manifestPath(remote string) string { return remote + manifestSuffix }
 
 const (
 	manifestSuffix = ".manifest.json"
-	tmpMarker      = ".keeplog-tmp-"
 )
 
 // tempPath is the temporary name an upload writes before renaming.
 func tempPath(final, itemID string) string {
 	dir, file := path.Split(final)
-	return dir + "." + file + tmpMarker + itemID[:16]
+	return dir + "." + file + api.TempFileMarker + itemID[:16]
 }

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // killEnv runs an archiver child process (see TestMain) over e and kills it.
@@ -69,7 +71,7 @@ func (e *env) tempSize() int64 {
 // tempStat is the size and inode of the one data temporary file on the server (-1 when there is none).
 func (e *env) tempStat() (int64, uint64) {
 	for _, f := range e.serverFiles() {
-		if strings.Contains(f, tmpMarker) && !strings.Contains(f, manifestSuffix) {
+		if strings.Contains(f, api.TempFileMarker) && !strings.Contains(f, manifestSuffix) {
 			if st, err := os.Stat(filepath.Join(e.srv.DataDir, f)); err == nil {
 				return st.Size(), st.Sys().(*syscall.Stat_t).Ino
 			}
@@ -293,7 +295,7 @@ func TestResumeChecksTheServersTemporaryFile(t *testing.T) {
 			acked = e.acknowledged(t)
 			var tmp string
 			for _, f := range e.serverFiles() {
-				if strings.Contains(f, tmpMarker) {
+				if strings.Contains(f, api.TempFileMarker) {
 					tmp = filepath.Join(e.srv.DataDir, f)
 				}
 			}
@@ -310,7 +312,7 @@ func TestResumeChecksTheServersTemporaryFile(t *testing.T) {
 			}
 			cont := metricValue(t, r2.a.m.resumes.WithLabelValues(ResumeContinued))
 			restarted := metricValue(t, r2.a.m.resumes.WithLabelValues(ResumeRestarted))
-			events := r2.rec.count(ReasonUploadRestarted)
+			events := r2.rec.count(api.ReasonArchiveUploadRestarted)
 			if tc.continued && (cont != 1 || restarted != 0 || events != 0) {
 				t.Fatalf("continued %v, restarted %v, %d restart Events: want it continued", cont, restarted, events)
 			}

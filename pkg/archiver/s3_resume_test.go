@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/minio/minio-go/v7"
 )
 
@@ -190,10 +191,10 @@ func TestS3ServerStoppedMidUpload(t *testing.T) {
 		t.Fatalf("rclone's copy sha256 %s, local %s", got, sum)
 	}
 	e.noUploads()
-	if n := r.rec.count(ReasonUploadRestarted); n != 0 {
+	if n := r.rec.count(api.ReasonArchiveUploadRestarted); n != 0 {
 		t.Errorf("the upload started over: %v", r.rec.all())
 	}
-	if n := r.rec.count(ReasonArchiveRetry); n == 0 {
+	if n := r.rec.count(api.ReasonArchiveRetrying); n == 0 {
 		t.Errorf("no ArchiveRetrying event while the server was down: %v", r.rec.all())
 	}
 }

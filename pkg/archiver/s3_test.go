@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keeplog/keeplog/pkg/api"
+	"github.com/keeplog/keeplog/pkg/policy"
 )
 
 // An S3 upload through the archiver: the object's bytes, downloaded by rclone (an independent client), hash to the
@@ -22,8 +25,8 @@ func TestS3UploadVerifiedByAnIndependentClient(t *testing.T) {
 				raw = writeCompressible(t, filepath.Join(e.root, pod, "app", "heap.hprof"), 40<<20, 7)
 			}
 			algo, level := describeCompression(comp)
-			r := e.start(e.s3Config(tg), Deps{Dialer: e.s3Dialer(tg), Policy: func(string) Policy {
-				p := Policy{DeleteAfterUpload: true}
+			r := e.start(e.s3Config(tg), Deps{Dialer: e.s3Dialer(tg), Policy: func(string) policy.ArchivePolicy {
+				p := policy.ArchivePolicy{DeleteAfterUpload: true}
 				if comp != "" {
 					p.Compression, p.CompressionLevel = algo, level
 				}
@@ -57,7 +60,7 @@ func TestS3UploadVerifiedByAnIndependentClient(t *testing.T) {
 				t.Errorf("manifest compression %q, want zstd", m.Compression)
 			}
 			e.noUploads()
-			if n := r.rec.count(ReasonArchived); n != 1 {
+			if n := r.rec.count(api.ReasonArchived); n != 1 {
 				t.Errorf("%d Archived events, want 1: %v", n, r.rec.all())
 			}
 		})
@@ -86,10 +89,10 @@ func TestS3ActionableErrors(t *testing.T) {
 			pod := e.pod("ns", "bad"+string(rune('a'+i)))
 			local := filepath.Join(e.root, pod, "app", "heap.hprof")
 			sum := writeRandom(t, local, 1<<20, 9)
-			r := e.start(e.s3Config(tg), Deps{Dialer: e.s3Dialer(tg), Policy: func(string) Policy { return Policy{DeleteAfterUpload: true} }})
-			waitFor(t, time.Minute, "an ArchiveRetrying event", func() bool { return r.rec.count(ReasonArchiveRetry) > 0 })
+			r := e.start(e.s3Config(tg), Deps{Dialer: e.s3Dialer(tg), Policy: func(string) policy.ArchivePolicy { return policy.ArchivePolicy{DeleteAfterUpload: true} }})
+			waitFor(t, time.Minute, "an ArchiveRetrying event", func() bool { return r.rec.count(api.ReasonArchiveRetrying) > 0 })
 			r.stop()
-			ev := eventsWith(r.rec.all(), ReasonArchiveRetry)
+			ev := eventsWith(r.rec.all(), api.ReasonArchiveRetrying)
 			if !strings.Contains(ev, c.want) {
 				t.Errorf("event %s does not say %q", ev, c.want)
 			}

@@ -20,6 +20,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // S3Dialer opens sessions to an S3-compatible object store (the S3 Remote). One minio-go client is shared by all
@@ -112,7 +114,7 @@ func s3Key(p string) string { return strings.TrimPrefix(p, "/") }
 // finalOfTemp is the final path a temporary path (tempPath) stands for; ok is false for another path.
 func finalOfTemp(tmp string) (string, bool) {
 	dir, file := path.Split(tmp)
-	i := strings.LastIndex(file, tmpMarker)
+	i := strings.LastIndex(file, api.TempFileMarker)
 	if !strings.HasPrefix(file, ".") || i < 1 {
 		return "", false
 	}

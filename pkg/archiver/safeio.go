@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keeplog/keeplog/internal/safefs"
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // podFS reaches files inside pod directories without ever following a
@@ -195,7 +196,7 @@ func (p *podFS) writeOwnFile(pod, name string, data []byte) error {
 		return err
 	}
 	defer pd.Close()
-	d, err := safefs.OpenDirAt(pd, ownDir, true)
+	d, err := safefs.OpenDirAt(pd, api.KeeplogDir, true)
 	if err != nil {
 		return err
 	}

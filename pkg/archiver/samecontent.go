@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/keeplog/keeplog/pkg/store"
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // Same content, same upload. The journal names a file by path, inode, size and mtime, so a touch, a rename or a
@@ -49,20 +49,13 @@ func (a *Archiver) sameContent(ctx context.Context, it *Item) (sameContentResult
 		if c.SHA256 != sum {
 			continue
 		}
-		orig := c.ID
-		if c.SameAs != "" {
-			orig = c.SameAs
-		}
-		it.State, it.SHA256, it.Remote, it.SameAs = StateDone, sum, c.Remote, orig
-		it.Compression, it.StoredSize, it.StoredSHA256, it.Progress, it.Error = c.Compression, c.StoredSize, c.StoredSHA256, nil, ""
-		it.UpdatedAt = a.clk.Now()
-		if _, err := a.journal.Put(*it, ""); err != nil {
+		if *it, err = a.journal.SameContent(*it, c, sum, a.clk.Now()); err != nil {
 			return uploadIt, err
 		}
-		ref, _ := store.ParsePodDirName(it.PodDir)
+		ref, _ := it.podRef()
 		a.m.uploads.WithLabelValues(ResultSameContent).Inc()
 		a.log.Info("Same content as an archived file; not sent again", "pod", ref.String(), "file", it.Rel, "sameAs", c.Rel, "remote", c.Remote)
-		a.rec.Event(ref, "Normal", ReasonArchived, fmt.Sprintf("%s has the same content as %s (inode %d, %d bytes, sha256 %s), archived to %s: not sent again",
+		a.rec.PodEvent(ref, "Normal", api.ReasonArchived, fmt.Sprintf("%s has the same content as %s (inode %d, %d bytes, sha256 %s), archived to %s: not sent again",
 			it.Rel, c.Rel, it.Ino, it.Size, sum, c.Remote))
 		return alreadyStored, nil
 	}

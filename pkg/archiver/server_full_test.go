@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // A full archive server, against a real OpenSSH sshd whose upload directory is a small tmpfs.
@@ -22,7 +24,7 @@ func TestFullServerRefusedBeforeSending(t *testing.T) {
 	pod := e.pod("ns", "big")
 	sum := writeRandom(t, filepath.Join(e.root, pod, "app", "java_pid1.hprof"), 6<<20, 2)
 	r := e.start(e.config(), Deps{})
-	waitFor(t, time.Minute, "a retry Event", func() bool { return r.rec.count(ReasonArchiveRetry) > 0 })
+	waitFor(t, time.Minute, "a retry Event", func() bool { return r.rec.count(api.ReasonArchiveRetrying) > 0 })
 	if ev := r.rec.all(); !strings.Contains(strings.Join(ev, "\n"), "archive server full") {
 		t.Fatalf("the retry does not say the server is full: %v", ev)
 	}
@@ -48,11 +50,11 @@ func TestServerFullDuringUploadLeavesNoPartialFile(t *testing.T) {
 	cfg := e.config()
 	cfg.BytesPerSecond = 1 << 20
 	r := e.start(cfg, Deps{})
-	waitFor(t, time.Minute, "the upload under way", func() bool { return e.serverFileWith(tmpMarker) != "" })
+	waitFor(t, time.Minute, "the upload under way", func() bool { return e.serverFileWith(api.TempFileMarker) != "" })
 	filler := filepath.Join(archive, "filler")
 	fill(t, filler)
-	waitFor(t, time.Minute, "a retry Event", func() bool { return r.rec.count(ReasonArchiveRetry) > 0 })
-	if f := e.serverFileWith(tmpMarker); f != "" {
+	waitFor(t, time.Minute, "a retry Event", func() bool { return r.rec.count(api.ReasonArchiveRetrying) > 0 })
+	if f := e.serverFileWith(api.TempFileMarker); f != "" {
 		t.Errorf("the failed attempt left its partial file on the full server: %s", f)
 	}
 	if ev := r.rec.all(); !strings.Contains(strings.Join(ev, "\n"), "archive server full") {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // Dumps hold secrets: every file keeplog creates on the server, the temporary one being written included, is
@@ -25,7 +27,7 @@ func TestServerFilesAreOwnerOnly(t *testing.T) {
 	dst := e.archived(pod, "app/java_pid1.hprof")
 	var tmp string
 	waitFor(t, time.Minute, "the temporary file on the server", func() bool {
-		tmp = e.serverFileWith(tmpMarker)
+		tmp = e.serverFileWith(api.TempFileMarker)
 		return tmp != "" || exists(dst)
 	})
 	if tmp == "" {

@@ -1,10 +1,13 @@
 package archiver
 
 import (
+	"errors"
 	"sort"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/keeplog/keeplog/pkg/store"
 )
 
 // fileState is what "unchanged" is judged by.
@@ -21,8 +24,9 @@ func stateOf(st *unix.Stat_t) fileState {
 
 // settling is a candidate file that is not (yet) known to be finished.
 type settling struct {
-	pod   string // pod directory name
-	rel   string // path inside it
+	pod   string       // pod directory name
+	ref   store.PodRef // pod parsed (parsePodDir) when the file became a candidate
+	rel   string       // path inside it
 	state fileState
 	since time.Time // when state was first seen as it is now
 }
@@ -53,7 +57,8 @@ func (s *settler) observe(pod, rel string, st fileState, now time.Time) {
 		cur.state, cur.since = st, now
 		return
 	}
-	s.files[k] = &settling{pod: pod, rel: rel, state: st, since: now}
+	ref, _ := parsePodDir(pod) // the watch only observes pod directories whose names parse
+	s.files[k] = &settling{pod: pod, ref: ref, rel: rel, state: st, since: now}
 }
 
 func (s *settler) forget(pod, rel string) { delete(s.files, pod+"/"+rel) }
@@ -106,4 +111,61 @@ func (s *settler) all() []*settling {
 		out = append(out, f)
 	}
 	return out
+}
+
+// poll re-checks settling files and hands finished ones to the journal.
+func (a *Archiver) poll() {
+	now := a.clk.Now()
+	for _, f := range a.settler.all() {
+		if st, ok := a.restat(f); ok {
+			a.consider(f.pod, f.rel, &st)
+		}
+	}
+	due := a.settler.due(now, a.isUnpublished)
+	if len(due) == 0 {
+		return
+	}
+	ids := map[FileID]bool{}
+	for _, f := range due {
+		ids[FileID{Dev: f.state.Dev, Ino: f.state.Ino}] = true
+	}
+	open, err := a.openForWriting(ids)
+	if errors.Is(err, errScanPending) {
+		return // said once, when it timed out
+	}
+	if err != nil {
+		a.log.Error(err, "Cannot find processes writing files; will try again")
+		return
+	}
+	for _, f := range due {
+		if open[FileID{Dev: f.state.Dev, Ino: f.state.Ino}] {
+			continue
+		}
+		// The file may have been written and closed between the stat above and the search (which then finds no
+		// writer): it is finished only if it is still as it was when it settled.
+		st, ok := a.restat(f)
+		if !ok {
+			continue
+		}
+		if stateOf(&st) != f.state {
+			a.consider(f.pod, f.rel, &st)
+			continue
+		}
+		a.finish(f, &st)
+	}
+}
+
+// restat stats a settling file again; false when it is gone (forgotten) or no longer a regular file (rejected).
+func (a *Archiver) restat(f *settling) (unix.Stat_t, bool) {
+	st, err := a.fs.lstat(f.pod, f.rel)
+	if err != nil {
+		a.settler.forget(f.pod, f.rel)
+		a.markDirty(f.pod)
+		return st, false
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		a.reject(f.pod, f.rel, "not a regular file: never read")
+		return st, false
+	}
+	return st, true
 }

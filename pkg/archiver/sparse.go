@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/keeplog/keeplog/pkg/policy"
 )
 
 // Sparse files. A file whose apparent size is far beyond its data (a core dump of a process with large unused
@@ -16,9 +18,6 @@ import (
 // to nothing on the wire; reading them costs local CPU only), "skip" (journalled skipped, the reason in the status
 // file, so the GC is not blocked by it) or "upload" (raw, holes and all). Each case is reported by an
 // ArchiveSparse Event.
-
-// ReasonSparse is the Event reason for a sparse file.
-const ReasonSparse = "ArchiveSparse"
 
 // sparseMinHoles is the least unallocated size that makes a file sparse.
 const sparseMinHoles = 64 << 20
@@ -70,16 +69,16 @@ func dataBytes(fd int, size int64) (int64, error) {
 }
 
 // sparseDecision applies the policy to a sparse file that is being journalled; it returns the Event's text.
-func sparseDecision(it *Item, pol Policy, data int64) string {
+func sparseDecision(it *Item, pol policy.ArchivePolicy, data int64) string {
 	what := fmt.Sprintf("%s is sparse (%d bytes apparent, %d of data)", it.Rel, it.Size, data)
 	switch {
 	case it.Compression != "":
 		return what + ": archived compressed as its policy says; the holes cost next to nothing"
-	case pol.Sparse == SparseSkip:
+	case pol.Sparse == policy.SparseSkip:
 		it.State = StateSkipped
 		it.Error = what + ": not archived (archiveSparse: skip)"
 		return it.Error
-	case pol.Sparse == SparseUpload:
+	case pol.Sparse == policy.SparseUpload:
 		return what + ": archived raw, holes and all (archiveSparse: upload)"
 	default:
 		it.Compression = compressionSpec("zstd", 0)

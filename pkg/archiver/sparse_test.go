@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keeplog/keeplog/pkg/api"
+	"github.com/keeplog/keeplog/pkg/policy"
 )
 
 // makeSparse makes a file of the given apparent size with a few KiB of data and returns its sha256 (computed by
@@ -55,7 +58,7 @@ func TestSparseFileIsCompressedByDefault(t *testing.T) {
 	if m := readManifest(t, dst); m.Size != size || m.SHA256 != sum || m.Compression != "zstd" {
 		t.Fatalf("manifest %+v", m)
 	}
-	if n := r.rec.count(ReasonSparse); n != 1 {
+	if n := r.rec.count(api.ReasonArchiveSparse); n != 1 {
 		t.Fatalf("%d ArchiveSparse Events, want 1: %v", n, r.rec.all())
 	}
 	if b := metricValue(t, r.a.m.bytes); b > 1<<20 {
@@ -70,11 +73,11 @@ func TestSparseFileSkippedOrUploadedByPolicy(t *testing.T) {
 	skip, raw := e.pod("ns", "skip"), e.pod("ns", "raw")
 	makeSparse(t, filepath.Join(e.root, skip, "app", "core.2"), 256<<20)
 	rawSum := makeSparse(t, filepath.Join(e.root, raw, "app", "core.3"), 96<<20)
-	r := e.start(e.config(), Deps{Policy: func(pod string) Policy {
+	r := e.start(e.config(), Deps{Policy: func(pod string) policy.ArchivePolicy {
 		if pod == skip {
-			return Policy{Sparse: SparseSkip}
+			return policy.ArchivePolicy{Sparse: policy.SparseSkip}
 		}
-		return Policy{Sparse: SparseUpload}
+		return policy.ArchivePolicy{Sparse: policy.SparseUpload}
 	}})
 	waitFor(t, time.Minute, "the skipped file in the status", func() bool {
 		fs := statusOf(readStatus(t, e.root, skip), "app/core.2")
@@ -91,7 +94,7 @@ func TestSparseFileSkippedOrUploadedByPolicy(t *testing.T) {
 	if exists(e.archived(skip, "app/core.2")) || exists(e.archived(skip, "app/core.2")+zstdSuffix) {
 		t.Fatal("the skipped sparse file was uploaded")
 	}
-	if n := r.rec.count(ReasonSparse); n != 2 {
+	if n := r.rec.count(api.ReasonArchiveSparse); n != 2 {
 		t.Fatalf("%d ArchiveSparse Events, want 2: %v", n, r.rec.all())
 	}
 }

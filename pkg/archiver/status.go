@@ -9,21 +9,15 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/keeplog/keeplog/pkg/store"
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
-// StatusFileName is the file in each pod directory's .keeplog/ that lists the archive state of its files
-// (StatusPath). It lives in keeplog's own root-owned directory, which the archiver never watches, so writing it
-// causes no event: an idle archiver writes nothing. It is replaced with a fresh temporary file + rename, never
-// written through, and only when its content (all but the time it was written) changes.
-const StatusFileName = "archive-status.json"
-
-// StatusPath is the status file's path inside a pod directory.
-const StatusPath = ownDir + "/" + StatusFileName
-
-// LegacyStatusFileName is where keeplog before 0.4 wrote the status file: in the pod directory itself, where its
-// own watch saw every rewrite. A root-owned regular file of that name is removed when a scan finds it.
-const LegacyStatusFileName = ".keeplog-archive-status.json"
+// The status file (api.ArchiveStatusPath) in each pod directory's .keeplog/ lists the archive state of its files. It
+// lives in keeplog's own root-owned directory, which the archiver never watches, so writing it causes no event: an
+// idle archiver writes nothing. It is replaced with a fresh temporary file + rename, never written through, and only
+// when its content (all but the time it was written) changes. Before 0.4 keeplog wrote it in the pod directory itself
+// (api.LegacyArchiveStatusFile), where its own watch saw every rewrite; a root-owned regular file of that name is
+// removed when a scan finds it.
 
 // States that appear only in the status file (besides the ItemStates).
 const (
@@ -63,7 +57,7 @@ type PodStatus struct {
 // podStatus assembles a pod directory's status (main loop only: it reads
 // the settler and the rejected set).
 func (a *Archiver) podStatus(pod string) PodStatus {
-	ref, _ := store.ParsePodDirName(pod)
+	ref, _ := parsePodDir(pod)
 	ps := PodStatus{Namespace: ref.Namespace, Pod: ref.Name, UID: ref.UID, Node: a.cfg.NodeName, Updated: a.clk.Now().UTC()}
 	for _, it := range a.journal.PodItems(pod) {
 		fs := FileStatus{
@@ -111,7 +105,7 @@ func (a *Archiver) writeStatus(pod string) {
 		a.log.Error(err, "Cannot encode archive status", "podDir", pod)
 		return
 	}
-	if err := a.fs.writeOwnFile(pod, StatusFileName, append(b, '\n')); err != nil {
+	if err := a.fs.writeOwnFile(pod, api.ArchiveStatusFile, append(b, '\n')); err != nil {
 		a.log.V(2).Info("Cannot write archive status file", "podDir", pod, "err", err.Error())
 		return
 	}
@@ -122,11 +116,11 @@ func (a *Archiver) writeStatus(pod string) {
 // removeLegacyStatus removes the status file an older keeplog wrote in the pod directory itself, if it is a
 // root-owned regular file (a file of that name the pod made is the pod's).
 func (a *Archiver) removeLegacyStatus(pod string) {
-	st, err := a.fs.lstat(pod, LegacyStatusFileName)
+	st, err := a.fs.lstat(pod, api.LegacyArchiveStatusFile)
 	if err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Uid != 0 {
 		return
 	}
-	if err := a.fs.remove(pod, LegacyStatusFileName, st.Ino); err != nil && !errors.Is(err, unix.ENOENT) {
+	if err := a.fs.remove(pod, api.LegacyArchiveStatusFile, st.Ino); err != nil && !errors.Is(err, unix.ENOENT) {
 		a.log.V(2).Info("Cannot remove the old archive status file", "podDir", pod, "err", err.Error())
 	}
 }

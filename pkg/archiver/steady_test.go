@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keeplog/keeplog/internal/fstest"
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // TestTrashRenamesDoNotWedgeTheWatcher is the GC's own churn: pod directories (with watched sub-directories) renamed
@@ -59,7 +60,7 @@ func TestIdleArchiverWritesNoStatus(t *testing.T) {
 		return len(fs) == 1 && fs[0].State == string(StateDone)
 	})
 	time.Sleep(time.Second) // let the last status write of the upload happen
-	status := filepath.Join(e.root, pod, StatusPath)
+	status := filepath.Join(e.root, pod, api.ArchiveStatusPath)
 	inode := func() uint64 {
 		var st unix.Stat_t
 		if err := unix.Lstat(status, &st); err != nil {
@@ -126,7 +127,7 @@ func TestMountInsidePodDirectoryIsReportedAndBlocksArchived(t *testing.T) {
 	writeRandom(t, filepath.Join(e.root, pod, "app", "own.hprof"), 4096, 5)
 	r := e.start(e.config(), Deps{})
 	waitFor(t, 30*time.Second, "the pod's own dump to be archived", func() bool { return exists(e.archived(pod, "app/own.hprof")) })
-	waitFor(t, 10*time.Second, "the mount to be reported", func() bool { return r.rec.count(ReasonRejected) == 1 })
+	waitFor(t, 10*time.Second, "the mount to be reported", func() bool { return r.rec.count(api.ReasonArchiveRejected) == 1 })
 	ok, why := r.a.Archived(pod)
 	if ok || !strings.Contains(why, "app/mnt is a mount point") {
 		t.Fatalf("Archived = %v (%q), want false naming the mount", ok, why)
@@ -138,7 +139,7 @@ func TestMountInsidePodDirectoryIsReportedAndBlocksArchived(t *testing.T) {
 		t.Fatalf("unwalked mounts counted %v, want 1", got)
 	}
 	time.Sleep(2 * cfgRescan(e)) // two more rescans: still one Event, and nothing of the mount uploaded
-	if n := r.rec.count(ReasonRejected); n != 1 {
+	if n := r.rec.count(api.ReasonArchiveRejected); n != 1 {
 		t.Fatalf("%d ArchiveRejected events, want 1", n)
 	}
 	for _, f := range e.serverFiles() {

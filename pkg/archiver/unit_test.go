@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -111,41 +112,6 @@ func TestParsePodDirAndRemotePath(t *testing.T) {
 	}
 	if g := withGeneration("/a/b/core", 3); g != "/a/b/core.3" {
 		t.Errorf("withGeneration: %q", g)
-	}
-}
-
-func TestPolicy(t *testing.T) {
-	def := Policy{}
-	for _, tc := range []struct {
-		p    Policy
-		rel  string
-		want bool
-	}{
-		{def, "app/java_pid12.hprof", true},
-		{def, "app/core", true},
-		{def, "app/core.4711", true},
-		{def, "app/hs_err_pid1.log", true},
-		{def, "app/sub/deep.hprof", true},
-		{def, "app/app.log", false},
-		{def, "app/corefile", false},
-		{def, "app/x.hprof.tmp", false},
-		{def, LegacyStatusFileName, false},
-		{Policy{Patterns: []string{"*"}}, LegacyStatusFileName, false},
-		{Policy{Patterns: []string{"*"}}, ".tmp-0123456789ab-" + LegacyStatusFileName, false},
-		{Policy{Patterns: []string{"*"}}, ".tmp-0123456789ab-other.json", true},
-		{Policy{Patterns: []string{"dumps/*.bin"}}, "app/dumps/a.bin", true},
-		{Policy{Patterns: []string{"dumps/*.bin"}}, "app/a.bin", false},
-		{Policy{Patterns: []string{"*.bin"}}, "app/x/a.bin", true},
-		{Policy{Off: true}, "app/java_pid12.hprof", false},
-		{Policy{Off: true, Patterns: []string{"*"}}, "app/a.bin", false},
-	} {
-		if got := tc.p.Matches(tc.rel); got != tc.want {
-			t.Errorf("%v.Matches(%q) = %v, want %v", tc.p.Patterns, tc.rel, got, tc.want)
-		}
-	}
-	if err := (Policy{Patterns: []string{"[", "/abs", "../x", ""}}).Validate(); err == nil ||
-		!strings.Contains(err.Error(), `"["`) || !strings.Contains(err.Error(), `"/abs"`) || !strings.Contains(err.Error(), "empty") {
-		t.Errorf("Validate: %v", err)
 	}
 }
 
@@ -375,7 +341,7 @@ func TestProcFSFindsWriters(t *testing.T) {
 func TestStatusFileNeverFollowsSymlinks(t *testing.T) {
 	root := t.TempDir()
 	pod := "ns_p_0123456789abcdef0123456789abcdef"
-	if err := os.MkdirAll(filepath.Join(root, pod, ownDir), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(root, pod, api.KeeplogDir), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	victim := filepath.Join(t.TempDir(), "victim")
@@ -383,20 +349,20 @@ func TestStatusFileNeverFollowsSymlinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A symlink planted at the status file's name is replaced, never followed.
-	if err := os.Symlink(victim, filepath.Join(root, pod, StatusPath)); err != nil {
+	if err := os.Symlink(victim, filepath.Join(root, pod, api.ArchiveStatusPath)); err != nil {
 		t.Fatal(err)
 	}
 	pfs, err := newPodFS(root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := pfs.writeOwnFile(pod, StatusFileName, []byte(`{"ok":true}`)); err != nil {
+	if err := pfs.writeOwnFile(pod, api.ArchiveStatusFile, []byte(`{"ok":true}`)); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(victim); string(b) != "keep" {
 		t.Fatalf("the symlink target was written: %q", b)
 	}
-	fi, err := os.Lstat(filepath.Join(root, pod, StatusPath))
+	fi, err := os.Lstat(filepath.Join(root, pod, api.ArchiveStatusPath))
 	if err != nil || fi.Mode()&os.ModeSymlink != 0 {
 		t.Fatalf("status file: %v, %v", fi.Mode(), err)
 	}
@@ -406,17 +372,17 @@ func TestStatusFileNeverFollowsSymlinks(t *testing.T) {
 	if err := os.Symlink(outside, filepath.Join(root, pod2)); err != nil {
 		t.Fatal(err)
 	}
-	if err := pfs.writeOwnFile(pod2, StatusFileName, []byte("x")); !errors.Is(err, errNotRegular) {
+	if err := pfs.writeOwnFile(pod2, api.ArchiveStatusFile, []byte("x")); !errors.Is(err, errNotRegular) {
 		t.Fatalf("write through a symlinked pod directory: %v", err)
 	}
 	pod3 := "ns_r_0123456789abcdef0123456789abcdef"
 	if err := os.MkdirAll(filepath.Join(root, pod3), 0o777); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(outside, filepath.Join(root, pod3, ownDir)); err != nil {
+	if err := os.Symlink(outside, filepath.Join(root, pod3, api.KeeplogDir)); err != nil {
 		t.Fatal(err)
 	}
-	if err := pfs.writeOwnFile(pod3, StatusFileName, []byte("x")); !errors.Is(err, errNotRegular) {
+	if err := pfs.writeOwnFile(pod3, api.ArchiveStatusFile, []byte("x")); !errors.Is(err, errNotRegular) {
 		t.Fatalf("write through a symlinked .keeplog: %v", err)
 	}
 	if ents, _ := os.ReadDir(outside); len(ents) != 0 {
@@ -424,13 +390,13 @@ func TestStatusFileNeverFollowsSymlinks(t *testing.T) {
 	}
 	// A .keeplog/ the pod made (not root's) gets nothing.
 	pod4 := "ns_s_0123456789abcdef0123456789abcdef"
-	if err := os.MkdirAll(filepath.Join(root, pod4, ownDir), 0o777); err != nil {
+	if err := os.MkdirAll(filepath.Join(root, pod4, api.KeeplogDir), 0o777); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chown(filepath.Join(root, pod4, ownDir), 1000, 1000); err != nil {
+	if err := os.Chown(filepath.Join(root, pod4, api.KeeplogDir), 1000, 1000); err != nil {
 		t.Fatal(err)
 	}
-	if err := pfs.writeOwnFile(pod4, StatusFileName, []byte("x")); err == nil || exists(filepath.Join(root, pod4, StatusPath)) {
+	if err := pfs.writeOwnFile(pod4, api.ArchiveStatusFile, []byte("x")); err == nil || exists(filepath.Join(root, pod4, api.ArchiveStatusPath)) {
 		t.Fatalf("wrote into a .keeplog/ owned by uid 1000: %v", err)
 	}
 	// A missing .keeplog/ is made root:root 0755.
@@ -438,10 +404,10 @@ func TestStatusFileNeverFollowsSymlinks(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(root, pod5), 0o777); err != nil {
 		t.Fatal(err)
 	}
-	if err := pfs.writeOwnFile(pod5, StatusFileName, []byte("x")); err != nil {
+	if err := pfs.writeOwnFile(pod5, api.ArchiveStatusFile, []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	if fi, err := os.Stat(filepath.Join(root, pod5, ownDir)); err != nil || fi.Mode().Perm() != 0o755 {
+	if fi, err := os.Stat(filepath.Join(root, pod5, api.KeeplogDir)); err != nil || fi.Mode().Perm() != 0o755 {
 		t.Fatalf(".keeplog made as %v, %v", fi.Mode(), err)
 	}
 }
@@ -520,4 +486,38 @@ func (f dialerFunc) Dial(ctx context.Context) (Remote, error) {
 		return nil, errors.New("test dialer: no server")
 	}
 	return f(ctx)
+}
+
+// An item carries its pod from the moment it enters the journal (Put, or read at start): nothing parses its
+// directory name again.
+func TestJournalItemsCarryTheirPod(t *testing.T) {
+	dir := t.TempDir()
+	j, _, err := OpenJournal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const podDir = "ns_app_0f8c6a3e-1d2b-4c5d-8e9f-0a1b2c3d4e5f"
+	want := store.PodRef{Namespace: "ns", Name: "app", UID: "0f8c6a3e-1d2b-4c5d-8e9f-0a1b2c3d4e5f"}
+	it, err := j.Put(Item{ID: "a", PodDir: podDir, Rel: "app/x.hprof", State: StateQueued}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := it.podRef(); err != nil || got != want {
+		t.Fatalf("journalled item's pod %+v (%v), want %+v", got, err, want)
+	}
+	if _, err := j.Put(Item{ID: "b", PodDir: "not-a-pod-dir", Rel: "x"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	again, _, err := OpenJournal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := again.Get("a")
+	if got, err := a.podRef(); err != nil || got != want {
+		t.Fatalf("item read at start: pod %+v (%v), want %+v", got, err, want)
+	}
+	b, _ := again.Get("b")
+	if _, err := b.podRef(); err == nil {
+		t.Fatal("an item whose directory is not a pod's has a pod")
+	}
 }

@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/keeplog/keeplog/pkg/store"
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // Manifest is the JSON file written beside every archived file
@@ -62,7 +62,7 @@ type uploaded struct {
 // from it.Progress, which upload keeps current (journalled after every acknowledged chunk). Errors wrapped by
 // permanent() are not retried.
 func (a *Archiver) upload(ctx context.Context, rm Remote, it *Item) (uploaded, error) {
-	pod, err := store.ParsePodDirName(it.PodDir)
+	pod, err := it.podRef()
 	if err != nil {
 		return uploaded{}, permanent(err)
 	}
@@ -141,7 +141,7 @@ func (a *Archiver) resume(rm Remote, it *Item, tmp, dir string, st *unix.Stat_t,
 	if err != nil {
 		return nil, err
 	}
-	ref, _ := store.ParsePodDirName(it.PodDir)
+	ref, _ := it.podRef()
 	switch {
 	case from > 0:
 		a.m.resumes.WithLabelValues(ResumeContinued).Inc()
@@ -149,7 +149,7 @@ func (a *Archiver) resume(rm Remote, it *Item, tmp, dir string, st *unix.Stat_t,
 	case it.Progress != nil && it.Progress.Stored > 0:
 		a.m.resumes.WithLabelValues(ResumeRestarted).Inc()
 		a.log.Info("Cannot resume upload; starting over", "pod", ref.String(), "file", it.Rel, "reason", why)
-		a.rec.Event(ref, "Warning", ReasonUploadRestarted, fmt.Sprintf("%s: upload starts over: %s", it.Rel, why))
+		a.rec.PodEvent(ref, "Warning", api.ReasonArchiveUploadRestarted, fmt.Sprintf("%s: upload starts over: %s", it.Rel, why))
 		it.Progress = nil
 	default:
 		it.Progress = nil
@@ -221,8 +221,8 @@ func (a *Archiver) sendChunks(ctx context.Context, up Upload, f *os.File, it *It
 		}
 		stored = p.Stored
 		p.Token = up.Token()
-		it.Progress = p
-		if _, err := a.journal.Put(*it, ""); err != nil {
+		it.Progress = p // only this field: prepareChunks reads the item meanwhile
+		if _, err := a.journal.Progress(*it, p); err != nil {
 			a.log.Error(err, "Cannot record upload progress; an interruption now resends more")
 		}
 		return nil

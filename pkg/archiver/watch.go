@@ -13,7 +13,8 @@ import (
 
 	"github.com/keeplog/keeplog/internal/fswatch"
 	"github.com/keeplog/keeplog/internal/safefs"
-	"github.com/keeplog/keeplog/pkg/store"
+	"github.com/keeplog/keeplog/pkg/api"
+	"github.com/keeplog/keeplog/pkg/policy"
 )
 
 // watchDir adds a watch for a directory inside a pod directory.
@@ -53,7 +54,7 @@ func (a *Archiver) splitEvent(name string) (string, string, bool) {
 	if _, known := a.watched[pod]; known { // validated when it was first watched
 		return pod, rel, true
 	}
-	if _, err := store.ParsePodDirName(pod); err != nil {
+	if _, err := parsePodDir(pod); err != nil {
 		return "", "", false
 	}
 	return pod, rel, true
@@ -85,7 +86,7 @@ func (a *Archiver) handleEvent(w *fswatch.Watcher, name string, op fsnotify.Op) 
 		a.scanPod(w, pod)
 		return
 	}
-	if inOwnDir(rel) || isOwnFile(path.Base(rel)) { // keeplog's own names: known before any syscall
+	if inOwnDir(rel) || policy.IsOwnFile(path.Base(rel)) { // keeplog's own names: known before any syscall
 		return
 	}
 	if op == fsnotify.Write && a.onlyWritten(pod, rel) {
@@ -139,11 +140,9 @@ func (a *Archiver) walkSub(w *fswatch.Watcher, pod, rel string) error {
 	return err
 }
 
-// ownDir is keeplog's own metadata directory inside a pod directory
-// (pkg/podinfo): never archived, never watched.
-const ownDir = ".keeplog"
-
-func inOwnDir(rel string) bool { return rel == ownDir || strings.HasPrefix(rel, ownDir+"/") }
+func inOwnDir(rel string) bool {
+	return rel == api.KeeplogDir || strings.HasPrefix(rel, api.KeeplogDir+"/")
+}
 
 // visit looks at one entry of a pod directory.
 func (a *Archiver) visit(w *fswatch.Watcher, pod string, e entry) {
@@ -180,9 +179,9 @@ func (a *Archiver) reject(pod, rel, why string) {
 		return
 	}
 	m[rel] = why
-	ref, _ := store.ParsePodDirName(pod)
+	ref, _ := parsePodDir(pod)
 	a.log.Info("Not archiving file", "pod", ref.String(), "file", rel, "reason", why)
-	a.rec.Event(ref, "Warning", ReasonRejected, fmt.Sprintf("%s is %s", rel, why))
+	a.rec.PodEvent(ref, "Warning", api.ReasonArchiveRejected, fmt.Sprintf("%s is %s", rel, why))
 	a.markDirty(pod)
 }
 
@@ -209,7 +208,7 @@ func (a *Archiver) consider(pod, rel string, st *unix.Stat_t) {
 // scanPod walks one pod directory.
 func (a *Archiver) scanPod(w *fswatch.Watcher, pod string) {
 	a.loop.Progress() // a rescan of thousands of pod directories is progress too
-	if _, err := store.ParsePodDirName(pod); err != nil {
+	if _, err := parsePodDir(pod); err != nil {
 		return
 	}
 	a.watchDir(w, pod, "")
@@ -299,7 +298,7 @@ func (a *Archiver) podDirs() ([]string, error) {
 		if strings.HasPrefix(name, ".") || !e.IsDir() { // IsDir is false for a symlink
 			continue
 		}
-		if _, err := store.ParsePodDirName(name); err == nil {
+		if _, err := parsePodDir(name); err == nil {
 			names = append(names, name)
 		}
 	}
@@ -333,63 +332,6 @@ func (a *Archiver) podGone(pod string) {
 	}
 }
 
-// poll re-checks settling files and hands finished ones to the journal.
-func (a *Archiver) poll() {
-	now := a.clk.Now()
-	for _, f := range a.settler.all() {
-		if st, ok := a.restat(f); ok {
-			a.consider(f.pod, f.rel, &st)
-		}
-	}
-	due := a.settler.due(now, a.isUnpublished)
-	if len(due) == 0 {
-		return
-	}
-	ids := map[FileID]bool{}
-	for _, f := range due {
-		ids[FileID{Dev: f.state.Dev, Ino: f.state.Ino}] = true
-	}
-	open, err := a.openForWriting(ids)
-	if errors.Is(err, errScanPending) {
-		return // said once, when it timed out
-	}
-	if err != nil {
-		a.log.Error(err, "Cannot find processes writing files; will try again")
-		return
-	}
-	for _, f := range due {
-		if open[FileID{Dev: f.state.Dev, Ino: f.state.Ino}] {
-			continue
-		}
-		// The file may have been written and closed between the stat above and the search (which then finds no
-		// writer): it is finished only if it is still as it was when it settled.
-		st, ok := a.restat(f)
-		if !ok {
-			continue
-		}
-		if stateOf(&st) != f.state {
-			a.consider(f.pod, f.rel, &st)
-			continue
-		}
-		a.finish(f, &st)
-	}
-}
-
-// restat stats a settling file again; false when it is gone (forgotten) or no longer a regular file (rejected).
-func (a *Archiver) restat(f *settling) (unix.Stat_t, bool) {
-	st, err := a.fs.lstat(f.pod, f.rel)
-	if err != nil {
-		a.settler.forget(f.pod, f.rel)
-		a.markDirty(f.pod)
-		return st, false
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		a.reject(f.pod, f.rel, "not a regular file: never read")
-		return st, false
-	}
-	return st, true
-}
-
 // finish journals a finished file: queued for upload, or skipped by policy.
 func (a *Archiver) finish(f *settling, st *unix.Stat_t) {
 	pol := a.policy(f.pod)
@@ -398,16 +340,13 @@ func (a *Archiver) finish(f *settling, st *unix.Stat_t) {
 		a.settler.forget(f.pod, f.rel)
 		return
 	}
-	ref, err := store.ParsePodDirName(f.pod)
-	if err != nil {
-		a.settler.forget(f.pod, f.rel)
-		return
-	}
+	ref := f.ref
+	var err error
 	now := a.clk.Now()
 	it := Item{
 		ID: itemID(f.pod, f.rel, f.state.Ino, f.state.Size, f.state.MtimeNs), PodDir: f.pod, Rel: f.rel,
 		Container: containerOf(f.rel), Ino: f.state.Ino, Size: f.state.Size, MtimeNs: f.state.MtimeNs,
-		State: StateQueued, DeleteAfterUpload: pol.DeleteAfterUpload, QueuedAt: now, UpdatedAt: now,
+		State: StateQueued, DeleteAfterUpload: pol.DeleteAfterUpload, QueuedAt: now, UpdatedAt: now, pod: ref,
 		Compression: compressionSpec(pol.Compression, pol.CompressionLevel),
 	}
 	if pol.FirstOnly {
@@ -442,14 +381,14 @@ func (a *Archiver) finish(f *settling, st *unix.Stat_t) {
 			remote += zstdSuffix
 		}
 	}
-	if it, err = a.journal.Put(it, remote); err != nil {
+	if it, err = a.journal.Queue(it, remote); err != nil {
 		a.log.Error(err, "Cannot journal finished file; will try again")
 		return
 	}
 	a.settler.forget(f.pod, f.rel)
 	if sparseNote != "" {
 		a.log.Info("Sparse file", "pod", ref.String(), "file", f.rel, "decision", sparseNote)
-		a.rec.Event(ref, "Warning", ReasonSparse, sparseNote)
+		a.rec.PodEvent(ref, "Warning", api.ReasonArchiveSparse, sparseNote)
 	}
 	switch it.State {
 	case StateQueued:
@@ -457,10 +396,10 @@ func (a *Archiver) finish(f *settling, st *unix.Stat_t) {
 		a.queue.add(it.ID, now)
 	case StateSkipped:
 		a.m.uploads.WithLabelValues(ResultSkipped).Inc()
-		a.rec.Event(ref, "Normal", ReasonArchiveSkipped, fmt.Sprintf("%s not archived: %s", f.rel, it.Error))
+		a.rec.PodEvent(ref, "Normal", api.ReasonArchiveSkipped, fmt.Sprintf("%s not archived: %s", f.rel, it.Error))
 	case StateFailed:
 		a.m.uploads.WithLabelValues(ResultFailed).Inc()
-		a.rec.Event(ref, "Warning", ReasonArchiveFailed, fmt.Sprintf("%s cannot be archived: %s", f.rel, it.Error))
+		a.rec.PodEvent(ref, "Warning", api.ReasonArchiveFailed, fmt.Sprintf("%s cannot be archived: %s", f.rel, it.Error))
 	}
 }
 

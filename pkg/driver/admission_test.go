@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -61,7 +62,7 @@ func TestInlineVolumeRefusedPastHardLimit(t *testing.T) {
 	adm := &fakeAdmission{full: true}
 	f.d.admission = adm
 	vc := podCtx("ns", "p", "0f8c6a3e-1d2b-4c5d-8e9f-0a1b2c3d4e5f")
-	vc[ctxEphemeral] = "true"
+	vc[api.VolumeContextEphemeral] = "true"
 	target := filepath.Join(f.target, "inline")
 	err := f.publish("csi-0123abcd", target, vc)
 	wantCode(t, err, codes.ResourceExhausted)

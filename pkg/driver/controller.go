@@ -9,15 +9,11 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"k8s.io/klog/v2"
 
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/store"
 )
-
-// coParameterPrefix marks parameters the CO adds itself (csi-provisioner's --extra-create-metadata); they are kept
-// in the volume's record, never refused.
-const coParameterPrefix = "csi.storage.k8s.io/"
 
 // checkParameters refuses unknown StorageClass parameters by name, so a typo does not silently give a volume the
 // default behaviour, and malformed values (pkg/policy knows them all).
@@ -96,7 +92,7 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	case err != nil:
 		return nil, storeError(err)
 	default:
-		klog.InfoS("Volume created", "volume", got.ID, "capacity", capacity)
+		d.log.Info("Volume created", "volume", got.ID, "capacity", capacity)
 	}
 	return &csi.CreateVolumeResponse{Volume: &csi.Volume{
 		VolumeId:           got.ID,
@@ -131,11 +127,11 @@ func (d *Driver) checkTopology(ar *csi.TopologyRequirement) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("this is node %q (%s) and none of the requisite topologies %v names it; the volume can only be created on the node whose keeplog plugin serves the call", d.cfg.NodeID, TopologyKey, requisite)
+	return fmt.Errorf("this is node %q (%s) and none of the requisite topologies %v names it; the volume can only be created on the node whose keeplog plugin serves the call", d.cfg.NodeID, api.TopologyKey, requisite)
 }
 
 func (d *Driver) isThisNode(t *csi.Topology) bool {
-	node, ok := t.GetSegments()[TopologyKey]
+	node, ok := t.GetSegments()[api.TopologyKey]
 	return ok && node == d.cfg.NodeID
 }
 
@@ -148,7 +144,7 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 	}
 	id, err := parseVolumeID(raw)
 	if err != nil {
-		klog.V(2).InfoS("DeleteVolume of an ID that is not a keeplog volume: nothing to delete", "volume", raw, "reason", err)
+		d.log.V(2).Info("DeleteVolume of an ID that is not a keeplog volume: nothing to delete", "volume", raw, "reason", err)
 		return &csi.DeleteVolumeResponse{}, nil
 	}
 	if id.Node != d.cfg.NodeID {
@@ -162,7 +158,7 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 	if err := d.store.DeleteVolume(raw); err != nil {
 		return nil, storeError(fmt.Errorf("DeleteVolume %s: %w", raw, err))
 	}
-	klog.InfoS("Volume deleted", "volume", raw)
+	d.log.Info("Volume deleted", "volume", raw)
 	return &csi.DeleteVolumeResponse{}, nil
 }
 

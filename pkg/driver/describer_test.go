@@ -8,6 +8,7 @@ import (
 
 	"k8s.io/mount-utils"
 
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/podinfo"
 )
 
@@ -42,7 +43,7 @@ func TestDescriberIsToldAboutEachPodsUse(t *testing.T) {
 	id := f.create(t, "pvc-d")
 	target := filepath.Join(f.target, "d", "mount")
 	vc := podCtx("ns", "web", "11111111-2222-3333-4444-555555555555")
-	vc[podinfo.VolumeContextServiceAccount] = "builder"
+	vc[api.VolumeContextServiceAccount] = "builder"
 	if err := f.publish(id, target, vc); err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +73,7 @@ func TestDescriberIsToldAboutEachPodsUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	eph := podCtx("ns", "batch", "21111111-2222-3333-4444-555555555555")
-	eph[ctxEphemeral] = "true"
+	eph[api.VolumeContextEphemeral] = "true"
 	if err := f.publish("csi-eph1", filepath.Join(f.target, "e", "mount"), eph); err != nil {
 		t.Fatal(err)
 	}

@@ -14,23 +14,17 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"k8s.io/klog/v2"
 	"k8s.io/mount-utils"
 
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/podinfo"
 	"github.com/keeplog/keeplog/pkg/store"
-)
-
-const (
-	// DefaultName is the CSI driver name.
-	DefaultName = "keeplog.csi.io"
-	// TopologyKey is the topology segment that pins a volume to its node.
-	TopologyKey = "topology.keeplog.csi.io/node"
 )
 
 // Config is what the driver needs to know; it has no side effects of its own.
@@ -47,6 +41,8 @@ type FSStats struct {
 
 // Deps are the driver's side effects, created by the caller (cmd/keeplog) and swapped by tests.
 type Deps struct {
+	// Log is where the driver logs (the zero Logger discards).
+	Log     logr.Logger
 	Store   *store.Store
 	Mounter mount.Interface
 	// Statfs reads the filesystem that holds path.
@@ -90,6 +86,7 @@ type Driver struct {
 	csi.UnimplementedNodeServer
 
 	cfg     Config
+	log     logr.Logger
 	store   *store.Store
 	mounter mount.Interface
 	statfs  func(string) (FSStats, error)
@@ -110,7 +107,7 @@ type Driver struct {
 // New checks the configuration and builds a driver.
 func New(cfg Config, deps Deps) (*Driver, error) {
 	if cfg.Name == "" {
-		cfg.Name = DefaultName
+		cfg.Name = api.DriverName
 	}
 	if err := ValidateNodeID(cfg.NodeID); err != nil {
 		return nil, err
@@ -125,7 +122,7 @@ func New(cfg Config, deps Deps) (*Driver, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Driver{cfg: cfg, store: deps.Store, mounter: deps.Mounter, statfs: deps.Statfs, locks: newKeyLocks(), metrics: m,
+	return &Driver{cfg: cfg, log: deps.Log, store: deps.Store, mounter: deps.Mounter, statfs: deps.Statfs, locks: newKeyLocks(), metrics: m,
 		describer: deps.Describer, archiver: deps.Archiver, usage: deps.Usage, admission: deps.Admission}, nil
 }
 
@@ -147,7 +144,7 @@ func (d *Driver) Reconcile() error {
 		return fmt.Errorf("reconcile publish records with the mount table: %w", err)
 	}
 	for _, t := range dropped {
-		klog.InfoS("Target is no longer mounted; its publish record was dropped", "target", t)
+		d.log.Info("Target is no longer mounted; its publish record was dropped", "target", t)
 	}
 	if d.describer == nil {
 		return nil
@@ -254,7 +251,7 @@ func (d *Driver) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 	start := time.Now()
 	defer func() {
 		if r := recover(); r != nil {
-			klog.ErrorS(nil, "Panic in CSI call", "method", info.FullMethod, "panic", r)
+			d.log.Error(nil, "Panic in CSI call", "method", info.FullMethod, "panic", r)
 			resp, err = nil, status.Errorf(codes.Internal, "%s: internal error: %v", info.FullMethod, r)
 		}
 		if err != nil {
@@ -265,9 +262,9 @@ func (d *Driver) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 		code := status.Code(err)
 		d.metrics.observe(info.FullMethod, code, time.Since(start))
 		if err != nil {
-			klog.V(2).InfoS("CSI call failed", "method", info.FullMethod, "code", code, "error", err, "duration", time.Since(start))
+			d.log.V(2).Info("CSI call failed", "method", info.FullMethod, "code", code, "error", err, "duration", time.Since(start))
 		} else {
-			klog.V(4).InfoS("CSI call", "method", info.FullMethod, "duration", time.Since(start))
+			d.log.V(4).Info("CSI call", "method", info.FullMethod, "duration", time.Since(start))
 		}
 	}()
 	return handler(ctx, req)
@@ -297,5 +294,5 @@ func (d *Driver) lock(keys ...string) (func(), error) {
 }
 
 func (d *Driver) topology() *csi.Topology {
-	return &csi.Topology{Segments: map[string]string{TopologyKey: d.cfg.NodeID}}
+	return &csi.Topology{Segments: map[string]string{api.TopologyKey: d.cfg.NodeID}}
 }

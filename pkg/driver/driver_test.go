@@ -6,14 +6,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"k8s.io/mount-utils"
+	"k8s.io/utils/clock"
 
-	"github.com/keeplog/keeplog/pkg/podinfo"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -31,7 +31,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	base := t.TempDir()
 	root := filepath.Join(base, "root")
-	st, err := store.Open(root, time.Now)
+	st, err := store.Open(root, clock.RealClock{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func createReq(name string, size int64) *csi.CreateVolumeRequest {
 }
 
 func podCtx(ns, name, uid string) map[string]string {
-	return map[string]string{podinfo.VolumeContextPodNamespace: ns, podinfo.VolumeContextPodName: name, podinfo.VolumeContextPodUID: uid}
+	return map[string]string{api.VolumeContextPodNamespace: ns, api.VolumeContextPodName: name, api.VolumeContextPodUID: uid}
 }
 
 func wantCode(t *testing.T, err error, code codes.Code) {
@@ -108,7 +108,7 @@ func TestCreateVolumeErrors(t *testing.T) {
 		{"negative capacity", func(r *csi.CreateVolumeRequest) { r.CapacityRange.RequiredBytes = -1 }, codes.OutOfRange, "negative"},
 		{"required over limit", func(r *csi.CreateVolumeRequest) { r.CapacityRange.LimitBytes = 10 }, codes.OutOfRange, "exceed limit"},
 		{"other node only", func(r *csi.CreateVolumeRequest) {
-			r.AccessibilityRequirements = &csi.TopologyRequirement{Requisite: []*csi.Topology{{Segments: map[string]string{TopologyKey: "node-b"}}}}
+			r.AccessibilityRequirements = &csi.TopologyRequirement{Requisite: []*csi.Topology{{Segments: map[string]string{api.TopologyKey: "node-b"}}}}
 		}, codes.ResourceExhausted, "node-b"},
 		{"dot-dot name", func(r *csi.CreateVolumeRequest) { r.Name = "a..b" }, codes.InvalidArgument, "'..'"},
 		{"parent name", func(r *csi.CreateVolumeRequest) { r.Name = ".." }, codes.InvalidArgument, "volume name"},
@@ -142,7 +142,7 @@ func TestCreateVolumeIdempotentAndSized(t *testing.T) {
 	req := createReq("pvc-0d6a", 5<<20)
 	req.Parameters = map[string]string{"csi.storage.k8s.io/pvc/name": "logs", "csi.storage.k8s.io/pvc/namespace": "team"}
 	req.AccessibilityRequirements = &csi.TopologyRequirement{Requisite: []*csi.Topology{
-		{Segments: map[string]string{TopologyKey: "node-b"}}, {Segments: map[string]string{TopologyKey: testNode}}}}
+		{Segments: map[string]string{api.TopologyKey: "node-b"}}, {Segments: map[string]string{api.TopologyKey: testNode}}}}
 	first, err := f.d.CreateVolume(ctx, req)
 	if err != nil {
 		t.Fatal(err)
@@ -154,7 +154,7 @@ func TestCreateVolumeIdempotentAndSized(t *testing.T) {
 	if v.GetVolumeId() != "v1:node-a:pvc-0d6a" {
 		t.Errorf("volume ID %q", v.GetVolumeId())
 	}
-	if got := v.GetAccessibleTopology(); len(got) != 1 || got[0].GetSegments()[TopologyKey] != testNode {
+	if got := v.GetAccessibleTopology(); len(got) != 1 || got[0].GetSegments()[api.TopologyKey] != testNode {
 		t.Errorf("accessible topology %v", got)
 	}
 	again, err := f.d.CreateVolume(ctx, req)
@@ -237,7 +237,7 @@ func TestPublishGivesEachPodItsOwnDirectory(t *testing.T) {
 	}
 	entries, _ := os.ReadDir(f.root)
 	for _, e := range entries {
-		if e.Name() != store.StateDirName {
+		if e.Name() != api.KeeplogDir {
 			t.Errorf("left after DeleteVolume: %s", e.Name())
 		}
 	}
@@ -273,10 +273,10 @@ func TestPublishErrors(t *testing.T) {
 		{"namespace escapes", id, target, podCtx("..", "pod", "11111111-2222-3333-4444-555555555555"), rwo, codes.InvalidArgument},
 		{"pod name with slash", id, target, podCtx("ns", "a/b", "11111111-2222-3333-4444-555555555555"), rwo, codes.InvalidArgument},
 		{"bad uid", id, target, podCtx("ns", "pod", "../../x"), rwo, codes.InvalidArgument},
-		{"partial pod info", id, target, map[string]string{podinfo.VolumeContextPodName: "pod"}, rwo, codes.InvalidArgument},
+		{"partial pod info", id, target, map[string]string{api.VolumeContextPodName: "pod"}, rwo, codes.InvalidArgument},
 		{"pod dir of another volume", id, target, good, rwo, codes.FailedPrecondition},
-		{"ephemeral with unknown attribute", "csi-abc", target, map[string]string{ctxEphemeral: "true", "colour": "red"}, rwo, codes.InvalidArgument},
-		{"ephemeral with path id", "../x", target, map[string]string{ctxEphemeral: "true"}, rwo, codes.InvalidArgument},
+		{"ephemeral with unknown attribute", "csi-abc", target, map[string]string{api.VolumeContextEphemeral: "true", "colour": "red"}, rwo, codes.InvalidArgument},
+		{"ephemeral with path id", "../x", target, map[string]string{api.VolumeContextEphemeral: "true"}, rwo, codes.InvalidArgument},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -343,7 +343,7 @@ func TestDeleteVolumeCodes(t *testing.T) {
 func TestEphemeralVolumeKeepsData(t *testing.T) {
 	f := newFixture(t)
 	vc := podCtx("ns", "batch", "aaaaaaaa-2222-3333-4444-555555555555")
-	vc[ctxEphemeral] = "true"
+	vc[api.VolumeContextEphemeral] = "true"
 	target := filepath.Join(f.target, "e", "mount")
 	if err := f.publish("csi-0123abcd", target, vc); err != nil {
 		t.Fatal(err)
@@ -453,12 +453,12 @@ func TestGetCapacityAndInfo(t *testing.T) {
 	if err != nil || resp.GetAvailableCapacity() != 40<<30 {
 		t.Fatalf("capacity %v %v, want the root's free bytes", resp, err)
 	}
-	resp, err = f.d.GetCapacity(ctx, &csi.GetCapacityRequest{AccessibleTopology: &csi.Topology{Segments: map[string]string{TopologyKey: "node-b"}}})
+	resp, err = f.d.GetCapacity(ctx, &csi.GetCapacityRequest{AccessibleTopology: &csi.Topology{Segments: map[string]string{api.TopologyKey: "node-b"}}})
 	if err != nil || resp.GetAvailableCapacity() != 0 {
 		t.Fatalf("capacity for another node %v %v, want 0", resp, err)
 	}
 	info, err := f.d.NodeGetInfo(ctx, &csi.NodeGetInfoRequest{})
-	if err != nil || info.GetNodeId() != testNode || info.GetAccessibleTopology().GetSegments()[TopologyKey] != testNode {
+	if err != nil || info.GetNodeId() != testNode || info.GetAccessibleTopology().GetSegments()[api.TopologyKey] != testNode {
 		t.Fatalf("node info %v %v", info, err)
 	}
 }

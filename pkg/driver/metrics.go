@@ -5,6 +5,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // grpcMetrics counts CSI calls by method and result.
@@ -16,10 +18,10 @@ type grpcMetrics struct {
 func newGRPCMetrics(reg prometheus.Registerer) (*grpcMetrics, error) {
 	m := &grpcMetrics{
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "keeplog_csi_operations_total", Help: "CSI calls served, by method and gRPC code.",
+			Name: api.MetricCSIOperationsTotal, Help: "CSI calls served, by method and gRPC code.",
 		}, []string{"method", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "keeplog_csi_operation_duration_seconds", Help: "Time to serve a CSI call, by method.",
+			Name: api.MetricCSIOperationDurationSeconds, Help: "Time to serve a CSI call, by method.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 8),
 		}, []string{"method"}),
 	}

@@ -13,15 +13,12 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"k8s.io/klog/v2"
 	"k8s.io/mount-utils"
 
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/podinfo"
 	"github.com/keeplog/keeplog/pkg/store"
 )
-
-// ctxEphemeral marks a CSI inline ephemeral volume in the volume context (kubelet sets it).
-const ctxEphemeral = "csi.storage.k8s.io/ephemeral"
 
 // checkTargetPath refuses target paths that are relative, unclean, or overlap the root.
 func (d *Driver) checkTargetPath(target string) error {
@@ -77,7 +74,7 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		dir = pod.DirName()
 	} else {
 		d.noPodInfoOnce.Do(func() {
-			klog.InfoS("WARNING: NodePublishVolume without pod information; volumes get one directory per volume instead of one per pod. Set podInfoOnMount: true in the CSIDriver object.", "volume", raw, "directory", dir)
+			d.log.Info("WARNING: NodePublishVolume without pod information; volumes get one directory per volume instead of one per pod. Set podInfoOnMount: true in the CSIDriver object.", "volume", raw, "directory", dir)
 		})
 	}
 	readOnly := req.GetReadonly()
@@ -115,20 +112,20 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	}
 	if err := d.bindMount(source, target, readOnly); err != nil {
 		if rerr := d.store.RemoveTarget(vol.ID, target); rerr != nil {
-			klog.ErrorS(rerr, "Could not drop the publish record of a failed mount", "volume", raw, "target", target)
+			d.log.Error(rerr, "Could not drop the publish record of a failed mount", "volume", raw, "target", target)
 		}
 		return nil, status.Errorf(codes.Internal, "NodePublishVolume %s: %v", raw, err)
 	}
 	if d.archiver != nil {
 		d.archiver.MarkPublished(source)
 	}
-	klog.InfoS("Volume published", "volume", raw, "target", target, "directory", source, "readOnly", readOnly)
+	d.log.Info("Volume published", "volume", raw, "target", target, "directory", source, "readOnly", readOnly)
 	return &csi.NodePublishVolumeResponse{}, nil
 }
 
 // publishVolume finds the volume a publish is for, creating the record of a CSI inline ephemeral volume the first time.
 func (d *Driver) publishVolume(raw string, vc map[string]string) (*store.Volume, error) {
-	if vc[ctxEphemeral] != "true" {
+	if vc[api.VolumeContextEphemeral] != "true" {
 		return d.findVolume(raw, false)
 	}
 	if err := validateEphemeralID(raw); err != nil {
@@ -136,7 +133,7 @@ func (d *Driver) publishVolume(raw string, vc map[string]string) (*store.Volume,
 	}
 	attrs := map[string]string{}
 	for k, v := range vc {
-		if !strings.HasPrefix(k, coParameterPrefix) {
+		if !strings.HasPrefix(k, api.COParameterPrefix) {
 			attrs[k] = v
 		}
 	}
@@ -212,7 +209,7 @@ func (d *Driver) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 			d.archiver.MarkUnpublished(path)
 		}
 	}
-	klog.InfoS("Volume unpublished; its directory is kept", "volume", raw, "target", target)
+	d.log.Info("Volume unpublished; its directory is kept", "volume", raw, "target", target)
 	return &csi.NodeUnpublishVolumeResponse{}, nil
 }
 

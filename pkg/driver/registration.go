@@ -5,8 +5,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/go-logr/logr"
 	"google.golang.org/grpc"
-	"k8s.io/klog/v2"
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 )
 
@@ -16,6 +16,7 @@ type registration struct {
 	registerapi.UnimplementedRegistrationServer
 	name     string
 	endpoint string
+	log      logr.Logger
 }
 
 func (r *registration) GetInfo(context.Context, *registerapi.InfoRequest) (*registerapi.PluginInfo, error) {
@@ -24,9 +25,9 @@ func (r *registration) GetInfo(context.Context, *registerapi.InfoRequest) (*regi
 
 func (r *registration) NotifyRegistrationStatus(_ context.Context, s *registerapi.RegistrationStatus) (*registerapi.RegistrationStatusResponse, error) {
 	if s.PluginRegistered {
-		klog.InfoS("Registered with kubelet", "driver", r.name, "endpoint", r.endpoint)
+		r.log.Info("Registered with kubelet", "driver", r.name, "endpoint", r.endpoint)
 	} else {
-		klog.ErrorS(nil, "Kubelet refused the registration", "driver", r.name, "error", s.Error)
+		r.log.Error(nil, "Kubelet refused the registration", "driver", r.name, "error", s.Error)
 	}
 	return &registerapi.RegistrationStatusResponse{}, nil
 }
@@ -45,7 +46,7 @@ func (d *Driver) ServeRegistration(ctx context.Context, registryDir, kubeletEndp
 		return err
 	}
 	srv := grpc.NewServer()
-	registerapi.RegisterRegistrationServer(srv, &registration{name: d.cfg.Name, endpoint: kubeletEndpoint})
-	klog.InfoS("Serving kubelet plugin registration", "socket", path, "csiEndpoint", kubeletEndpoint)
+	registerapi.RegisterRegistrationServer(srv, &registration{name: d.cfg.Name, endpoint: kubeletEndpoint, log: d.log})
+	d.log.Info("Serving kubelet plugin registration", "socket", path, "csiEndpoint", kubeletEndpoint)
 	return serveUntilDone(ctx, srv, l, 5*time.Second)
 }

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/usage"
 )
 
@@ -140,7 +141,7 @@ func TestCapacityMinusReserved(t *testing.T) {
 	f := newFixture(t) // 40 GiB free
 	ctx := context.Background()
 	f.d.usage = &fakeUsage{status: map[string]usage.Status{}, reserved: 10 << 30}
-	resp, err := f.d.GetCapacity(ctx, &csi.GetCapacityRequest{AccessibleTopology: &csi.Topology{Segments: map[string]string{TopologyKey: testNode}}})
+	resp, err := f.d.GetCapacity(ctx, &csi.GetCapacityRequest{AccessibleTopology: &csi.Topology{Segments: map[string]string{api.TopologyKey: testNode}}})
 	if err != nil || resp.GetAvailableCapacity() != 30<<30 {
 		t.Fatalf("capacity %v %v, want 40 GiB free minus 10 GiB reserved", resp, err)
 	}

@@ -8,31 +8,8 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-)
 
-// Pod annotations of the heap dump trigger. pkg/policy accepts every keeplog.csi.io/dump-* annotation as known, so
-// these never count as unknown keeplog annotations there; this package validates them.
-const (
-	annotationPrefix = "keeplog.csi.io/"
-	// AnnotationPort and AnnotationPath ask for a dump with an HTTP request to the pod: http://<pod IP>:<port><path>.
-	AnnotationPort = annotationPrefix + "dump-port"
-	AnnotationPath = annotationPrefix + "dump-path"
-	// AnnotationMethod is the HTTP method: POST (default) or GET.
-	AnnotationMethod = annotationPrefix + "dump-method"
-	// AnnotationExec asks for a dump with a command run as `sh -c <value>` in a container (the exec subresource).
-	AnnotationExec = annotationPrefix + "dump-exec"
-	// AnnotationExecContainer is the container the command runs in; default the watched container.
-	AnnotationExecContainer = annotationPrefix + "dump-exec-container"
-	// AnnotationContainer is the container whose memory is watched; default the pod's first container.
-	AnnotationContainer = annotationPrefix + "dump-container"
-	// AnnotationThreshold is the working set, in percent of the container's memory limit, that triggers a dump.
-	AnnotationThreshold = annotationPrefix + "dump-threshold"
-	// AnnotationFirstOnly: "true" (default) dumps a container only once on memory pressure until re-armed.
-	AnnotationFirstOnly = annotationPrefix + "dump-first-only"
-	// AnnotationRequested: each new value asks for one dump now (kubectl annotate, or the Alertmanager webhook).
-	AnnotationRequested = annotationPrefix + "dump-requested"
-	// AnnotationRearm: each new value re-arms firstOnly (the container may dump again on memory pressure).
-	AnnotationRearm = annotationPrefix + "dump-rearm"
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // DefaultThreshold is the threshold in percent of the memory limit when the pod does not set one.
@@ -66,14 +43,14 @@ type Spec struct {
 }
 
 // knownAnnotations are every dump annotation; any other keeplog.csi.io/dump-* is a typo.
-var knownAnnotations = []string{AnnotationPort, AnnotationPath, AnnotationMethod, AnnotationExec,
-	AnnotationExecContainer, AnnotationContainer, AnnotationThreshold, AnnotationFirstOnly, AnnotationRequested,
-	AnnotationRearm}
+var knownAnnotations = []string{api.AnnotationDumpPort, api.AnnotationDumpPath, api.AnnotationDumpMethod, api.AnnotationDumpExec,
+	api.AnnotationDumpExecContainer, api.AnnotationDumpContainer, api.AnnotationDumpThreshold, api.AnnotationDumpFirstOnly, api.AnnotationDumpRequested,
+	api.AnnotationDumpRearm}
 
 // OptedIn reports whether the annotations ask for dumps at all (a way to ask the pod: dump-port or dump-exec).
 func OptedIn(ann map[string]string) bool {
-	_, port := ann[AnnotationPort]
-	_, exec := ann[AnnotationExec]
+	_, port := ann[api.AnnotationDumpPort]
+	_, exec := ann[api.AnnotationDumpExec]
 	return port || exec
 }
 
@@ -88,87 +65,87 @@ func ParseSpec(pod *corev1.Pod) (spec Spec, warns []error, ok bool) {
 		return Spec{}, warns, false
 	}
 	spec = Spec{Threshold: DefaultThreshold, FirstOnly: true, HTTPMethod: "POST",
-		Requested: ann[AnnotationRequested], Rearm: ann[AnnotationRearm]}
+		Requested: ann[api.AnnotationDumpRequested], Rearm: ann[api.AnnotationDumpRearm]}
 	bad := func(k, why string) { warns = append(warns, fmt.Errorf("annotation %s=%q: %s", k, ann[k], why)) }
 
-	port, hasPort := ann[AnnotationPort]
-	cmd, hasExec := ann[AnnotationExec]
+	port, hasPort := ann[api.AnnotationDumpPort]
+	cmd, hasExec := ann[api.AnnotationDumpExec]
 	switch {
 	case hasPort && hasExec:
-		bad(AnnotationExec, "set either "+AnnotationPort+" (HTTP) or "+AnnotationExec+", not both; no dumps for this pod")
+		bad(api.AnnotationDumpExec, "set either "+api.AnnotationDumpPort+" (HTTP) or "+api.AnnotationDumpExec+", not both; no dumps for this pod")
 		return Spec{}, warns, false
 	case hasPort:
 		spec.Method = MethodHTTP
 		n, err := strconv.Atoi(port)
 		if err != nil || n < 1 || n > 65535 {
-			bad(AnnotationPort, "must be a port number 1-65535; no dumps for this pod")
+			bad(api.AnnotationDumpPort, "must be a port number 1-65535; no dumps for this pod")
 			return Spec{}, warns, false
 		}
 		spec.Port = n
-		spec.Path = ann[AnnotationPath]
+		spec.Path = ann[api.AnnotationDumpPath]
 		if spec.Path == "" {
-			bad(AnnotationPath, "required with "+AnnotationPort+" (e.g. /dump); no dumps for this pod")
+			bad(api.AnnotationDumpPath, "required with "+api.AnnotationDumpPort+" (e.g. /dump); no dumps for this pod")
 			return Spec{}, warns, false
 		}
 		if !strings.HasPrefix(spec.Path, "/") || strings.ContainsAny(spec.Path, " \t\r\n#") {
-			bad(AnnotationPath, "must start with / and hold no spaces or #; no dumps for this pod")
+			bad(api.AnnotationDumpPath, "must start with / and hold no spaces or #; no dumps for this pod")
 			return Spec{}, warns, false
 		}
-		if m, set := ann[AnnotationMethod]; set {
+		if m, set := ann[api.AnnotationDumpMethod]; set {
 			switch strings.ToUpper(m) {
 			case "GET", "POST":
 				spec.HTTPMethod = strings.ToUpper(m)
 			default:
-				bad(AnnotationMethod, "must be GET or POST; using POST")
+				bad(api.AnnotationDumpMethod, "must be GET or POST; using POST")
 			}
 		}
 	default:
 		spec.Method = MethodExec
 		if strings.TrimSpace(cmd) == "" {
-			bad(AnnotationExec, "must be a command; no dumps for this pod")
+			bad(api.AnnotationDumpExec, "must be a command; no dumps for this pod")
 			return Spec{}, warns, false
 		}
 		spec.Command = cmd
 	}
-	if _, set := ann[AnnotationPath]; set && spec.Method != MethodHTTP {
-		bad(AnnotationPath, "only used with "+AnnotationPort+"; ignored")
+	if _, set := ann[api.AnnotationDumpPath]; set && spec.Method != MethodHTTP {
+		bad(api.AnnotationDumpPath, "only used with "+api.AnnotationDumpPort+"; ignored")
 	}
-	if _, set := ann[AnnotationExecContainer]; set && spec.Method != MethodExec {
-		bad(AnnotationExecContainer, "only used with "+AnnotationExec+"; ignored")
+	if _, set := ann[api.AnnotationDumpExecContainer]; set && spec.Method != MethodExec {
+		bad(api.AnnotationDumpExecContainer, "only used with "+api.AnnotationDumpExec+"; ignored")
 	}
 
 	names := containerNames(pod)
-	spec.Container = ann[AnnotationContainer]
+	spec.Container = ann[api.AnnotationDumpContainer]
 	if spec.Container == "" {
 		if len(names) == 0 {
 			return Spec{}, append(warns, errors.New("the pod has no containers")), false
 		}
 		spec.Container = names[0]
 	} else if !contains(names, spec.Container) {
-		bad(AnnotationContainer, fmt.Sprintf("no such container (the pod has %s); no dumps for this pod", strings.Join(names, ", ")))
+		bad(api.AnnotationDumpContainer, fmt.Sprintf("no such container (the pod has %s); no dumps for this pod", strings.Join(names, ", ")))
 		return Spec{}, warns, false
 	}
 	if spec.Method == MethodExec {
-		spec.ExecContainer = ann[AnnotationExecContainer]
+		spec.ExecContainer = ann[api.AnnotationDumpExecContainer]
 		if spec.ExecContainer == "" {
 			spec.ExecContainer = spec.Container
 		} else if !contains(names, spec.ExecContainer) {
-			bad(AnnotationExecContainer, fmt.Sprintf("no such container (the pod has %s); no dumps for this pod", strings.Join(names, ", ")))
+			bad(api.AnnotationDumpExecContainer, fmt.Sprintf("no such container (the pod has %s); no dumps for this pod", strings.Join(names, ", ")))
 			return Spec{}, warns, false
 		}
 	}
-	if v, set := ann[AnnotationThreshold]; set {
+	if v, set := ann[api.AnnotationDumpThreshold]; set {
 		n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), "%"))
 		if err != nil || n < 1 || n > 100 {
-			bad(AnnotationThreshold, fmt.Sprintf("must be a whole percentage 1-100 of the memory limit; using %d", DefaultThreshold))
+			bad(api.AnnotationDumpThreshold, fmt.Sprintf("must be a whole percentage 1-100 of the memory limit; using %d", DefaultThreshold))
 		} else {
 			spec.Threshold = n
 		}
 	}
-	if v, set := ann[AnnotationFirstOnly]; set {
+	if v, set := ann[api.AnnotationDumpFirstOnly]; set {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			bad(AnnotationFirstOnly, "must be true or false; using true")
+			bad(api.AnnotationDumpFirstOnly, "must be true or false; using true")
 		} else {
 			spec.FirstOnly = b
 		}
@@ -221,7 +198,7 @@ func safeID(s string) bool {
 func unknownDumpAnnotations(ann map[string]string) []string {
 	var out []string
 	for _, k := range sortedKeys(ann) {
-		if strings.HasPrefix(k, annotationPrefix+"dump-") && !isKnown(k) {
+		if strings.HasPrefix(k, api.AnnotationPrefix+"dump-") && !isKnown(k) {
 			out = append(out, k)
 		}
 	}

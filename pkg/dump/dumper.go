@@ -18,7 +18,8 @@ import (
 
 	"github.com/keeplog/keeplog/internal/safefs"
 	"github.com/keeplog/keeplog/internal/units"
-	"github.com/keeplog/keeplog/pkg/archiver"
+	"github.com/keeplog/keeplog/pkg/api"
+	"github.com/keeplog/keeplog/pkg/policy"
 )
 
 // trigger is why a dump is taken.
@@ -31,8 +32,8 @@ type trigger struct {
 // start marks the pod busy and takes the dump in the background. Caller holds mu.
 func (m *Manager) start(ctx context.Context, t *tracked, pod *corev1.Pod, spec Spec, tr trigger) {
 	if spec.Method == MethodExec && m.deps.Exec == nil {
-		m.skip(t, tr.manual, DecisionSkipUnsupported, tr.why+"; not dumped: this node cannot run "+AnnotationExec+
-			" commands (no API access); use "+AnnotationPort)
+		m.skip(t, tr.manual, DecisionSkipUnsupported, tr.why+"; not dumped: this node cannot run "+api.AnnotationDumpExec+
+			" commands (no API access); use "+api.AnnotationDumpPort)
 		return
 	}
 	t.busy = true
@@ -108,7 +109,7 @@ func (m *Manager) dump(ctx context.Context, t *tracked, pod *corev1.Pod, spec Sp
 		t.reported = nil
 	})
 	m.m.decisions.WithLabelValues(DecisionTriggered).Inc()
-	m.event(t.ref, corev1.EventTypeNormal, ReasonTriggered, fmt.Sprintf("%s: asking for a heap dump (%s)", tr.why, describe(spec)))
+	m.event(t.ref, corev1.EventTypeNormal, api.ReasonDumpTriggered, fmt.Sprintf("%s: asking for a heap dump (%s)", tr.why, describe(spec)))
 
 	out, err := m.request(dctx, pod, spec)
 	if err != nil {
@@ -119,14 +120,14 @@ func (m *Manager) dump(ctx context.Context, t *tracked, pod *corev1.Pod, spec Sp
 				m.save(t, t.st)
 			}
 		})
-		m.event(t.ref, corev1.EventTypeWarning, ReasonFailed, fmt.Sprintf("heap dump request (%s) failed: %v", describe(spec), err))
+		m.event(t.ref, corev1.EventTypeWarning, api.ReasonDumpFailed, fmt.Sprintf("heap dump request (%s) failed: %v", describe(spec), err))
 		return
 	}
 	m.deps.Log.V(2).Info("Heap dump requested", "pod", t.ref.String(), "answer", out)
 	files, err := m.waitFinished(dctx, podDir, pol, before)
 	if err != nil {
 		m.m.decisions.WithLabelValues(DecisionTimedOut).Inc()
-		m.event(t.ref, corev1.EventTypeWarning, ReasonTimedOut, fmt.Sprintf("heap dump requested %s ago (%s): %v",
+		m.event(t.ref, corev1.EventTypeWarning, api.ReasonDumpTimedOut, fmt.Sprintf("heap dump requested %s ago (%s): %v",
 			m.deps.Clock.Since(start).Round(time.Second), describe(spec), err))
 		return
 	}
@@ -135,7 +136,7 @@ func (m *Manager) dump(ctx context.Context, t *tracked, pod *corev1.Pod, spec Sp
 		what = "written and archived"
 	}
 	m.m.decisions.WithLabelValues(DecisionFinished).Inc()
-	m.event(t.ref, corev1.EventTypeNormal, ReasonFinished, fmt.Sprintf("heap dump %s %s in %s", strings.Join(files, ", "), what,
+	m.event(t.ref, corev1.EventTypeNormal, api.ReasonDumpFinished, fmt.Sprintf("heap dump %s %s in %s", strings.Join(files, ", "), what,
 		m.deps.Clock.Since(start).Round(time.Second)))
 }
 
@@ -145,9 +146,9 @@ func (m *Manager) locked(fn func()) {
 	fn()
 }
 
-func (m *Manager) archivePolicy(dir string) archiver.Policy {
+func (m *Manager) archivePolicy(dir string) policy.ArchivePolicy {
 	if m.deps.Archive == nil {
-		return archiver.Policy{Off: true}
+		return policy.ArchivePolicy{Off: true}
 	}
 	return m.deps.Archive(dir)
 }
@@ -207,7 +208,7 @@ type fileState struct {
 
 // dumpFiles lists the files of a pod directory that are dumps (the archive patterns, whether or not archiving is
 // on), by path relative to the pod directory. keeplog's own .keeplog directory is left out.
-func dumpFiles(podDir string, pol archiver.Policy) map[string]fileState {
+func dumpFiles(podDir string, pol policy.ArchivePolicy) map[string]fileState {
 	pol.Off = false
 	out := map[string]fileState{}
 	d, err := safefs.OpenDir(podDir)
@@ -218,7 +219,7 @@ func dumpFiles(podDir string, pol archiver.Policy) map[string]fileState {
 	// Never through a symlink, never into another mount, nothing opened but directories: the pod wrote this tree.
 	_, _ = safefs.Walk(d, "", func(e safefs.Entry) bool {
 		if e.Kind() == unix.S_IFDIR {
-			return e.Rel != ".keeplog"
+			return e.Rel != api.KeeplogDir
 		}
 		if e.Kind() == unix.S_IFREG && strings.Contains(e.Rel, "/") && pol.Matches(e.Rel) {
 			out[e.Rel] = fileState{size: e.Stat.Size, mtime: e.Stat.Mtim.Nano()}

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/keeplog/keeplog/internal/fstest"
-	"github.com/keeplog/keeplog/pkg/archiver"
+	"github.com/keeplog/keeplog/pkg/policy"
 )
 
 // TestDumpFilesStaysInThePodDirectory: the walk that looks for new dumps never follows a symlink the pod planted
@@ -33,7 +33,7 @@ func TestDumpFilesStaysInThePodDirectory(t *testing.T) {
 	}
 	fstest.BindMount(t, outside, filepath.Join(pod, "app", "mnt"))
 	var got []string
-	for rel := range dumpFiles(pod, archiver.Policy{}) {
+	for rel := range dumpFiles(pod, policy.ArchivePolicy{}) {
 		got = append(got, rel)
 	}
 	slices.Sort(got)

@@ -23,28 +23,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
 	"github.com/keeplog/keeplog/internal/liveness"
 	"github.com/keeplog/keeplog/internal/units"
-	"github.com/keeplog/keeplog/pkg/archiver"
+	"github.com/keeplog/keeplog/pkg/api"
+	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/store"
-)
-
-// Event reasons on the pod.
-const (
-	ReasonTriggered    = "DumpTriggered"
-	ReasonFinished     = "DumpFinished"
-	ReasonSkipped      = "DumpSkipped"
-	ReasonFailed       = "DumpFailed"
-	ReasonTimedOut     = "DumpTimedOut"
-	ReasonRearmed      = "DumpRearmed"
-	ReasonThresholdOff = "DumpThresholdOff"
-	ReasonInvalid      = "InvalidDumpSetting"
-	ReasonNotPossible  = "DumpNotPossible"
 )
 
 // Defaults of Config.
@@ -92,8 +80,8 @@ func (c *Config) setDefaults() {
 	def(&c.QuietPeriod, DefaultQuietPeriod)
 }
 
-// EventRecorder records Events on pods (*kube.Events).
-type EventRecorder interface {
+// Recorder sends Events on pods (*kube.Events implements it).
+type Recorder interface {
 	PodEvent(pod store.PodRef, eventType, reason, message string)
 }
 
@@ -120,12 +108,12 @@ type Deps struct {
 	// Memory reads containers' memory (required).
 	Memory MemoryReader
 	// Events on pods; nil records none.
-	Events EventRecorder
+	Events Recorder
 	// Semaphore is the cluster-wide dump limit; nil: none.
 	Semaphore Semaphore
 	// Archive returns the archive policy of a pod directory (name), whose patterns say which files are dumps; nil:
 	// the archiver's default patterns, not archived.
-	Archive func(podDir string) archiver.Policy
+	Archive func(podDir string) policy.ArchivePolicy
 	// Pending reports files of a pod directory (path) still to be archived; nil without an archiver.
 	Pending func(podDir string) bool
 	// Exec runs dump-exec commands; nil: pods that ask for exec are told it is not possible.
@@ -138,7 +126,7 @@ type Deps struct {
 	Clock clock.WithTicker
 	// Registerer for the metrics; nil: not registered.
 	Registerer prometheus.Registerer
-	Log        klog.Logger
+	Log        logr.Logger
 	// Liveness records the poll loop's progress (each poll, each pod looked at, and a heartbeat while it waits),
 	// so that /healthz fails when the loop is wedged; nil records nothing. Dumps run outside the loop.
 	Liveness *liveness.Loop
@@ -297,7 +285,7 @@ func (m *Manager) checkPod(ctx context.Context, dir string) bool {
 	spec, warns, ok := ParseSpec(pod)
 	if msg := errors.Join(warns...); msg != nil && msg.Error() != t.warned {
 		t.warned = msg.Error()
-		m.event(t.ref, corev1.EventTypeWarning, ReasonInvalid, msg.Error())
+		m.event(t.ref, corev1.EventTypeWarning, api.ReasonInvalidDumpSetting, msg.Error())
 	} else if msg == nil {
 		t.warned = ""
 	}
@@ -307,7 +295,7 @@ func (m *Manager) checkPod(ctx context.Context, dir string) bool {
 	if _, err := os.Stat(filepath.Join(m.cfg.Root, dir)); err != nil {
 		if pod.Status.Phase == corev1.PodRunning && !t.noDirWarned {
 			t.noDirWarned = true
-			m.event(t.ref, corev1.EventTypeWarning, ReasonNotPossible,
+			m.event(t.ref, corev1.EventTypeWarning, api.ReasonDumpNotPossible,
 				"the pod asks for heap dumps but has no keeplog volume on this node: nowhere to keep them")
 		}
 		return false
@@ -331,7 +319,7 @@ func (m *Manager) checkPod(ctx context.Context, dir string) bool {
 		}
 		m.save(t, t.st)
 		t.reported = nil
-		m.event(t.ref, corev1.EventTypeNormal, ReasonRearmed, fmt.Sprintf("%s=%q: firstOnly re-armed; the next memory pressure dumps again", AnnotationRearm, spec.Rearm))
+		m.event(t.ref, corev1.EventTypeNormal, api.ReasonDumpRearmed, fmt.Sprintf("%s=%q: firstOnly re-armed; the next memory pressure dumps again", api.AnnotationDumpRearm, spec.Rearm))
 	}
 	if t.busy {
 		return spec.Method != "" // a new request waits until this dump is done
@@ -339,7 +327,7 @@ func (m *Manager) checkPod(ctx context.Context, dir string) bool {
 	if spec.Requested != t.st.Requested {
 		t.st.Requested = spec.Requested // consumed before acting: a crash must not make it a loop
 		m.save(t, t.st)
-		m.start(ctx, t, pod, spec, trigger{manual: true, why: fmt.Sprintf("requested (%s=%q)", AnnotationRequested, spec.Requested)})
+		m.start(ctx, t, pod, spec, trigger{manual: true, why: fmt.Sprintf("requested (%s=%q)", api.AnnotationDumpRequested, spec.Requested)})
 		return true
 	}
 	return m.checkMemory(ctx, t, pod, spec)
@@ -365,8 +353,8 @@ func (m *Manager) checkMemory(ctx context.Context, t *tracked, pod *corev1.Pod, 
 	if mem.Limit == 0 {
 		if !t.noLimitWarned {
 			t.noLimitWarned = true
-			m.event(t.ref, corev1.EventTypeWarning, ReasonThresholdOff, fmt.Sprintf(
-				"container %s has no memory limit: no dump on memory pressure (%s still works)", spec.Container, AnnotationRequested))
+			m.event(t.ref, corev1.EventTypeWarning, api.ReasonDumpThresholdOff, fmt.Sprintf(
+				"container %s has no memory limit: no dump on memory pressure (%s still works)", spec.Container, api.AnnotationDumpRequested))
 		}
 		return false
 	}
@@ -384,7 +372,7 @@ func (m *Manager) checkMemory(ctx context.Context, t *tracked, pod *corev1.Pod, 
 	now := m.deps.Clock.Now()
 	switch {
 	case spec.FirstOnly && cs.Dumped:
-		m.skip(t, false, DecisionSkipFirstOnly, why+fmt.Sprintf("; not dumped: it was dumped already (firstOnly; change %s to re-arm)", AnnotationRearm))
+		m.skip(t, false, DecisionSkipFirstOnly, why+fmt.Sprintf("; not dumped: it was dumped already (firstOnly; change %s to re-arm)", api.AnnotationDumpRearm))
 	case !cs.LastDump.IsZero() && now.Sub(cs.LastDump) < m.cfg.Cooldown:
 		m.skip(t, false, DecisionSkipCooldown, why+fmt.Sprintf("; not dumped yet: last dump %s ago, cooldown %s",
 			now.Sub(cs.LastDump).Round(time.Second), m.cfg.Cooldown))
@@ -421,7 +409,7 @@ func (m *Manager) skip(t *tracked, manual bool, decision, msg string) {
 	if decision == DecisionSkipLowDisk || decision == DecisionSkipNoSlot || decision == DecisionSkipUnsupported {
 		typ = corev1.EventTypeWarning
 	}
-	m.event(t.ref, typ, ReasonSkipped, msg)
+	m.event(t.ref, typ, api.ReasonDumpSkipped, msg)
 }
 
 func (m *Manager) save(t *tracked, st *podState) {

@@ -20,7 +20,8 @@ import (
 	"k8s.io/klog/v2"
 	clocktesting "k8s.io/utils/clock/testing"
 
-	"github.com/keeplog/keeplog/pkg/archiver"
+	"github.com/keeplog/keeplog/pkg/api"
+	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -142,7 +143,7 @@ func newEnv(t *testing.T, ann map[string]string, tweak func(*Config, *Deps)) *en
 	}))
 	t.Cleanup(srv.Close)
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
-	all := map[string]string{AnnotationPort: port, AnnotationPath: "/dump"}
+	all := map[string]string{api.AnnotationDumpPort: port, api.AnnotationDumpPath: "/dump"}
 	for k, v := range ann {
 		all[k] = v
 	}
@@ -177,7 +178,7 @@ func (e *env) deps() Deps {
 			return e.pod.DeepCopy(), true
 		},
 		Memory: e.mem, Events: e.events, Semaphore: e.sem,
-		Archive: func(string) archiver.Policy { return archiver.Policy{} },
+		Archive: func(string) policy.ArchivePolicy { return policy.ArchivePolicy{} },
 		Pending: func(string) bool { e.asked.Add(1); return e.pending.Load() },
 		FreeBytes: func(string) (uint64, error) {
 			return e.free.Load(), nil
@@ -271,7 +272,7 @@ func TestThresholdFirstOnlyAndRearm(t *testing.T) {
 	e.mem.set(80*mi, 100*mi) // at the threshold counts
 	e.poll()
 	e.expect(1, map[string]int{DecisionTriggered: 1, DecisionFinished: 1})
-	if n := e.events.count(ReasonFinished); n != 1 || !strings.Contains(e.events.String(), "app/heap-1.hprof") {
+	if n := e.events.count(api.ReasonDumpFinished); n != 1 || !strings.Contains(e.events.String(), "app/heap-1.hprof") {
 		t.Fatalf("no DumpFinished event naming the file:\n%s", e.events)
 	}
 	if e.sem.isHeld() || e.sem.acquire != 1 {
@@ -298,17 +299,17 @@ func TestThresholdFirstOnlyAndRearm(t *testing.T) {
 	e.expect(1, map[string]int{DecisionTriggered: 0, DecisionSkipFirstOnly: 1})
 
 	// Re-armed: the next poll above dumps again; the value is remembered, so a second poll does not re-arm again.
-	e.annotate(AnnotationRearm, "1")
+	e.annotate(api.AnnotationDumpRearm, "1")
 	e.poll()
 	e.poll()
 	e.expect(2, map[string]int{DecisionTriggered: 1, DecisionFinished: 1})
-	if e.events.count(ReasonRearmed) != 1 {
+	if e.events.count(api.ReasonDumpRearmed) != 1 {
 		t.Fatalf("want one DumpRearmed event:\n%s", e.events)
 	}
 }
 
 func TestCooldownWithoutFirstOnly(t *testing.T) {
-	e := newEnv(t, map[string]string{AnnotationFirstOnly: "false", AnnotationThreshold: "50"}, nil)
+	e := newEnv(t, map[string]string{api.AnnotationDumpFirstOnly: "false", api.AnnotationDumpThreshold: "50"}, nil)
 	e.mem.set(60*mi, 100*mi)
 	e.poll()
 	e.expect(1, map[string]int{DecisionTriggered: 1})
@@ -323,7 +324,7 @@ func TestCooldownWithoutFirstOnly(t *testing.T) {
 }
 
 func TestManualRequest(t *testing.T) {
-	e := newEnv(t, map[string]string{AnnotationRequested: "from-the-template"}, nil)
+	e := newEnv(t, map[string]string{api.AnnotationDumpRequested: "from-the-template"}, nil)
 	e.mem.set(1*mi, 100*mi)
 	// The value the pod came with is not a request.
 	e.poll()
@@ -332,7 +333,7 @@ func TestManualRequest(t *testing.T) {
 	// Threshold dump, then a manual one right away: it bypasses firstOnly and the cooldown.
 	e.mem.set(90*mi, 100*mi)
 	e.poll()
-	e.annotate(AnnotationRequested, "please")
+	e.annotate(api.AnnotationDumpRequested, "please")
 	e.poll()
 	e.expect(2, map[string]int{DecisionTriggered: 2, DecisionFinished: 2, DecisionSkipFirstOnly: 0})
 	// Acted on once.
@@ -342,7 +343,7 @@ func TestManualRequest(t *testing.T) {
 
 	// A value set while keeplog was down is acted on after the restart; the same value is not acted on twice.
 	e.podMu.Lock()
-	e.pod.Annotations[AnnotationRequested] = "while-down"
+	e.pod.Annotations[api.AnnotationDumpRequested] = "while-down"
 	e.podMu.Unlock()
 	e.m = e.newManager(e.deps())
 	e.poll()
@@ -355,10 +356,10 @@ func TestManualRequest(t *testing.T) {
 	e.mem.set(90*mi, 0)
 	e.poll()
 	e.poll()
-	e.annotate(AnnotationRequested, "again")
+	e.annotate(api.AnnotationDumpRequested, "again")
 	e.poll()
 	e.expect(4, map[string]int{DecisionTriggered: 1})
-	if e.events.count(ReasonThresholdOff) != 1 {
+	if e.events.count(api.ReasonDumpThresholdOff) != 1 {
 		t.Fatalf("want one DumpThresholdOff event:\n%s", e.events)
 	}
 }
@@ -374,7 +375,7 @@ func TestLowDiskAndNoSlot(t *testing.T) {
 		t.Fatalf("low disk not reported as a Warning with the numbers:\n%s", e.events)
 	}
 	// A manual request is not exempt from the disk check, and is reported each time.
-	e.annotate(AnnotationRequested, "1")
+	e.annotate(api.AnnotationDumpRequested, "1")
 	e.poll()
 	e.expect(0, map[string]int{DecisionSkipLowDisk: 2})
 
@@ -443,11 +444,11 @@ func TestFailedRequestAndTimeout(t *testing.T) {
 }
 
 func TestInvalidSettingsAndDeletedPod(t *testing.T) {
-	e := newEnv(t, map[string]string{AnnotationThreshold: "lots", "keeplog.csi.io/dump-treshold": "90"}, nil)
+	e := newEnv(t, map[string]string{api.AnnotationDumpThreshold: "lots", "keeplog.csi.io/dump-treshold": "90"}, nil)
 	e.mem.set(81*mi, 100*mi)
 	e.poll()
 	e.poll()
-	if n := e.events.count(ReasonInvalid); n != 1 || !strings.Contains(e.events.String(), "dump-treshold") ||
+	if n := e.events.count(api.ReasonInvalidDumpSetting); n != 1 || !strings.Contains(e.events.String(), "dump-treshold") ||
 		!strings.Contains(e.events.String(), `dump-threshold="lots"`) {
 		t.Fatalf("want one InvalidDumpSetting naming both annotations:\n%s", e.events)
 	}
@@ -474,7 +475,7 @@ func TestNoKeeplogDirectory(t *testing.T) {
 	e.poll()
 	e.poll()
 	e.expect(0, map[string]int{DecisionTriggered: 0})
-	if e.events.count(ReasonNotPossible) != 1 {
+	if e.events.count(api.ReasonDumpNotPossible) != 1 {
 		t.Fatalf("want one DumpNotPossible:\n%s", e.events)
 	}
 }
@@ -498,9 +499,9 @@ func TestExec(t *testing.T) {
 	e := newEnv(t, nil, func(_ *Config, d *Deps) { d.Exec = ex })
 	ex.dir = e.podDir
 	e.podMu.Lock()
-	delete(e.pod.Annotations, AnnotationPort)
-	delete(e.pod.Annotations, AnnotationPath)
-	e.pod.Annotations[AnnotationExec] = "jcmd 1 GC.heap_dump /logs/app/x.hprof"
+	delete(e.pod.Annotations, api.AnnotationDumpPort)
+	delete(e.pod.Annotations, api.AnnotationDumpPath)
+	e.pod.Annotations[api.AnnotationDumpExec] = "jcmd 1 GC.heap_dump /logs/app/x.hprof"
 	e.podMu.Unlock()
 	e.mem.set(90*mi, 100*mi)
 	e.poll()
@@ -510,10 +511,10 @@ func TestExec(t *testing.T) {
 	}
 
 	// Without exec (no API): reported, not attempted.
-	e2 := newEnv(t, map[string]string{AnnotationFirstOnly: "false"}, func(_ *Config, d *Deps) { d.Exec = nil })
+	e2 := newEnv(t, map[string]string{api.AnnotationDumpFirstOnly: "false"}, func(_ *Config, d *Deps) { d.Exec = nil })
 	e2.podMu.Lock()
-	delete(e2.pod.Annotations, AnnotationPort)
-	e2.pod.Annotations[AnnotationExec] = "kill -3 1"
+	delete(e2.pod.Annotations, api.AnnotationDumpPort)
+	e2.pod.Annotations[api.AnnotationDumpExec] = "kill -3 1"
 	e2.podMu.Unlock()
 	e2.mem.set(90*mi, 100*mi)
 	e2.poll()

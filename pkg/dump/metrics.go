@@ -2,6 +2,8 @@ package dump
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // Decisions, the label values of keeplog_dump_decisions_total.
@@ -28,12 +30,12 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keeplog_dump_decisions_total",
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: api.MetricDumpDecisionsTotal,
 			Help: "Heap dump decisions on this node: triggered, finished, failed, timed_out and skipped_* (why)."},
 			[]string{"decision"}),
-		inProgress: prometheus.NewGauge(prometheus.GaugeOpts{Name: "keeplog_dump_in_progress",
+		inProgress: prometheus.NewGauge(prometheus.GaugeOpts{Name: api.MetricDumpInProgress,
 			Help: "Heap dumps of this node's pods being taken (from the request until the file is finished and archived)."}),
-		watched: prometheus.NewGauge(prometheus.GaugeOpts{Name: "keeplog_dump_watched_containers",
+		watched: prometheus.NewGauge(prometheus.GaugeOpts{Name: api.MetricDumpWatchedContainers,
 			Help: "Containers on this node whose memory is watched for a dump threshold."}),
 	}
 	for _, d := range decisions {

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/keeplog/keeplog/internal/units"
-	"github.com/keeplog/keeplog/pkg/archiver"
+	"github.com/keeplog/keeplog/pkg/policy"
 )
 
 // maxAskStep is the longest wait between two questions to the archiver (Deps.Pending) once the dump files are
@@ -21,7 +21,7 @@ const maxAskStep = 10 * time.Second
 type dumpWait struct {
 	m      *Manager
 	podDir string
-	pol    archiver.Policy
+	pol    policy.ArchivePolicy
 	before map[string]fileState
 
 	changed map[string]fileState
@@ -35,7 +35,7 @@ type dumpWait struct {
 // directory is walked every step while the files are written; once they are quiet, the walk and the archiver's
 // question come on a backoff (step, doubling, at most maxAskStep), and a change in between starts the quiet
 // period again.
-func (m *Manager) waitFinished(ctx context.Context, podDir string, pol archiver.Policy, before map[string]fileState) ([]string, error) {
+func (m *Manager) waitFinished(ctx context.Context, podDir string, pol policy.ArchivePolicy, before map[string]fileState) ([]string, error) {
 	step := min(time.Second, m.cfg.QuietPeriod)
 	if step <= 0 {
 		step = 100 * time.Millisecond

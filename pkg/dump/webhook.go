@@ -14,13 +14,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
-	"k8s.io/klog/v2"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // WebhookPath is where keeplog serves the Alertmanager receiver on its --http-address.
@@ -60,7 +62,7 @@ type WebhookResult struct {
 type Webhook struct {
 	client    corev1client.PodsGetter
 	tokenFile string
-	log       klog.Logger
+	log       logr.Logger
 	requests  *prometheus.CounterVec // by HTTP status code
 	alerts    *prometheus.CounterVec // by WebhookResult.Result
 	handler   http.Handler           // serve, counted into requests
@@ -71,12 +73,12 @@ var webhookResults = []string{"requested", "unchanged", "resolved", "no-pod", "n
 
 // NewWebhook patches pods with client. With tokenFile, requests must carry "Authorization: Bearer <the file's
 // content>" (read at each request, so it can be rotated). Its metrics go to reg (nil: not registered).
-func NewWebhook(client corev1client.PodsGetter, tokenFile string, log klog.Logger, reg prometheus.Registerer) (*Webhook, error) {
+func NewWebhook(client corev1client.PodsGetter, tokenFile string, log logr.Logger, reg prometheus.Registerer) (*Webhook, error) {
 	w := &Webhook{client: client, tokenFile: tokenFile, log: log,
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keeplog_dump_webhook_requests_total",
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: api.MetricDumpWebhookRequestsTotal,
 			Help: "Requests to the Alertmanager receiver by HTTP status answered (401: bad token, 400: bad payload, 500: an API error Alertmanager retries)."},
 			[]string{"code"}),
-		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keeplog_dump_webhook_alerts_total",
+		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: api.MetricDumpWebhookAlertsTotal,
 			Help: "Alerts received by the Alertmanager receiver by what was done: requested (a dump), unchanged, resolved, no-pod, not-found, not-opted-in, error."},
 			[]string{"result"}),
 	}
@@ -196,12 +198,12 @@ func (w *Webhook) handle(ctx context.Context, a amAlert) WebhookResult {
 		res.Result = "not-opted-in"
 		return res
 	}
-	if p.Annotations[AnnotationRequested] == res.Value {
+	if p.Annotations[api.AnnotationDumpRequested] == res.Value {
 		res.Result = "unchanged"
 		return res
 	}
 	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{
-		"annotations": map[string]string{AnnotationRequested: res.Value}}})
+		"annotations": map[string]string{api.AnnotationDumpRequested: res.Value}}})
 	if _, err := w.client.Pods(ns).Patch(ctx, pod, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		if apierrors.IsNotFound(err) {
 			res.Result = "not-found"

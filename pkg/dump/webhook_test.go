@@ -19,6 +19,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/klog/v2"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // payload is an Alertmanager v4 webhook body as Alertmanager 0.27 sends it (trimmed of nothing keeplog ignores).
@@ -41,7 +43,7 @@ const payload = `{
 }`
 
 func optedInPod(name string, extra map[string]string) *corev1.Pod {
-	ann := map[string]string{AnnotationPort: "8080", AnnotationPath: "/dump"}
+	ann := map[string]string{api.AnnotationDumpPort: "8080", api.AnnotationDumpPath: "/dump"}
 	for k, v := range extra {
 		ann[k] = v
 	}
@@ -88,12 +90,12 @@ func TestWebhookPatchesFiringAlertsOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v := p.Annotations[AnnotationRequested]; v != "alert-c0ffee1234567890-20250301T100000Z" || p.Annotations[AnnotationPort] != "8080" {
+	if v := p.Annotations[api.AnnotationDumpRequested]; v != "alert-c0ffee1234567890-20250301T100000Z" || p.Annotations[api.AnnotationDumpPort] != "8080" {
 		t.Fatalf("annotations after the patch: %v", p.Annotations)
 	}
 	for _, name := range []string{"plain", "java-1"} {
 		p, _ := client.CoreV1().Pods("shop").Get(context.Background(), name, metav1.GetOptions{})
-		if _, set := p.Annotations[AnnotationRequested]; set {
+		if _, set := p.Annotations[api.AnnotationDumpRequested]; set {
 			t.Fatalf("%s patched: %v", name, p.Annotations)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -28,7 +29,7 @@ func BenchmarkGCPass10000(b *testing.B) {
 	const n = 10000
 	root := filepath.Join(b.TempDir(), "root")
 	clk := clocktesting.NewFakeClock(t0)
-	st, err := store.Open(root, clk.Now)
+	st, err := store.Open(root, clk)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -90,7 +91,7 @@ func writeRetained(root string, n int) error {
 	for i := range n {
 		ref := store.PodRef{Namespace: "team", Name: fmt.Sprintf("app-%d", i), UID: fmt.Sprintf("00000000-0000-0000-0000-%012d", i)}
 		id := "v1:node-a:pvc-" + strconv.Itoa(i)
-		vdir := filepath.Join(root, store.StateDirName, "volumes", id)
+		vdir := filepath.Join(root, api.KeeplogDir, "volumes", id)
 		for _, d := range []string{filepath.Join(vdir, "pods"), filepath.Join(vdir, "targets"),
 			filepath.Join(root, ref.DirName(), "app"), filepath.Join(root, ref.DirName(), ".keeplog")} {
 			if err := os.MkdirAll(d, 0o755); err != nil {

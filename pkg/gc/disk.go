@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-	"k8s.io/klog/v2"
 
 	"github.com/keeplog/keeplog/internal/safefs"
 	"github.com/keeplog/keeplog/internal/units"
@@ -61,7 +60,7 @@ func (g *GC) AdmitVolume() error {
 	root := g.store.Root()
 	u, err := g.statfs(root)
 	if err != nil {
-		klog.ErrorS(err, "Cannot read the root's filesystem usage; admitting the new volume")
+		g.log.Error(err, "Cannot read the root's filesystem usage; admitting the new volume")
 		return nil
 	}
 	bytes, inodes := u.Percent(), u.InodePercent()
@@ -110,7 +109,7 @@ func (g *GC) relieve(inv *inventory, now time.Time, res *Result) error {
 		return nil
 	}
 	cands, held := pressureCandidates(inv, g.cfg.DeleteUnarchived)
-	klog.InfoS("Disk pressure: deleting pod directories before their retention ends", "root", root,
+	g.log.Info("Disk pressure: deleting pod directories before their retention ends", "root", root,
 		"usedPercent", fmt.Sprintf("%.1f", u.Percent()), "highWatermark", g.cfg.HighWatermark, "lowWatermark", g.cfg.LowWatermark,
 		"inodesUsedPercent", fmt.Sprintf("%.1f", u.InodePercent()), "inodeHighWatermark", g.cfg.InodeHighWatermark,
 		"inodeLowWatermark", g.cfg.InodeLowWatermark, "candidates", len(cands), "heldForArchive", held, "published", inv.published)
@@ -135,7 +134,7 @@ func (g *GC) relieve(inv *inventory, now time.Time, res *Result) error {
 	}
 	res.UsedPercent, res.InodesUsedPercent = u.Percent(), u.InodePercent()
 	if !g.relieved(p, u) {
-		klog.InfoS("WARNING: still above the low watermark after deleting every eligible pod directory",
+		g.log.Info("WARNING: still above the low watermark after deleting every eligible pod directory",
 			"root", root, "usedPercent", fmt.Sprintf("%.1f", u.Percent()), "lowWatermark", g.cfg.LowWatermark,
 			"inodesUsedPercent", fmt.Sprintf("%.1f", u.InodePercent()), "inodeLowWatermark", g.cfg.InodeLowWatermark,
 			"published", inv.published, "heldForArchive", held)
@@ -184,7 +183,7 @@ func (g *GC) measureAfterDelete(root string, before DiskUsage) (DiskUsage, error
 		return u, err
 	}
 	if err := syncfs(root); err != nil {
-		klog.V(2).InfoS("syncfs failed", "root", root, "error", err)
+		g.log.V(2).Info("syncfs failed", "root", root, "error", err)
 	}
 	return g.statfs(root)
 }

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/keeplog/keeplog/internal/loopfs"
-	"github.com/keeplog/keeplog/pkg/policy"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -61,7 +61,7 @@ func TestPodPlantedSymlinksNeverFollowed(t *testing.T) {
 			t.Fatalf("%s outside the root is gone: %v", p, err)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(f.root, store.StateDirName, "volumes")); err != nil {
+	if _, err := os.Stat(filepath.Join(f.root, api.KeeplogDir, "volumes")); err != nil {
 		t.Fatalf("the state directory suffered: %v", err)
 	}
 	if _, err := os.Stat(f.root); err != nil {
@@ -79,14 +79,14 @@ func TestDiskPressureOnLoopExt4(t *testing.T) {
 	mnt := loopfs.ForTest(t, 64)
 	f := newFixture(t)
 	f.root = filepath.Join(mnt, "root")
-	st, err := store.Open(f.root, f.clk.Now)
+	st, err := store.Open(f.root, f.clk)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.st = st
 	f.cfg.HighWatermark, f.cfg.LowWatermark, f.cfg.HardLimit = 90, 60, 95
 	f.disk = func() (DiskUsage, error) { return Statfs(f.root) }
-	f.volume("v1:node-a:pvc-1", store.Persistent, "pvc-1", map[string]string{policy.ParamRetainFor: "1000h"})
+	f.volume("v1:node-a:pvc-1", store.Persistent, "pvc-1", map[string]string{api.ParamRetainFor: "1000h"})
 	g := f.gc()
 	published, _ := f.podDir("v1:node-a:pvc-1", 2<<20)
 	var dirs []string // unpublished, oldest first

@@ -26,12 +26,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
-	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
 	"github.com/keeplog/keeplog/internal/liveness"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/store"
 )
@@ -51,8 +52,6 @@ type Recorder interface {
 
 // Event reasons and deletion reasons (the metric's label).
 const (
-	ReasonDeleted = "LogDirectoryDeleted"
-
 	CauseRetention     = "retention"
 	CauseDiskPressure  = "disk_pressure"
 	CauseInodePressure = "inode_pressure"
@@ -126,6 +125,8 @@ type API interface {
 
 // Deps are the collector's side effects.
 type Deps struct {
+	// Log is where the collector logs (the zero Logger discards).
+	Log   logr.Logger
 	Store *store.Store
 	// Clock is the real clock unless a test sets a fake one.
 	Clock clock.WithTicker
@@ -151,6 +152,7 @@ type Deps struct {
 // GC is the node's garbage collector.
 type GC struct {
 	cfg     Config
+	log     logr.Logger
 	store   *store.Store
 	clock   clock.WithTicker
 	statfs  func(string) (DiskUsage, error)
@@ -199,7 +201,7 @@ func New(cfg Config, deps Deps) (*GC, error) {
 	for with, shared := range cfg.SharesFilesystem {
 		m.shares.WithLabelValues(with).Set(boolGauge(shared))
 	}
-	g := &GC{cfg: cfg, store: deps.Store, clock: deps.Clock, statfs: deps.Statfs, archive: deps.Archive,
+	g := &GC{cfg: cfg, log: deps.Log, store: deps.Store, clock: deps.Clock, statfs: deps.Statfs, archive: deps.Archive,
 		kube: deps.Kube, live: deps.Live, events: deps.Events, forget: deps.Forget, loop: deps.Liveness, metrics: m,
 		sizes: map[string]sizeEntry{}}
 	// For the collector's lifetime, which is the store's: the subscription only marks volumes.
@@ -219,7 +221,7 @@ func (g *GC) Run(ctx context.Context) error {
 	for {
 		g.loop.Progress()
 		if _, err := g.Pass(ctx); err != nil {
-			klog.ErrorS(err, "Garbage collection pass failed; retrying at the next one", "interval", g.cfg.Interval)
+			g.log.Error(err, "Garbage collection pass failed; retrying at the next one", "interval", g.cfg.Interval)
 		}
 		if !g.wait(ctx, t.C(), hb.C()) {
 			return nil
@@ -294,7 +296,7 @@ func (g *GC) Pass(ctx context.Context) (Result, error) {
 func (g *GC) delete(c *candidate, cause string, now time.Time, res *Result) error {
 	why := g.why(c, cause, now)
 	if g.cfg.DryRun {
-		klog.InfoS("Dry run: would delete pod directory", "dir", c.dir, "cause", cause, "why", why)
+		g.log.Info("Dry run: would delete pod directory", "dir", c.dir, "cause", cause, "why", why)
 		c.markGone()
 		res.Deleted = append(res.Deleted, Deletion{Dir: c.dir, Cause: cause})
 		return nil
@@ -302,7 +304,7 @@ func (g *GC) delete(c *candidate, cause string, now time.Time, res *Result) erro
 	path, err := g.store.DeletePodDir(c.dir, store.DeleteCheck{Volume: c.volumeID(), LastPublished: c.lastPublished})
 	if err != nil {
 		if errors.Is(err, store.ErrInUse) || errors.Is(err, store.ErrConflict) {
-			klog.InfoS("Pod directory not deleted: it changed since the pass looked", "dir", c.dir, "reason", err)
+			g.log.Info("Pod directory not deleted: it changed since the pass looked", "dir", c.dir, "reason", err)
 			return nil
 		}
 		if errors.Is(err, store.ErrHoldsMount) {
@@ -316,13 +318,13 @@ func (g *GC) delete(c *candidate, cause string, now time.Time, res *Result) erro
 	g.deletedHeld(c.dir)
 	g.metrics.deletions.WithLabelValues(cause).Inc()
 	res.Deleted = append(res.Deleted, Deletion{Dir: c.dir, Cause: cause})
-	klog.InfoS("Deleted pod directory", "dir", path, "cause", cause, "why", why)
+	g.log.Info("Deleted pod directory", "dir", path, "cause", cause, "why", why)
 	if ref, err := store.ParsePodDirName(c.dir); err == nil && g.events != nil {
 		typ := "Normal"
 		if cause != CauseRetention {
 			typ = "Warning"
 		}
-		g.events.PodEvent(ref, typ, ReasonDeleted, fmt.Sprintf("keeplog deleted the pod's log directory %s on node %s: %s", path, g.cfg.Node, why))
+		g.events.PodEvent(ref, typ, api.ReasonLogDirectoryDeleted, fmt.Sprintf("keeplog deleted the pod's log directory %s on node %s: %s", path, g.cfg.Node, why))
 	}
 	return nil
 }

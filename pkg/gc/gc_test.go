@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/keeplog/keeplog/pkg/policy"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -19,7 +19,7 @@ const week = 7 * 24 * time.Hour
 
 func TestPublishedNeverDeleted(t *testing.T) {
 	f := newFixture(t)
-	f.volume("v1:node-a:pvc-1", store.Persistent, "pvc-1", map[string]string{policy.ParamRetainFor: "1m"})
+	f.volume("v1:node-a:pvc-1", store.Persistent, "pvc-1", map[string]string{api.ParamRetainFor: "1m"})
 	dir, _ := f.podDir("v1:node-a:pvc-1", 10)
 	f.disk = func() (DiskUsage, error) { return DiskUsage{Size: 100, Used: 99, Avail: 1}, nil } // and under pressure
 	f.cfg.DeleteUnarchived = true
@@ -57,7 +57,7 @@ func TestRetentionClockStartsAtUnpublish(t *testing.T) {
 		t.Fatal("the directory's record is still there")
 	}
 	ev := f.events.all()
-	if len(ev) != 1 || ev[0].pod != dir || ev[0].reason != ReasonDeleted || ev[0].typ != "Normal" ||
+	if len(ev) != 1 || ev[0].pod != dir || ev[0].reason != api.ReasonLogDirectoryDeleted || ev[0].typ != "Normal" ||
 		!strings.Contains(ev[0].msg, "retention 168h0m0s expired") {
 		t.Fatalf("events %+v", ev)
 	}
@@ -69,13 +69,13 @@ func TestRetentionClockStartsAtUnpublish(t *testing.T) {
 func TestRetentionFromParameterAnnotationLiveAndCap(t *testing.T) {
 	f := newFixture(t)
 	f.cfg.Policy.MaxRetainFor = 48 * time.Hour
-	f.volume("v1:node-a:sc", store.Persistent, "sc", map[string]string{policy.ParamRetainFor: "2h"})
+	f.volume("v1:node-a:sc", store.Persistent, "sc", map[string]string{api.ParamRetainFor: "2h"})
 	bySC, t1 := f.podDir("v1:node-a:sc", 10)
 	byAnn, t2 := f.podDir("v1:node-a:sc", 10)
 	capped, t3 := f.podDir("v1:node-a:sc", 10)
 	byLive, t4 := f.podDir("v1:node-a:sc", 10)
 	for dir, v := range map[string]string{byAnn: "30m", capped: "1000h", byLive: "10h"} {
-		if err := f.st.SetPodAnnotations("v1:node-a:sc", dir, map[string]string{policy.AnnotationRetainFor: v}); err != nil {
+		if err := f.st.SetPodAnnotations("v1:node-a:sc", dir, map[string]string{api.AnnotationRetainFor: v}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -86,7 +86,7 @@ func TestRetentionFromParameterAnnotationLiveAndCap(t *testing.T) {
 	g, err := New(f.cfg, Deps{Store: f.st, Clock: f.clk, Statfs: func(string) (DiskUsage, error) { return f.disk() },
 		Live: func(ref store.PodRef) (map[string]string, bool) {
 			if ref == liveRef {
-				return map[string]string{policy.AnnotationRetainFor: "1h"}, true // the live pod says 1h, not the recorded 10h
+				return map[string]string{api.AnnotationRetainFor: "1h"}, true // the live pod says 1h, not the recorded 10h
 			}
 			return nil, false
 		}})
@@ -116,8 +116,8 @@ func TestRetentionFromParameterAnnotationLiveAndCap(t *testing.T) {
 
 func TestArchivePendingKeepsDirectory(t *testing.T) {
 	f := newFixture(t)
-	f.volume("v1:node-a:on", store.Persistent, "on", map[string]string{policy.ParamRetainFor: "1h"})
-	f.volume("v1:node-a:off", store.Persistent, "off", map[string]string{policy.ParamRetainFor: "1h", policy.ParamArchive: "false"})
+	f.volume("v1:node-a:on", store.Persistent, "on", map[string]string{api.ParamRetainFor: "1h"})
+	f.volume("v1:node-a:off", store.Persistent, "off", map[string]string{api.ParamRetainFor: "1h", api.ParamArchive: "false"})
 	kept, t1 := f.podDir("v1:node-a:on", 10)
 	off, t2 := f.podDir("v1:node-a:off", 10)
 	f.unpublish("v1:node-a:on", t1)

@@ -77,7 +77,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "root")
 	clk := clocktesting.NewFakeClock(t0)
-	st, err := store.Open(root, clk.Now)
+	st, err := store.Open(root, clk)
 	if err != nil {
 		t.Fatal(err)
 	}

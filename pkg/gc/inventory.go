@@ -4,8 +4,6 @@ import (
 	"sync"
 	"time"
 
-	"k8s.io/klog/v2"
-
 	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/store"
 )
@@ -123,14 +121,14 @@ func (g *GC) inventory() (*inventory, error) {
 			continue
 		}
 		if !e.Real {
-			klog.V(2).InfoS("Not a real directory in the root; garbage collection leaves it alone", "name", e.Name)
+			g.log.V(2).Info("Not a real directory in the root; garbage collection leaves it alone", "name", e.Name)
 			continue
 		}
 		// An orphan (a PV deleted by hand and DeleteVolume never came, or a leftover): the directory's mtime starts
 		// its clock and the driver defaults are its policy.
 		mtime, err := g.store.PodDirModTime(e.Name)
 		if err != nil {
-			klog.V(2).InfoS("Orphan directory vanished or unreadable; skipped this pass", "name", e.Name, "error", err)
+			g.log.V(2).Info("Orphan directory vanished or unreadable; skipped this pass", "name", e.Name, "error", err)
 			continue
 		}
 		c := &candidate{dir: e.Name, start: mtime}
@@ -188,7 +186,7 @@ func (g *GC) annotations(pd *store.PodDir) map[string]string {
 func (g *GC) resolve(c *candidate, params, annotations map[string]string) {
 	p, warns := policy.Resolve(params, annotations, g.cfg.Policy)
 	if len(warns) > 0 {
-		klog.V(4).InfoS("Policy warnings (reported as Events by the archiver)", "dir", c.dir, "warnings", warns)
+		g.log.V(4).Info("Policy warnings (reported as Events by the archiver)", "dir", c.dir, "warnings", warns)
 	}
 	c.retainFor = p.RetainFor
 	if p.Archive && g.archive != nil {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // sizeTTL is how long a retained directory's measured size is trusted, at least: retained directories are not
@@ -35,21 +37,21 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		retainedDirs: prometheus.NewGauge(prometheus.GaugeOpts{Name: "keeplog_gc_retained_directories",
+		retainedDirs: prometheus.NewGauge(prometheus.GaugeOpts{Name: api.MetricGCRetainedDirectories,
 			Help: "Unpublished pod directories kept on this node (retention not expired, archive pending, or kept by disk-pressure order)."}),
-		retainedBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "keeplog_gc_retained_bytes",
+		retainedBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: api.MetricGCRetainedBytes,
 			Help: "Bytes allocated by the retained pod directories (each directory measured every 30 to 60 minutes)."}),
-		oldest: prometheus.NewGauge(prometheus.GaugeOpts{Name: "keeplog_gc_oldest_retained_seconds",
+		oldest: prometheus.NewGauge(prometheus.GaugeOpts{Name: api.MetricGCOldestRetainedSeconds,
 			Help: "Age of the oldest retained pod directory since its retention clock started (0 when none)."}),
-		usedRatio: prometheus.NewGauge(prometheus.GaugeOpts{Name: "keeplog_gc_disk_used_ratio",
+		usedRatio: prometheus.NewGauge(prometheus.GaugeOpts{Name: api.MetricGCDiskUsedRatio,
 			Help: "Share of the root's filesystem in use (0..1, as df computes it) after the last pass."}),
-		inodesRatio: prometheus.NewGauge(prometheus.GaugeOpts{Name: "keeplog_gc_inodes_used_ratio",
+		inodesRatio: prometheus.NewGauge(prometheus.GaugeOpts{Name: api.MetricGCInodesUsedRatio,
 			Help: "Share of the root filesystem's inodes in use (0..1, as df -i computes it) after the last pass."}),
-		shares: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "keeplog_root_shares_filesystem",
+		shares: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: api.MetricRootSharesFilesystem,
 			Help: "1 when keeplog's root is on the same filesystem (st_dev) as the directory named by with (kubelet: its root dir; pod-logs: its container logs; runtime: the container runtime's directory), whose eviction and image garbage collection then act on the same disk."}, []string{"with"}),
-		deletions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keeplog_gc_deletions_total",
+		deletions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: api.MetricGCDeletionsTotal,
 			Help: "Pod directories deleted by the garbage collector, by reason (retention, disk_pressure, inode_pressure)."}, []string{"reason"}),
-		pvs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keeplog_gc_pv_cleanups_total",
+		pvs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: api.MetricGCPVCleanupsTotal,
 			Help: "PVs the garbage collector let go: released (reclaim policy set to Delete), node_gone (deleted by the leader)."}, []string{"reason"}),
 	}
 	for _, r := range []string{CauseRetention, CauseDiskPressure, CauseInodePressure} {

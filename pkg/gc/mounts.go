@@ -3,13 +3,9 @@ package gc
 import (
 	"fmt"
 
-	"k8s.io/klog/v2"
-
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
-
-// ReasonHoldsMount is the Event reason when an expired pod directory is kept because something is mounted inside it.
-const ReasonHoldsMount = "LogDirectoryHoldsMount"
 
 // heldMount reports, once per directory until it is deleted, that store.DeletePodDir refused it with
 // store.ErrHoldsMount: the directory stays (what is mounted belongs to someone else) and the pass goes on. Later
@@ -23,12 +19,12 @@ func (g *GC) heldMount(c *candidate, err error) {
 	g.heldMounts[c.dir] = true
 	g.mu.Unlock()
 	if known {
-		klog.V(4).InfoS("Pod directory still holds a mount; kept", "dir", c.dir, "reason", err)
+		g.log.V(4).Info("Pod directory still holds a mount; kept", "dir", c.dir, "reason", err)
 		return
 	}
-	klog.InfoS("Pod directory not deleted: something is mounted inside it; it is kept until that is unmounted", "dir", c.dir, "reason", err.Error())
+	g.log.Info("Pod directory not deleted: something is mounted inside it; it is kept until that is unmounted", "dir", c.dir, "reason", err.Error())
 	if ref, perr := store.ParsePodDirName(c.dir); perr == nil && g.events != nil {
-		g.events.PodEvent(ref, "Warning", ReasonHoldsMount,
+		g.events.PodEvent(ref, "Warning", api.ReasonLogDirectoryHoldsMount,
 			fmt.Sprintf("keeplog keeps the pod's expired log directory on node %s: %v", g.cfg.Node, err))
 	}
 }

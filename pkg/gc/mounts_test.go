@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -54,12 +55,12 @@ func TestExpiredDirectoryHoldingAMountIsKeptAndReportedOnce(t *testing.T) {
 	}
 	var held1 []event
 	for _, e := range f.events.all() {
-		if e.reason == ReasonHoldsMount {
+		if e.reason == api.ReasonLogDirectoryHoldsMount {
 			held1 = append(held1, e)
 		}
 	}
 	if len(held1) != 1 || held1[0].pod != held || held1[0].typ != "Warning" || !strings.Contains(held1[0].msg, mnt) {
-		t.Fatalf("events %+v: want one Warning %s naming %s", held1, ReasonHoldsMount, mnt)
+		t.Fatalf("events %+v: want one Warning %s naming %s", held1, api.ReasonLogDirectoryHoldsMount, mnt)
 	}
 	if b, err := os.ReadFile(filepath.Join(outside, "keep")); err != nil || string(b) != "must survive" {
 		t.Fatalf("mounted file: %q %v", b, err)

@@ -16,14 +16,14 @@ import (
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/util/retry"
-	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
+
+	"github.com/go-logr/logr"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 const (
-	// AnnotationNodeMissingSince marks a PV whose node was found missing, with the time (RFC 3339), so the grace
-	// period survives restarts and leader changes.
-	AnnotationNodeMissingSince = "keeplog.csi.io/node-missing-since"
 	// provisionerFinalizer is csi-provisioner's finalizer on the PVs it made; the provisioner of a vanished node will
 	// never remove it.
 	provisionerFinalizer = "external-provisioner.volume.kubernetes.io/finalizer"
@@ -31,8 +31,10 @@ const (
 
 // OrphanConfig configures the clean-up of PVs whose node is gone.
 type OrphanConfig struct {
+	// Log is where the clean-up logs (the zero Logger discards).
+	Log        logr.Logger
 	DriverName string
-	// TopologyKey is the node-affinity key of keeplog PVs (driver.TopologyKey).
+	// TopologyKey is the node-affinity key of keeplog PVs (api.TopologyKey).
 	TopologyKey string
 	// Grace is how long a PV's node must have been missing before the PV is deleted.
 	Grace  time.Duration
@@ -112,10 +114,10 @@ func (o *OrphanPVs) Pass(ctx context.Context) ([]string, error) {
 
 func (o *OrphanPVs) handle(ctx context.Context, pv *corev1.PersistentVolume, node string, exists bool, now time.Time) (bool, error) {
 	pvs := o.kube.PersistentVolumes()
-	since, marked := pv.Annotations[AnnotationNodeMissingSince]
+	since, marked := pv.Annotations[api.AnnotationPVNodeMissingSince]
 	if exists {
 		if marked && !o.cfg.DryRun {
-			patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:null}}}`, AnnotationNodeMissingSince)
+			patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:null}}}`, api.AnnotationPVNodeMissingSince)
 			if _, err := pvs.Patch(ctx, pv.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil && !apierrors.IsNotFound(err) {
 				return false, fmt.Errorf("gc: unmark PV %s (node %s is back): %w", pv.Name, node, err)
 			}
@@ -124,11 +126,11 @@ func (o *OrphanPVs) handle(ctx context.Context, pv *corev1.PersistentVolume, nod
 	}
 	t, err := time.Parse(time.RFC3339, since)
 	if !marked || err != nil {
-		klog.InfoS("PV's node does not exist; it is deleted after the grace period unless the node comes back", "pv", pv.Name, "node", node, "grace", o.cfg.Grace)
+		o.cfg.Log.Info("PV's node does not exist; it is deleted after the grace period unless the node comes back", "pv", pv.Name, "node", node, "grace", o.cfg.Grace)
 		if o.cfg.DryRun {
 			return false, nil
 		}
-		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, AnnotationNodeMissingSince, now.UTC().Format(time.RFC3339))
+		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, api.AnnotationPVNodeMissingSince, now.UTC().Format(time.RFC3339))
 		if _, err := pvs.Patch(ctx, pv.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil && !apierrors.IsNotFound(err) {
 			return false, fmt.Errorf("gc: mark PV %s (node %s missing): %w", pv.Name, node, err)
 		}
@@ -138,12 +140,12 @@ func (o *OrphanPVs) handle(ctx context.Context, pv *corev1.PersistentVolume, nod
 		return false, nil
 	}
 	if pv.Status.Phase == corev1.VolumeBound {
-		klog.InfoS("PV's node is gone but the PV is still bound to a claim; delete the claim to let it go", "pv", pv.Name, "node", node,
+		o.cfg.Log.Info("PV's node is gone but the PV is still bound to a claim; delete the claim to let it go", "pv", pv.Name, "node", node,
 			"claim", claimName(pv), "missingSince", since)
 		return false, nil
 	}
 	if o.cfg.DryRun {
-		klog.InfoS("Dry run: would delete the PV of a vanished node", "pv", pv.Name, "node", node, "missingSince", since)
+		o.cfg.Log.Info("Dry run: would delete the PV of a vanished node", "pv", pv.Name, "node", node, "missingSince", since)
 		return false, nil
 	}
 	// The provisioner of the vanished node never removes its finalizer: it goes first, then the PV.
@@ -170,7 +172,7 @@ func (o *OrphanPVs) handle(ctx context.Context, pv *corev1.PersistentVolume, nod
 	if o.metrics != nil {
 		o.metrics.pvs.WithLabelValues("node_gone").Inc()
 	}
-	klog.InfoS("Deleted the PV of a vanished node", "pv", pv.Name, "node", node, "missingSince", since)
+	o.cfg.Log.Info("Deleted the PV of a vanished node", "pv", pv.Name, "node", node, "missingSince", since)
 	return true, nil
 }
 
@@ -201,6 +203,8 @@ func claimName(pv *corev1.PersistentVolume) string {
 
 // LeaderConfig names the Lease of the leader election.
 type LeaderConfig struct {
+	// Log is where the election logs (the zero Logger discards).
+	Log                       logr.Logger
 	Namespace, Name, Identity string
 	// LeaseDuration, RenewDeadline and RetryPeriod as in client-go's leaderelection; zero means 15s, 10s, 2s.
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
@@ -222,11 +226,11 @@ func RunElected(ctx context.Context, leases coordinationv1client.LeasesGetter, c
 		ReleaseOnCancel: true, Name: cfg.Name,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(ctx context.Context) {
-				klog.InfoS("Leading the cluster-wide garbage collection", "lease", cfg.Namespace+"/"+cfg.Name, "identity", cfg.Identity)
+				cfg.Log.Info("Leading the cluster-wide garbage collection", "lease", cfg.Namespace+"/"+cfg.Name, "identity", cfg.Identity)
 				lead(ctx)
 			},
 			OnStoppedLeading: func() {
-				klog.InfoS("No longer leading the cluster-wide garbage collection", "lease", cfg.Namespace+"/"+cfg.Name)
+				cfg.Log.Info("No longer leading the cluster-wide garbage collection", "lease", cfg.Namespace+"/"+cfg.Name)
 			},
 		},
 	})
@@ -249,9 +253,9 @@ func (o *OrphanPVs) Run(ctx context.Context, interval time.Duration) {
 	defer t.Stop()
 	for {
 		if deleted, err := o.Pass(ctx); err != nil {
-			klog.ErrorS(err, "Orphan PV pass failed; retrying at the next one")
+			o.cfg.Log.Error(err, "Orphan PV pass failed; retrying at the next one")
 		} else if len(deleted) > 0 {
-			klog.InfoS("Deleted PVs of vanished nodes", "pvs", deleted)
+			o.cfg.Log.Info("Deleted PVs of vanished nodes", "pvs", deleted)
 		}
 		select {
 		case <-ctx.Done():

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keeplog/keeplog/pkg/policy"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -16,7 +16,7 @@ import (
 // archive work pending; d[5] stays published. The fake disk is 40% plus 10% per pod directory on disk, so 100% now.
 func pressureFixture(t *testing.T) (*fixture, []string) {
 	f := newFixture(t)
-	f.volume("v1:node-a:pvc-1", store.Persistent, "pvc-1", map[string]string{policy.ParamRetainFor: "1000h"})
+	f.volume("v1:node-a:pvc-1", store.Persistent, "pvc-1", map[string]string{api.ParamRetainFor: "1000h"})
 	var dirs []string
 	for i := range 6 {
 		d, target := f.podDir("v1:node-a:pvc-1", 10)

@@ -14,7 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	clocktesting "k8s.io/utils/clock/testing"
 
-	"github.com/keeplog/keeplog/pkg/policy"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -52,10 +52,10 @@ func TestReleasedPVReclaimedWhenItsDirectoriesAreGone(t *testing.T) {
 		pv("pvc-bound", "node-a", corev1.VolumeBound, corev1.PersistentVolumeReclaimRetain),
 		pv("pvc-kept", "node-a", corev1.VolumeReleased, corev1.PersistentVolumeReclaimRetain),
 	)
-	params := map[string]string{policy.ParamRetainFor: "1h"}
+	params := map[string]string{api.ParamRetainFor: "1h"}
 	f.volume("v1:node-a:pvc-released", store.Persistent, "pvc-released", params)
 	f.volume("v1:node-a:pvc-bound", store.Persistent, "pvc-bound", params)
-	f.volume("v1:node-a:pvc-kept", store.Persistent, "pvc-kept", map[string]string{policy.ParamRetainFor: "10h"})
+	f.volume("v1:node-a:pvc-kept", store.Persistent, "pvc-kept", map[string]string{api.ParamRetainFor: "10h"})
 	f.volume("v1:node-a:pvc-gone", store.Persistent, "pvc-gone", params) // its PV was deleted by hand
 	// A Released PV of a volume made a minute ago that never got a directory (its claim went before its pod ran).
 	if _, err := f.kube.CoreV1().PersistentVolumes().Create(context.Background(),
@@ -145,7 +145,7 @@ func TestOrphanPVsOfVanishedNodes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, ok := p.Annotations[AnnotationNodeMissingSince]; ok != marked {
+		if _, ok := p.Annotations[api.AnnotationPVNodeMissingSince]; ok != marked {
 			t.Fatalf("PV %s marked=%v, want %v", name, ok, marked)
 		}
 	}
@@ -157,7 +157,7 @@ func TestOrphanPVsOfVanishedNodes(t *testing.T) {
 	if d := pass(); len(d) != 0 {
 		t.Fatalf("deleted %v before the grace", d)
 	}
-	if p, _ := get("pvc-d"); p.Annotations[AnnotationNodeMissingSince] != "" {
+	if p, _ := get("pvc-d"); p.Annotations[api.AnnotationPVNodeMissingSince] != "" {
 		t.Fatal("PV of a node that came back is still marked")
 	}
 	clk.Step(time.Second)
@@ -177,7 +177,7 @@ func TestOrphanPVsOfVanishedNodes(t *testing.T) {
 func TestOrphanPVsDryRun(t *testing.T) {
 	clk := clocktesting.NewFakeClock(t0)
 	p := pv("pvc-b", "node-b", corev1.VolumeReleased, corev1.PersistentVolumeReclaimRetain)
-	p.Annotations = map[string]string{AnnotationNodeMissingSince: t0.Add(-48 * time.Hour).Format(time.RFC3339)}
+	p.Annotations = map[string]string{api.AnnotationPVNodeMissingSince: t0.Add(-48 * time.Hour).Format(time.RFC3339)}
 	kube := fake.NewClientset(p)
 	o, err := NewOrphanPVs(OrphanConfig{DriverName: "keeplog.csi.io", TopologyKey: topologyKey, Grace: time.Hour, DryRun: true}, kube.CoreV1(), clk, nil)
 	if err != nil {

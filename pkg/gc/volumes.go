@@ -10,7 +10,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/klog/v2"
 
 	"github.com/keeplog/keeplog/pkg/store"
 )
@@ -53,7 +52,7 @@ func (g *GC) cleanVolumes(ctx context.Context, inv *inventory, now time.Time, re
 
 func (g *GC) deleteRecord(v *store.Volume, why string, res *Result) error {
 	if g.cfg.DryRun {
-		klog.InfoS("Dry run: would delete the volume's record", "volume", v.ID, "why", why)
+		g.log.Info("Dry run: would delete the volume's record", "volume", v.ID, "why", why)
 		return nil
 	}
 	if err := g.store.DeleteVolume(v.ID); err != nil {
@@ -63,7 +62,7 @@ func (g *GC) deleteRecord(v *store.Volume, why string, res *Result) error {
 		return fmt.Errorf("gc: delete record of volume %s (%s): %w", v.ID, why, err)
 	}
 	res.Volumes = append(res.Volumes, v.ID)
-	klog.InfoS("Deleted the volume's record", "volume", v.ID, "why", why)
+	g.log.Info("Deleted the volume's record", "volume", v.ID, "why", why)
 	return nil
 }
 
@@ -83,14 +82,14 @@ func (g *GC) reclaimPV(ctx context.Context, v *store.Volume, now time.Time, res 
 		return fmt.Errorf("gc: read PV %s of volume %s: %w", v.Name, v.ID, err)
 	}
 	if pv.Spec.CSI == nil || pv.Spec.CSI.Driver != g.cfg.DriverName || pv.Spec.CSI.VolumeHandle != v.ID {
-		klog.V(2).InfoS("PV of that name is not this volume's; left alone", "pv", pv.Name, "volume", v.ID)
+		g.log.V(2).Info("PV of that name is not this volume's; left alone", "pv", pv.Name, "volume", v.ID)
 		return nil
 	}
 	if pv.Status.Phase != corev1.VolumeReleased || pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimRetain {
 		return nil
 	}
 	if g.cfg.DryRun {
-		klog.InfoS("Dry run: would set the Released PV's reclaim policy to Delete", "pv", pv.Name, "volume", v.ID)
+		g.log.Info("Dry run: would set the Released PV's reclaim policy to Delete", "pv", pv.Name, "volume", v.ID)
 		return nil
 	}
 	if _, err := pvs.Patch(ctx, pv.Name, types.MergePatchType, []byte(reclaimPatch), metav1.PatchOptions{}); err != nil {
@@ -101,6 +100,6 @@ func (g *GC) reclaimPV(ctx context.Context, v *store.Volume, now time.Time, res 
 	}
 	g.metrics.pvs.WithLabelValues("released").Inc()
 	res.ReclaimedPVs = append(res.ReclaimedPVs, pv.Name)
-	klog.InfoS("Released PV has no directories left: reclaim policy set to Delete, csi-provisioner deletes it", "pv", pv.Name, "volume", v.ID)
+	g.log.Info("Released PV has no directories left: reclaim policy set to Delete, csi-provisioner deletes it", "pv", pv.Name, "volume", v.ID)
 	return nil
 }

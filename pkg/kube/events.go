@@ -6,7 +6,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/klog/v2"
+
+	"github.com/go-logr/logr"
 
 	"github.com/keeplog/keeplog/pkg/store"
 )
@@ -15,16 +16,17 @@ import (
 type Events struct {
 	broadcaster record.EventBroadcaster
 	recorder    record.EventRecorder
+	log         logr.Logger
 }
 
 // NewEvents starts an event broadcaster that writes to the API as component on host (the node). Call Shutdown at
-// the end to flush.
-func NewEvents(client typedcorev1.EventsGetter, component, host string) *Events {
+// the end to flush. Each Event is also logged to log at V(2).
+func NewEvents(client typedcorev1.EventsGetter, component, host string, log logr.Logger) *Events {
 	b := record.NewBroadcaster()
 	b.StartStructuredLogging(4)
 	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.Events("")})
 	rec := b.NewRecorder(scheme(), corev1.EventSource{Component: component, Host: host})
-	return &Events{broadcaster: b, recorder: rec}
+	return &Events{broadcaster: b, recorder: rec, log: log}
 }
 
 // PodEvent records an event on the pod (which may be deleted already: the event still names it).
@@ -32,7 +34,7 @@ func (e *Events) PodEvent(pod store.PodRef, eventType, reason, message string) {
 	if e == nil {
 		return
 	}
-	klog.V(2).InfoS("Event", "pod", pod.String(), "type", eventType, "reason", reason, "message", message)
+	e.log.V(2).Info("Event", "pod", pod.String(), "type", eventType, "reason", reason, "message", message)
 	e.recorder.Event(PodObject(pod), eventType, reason, message)
 }
 

@@ -12,6 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/go-logr/logr"
+
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -66,7 +68,7 @@ func TestEventsOnPods(t *testing.T) {
 	nilEvents.Shutdown()
 
 	client := fake.NewClientset()
-	e := NewEvents(client.CoreV1(), "keeplog", "node-a")
+	e := NewEvents(client.CoreV1(), "keeplog", "node-a", logr.Discard())
 	defer e.Shutdown()
 	ref := store.PodRef{Namespace: "ns", Name: "deleted-already", UID: "uid-7"}
 	e.PodEvent(ref, corev1.EventTypeWarning, "ArchiveFailed", "cannot read x.hprof")

@@ -8,10 +8,13 @@ import (
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/yaml"
 
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -33,10 +36,10 @@ func collectTree(t *testing.T) (root, pods string, stdout, apps []string) {
 	t.Helper()
 	e := newLogEnv(t)
 	root = filepath.Dir(e.podDir)
-	if _, err := store.Open(root, time.Now); err != nil {
+	if _, err := store.Open(root, clock.RealClock{}); err != nil {
 		t.Fatal(err)
 	}
-	w := NewWriter(Options{Now: func() time.Time { return fixedNow }})
+	w := NewWriter(Options{Clock: clocktesting.NewFakePassiveClock(fixedNow)})
 	if err := w.WriteMinimal(e.podDir, PodContext{Pod: testRef}); err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +61,7 @@ func collectTree(t *testing.T) (root, pods string, stdout, apps []string) {
 		}
 		writeFile(t, p, content)
 	}
-	tree := filepath.Join(root, store.PodLogsDirName, testRef.DirName(), "app")
+	tree := filepath.Join(root, api.PodLogsDir, testRef.DirName(), "app")
 	stdout = []string{filepath.Join(tree, "0.log"), filepath.Join(tree, "1.log")}
 	apps = []string{filepath.Join(e.podDir, "app", "access.log"), filepath.Join(e.podDir, "app", "gc.log"), filepath.Join(e.podDir, "top.log")}
 	sort.Strings(apps)
@@ -200,9 +203,9 @@ func groupRole(name string) string {
 
 func TestCollectorContractOnAKeeplogTree(t *testing.T) {
 	root, _, stdout, apps := collectTree(t)
-	assertFiles(t, "the stdout glob", matching(t, []string{root}, rel(root, CollectStdoutGlob), nil), stdout)
-	assertFiles(t, "the apps globs", matching(t, []string{root}, rel(root, CollectAppsGlob),
-		rel(root, CollectExcludeFiles, CollectExcludeDirs)), apps)
+	assertFiles(t, "the stdout glob", matching(t, []string{root}, rel(root, api.CollectStdoutGlob), nil), stdout)
+	assertFiles(t, "the apps globs", matching(t, []string{root}, rel(root, api.CollectAppsGlob),
+		rel(root, api.CollectExcludeFiles, api.CollectExcludeDirs)), apps)
 	for _, f := range stdout {
 		if !containerOperatorPath.MatchString(f) {
 			t.Errorf("the container operator's path rule does not match %s", f)
@@ -238,8 +241,8 @@ func TestCollectorSnippetOpenTelemetry(t *testing.T) {
 		t.Fatalf("filelog/keeplog-apps operators %+v, want a regex_parser first", ap.Operators)
 	}
 	assertPathAttrs(t, "filelog/keeplog-apps regex", ap.Operators[0].Regex, apps, root)
-	if strings.Join(ap.Include, " ") != strings.Join(rel(root, CollectAppsGlob), " ") ||
-		strings.Join(ap.Exclude, " ") != strings.Join(rel(root, CollectExcludeFiles, CollectExcludeDirs), " ") {
+	if strings.Join(ap.Include, " ") != strings.Join(rel(root, api.CollectAppsGlob), " ") ||
+		strings.Join(ap.Exclude, " ") != strings.Join(rel(root, api.CollectExcludeFiles, api.CollectExcludeDirs), " ") {
 		t.Errorf("filelog/keeplog-apps globs differ from the contract: %v %v", ap.Include, ap.Exclude)
 	}
 }

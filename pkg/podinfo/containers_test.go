@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 func TestContainerDirOwnership(t *testing.T) {
@@ -125,7 +127,7 @@ func TestContainerDirsRefuseBadNamesAndSymlinks(t *testing.T) {
 		t.Errorf("migrate/ not made: %v", mode)
 	}
 	assertUntouched(t, file, dir)
-	if _, err := os.Lstat(filepath.Join(podDir, KeeplogDirName)); err == nil {
+	if _, err := os.Lstat(filepath.Join(podDir, api.KeeplogDir)); err == nil {
 		t.Error("a container named .keeplog made keeplog's directory")
 	}
 	entries, _ := os.ReadDir(filepath.Dir(podDir))

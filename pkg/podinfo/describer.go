@@ -8,7 +8,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+
+	"github.com/go-logr/logr"
 
 	"github.com/keeplog/keeplog/pkg/store"
 )
@@ -24,11 +26,11 @@ type Use struct {
 type DescriberConfig struct {
 	Node          string
 	KeepEnvValues bool
-	LogSourceRoot string        // kubelet's pod logs; "" means /var/log/pods
-	FetchTimeout  time.Duration // <= 0: DefaultFetchTimeout
-	Interval      time.Duration // how often published pods' stdout is copied and missing metadata retried; <= 0: 30s
-	SealDir       string
-	Now           func() time.Time
+	LogSourceRoot string             // kubelet's pod logs; "" means /var/log/pods
+	FetchTimeout  time.Duration      // <= 0: DefaultFetchTimeout
+	Interval      time.Duration      // how often published pods' stdout is copied and missing metadata retried; <= 0: 30s
+	Clock         clock.PassiveClock // nil: the real clock
+	Log           logr.Logger        // the zero Logger discards
 }
 
 // Describer puts the pod's description into its directory at publish, how it ended at unpublish, and keeps copying
@@ -51,20 +53,20 @@ type Describer struct {
 
 // NewDescriber builds a Describer; client may be nil (no API access: minimal metadata from the publish context only).
 func NewDescriber(cfg DescriberConfig, client API) (*Describer, error) {
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
 	}
 	if cfg.Interval <= 0 {
 		cfg.Interval = 30 * time.Second
 	}
-	copier, err := NewLogCopier(cfg.LogSourceRoot, cfg.Now)
+	copier, err := NewLogCopier(cfg.LogSourceRoot, cfg.Clock)
 	if err != nil {
 		return nil, err
 	}
 	d := &Describer{cfg: cfg, copier: copier, fetcher: &Fetcher{Client: client, Timeout: cfg.FetchTimeout},
 		published: map[string]Use{}, pending: map[string]Use{}, ended: map[string]int{}, urgent: map[string]Use{},
 		kick: make(chan struct{}, 1)}
-	opts := Options{KeepEnvValues: cfg.KeepEnvValues, Now: cfg.Now, SealDir: cfg.SealDir}
+	opts := Options{KeepEnvValues: cfg.KeepEnvValues, Clock: cfg.Clock}
 	if client != nil {
 		opts.Owners = APIOwnerLookup(client)
 		d.annotator = &PVAnnotator{Client: client}
@@ -82,7 +84,7 @@ func (d *Describer) Published(ctx context.Context, u Use) {
 	d.mu.Unlock()
 	if !d.describe(ctx, u) {
 		if err := d.writer.WriteMinimal(u.PodDir, u.Pod); err != nil {
-			klog.ErrorS(err, "Could not write minimal pod metadata", "pod", u.Pod.Pod.String())
+			d.cfg.Log.Error(err, "Could not write minimal pod metadata", "pod", u.Pod.Pod.String())
 		}
 	}
 }
@@ -99,21 +101,21 @@ func (d *Describer) describe(ctx context.Context, u Use) bool {
 			delete(d.pending, u.PodDir)
 		}
 		d.mu.Unlock()
-		klog.V(2).InfoS("Pod metadata not read from the API", "pod", u.Pod.Pod.String(), "reason", err)
+		d.cfg.Log.V(2).Info("Pod metadata not read from the API", "pod", u.Pod.Pod.String(), "reason", err)
 		return false
 	}
 	d.mu.Lock()
 	delete(d.pending, u.PodDir)
 	d.mu.Unlock()
 	if _, err := d.writer.EnsureContainerDirs(u.PodDir, pod); err != nil {
-		klog.ErrorS(err, "Could not prepare every container directory", "pod", u.Pod.Pod.String())
+		d.cfg.Log.Error(err, "Could not prepare every container directory", "pod", u.Pod.Pod.String())
 	}
 	if err := d.writer.WritePodMetadata(ctx, u.PodDir, pod); err != nil {
-		klog.ErrorS(err, "Could not write pod metadata", "pod", u.Pod.Pod.String())
+		d.cfg.Log.Error(err, "Could not write pod metadata", "pod", u.Pod.Pod.String())
 	}
 	if u.PVName != "" && d.annotator != nil {
 		if err := d.annotator.Annotate(ctx, u.PVName, u.Pod.Pod, d.cfg.Node, u.PodDir); err != nil {
-			klog.ErrorS(err, "Could not annotate the PV with its pod", "pv", u.PVName)
+			d.cfg.Log.Error(err, "Could not annotate the PV with its pod", "pv", u.PVName)
 		}
 	}
 	return true
@@ -128,9 +130,9 @@ func (d *Describer) Unpublished(ctx context.Context, u Use) {
 	delete(d.urgent, u.PodDir)
 	d.mu.Unlock()
 	if _, err := d.copier.Copy(ctx, u.PodDir, u.Pod.Pod); err != nil {
-		klog.ErrorS(err, "Could not copy the pod's stdout/stderr", "pod", u.Pod.Pod.String())
+		d.cfg.Log.Error(err, "Could not copy the pod's stdout/stderr", "pod", u.Pod.Pod.String())
 	}
-	now := d.cfg.Now()
+	now := d.cfg.Clock.Now()
 	pod, err := d.fetcher.Fetch(ctx, u.Pod.Pod)
 	if err == nil {
 		err = d.writer.WriteEndState(u.PodDir, pod, now)
@@ -138,7 +140,7 @@ func (d *Describer) Unpublished(ctx context.Context, u Use) {
 		err = d.writer.WriteEndStateUnavailable(u.PodDir, u.Pod.Pod, now, err)
 	}
 	if err != nil {
-		klog.ErrorS(err, "Could not record how the pod ended", "pod", u.Pod.Pod.String())
+		d.cfg.Log.Error(err, "Could not record how the pod ended", "pod", u.Pod.Pod.String())
 	}
 }
 
@@ -183,7 +185,7 @@ func (d *Describer) Run(ctx context.Context) {
 func (d *Describer) copyLogs(ctx context.Context, uses []Use) {
 	for _, u := range uses {
 		if _, err := d.copier.Copy(ctx, u.PodDir, u.Pod.Pod); err != nil {
-			klog.V(2).InfoS("Stdout/stderr copy failed", "pod", u.Pod.Pod.String(), "error", err)
+			d.cfg.Log.V(2).Info("Stdout/stderr copy failed", "pod", u.Pod.Pod.String(), "error", err)
 		}
 	}
 }

@@ -9,13 +9,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
-)
-
-// EndStateAPIVersion and EndStateKind identify status.yaml's schema.
-const (
-	EndStateAPIVersion = "keeplog.csi.io/v1"
-	EndStateKind       = "PodEndState"
 )
 
 // Termination is how one run of a container ended.
@@ -86,7 +81,7 @@ func termination(t *corev1.ContainerStateTerminated) *Termination {
 // EndStateOf extracts each container's final state from pod (init containers first, then regular, then ephemeral,
 // in spec order; a container without a status is "unknown").
 func EndStateOf(pod *corev1.Pod, unpublishedAt time.Time) EndState {
-	es := EndState{APIVersion: EndStateAPIVersion, Kind: EndStateKind, Pod: refOf(pod), UnpublishedAt: unpublishedAt.UTC(),
+	es := EndState{APIVersion: api.EndStateAPIVersion, Kind: api.EndStateKind, Pod: refOf(pod), UnpublishedAt: unpublishedAt.UTC(),
 		Phase: string(pod.Status.Phase), Reason: pod.Status.Reason, Message: pod.Status.Message}
 	if pod.DeletionTimestamp != nil {
 		es.DeletionTimestamp = timePtr(pod.DeletionTimestamp.Time)
@@ -234,18 +229,18 @@ func (w *Writer) WriteEndStateUnavailable(podDir string, ref store.PodRef, unpub
 		return err
 	}
 	defer pd.Close()
-	kd, err := openKeeplogDir(pd, w.opts.Now())
+	kd, err := openKeeplogDir(pd, w.opts.Clock.Now())
 	if err != nil {
 		return err
 	}
 	defer kd.Close()
-	if old, err := readFileAt(kd, StatusYAMLName, 4<<20); err == nil {
+	if old, err := readFileAt(kd, api.StatusYAMLFile, 4<<20); err == nil {
 		var prev EndState
 		if yaml.Unmarshal(old, &prev) == nil && prev.PodUnavailable == "" && len(prev.Containers) > 0 {
 			return nil
 		}
 	}
-	return w.writeEndState(podDir, EndState{APIVersion: EndStateAPIVersion, Kind: EndStateKind, Pod: ref,
+	return w.writeEndState(podDir, EndState{APIVersion: api.EndStateAPIVersion, Kind: api.EndStateKind, Pod: ref,
 		UnpublishedAt: unpublishedAt.UTC(), PodUnavailable: reason})
 }
 
@@ -254,6 +249,6 @@ func (w *Writer) writeEndState(podDir string, es EndState) error {
 	if err != nil {
 		return fmt.Errorf("encode end state of pod %s: %w", es.Pod, err)
 	}
-	return w.writeKeeplogFiles(podDir, w.opts.Now(), map[string][]byte{StatusYAMLName: data, EndedTextName: []byte(EndedText(es))},
-		[]string{StatusYAMLName, EndedTextName})
+	return w.writeKeeplogFiles(podDir, w.opts.Clock.Now(), map[string][]byte{api.StatusYAMLFile: data, api.EndedTextFile: []byte(EndedText(es))},
+		[]string{api.StatusYAMLFile, api.EndedTextFile})
 }

@@ -7,9 +7,13 @@ import (
 	"testing"
 	"time"
 
+	clocktesting "k8s.io/utils/clock/testing"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 func mt(minute int) metav1.Time {
@@ -87,16 +91,16 @@ func TestEndState(t *testing.T) {
 			pod.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: "migrate", State: corev1.ContainerState{
 				Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed"}}}}
 			podDir := newPodDir(t, testRef)
-			w := NewWriter(Options{Now: func() time.Time { return fixedNow }})
+			w := NewWriter(Options{Clock: clocktesting.NewFakePassiveClock(fixedNow)})
 			if err := w.WriteEndState(podDir, pod, unpublished); err != nil {
 				t.Fatal(err)
 			}
 			var es EndState
-			data := readFile(t, filepath.Join(podDir, KeeplogDirName, StatusYAMLName))
+			data := readFile(t, filepath.Join(podDir, api.KeeplogDir, api.StatusYAMLFile))
 			if err := yaml.Unmarshal([]byte(data), &es); err != nil {
 				t.Fatalf("status.yaml: %v\n%s", err, data)
 			}
-			if es.Kind != EndStateKind || es.Pod != testRef || !es.UnpublishedAt.Equal(unpublished) || es.Phase != "Failed" || es.DeletionTimestamp == nil {
+			if es.Kind != api.EndStateKind || es.Pod != testRef || !es.UnpublishedAt.Equal(unpublished) || es.Phase != "Failed" || es.DeletionTimestamp == nil {
 				t.Errorf("end state header = %+v", es)
 			}
 			if len(es.Containers) != 4 {
@@ -115,7 +119,7 @@ func TestEndState(t *testing.T) {
 			if es.Containers[3].Type != "ephemeral" {
 				t.Errorf("ephemeral container = %+v", es.Containers[3])
 			}
-			text := readFile(t, filepath.Join(podDir, KeeplogDirName, EndedTextName))
+			text := readFile(t, filepath.Join(podDir, api.KeeplogDir, api.EndedTextFile))
 			for _, want := range append(tc.wantText, "Unpublished:      2030-01-02T04:00:00Z\n", "Phase:            Failed\n",
 				"  migrate (init): terminated, exit code 0, reason Completed, restarts 0\n") {
 				if !strings.Contains(text, want) {
@@ -129,11 +133,11 @@ func TestEndState(t *testing.T) {
 func TestEndStateUnavailableDoesNotReplaceAKnownEnd(t *testing.T) {
 	requireRoot(t)
 	podDir := newPodDir(t, testRef)
-	w := NewWriter(Options{Now: func() time.Time { return fixedNow }})
+	w := NewWriter(Options{Clock: clocktesting.NewFakePassiveClock(fixedNow)})
 	if err := w.WriteEndStateUnavailable(podDir, testRef, fixedNow, errors.New("pod not found")); err != nil {
 		t.Fatal(err)
 	}
-	text := filepath.Join(podDir, KeeplogDirName, EndedTextName)
+	text := filepath.Join(podDir, api.KeeplogDir, api.EndedTextFile)
 	if got := readFile(t, text); !strings.Contains(got, "Pod object:       not available: pod not found") {
 		t.Errorf("ended.txt:\n%s", got)
 	}

@@ -6,6 +6,8 @@ import (
 	"log"
 	"time"
 
+	"k8s.io/utils/clock"
+
 	"github.com/keeplog/keeplog/pkg/podinfo"
 )
 
@@ -13,9 +15,9 @@ import (
 // the bind mount, and at NodeUnpublish before the unmount returns. Nothing here may fail a publish.
 func Example() {
 	var client podinfo.API // keeplog's kube.Clients; nil when keeplog runs without API access
-	w := podinfo.NewWriter(podinfo.Options{Owners: podinfo.APIOwnerLookup(client), SealDir: "/var/log/keeplog/.keeplog/seals"})
+	w := podinfo.NewWriter(podinfo.Options{Owners: podinfo.APIOwnerLookup(client)})
 	fetcher := &podinfo.Fetcher{Client: client, Timeout: podinfo.DefaultFetchTimeout}
-	copier, _ := podinfo.NewLogCopier("", time.Now)
+	copier, _ := podinfo.NewLogCopier("", clock.RealClock{})
 	ctx := context.Background()
 	volumeContext := map[string]string{}
 	podDir := "/var/log/keeplog/shop_web-7d9f8-abcde_0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"

@@ -11,9 +11,12 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+
+	"github.com/go-logr/logr"
 
 	"github.com/keeplog/keeplog/internal/safefs"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -22,17 +25,8 @@ import (
 // keeplog hard-links kubelet's files into the kubelet-layout tree <root>/.pods/<ns>_<pod>_<uid>/<container>/ as soon
 // as they appear (within one Poll), so kubelet's unlink leaves the inode alive under keeplog's name: nothing is copied
 // while the pod runs and the tree costs no space until kubelet deletes its names. A pod is selected by the pod
-// annotation StdoutGraceKey: "true", or by the label StdoutGraceKey=true on its namespace (an annotation "false" opts
+// annotation api.AnnotationStdoutGrace: "true", or by the label api.AnnotationStdoutGrace=true on its namespace (an annotation "false" opts
 // a pod out). Pods with a keeplog volume are left to the LogCopier (their copies are linked into the same tree).
-const (
-	StdoutGraceKey = "keeplog.csi.io/stdout-grace"
-	// GracePodFileName holds the pod as the API returned it (RedactPod), beside its containers' directories, so that a
-	// deleted pod's lines still get its labels and owner.
-	GracePodFileName = "pod.json"
-	// GraceEndedFileName is written when the pod is gone from the node: the time (RFC 3339) the retention clock
-	// starts at. An entry without it whose pod is not on the node (a restarted plugin) gets it at the next sweep.
-	GraceEndedFileName = "ended"
-)
 
 // GraceConfig configures a Grace.
 type GraceConfig struct {
@@ -42,7 +36,7 @@ type GraceConfig struct {
 	RetainFor     time.Duration // how long an entry is kept after its pod is gone; <= 0: 24h
 	SweepInterval time.Duration // how often expired entries are deleted; <= 0: 1m
 	KeepEnvValues bool
-	Now           func() time.Time
+	Clock         clock.PassiveClock // nil: the real clock
 }
 
 // GraceStore is the part of the store the grace deletes through.
@@ -53,6 +47,8 @@ type GraceStore interface {
 
 // GraceDeps are the grace's side effects.
 type GraceDeps struct {
+	// Log is where the grace logs (the zero Logger discards).
+	Log   logr.Logger
 	Store GraceStore
 	// Pod is the node's pod cache (the informer): the pod of ref while it is on the node.
 	Pod func(ref store.PodRef) (*corev1.Pod, bool)
@@ -86,8 +82,8 @@ const nsCacheFor = time.Minute
 
 // NewGrace builds a Grace.
 func NewGrace(cfg GraceConfig, deps GraceDeps) (*Grace, error) {
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
 	}
 	if cfg.Poll <= 0 {
 		cfg.Poll = 250 * time.Millisecond
@@ -104,7 +100,7 @@ func NewGrace(cfg GraceConfig, deps GraceDeps) (*Grace, error) {
 	if deps.Store == nil || deps.Pod == nil {
 		return nil, errors.New("grace: Store and Pod are required")
 	}
-	copier, err := NewLogCopier(cfg.SourceRoot, cfg.Now)
+	copier, err := NewLogCopier(cfg.SourceRoot, cfg.Clock)
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +156,7 @@ func (g *Grace) Poll(ctx context.Context) {
 			g.selected[dir] = ref
 			g.mu.Unlock()
 			if err := g.writePod(pod); err != nil {
-				klog.ErrorS(err, "Could not write the pod's metadata for the stdout grace", "pod", ref.String())
+				g.deps.Log.Error(err, "Could not write the pod's metadata for the stdout grace", "pod", ref.String())
 			}
 		}
 	}
@@ -185,13 +181,13 @@ func (g *Grace) pass(ctx context.Context, ref store.PodRef) {
 		return
 	}
 	if err := g.Link(ctx, ref); err != nil {
-		klog.V(2).InfoS("Stdout grace: link failed", "pod", ref.String(), "error", err)
+		g.deps.Log.V(2).Info("Stdout grace: link failed", "pod", ref.String(), "error", err)
 	}
 	if onNode {
 		return
 	}
 	if err := g.writeEnded(ref); err != nil {
-		klog.ErrorS(err, "Could not record the end of a pod for the stdout grace", "pod", ref.String())
+		g.deps.Log.Error(err, "Could not record the end of a pod for the stdout grace", "pod", ref.String())
 	}
 	g.drop(ref)
 }
@@ -204,13 +200,13 @@ func (g *Grace) drop(ref store.PodRef) {
 
 // selects: the pod's annotation, else its namespace's label (cached for nsCacheFor).
 func (g *Grace) selects(ctx context.Context, pod *corev1.Pod) bool {
-	if v, ok := pod.Annotations[StdoutGraceKey]; ok {
+	if v, ok := pod.Annotations[api.AnnotationStdoutGrace]; ok {
 		return v == "true"
 	}
 	if g.deps.NamespaceLabels == nil {
 		return false
 	}
-	now := g.cfg.Now()
+	now := g.cfg.Clock.Now()
 	g.mu.Lock()
 	c, ok := g.ns[pod.Namespace]
 	g.mu.Unlock()
@@ -219,10 +215,10 @@ func (g *Grace) selects(ctx context.Context, pod *corev1.Pod) bool {
 	}
 	labels, err := g.deps.NamespaceLabels(ctx, pod.Namespace)
 	if err != nil {
-		klog.V(2).InfoS("Stdout grace: namespace labels not read", "namespace", pod.Namespace, "error", err)
+		g.deps.Log.V(2).Info("Stdout grace: namespace labels not read", "namespace", pod.Namespace, "error", err)
 		return ok && c.selected
 	}
-	c = nsLabels{selected: labels[StdoutGraceKey] == "true", at: now}
+	c = nsLabels{selected: labels[api.AnnotationStdoutGrace] == "true", at: now}
 	g.mu.Lock()
 	g.ns[pod.Namespace] = c
 	g.mu.Unlock()
@@ -240,7 +236,7 @@ func (g *Grace) writePod(pod *corev1.Pod) error {
 		return err
 	}
 	defer entry.Close()
-	return writeFileAt(entry, GracePodFileName, append(data, '\n'))
+	return writeFileAt(entry, api.PodLogsPodFile, append(data, '\n'))
 }
 
 // writeEnded writes <root>/.pods/<dir>/ended (the time, RFC 3339; its mtime starts the retention clock).
@@ -250,8 +246,8 @@ func (g *Grace) writeEnded(ref store.PodRef) error {
 		return err
 	}
 	defer entry.Close()
-	if safefs.ExistsAt(entry, GraceEndedFileName) {
+	if safefs.ExistsAt(entry, api.PodLogsEndedFile) {
 		return nil
 	}
-	return writeFileAt(entry, GraceEndedFileName, []byte(g.cfg.Now().UTC().Format(time.RFC3339)+"\n"))
+	return writeFileAt(entry, api.PodLogsEndedFile, []byte(g.cfg.Clock.Now().UTC().Format(time.RFC3339)+"\n"))
 }

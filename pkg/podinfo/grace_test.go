@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -33,11 +34,11 @@ func newGraceEnv(t *testing.T, sourceBase string) *graceEnv {
 	requireRoot(t)
 	e := &graceEnv{t: t, source: filepath.Join(sourceBase, "pods"), root: filepath.Join(t.TempDir(), "root"),
 		pods: map[store.PodRef]*corev1.Pod{}, ns: map[string]map[string]string{}, now: fixedNow}
-	st, err := store.Open(e.root, func() time.Time { return e.now })
+	st, err := store.Open(e.root, funcClock(func() time.Time { return e.now }))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.g, err = NewGrace(GraceConfig{Root: e.root, SourceRoot: e.source, RetainFor: time.Hour, Now: func() time.Time { return e.now }},
+	e.g, err = NewGrace(GraceConfig{Root: e.root, SourceRoot: e.source, RetainFor: time.Hour, Clock: funcClock(func() time.Time { return e.now })},
 		GraceDeps{Store: st, Pod: func(r store.PodRef) (*corev1.Pod, bool) { p, ok := e.pods[r]; return p, ok },
 			NamespaceLabels: func(_ context.Context, n string) (map[string]string, error) { return e.ns[n], nil }})
 	if err != nil {
@@ -60,7 +61,7 @@ func (e *graceEnv) kubeletDir(p *corev1.Pod) string {
 }
 
 func (e *graceEnv) treeDir(p *corev1.Pod) string {
-	return filepath.Join(e.root, store.PodLogsDirName, refOf(p).DirName(), "app")
+	return filepath.Join(e.root, api.PodLogsDir, refOf(p).DirName(), "app")
 }
 
 func (e *graceEnv) write(p *corev1.Pod, name, line string) {
@@ -88,7 +89,7 @@ func nlink(t *testing.T, path string) (uint64, uint64) {
 
 func TestGraceLinksKubeletFilesAndKeepsThemPastDeletion(t *testing.T) {
 	e := newGraceEnv(t, t.TempDir())
-	p := e.pod("web", map[string]string{StdoutGraceKey: "true"})
+	p := e.pod("web", map[string]string{api.AnnotationStdoutGrace: "true"})
 	e.write(p, "0.log", "first")
 	e.g.Poll(t.Context())
 	ki, kl := nlink(t, filepath.Join(e.kubeletDir(p), "0.log"))
@@ -119,21 +120,21 @@ func TestGraceLinksKubeletFilesAndKeepsThemPastDeletion(t *testing.T) {
 	if got := readFile(t, filepath.Join(e.treeDir(p), "0.log")); got != "2030-01-02T03:04:05.000000001Z stdout F after rotation\n" {
 		t.Errorf("kept 0.log: %q", got)
 	}
-	meta := readFile(t, filepath.Join(filepath.Dir(e.treeDir(p)), GracePodFileName))
+	meta := readFile(t, filepath.Join(filepath.Dir(e.treeDir(p)), api.PodLogsPodFile))
 	if !strings.Contains(meta, `"uid":"`+string(p.UID)+`"`) || strings.Contains(meta, "s3cret") {
 		t.Errorf("pod.json: %s", meta)
 	}
-	if _, err := os.Stat(filepath.Join(filepath.Dir(e.treeDir(p)), GraceEndedFileName)); err != nil {
+	if _, err := os.Stat(filepath.Join(filepath.Dir(e.treeDir(p)), api.PodLogsEndedFile)); err != nil {
 		t.Errorf("no ended file after the pod left the node: %v", err)
 	}
 }
 
 func TestGraceSelection(t *testing.T) {
 	e := newGraceEnv(t, t.TempDir())
-	e.ns["shop"] = map[string]string{StdoutGraceKey: "true"}
+	e.ns["shop"] = map[string]string{api.AnnotationStdoutGrace: "true"}
 	byNS := e.pod("by-namespace", nil)
-	optOut := e.pod("opted-out", map[string]string{StdoutGraceKey: "false"})
-	withVolume := e.pod("with-volume", map[string]string{StdoutGraceKey: "true"})
+	optOut := e.pod("opted-out", map[string]string{api.AnnotationStdoutGrace: "false"})
+	withVolume := e.pod("with-volume", map[string]string{api.AnnotationStdoutGrace: "true"})
 	if err := os.MkdirAll(filepath.Join(e.root, refOf(withVolume).DirName()), 0o777); err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +154,7 @@ func TestGraceSelection(t *testing.T) {
 
 func TestGraceNeverLinksASymlinkOrFifo(t *testing.T) {
 	e := newGraceEnv(t, t.TempDir())
-	p := e.pod("web", map[string]string{StdoutGraceKey: "true"})
+	p := e.pod("web", map[string]string{api.AnnotationStdoutGrace: "true"})
 	e.write(p, "0.log", "line")
 	secret := filepath.Join(t.TempDir(), "secret")
 	writeFile(t, secret, "x")
@@ -176,7 +177,7 @@ func TestGraceCopiesAcrossFilesystems(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(shm) })
 	e := newGraceEnv(t, shm)
-	p := e.pod("web", map[string]string{StdoutGraceKey: "true"})
+	p := e.pod("web", map[string]string{api.AnnotationStdoutGrace: "true"})
 	e.write(p, "0.log", "first")
 	e.g.Poll(t.Context())
 	e.write(p, "0.log", "second")
@@ -194,35 +195,35 @@ func TestGraceCopiesAcrossFilesystems(t *testing.T) {
 
 func TestGraceSweepDeletesExpiredEntriesOnly(t *testing.T) {
 	e := newGraceEnv(t, t.TempDir())
-	gone := e.pod("gone", map[string]string{StdoutGraceKey: "true"})
-	running := e.pod("running", map[string]string{StdoutGraceKey: "true"})
+	gone := e.pod("gone", map[string]string{api.AnnotationStdoutGrace: "true"})
+	running := e.pod("running", map[string]string{api.AnnotationStdoutGrace: "true"})
 	e.write(gone, "0.log", "line")
 	e.write(running, "0.log", "line")
 	e.g.Poll(t.Context())
 	delete(e.pods, refOf(gone))
 	e.g.Poll(t.Context()) // gone: ended written now
 	// A restarted plugin: an entry of a pod it never saw, with no ended file yet.
-	restart := filepath.Join(e.root, store.PodLogsDirName, "shop_old_0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1ff", "app")
+	restart := filepath.Join(e.root, api.PodLogsDir, "shop_old_0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1ff", "app")
 	if err := os.MkdirAll(restart, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	e.now = e.now.Add(30 * time.Minute)
 	e.g.Sweep(t.Context()) // the restart entry gets its ended file; nothing is old enough
-	if got := readFile(t, filepath.Join(filepath.Dir(restart), GraceEndedFileName)); got != e.now.Format(time.RFC3339)+"\n" {
+	if got := readFile(t, filepath.Join(filepath.Dir(restart), api.PodLogsEndedFile)); got != e.now.Format(time.RFC3339)+"\n" {
 		t.Errorf("ended file of the entry found at a sweep: %q", got)
 	}
 	for _, d := range []string{refOf(gone).DirName(), refOf(running).DirName(), filepath.Base(filepath.Dir(restart))} {
-		if _, err := os.Stat(filepath.Join(e.root, store.PodLogsDirName, d)); err != nil {
+		if _, err := os.Stat(filepath.Join(e.root, api.PodLogsDir, d)); err != nil {
 			t.Fatalf("%s deleted before its retention: %v", d, err)
 		}
 	}
 	e.now = fixedNow.Add(61 * time.Minute)
 	e.g.Sweep(t.Context())
-	if _, err := os.Stat(filepath.Join(e.root, store.PodLogsDirName, refOf(gone).DirName())); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(e.root, api.PodLogsDir, refOf(gone).DirName())); !os.IsNotExist(err) {
 		t.Errorf("expired entry kept: %v", err)
 	}
 	for _, d := range []string{refOf(running).DirName(), filepath.Base(filepath.Dir(restart))} {
-		if _, err := os.Stat(filepath.Join(e.root, store.PodLogsDirName, d)); err != nil {
+		if _, err := os.Stat(filepath.Join(e.root, api.PodLogsDir, d)); err != nil {
 			t.Errorf("%s deleted: %v", d, err)
 		}
 	}

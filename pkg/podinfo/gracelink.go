@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-	"k8s.io/klog/v2"
 
 	"github.com/keeplog/keeplog/internal/safefs"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -112,10 +112,10 @@ func dropSuperseded(dst *os.File, inSource map[string]bool) error {
 func (g *Grace) Sweep(ctx context.Context) {
 	dirs, err := g.deps.Store.ListPodLogs()
 	if err != nil {
-		klog.ErrorS(err, "Stdout grace: could not list the kubelet-layout tree")
+		g.deps.Log.Error(err, "Stdout grace: could not list the kubelet-layout tree")
 		return
 	}
-	now := g.cfg.Now()
+	now := g.cfg.Clock.Now()
 	for _, dir := range dirs {
 		if ctx.Err() != nil {
 			return
@@ -136,7 +136,7 @@ func (g *Grace) Sweep(ctx context.Context) {
 		ended, ok := g.endedAt(dir)
 		if !ok {
 			if err := g.writeEnded(ref); err != nil {
-				klog.ErrorS(err, "Could not record the end of a pod for the stdout grace", "pod", ref.String())
+				g.deps.Log.Error(err, "Could not record the end of a pod for the stdout grace", "pod", ref.String())
 			}
 			continue
 		}
@@ -144,10 +144,10 @@ func (g *Grace) Sweep(ctx context.Context) {
 			continue
 		}
 		if err := g.deps.Store.DeleteOrphanPodLogs(dir); err != nil {
-			klog.ErrorS(err, "Stdout grace: could not delete an expired entry", "entry", dir)
+			g.deps.Log.Error(err, "Stdout grace: could not delete an expired entry", "entry", dir)
 			continue
 		}
-		klog.V(2).InfoS("Stdout grace: deleted an expired entry", "pod", ref.String(), "ended", ended)
+		g.deps.Log.V(2).Info("Stdout grace: deleted an expired entry", "pod", ref.String(), "ended", ended)
 	}
 }
 
@@ -158,7 +158,7 @@ func (g *Grace) endedAt(dir string) (t time.Time, ok bool) {
 		return t, false
 	}
 	defer entry.Close()
-	data, err := readFileAt(entry, GraceEndedFileName, 64)
+	data, err := readFileAt(entry, api.PodLogsEndedFile, 64)
 	if err != nil {
 		return t, false
 	}

@@ -113,3 +113,9 @@ func statOf(t *testing.T, path string) (uid, gid uint32, mode os.FileMode) {
 	st := fi.Sys().(*syscall.Stat_t)
 	return st.Uid, st.Gid, fi.Mode()
 }
+
+// funcClock is a clock whose time is what the function says (a test's moving or stepping time).
+type funcClock func() time.Time
+
+func (f funcClock) Now() time.Time                  { return f() }
+func (f funcClock) Since(t time.Time) time.Duration { return f().Sub(t) }

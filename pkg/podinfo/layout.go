@@ -34,13 +34,10 @@
 // keeplog's CSIDriver has fsGroupPolicy None. With File (an admin's choice), kubelet itself chowns the whole volume
 // to the fsGroup and adds group write after each mount; keeplog takes .keeplog/ back (root:root 0755, its files 0644)
 // each time it writes there.
-// A pod running as UID 0 without a user namespace can forge anything in its own directory; for that case
-// Options.SealDir (outside every pod directory) receives the sha256 of each metadata file written, and Verify reports
-// files that no longer match. The stdout copies are not sealed (they grow); they are a copy, kubelet's files are the
-// original while the pod lives.
+// A pod running as UID 0 without a user namespace can forge anything in its own directory, keeplog's files included.
 //
-// The copies are also hard-linked into <root>/.pods/<ns>_<pod>_<uid>/<container>/ (store.PodLogsDirName), kubelet's
-// own layout, which is what collectors read (collect.go: the collector contract); the contract's globs exclude
+// The copies are also hard-linked into <root>/.pods/<ns>_<pod>_<uid>/<container>/ (api.PodLogsDir), kubelet's
+// own layout, which is what collectors read (api.CollectStdoutGlob: the collector contract); the contract's globs exclude
 // .keeplog* so that nothing in here, stdout copies included, is ingested from the pod directory.
 package podinfo
 
@@ -55,17 +52,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keeplog/keeplog/internal/safefs"
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
-// Names inside the pod directory.
+// Modes of keeplog's own directory and files inside the pod directory.
 const (
-	KeeplogDirName = ".keeplog"
-	PodYAMLName    = "pod.yaml"
-	PodTextName    = "pod.txt"
-	StatusYAMLName = "status.yaml"
-	EndedTextName  = "ended.txt"
-	LogsDirName    = "logs"
-
 	keeplogDirMode  = 0o755
 	keeplogFileMode = 0o644
 )
@@ -109,7 +100,7 @@ func rootOwn(f *os.File, mode uint32) error {
 // (kubelet's fsGroup walk) is taken back to root:root 0755, and so are the regular files directly in it.
 func openKeeplogDir(pod *os.File, now time.Time) (*os.File, error) {
 	for attempt := 0; attempt < 3; attempt++ {
-		d, err := safefs.OpenDirAt(pod, KeeplogDirName, true)
+		d, err := safefs.OpenDirAt(pod, api.KeeplogDir, true)
 		if err == nil {
 			var st unix.Stat_t
 			if err := unix.Fstat(int(d.Fd()), &st); err != nil {
@@ -130,12 +121,12 @@ func openKeeplogDir(pod *os.File, now time.Time) (*os.File, error) {
 			d.Close()
 		}
 		// Not keeplog's: a symlink, a non-directory, or a directory owned by someone else. Move it aside, keep it.
-		aside := KeeplogDirName + ".untrusted-" + strconv.FormatInt(now.UnixNano(), 10) + "-" + strconv.Itoa(attempt)
-		if rerr := unix.Renameat(int(pod.Fd()), KeeplogDirName, int(pod.Fd()), aside); rerr != nil && !errors.Is(rerr, unix.ENOENT) {
-			return nil, fmt.Errorf("move untrusted %s aside to %s: %w (open: %v)", filepath.Join(pod.Name(), KeeplogDirName), aside, rerr, err)
+		aside := api.UntrustedKeeplogDirPrefix + strconv.FormatInt(now.UnixNano(), 10) + "-" + strconv.Itoa(attempt)
+		if rerr := unix.Renameat(int(pod.Fd()), api.KeeplogDir, int(pod.Fd()), aside); rerr != nil && !errors.Is(rerr, unix.ENOENT) {
+			return nil, fmt.Errorf("move untrusted %s aside to %s: %w (open: %v)", filepath.Join(pod.Name(), api.KeeplogDir), aside, rerr, err)
 		}
 	}
-	return nil, fmt.Errorf("could not obtain a root-owned %s", filepath.Join(pod.Name(), KeeplogDirName))
+	return nil, fmt.Errorf("could not obtain a root-owned %s", filepath.Join(pod.Name(), api.KeeplogDir))
 }
 
 // rootOwnEntries resets owner and mode of the regular files and directories directly in dir, through their

@@ -6,8 +6,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -50,58 +52,58 @@ func TestMetadataNeverFollowsPlantedSymlinks(t *testing.T) {
 		plant func(t *testing.T, podDir, file, dir string)
 	}{
 		{".keeplog is a symlink to a directory outside", func(t *testing.T, podDir, file, dir string) {
-			if err := os.Symlink(dir, filepath.Join(podDir, KeeplogDirName)); err != nil {
+			if err := os.Symlink(dir, filepath.Join(podDir, api.KeeplogDir)); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{".keeplog is a pod-owned directory with pod.yaml and pod.txt symlinks", func(t *testing.T, podDir, file, dir string) {
-			kd := filepath.Join(podDir, KeeplogDirName)
+			kd := filepath.Join(podDir, api.KeeplogDir)
 			if err := os.Mkdir(kd, 0o777); err != nil {
 				t.Fatal(err)
 			}
 			if err := os.Chown(kd, 1000, 1000); err != nil {
 				t.Fatal(err)
 			}
-			for _, n := range []string{PodYAMLName, PodTextName} {
+			for _, n := range []string{api.PodYAMLFile, api.PodTextFile} {
 				if err := os.Symlink(file, filepath.Join(kd, n)); err != nil {
 					t.Fatal(err)
 				}
 			}
 		}},
 		{"root-owned .keeplog holds symlinks named like the files", func(t *testing.T, podDir, file, dir string) {
-			kd := filepath.Join(podDir, KeeplogDirName)
+			kd := filepath.Join(podDir, api.KeeplogDir)
 			if err := os.Mkdir(kd, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			for _, n := range []string{PodYAMLName, PodTextName} {
+			for _, n := range []string{api.PodYAMLFile, api.PodTextFile} {
 				if err := os.Symlink(file, filepath.Join(kd, n)); err != nil {
 					t.Fatal(err)
 				}
 			}
 		}},
 		{".keeplog is a regular file", func(t *testing.T, podDir, file, dir string) {
-			writeFile(t, filepath.Join(podDir, KeeplogDirName), "not a dir")
+			writeFile(t, filepath.Join(podDir, api.KeeplogDir), "not a dir")
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			podDir := newPodDir(t, testRef)
 			file, dir := outsideTarget(t)
 			tc.plant(t, podDir, file, dir)
-			w := NewWriter(Options{Now: func() time.Time { return fixedNow }})
+			w := NewWriter(Options{Clock: clocktesting.NewFakePassiveClock(fixedNow)})
 			if err := w.WritePodMetadata(context.Background(), podDir, testPod()); err != nil {
 				t.Fatal(err)
 			}
 			assertUntouched(t, file, dir)
-			kd := filepath.Join(podDir, KeeplogDirName)
+			kd := filepath.Join(podDir, api.KeeplogDir)
 			if uid, _, mode := statOf(t, kd); uid != 0 || mode != os.ModeDir|0o755 {
 				t.Errorf(".keeplog is uid %d %v", uid, mode)
 			}
-			for _, n := range []string{PodYAMLName, PodTextName} {
+			for _, n := range []string{api.PodYAMLFile, api.PodTextFile} {
 				if _, _, mode := statOf(t, filepath.Join(kd, n)); !mode.IsRegular() {
 					t.Errorf("%s is %v, want a regular file", n, mode)
 				}
 			}
-			if !strings.Contains(readFile(t, filepath.Join(kd, PodTextName)), "web-7d9f8-abcde") {
+			if !strings.Contains(readFile(t, filepath.Join(kd, api.PodTextFile)), "web-7d9f8-abcde") {
 				t.Error("pod.txt not written")
 			}
 		})
@@ -111,26 +113,26 @@ func TestMetadataNeverFollowsPlantedSymlinks(t *testing.T) {
 func TestUntrustedKeeplogDirIsMovedAsideAndKept(t *testing.T) {
 	requireRoot(t)
 	podDir := newPodDir(t, testRef)
-	kd := filepath.Join(podDir, KeeplogDirName)
+	kd := filepath.Join(podDir, api.KeeplogDir)
 	if err := os.Mkdir(kd, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(kd, PodTextName), "forged by the pod")
+	writeFile(t, filepath.Join(kd, api.PodTextFile), "forged by the pod")
 	if err := os.Chown(kd, 1000, 1000); err != nil {
 		t.Fatal(err)
 	}
-	w := NewWriter(Options{Now: func() time.Time { return fixedNow }})
+	w := NewWriter(Options{Clock: clocktesting.NewFakePassiveClock(fixedNow)})
 	if err := w.WritePodMetadata(context.Background(), podDir, testPod()); err != nil {
 		t.Fatal(err)
 	}
-	matches, _ := filepath.Glob(filepath.Join(podDir, KeeplogDirName+".untrusted-*"))
+	matches, _ := filepath.Glob(filepath.Join(podDir, api.KeeplogDir+".untrusted-*"))
 	if len(matches) != 1 {
 		t.Fatalf("untrusted copies: %v", matches)
 	}
-	if got := readFile(t, filepath.Join(matches[0], PodTextName)); got != "forged by the pod" {
+	if got := readFile(t, filepath.Join(matches[0], api.PodTextFile)); got != "forged by the pod" {
 		t.Errorf("forged file not kept as evidence: %q", got)
 	}
-	if got := readFile(t, filepath.Join(kd, PodTextName)); strings.Contains(got, "forged") {
+	if got := readFile(t, filepath.Join(kd, api.PodTextFile)); strings.Contains(got, "forged") {
 		t.Error("forged pod.txt still in .keeplog")
 	}
 }
@@ -138,13 +140,13 @@ func TestUntrustedKeeplogDirIsMovedAsideAndKept(t *testing.T) {
 func TestKubeletFSGroupWalkIsUndone(t *testing.T) {
 	requireRoot(t)
 	podDir := newPodDir(t, testRef)
-	w := NewWriter(Options{Now: func() time.Time { return fixedNow }})
+	w := NewWriter(Options{Clock: clocktesting.NewFakePassiveClock(fixedNow)})
 	if err := w.WritePodMetadata(context.Background(), podDir, testPod()); err != nil {
 		t.Fatal(err)
 	}
 	// What kubelet's SetVolumeOwnership does after a mount with fsGroup 2000.
-	kd := filepath.Join(podDir, KeeplogDirName)
-	for path, mode := range map[string]os.FileMode{kd: os.ModeSetgid | 0o775, filepath.Join(kd, PodYAMLName): 0o664} {
+	kd := filepath.Join(podDir, api.KeeplogDir)
+	for path, mode := range map[string]os.FileMode{kd: os.ModeSetgid | 0o775, filepath.Join(kd, api.PodYAMLFile): 0o664} {
 		if err := os.Chown(path, -1, 2000); err != nil {
 			t.Fatal(err)
 		}
@@ -158,7 +160,7 @@ func TestKubeletFSGroupWalkIsUndone(t *testing.T) {
 	if uid, gid, mode := statOf(t, kd); uid != 0 || gid != 0 || mode != os.ModeDir|0o755 {
 		t.Errorf(".keeplog is %d:%d %v after a write", uid, gid, mode)
 	}
-	if uid, gid, mode := statOf(t, filepath.Join(kd, PodYAMLName)); uid != 0 || gid != 0 || mode != 0o644 {
+	if uid, gid, mode := statOf(t, filepath.Join(kd, api.PodYAMLFile)); uid != 0 || gid != 0 || mode != 0o644 {
 		t.Errorf("pod.yaml (not rewritten) is %d:%d %v after a write", uid, gid, mode)
 	}
 }
@@ -192,28 +194,4 @@ func TestPodDirChecks(t *testing.T) {
 			t.Error("relative pod directory accepted")
 		}
 	})
-}
-
-func TestSealAndVerify(t *testing.T) {
-	requireRoot(t)
-	podDir := newPodDir(t, testRef)
-	w := NewWriter(Options{Now: func() time.Time { return fixedNow }, SealDir: filepath.Join(t.TempDir(), "seals")})
-	if err := w.WritePodMetadata(context.Background(), podDir, testPod()); err != nil {
-		t.Fatal(err)
-	}
-	if changed, err := w.Verify(podDir); err != nil || len(changed) != 0 {
-		t.Fatalf("fresh files: changed %v, err %v", changed, err)
-	}
-	// A pod running as root rewrites pod.txt and deletes pod.yaml.
-	writeFile(t, filepath.Join(podDir, KeeplogDirName, PodTextName), "nothing to see")
-	if err := os.Remove(filepath.Join(podDir, KeeplogDirName, PodYAMLName)); err != nil {
-		t.Fatal(err)
-	}
-	changed, err := w.Verify(podDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Join(changed, ",") != "pod.txt,pod.yaml" && strings.Join(changed, ",") != "pod.yaml,pod.txt" {
-		t.Errorf("changed = %v, want pod.txt and pod.yaml", changed)
-	}
 }

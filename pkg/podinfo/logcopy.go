@@ -14,8 +14,10 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"k8s.io/utils/clock"
 
 	"github.com/keeplog/keeplog/internal/safefs"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -37,7 +39,7 @@ const (
 
 // LogCopier copies kubelet's container log files of a pod, <source>/<ns>_<pod>_<uid>/<container>/<files>, into
 // <podDir>/.keeplog/logs/<container>/<files>, incrementally, and hard-links them into the kubelet-layout tree
-// <root>/.pods/<ns>_<pod>_<uid>/<container>/<files> that collectors read (store.PodLogsDirName, collect.go):
+// <root>/.pods/<ns>_<pod>_<uid>/<container>/<files> that collectors read (api.PodLogsDir; the contract is in pkg/api):
 //
 //   - a file is identified by its content: the copy is taken to be the same file as the source when it is a prefix of
 //     it (its first and last 4 KiB match the source at the same offsets; CRI log lines start with a nanosecond
@@ -56,7 +58,7 @@ const (
 // Calls for the same pod directory are serialised with flock on .keeplog/logs (also across processes).
 type LogCopier struct {
 	source string
-	now    func() time.Time
+	clk    clock.PassiveClock
 }
 
 // CopyStats says what one Copy did.
@@ -68,19 +70,20 @@ type CopyStats struct {
 	SourceMissing bool
 }
 
-// NewLogCopier returns a copier reading below sourceRoot ("" means DefaultLogSourceRoot); now defaults to time.Now.
+// NewLogCopier returns a copier reading below sourceRoot ("" means DefaultLogSourceRoot); clk (nil: the real
+// clock) dates what it moves aside.
 // sourceRoot itself may be a symlink (it is configuration); nothing below it may.
-func NewLogCopier(sourceRoot string, now func() time.Time) (*LogCopier, error) {
+func NewLogCopier(sourceRoot string, clk clock.PassiveClock) (*LogCopier, error) {
 	if sourceRoot == "" {
 		sourceRoot = DefaultLogSourceRoot
 	}
 	if !filepath.IsAbs(sourceRoot) || filepath.Clean(sourceRoot) != sourceRoot || sourceRoot == "/" {
 		return nil, fmt.Errorf("log source root %q must be a clean absolute path other than /", sourceRoot)
 	}
-	if now == nil {
-		now = time.Now
+	if clk == nil {
+		clk = clock.RealClock{}
 	}
-	return &LogCopier{source: sourceRoot, now: now}, nil
+	return &LogCopier{source: sourceRoot, clk: clk}, nil
 }
 
 // SourceRoot is the directory logs are read from.
@@ -137,12 +140,12 @@ func (c *LogCopier) copyAll(ctx context.Context, podDir string, ref store.PodRef
 		return stats, err
 	}
 	defer pd.Close()
-	kd, err := openKeeplogDir(pd, c.now())
+	kd, err := openKeeplogDir(pd, c.clk.Now())
 	if err != nil {
 		return stats, err
 	}
 	defer kd.Close()
-	logs, err := safefs.OpenDirAt(kd, LogsDirName, true)
+	logs, err := safefs.OpenDirAt(kd, api.LogsDir, true)
 	if err != nil {
 		return stats, err
 	}
@@ -290,7 +293,7 @@ func (c *LogCopier) followRotation(realRoot string, src, dst *os.File, name stri
 
 // setAside keeps a copy that is not a prefix of its source any more under <name>.partial-<nanos>.
 func (c *LogCopier) setAside(dst *os.File, name string) error {
-	aside := name + ".partial-" + strconv.FormatInt(c.now().UnixNano(), 10)
+	aside := name + ".partial-" + strconv.FormatInt(c.clk.Now().UnixNano(), 10)
 	if err := unix.Renameat(int(dst.Fd()), name, int(dst.Fd()), aside); err != nil {
 		return fmt.Errorf("keep superseded copy %s as %s: %w", filepath.Join(dst.Name(), name), aside, err)
 	}

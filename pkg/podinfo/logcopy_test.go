@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // logEnv is a fake /var/log/pods and a pod directory.
@@ -37,11 +39,11 @@ func newLogEnv(t *testing.T) *logEnv {
 	}
 	podDir := newPodDir(t, testRef)
 	var n atomic.Int64 // a clock that moves, safe for concurrent Copy calls
-	c, err := NewLogCopier(source, func() time.Time { return fixedNow.Add(time.Duration(n.Add(1))) })
+	c, err := NewLogCopier(source, funcClock(func() time.Time { return fixedNow.Add(time.Duration(n.Add(1))) }))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &logEnv{t: t, source: source, src: src, podDir: podDir, dst: filepath.Join(podDir, KeeplogDirName, LogsDirName, "app"), c: c}
+	return &logEnv{t: t, source: source, src: src, podDir: podDir, dst: filepath.Join(podDir, api.KeeplogDir, api.LogsDir, "app"), c: c}
 }
 
 func (e *logEnv) copy() CopyStats {

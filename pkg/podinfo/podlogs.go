@@ -10,12 +10,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keeplog/keeplog/internal/safefs"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
-
-// mirrorTmpSuffix names the temporary link made before it is renamed over its final name; it starts with '.' and does
-// not end in ".log", so no collector glob of the contract (collect.go) ever matches it.
-const mirrorTmpSuffix = ".keeplog-link"
 
 // isKubeletLogName is true for the names kubelet gives container log files: <restart>.log and its rotated
 // <restart>.log.<YYYYMMDD-hhmmss>[.gz]. keeplog's own .partial-* files are not (their content is in a .gz beside them).
@@ -23,7 +20,7 @@ func isKubeletLogName(name string) bool {
 	return activeLogName.MatchString(name) || rotatedLogName.MatchString(name)
 }
 
-// mirrorPodLogs makes <root>/.pods/<ns>_<pod>_<uid>/<container>/<file> (store.PodLogsDirName) the same inodes as the
+// mirrorPodLogs makes <root>/.pods/<ns>_<pod>_<uid>/<container>/<file> (api.PodLogsDir) the same inodes as the
 // copies in <podDir>/.keeplog/logs/<container>/<file>: hard links, so no byte is written twice and the tree costs no
 // space. It is stateless and idempotent: a name whose link is already the copy's inode is left alone, a copy renamed
 // at rotation gets its new name linked and the old name replaced atomically (link to a temporary name, rename over),
@@ -62,7 +59,7 @@ func openPodLogsEntry(root, dir string) (*os.File, error) {
 		return nil, err
 	}
 	defer r.Close()
-	tree, err := openOwnedDir(r, store.PodLogsDirName)
+	tree, err := openOwnedDir(r, api.PodLogsDir)
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +131,7 @@ func linkInto(src, dst *os.File, name string) error {
 	if cur, err := safefs.Lstat(dst, name); err == nil && cur.Dev == st.Dev && cur.Ino == st.Ino {
 		return nil
 	}
-	tmp := "." + name + mirrorTmpSuffix
+	tmp := "." + name + api.PodLogsTempSuffix
 	if err := unix.Unlinkat(int(dst.Fd()), tmp, 0); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("remove leftover %s: %w", filepath.Join(dst.Name(), tmp), err)
 	}
@@ -174,12 +171,12 @@ func (c *LogCopier) withLockedLogs(ctx context.Context, podDir string, fn func(l
 		return err
 	}
 	defer pd.Close()
-	kd, err := openKeeplogDir(pd, c.now())
+	kd, err := openKeeplogDir(pd, c.clk.Now())
 	if err != nil {
 		return err
 	}
 	defer kd.Close()
-	logs, err := safefs.OpenDirAt(kd, LogsDirName, false)
+	logs, err := safefs.OpenDirAt(kd, api.LogsDir, false)
 	if errors.Is(err, unix.ENOENT) {
 		return nil
 	}

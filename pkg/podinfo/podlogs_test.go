@@ -8,12 +8,12 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/keeplog/keeplog/pkg/store"
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // treeDir is <root>/.pods/<dir>/app for the logEnv's pod.
 func (e *logEnv) treeDir() string {
-	return filepath.Join(filepath.Dir(e.podDir), store.PodLogsDirName, testRef.DirName(), "app")
+	return filepath.Join(filepath.Dir(e.podDir), api.PodLogsDir, testRef.DirName(), "app")
 }
 
 func inode(t *testing.T, path string) (uint64, uint64) {

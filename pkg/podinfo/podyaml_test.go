@@ -6,10 +6,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 func TestPodYAMLRedaction(t *testing.T) {
@@ -84,20 +87,20 @@ func TestPodYAMLRedaction(t *testing.T) {
 func TestWritePodMetadataFiles(t *testing.T) {
 	requireRoot(t)
 	dir := newPodDir(t, testRef)
-	w := NewWriter(Options{Now: func() time.Time { return fixedNow }})
+	w := NewWriter(Options{Clock: clocktesting.NewFakePassiveClock(fixedNow)})
 	if err := w.WritePodMetadata(context.Background(), dir, testPod()); err != nil {
 		t.Fatal(err)
 	}
-	kd := filepath.Join(dir, KeeplogDirName)
+	kd := filepath.Join(dir, api.KeeplogDir)
 	if uid, gid, mode := statOf(t, kd); uid != 0 || gid != 0 || mode != os.ModeDir|0o755 {
 		t.Errorf(".keeplog is %d:%d %v, want 0:0 drwxr-xr-x", uid, gid, mode)
 	}
-	for _, name := range []string{PodYAMLName, PodTextName} {
+	for _, name := range []string{api.PodYAMLFile, api.PodTextFile} {
 		if uid, gid, mode := statOf(t, filepath.Join(kd, name)); uid != 0 || gid != 0 || mode != 0o644 {
 			t.Errorf("%s is %d:%d %v, want 0:0 -rw-r--r--", name, uid, gid, mode)
 		}
 	}
-	if got := readFile(t, filepath.Join(kd, PodYAMLName)); strings.Contains(got, "hunter2") || !strings.Contains(got, Redacted) {
+	if got := readFile(t, filepath.Join(kd, api.PodYAMLFile)); strings.Contains(got, "hunter2") || !strings.Contains(got, Redacted) {
 		t.Errorf("pod.yaml not redacted:\n%s", got)
 	}
 	entries, _ := os.ReadDir(kd)

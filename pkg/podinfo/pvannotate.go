@@ -10,20 +10,12 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
 // PV annotations: which pods a volume served, on which node, and where the last one's files are.
 const (
-	// AnnotationPods is a JSON list of {namespace,name,uid}, oldest first, the most recently published pod last,
-	// at most PVAnnotator.MaxPods entries and maxPodsAnnotationBytes bytes (the oldest are dropped).
-	AnnotationPods = "keeplog.csi.io/pods"
-	// AnnotationNode is the node the volume's directories are on.
-	AnnotationNode = "keeplog.csi.io/node"
-	// AnnotationHostPath is the directory of the most recently published pod on that node; the directory of every
-	// pod in AnnotationPods is <dirname of it>/<namespace>_<name>_<uid>.
-	AnnotationHostPath = "keeplog.csi.io/host-path"
-
 	DefaultMaxPods         = 20
 	maxPodsAnnotationBytes = 16 << 10
 )
@@ -40,7 +32,7 @@ func PVAnnotations(existing map[string]string, pod store.PodRef, node, hostPath 
 		maxPods = DefaultMaxPods
 	}
 	var pods []store.PodRef
-	if raw, ok := existing[AnnotationPods]; ok {
+	if raw, ok := existing[api.AnnotationPVPods]; ok {
 		if json.Unmarshal([]byte(raw), &pods) != nil {
 			pods = nil
 		}
@@ -72,7 +64,7 @@ func PVAnnotations(existing map[string]string, pod store.PodRef, node, hostPath 
 	if err != nil {
 		return nil, false, fmt.Errorf("PV annotations: encode pod list: %w", err)
 	}
-	out = map[string]string{AnnotationPods: string(data), AnnotationNode: node, AnnotationHostPath: hostPath}
+	out = map[string]string{api.AnnotationPVPods: string(data), api.AnnotationPVNode: node, api.AnnotationPVHostPath: hostPath}
 	for k, v := range out {
 		if old, ok := existing[k]; !ok || old != v {
 			changed = true

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -25,8 +26,8 @@ func podN(i int) store.PodRef {
 func podList(t *testing.T, ann map[string]string) []store.PodRef {
 	t.Helper()
 	var pods []store.PodRef
-	if err := json.Unmarshal([]byte(ann[AnnotationPods]), &pods); err != nil {
-		t.Fatalf("%s = %q: %v", AnnotationPods, ann[AnnotationPods], err)
+	if err := json.Unmarshal([]byte(ann[api.AnnotationPVPods]), &pods); err != nil {
+		t.Fatalf("%s = %q: %v", api.AnnotationPVPods, ann[api.AnnotationPVPods], err)
 	}
 	return pods
 }
@@ -49,7 +50,7 @@ func TestPVAnnotations(t *testing.T) {
 		return string(b)
 	}
 	full := func(pods string, path string) map[string]string {
-		return map[string]string{AnnotationPods: pods, AnnotationNode: "node-1", AnnotationHostPath: path}
+		return map[string]string{api.AnnotationPVPods: pods, api.AnnotationPVNode: "node-1", api.AnnotationPVHostPath: path}
 	}
 	for _, tc := range []struct {
 		name        string
@@ -79,7 +80,7 @@ func TestPVAnnotations(t *testing.T) {
 			if n := names(podList(t, got)); n != tc.wantPods {
 				t.Errorf("pods = %s, want %s", n, tc.wantPods)
 			}
-			if got[AnnotationNode] != "node-1" || got[AnnotationHostPath] != hostPath {
+			if got[api.AnnotationPVNode] != "node-1" || got[api.AnnotationPVHostPath] != hostPath {
 				t.Errorf("annotations = %v", got)
 			}
 			if p := podList(t, got); p[len(p)-1] != ref {
@@ -97,7 +98,7 @@ func TestPVAnnotations(t *testing.T) {
 			}
 			existing = ann
 		}
-		if l := len(existing[AnnotationPods]); l > maxPodsAnnotationBytes {
+		if l := len(existing[api.AnnotationPVPods]); l > maxPodsAnnotationBytes {
 			t.Errorf("pods annotation is %d bytes, bound %d", l, maxPodsAnnotationBytes)
 		}
 		if p := podList(t, existing); !strings.HasSuffix(p[len(p)-1].Name, "149") || len(p) < 10 {
@@ -148,7 +149,7 @@ func TestPVAnnotatorWithFakeClient(t *testing.T) {
 	if n := names(podList(t, got.Annotations)); n != "web-1,web-2" {
 		t.Errorf("pods = %s", n)
 	}
-	if got.Annotations[AnnotationNode] != "node-1" || got.Annotations[AnnotationHostPath] != "/var/log/keeplog/"+podN(2).DirName() ||
+	if got.Annotations[api.AnnotationPVNode] != "node-1" || got.Annotations[api.AnnotationPVHostPath] != "/var/log/keeplog/"+podN(2).DirName() ||
 		got.Annotations["pv.kubernetes.io/provisioned-by"] != "keeplog.csi.io" {
 		t.Errorf("annotations = %v", got.Annotations)
 	}

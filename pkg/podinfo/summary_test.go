@@ -7,13 +7,16 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // mapLookup answers owner references from a map keyed by Kind/Name.
@@ -149,17 +152,17 @@ func TestSummary(t *testing.T) {
 func TestMinimalThenComplete(t *testing.T) {
 	requireRoot(t)
 	dir := newPodDir(t, testRef)
-	w := NewWriter(Options{Now: func() time.Time { return fixedNow }})
+	w := NewWriter(Options{Clock: clocktesting.NewFakePassiveClock(fixedNow)})
 	pc, ok, err := PodContextFromVolumeContext(map[string]string{
-		VolumeContextPodNamespace: testRef.Namespace, VolumeContextPodName: testRef.Name, VolumeContextPodUID: testRef.UID,
-		VolumeContextServiceAccount: "web-sa"})
+		api.VolumeContextPodNamespace: testRef.Namespace, api.VolumeContextPodName: testRef.Name, api.VolumeContextPodUID: testRef.UID,
+		api.VolumeContextServiceAccount: "web-sa"})
 	if err != nil || !ok {
 		t.Fatalf("PodContextFromVolumeContext = %v, %v", ok, err)
 	}
 	if err := w.WriteMinimal(dir, pc); err != nil {
 		t.Fatal(err)
 	}
-	txt := filepath.Join(dir, KeeplogDirName, PodTextName)
+	txt := filepath.Join(dir, api.KeeplogDir, api.PodTextFile)
 	if got := readFile(t, txt); !strings.Contains(got, "Service account:  web-sa") || !strings.Contains(got, "Incomplete") {
 		t.Errorf("minimal pod.txt:\n%s", got)
 	}
@@ -185,7 +188,7 @@ func TestPodContextFromVolumeContext(t *testing.T) {
 	if _, ok, err := PodContextFromVolumeContext(map[string]string{}); ok || err != nil {
 		t.Errorf("empty context: ok %v err %v", ok, err)
 	}
-	_, ok, err := PodContextFromVolumeContext(map[string]string{VolumeContextPodNamespace: "ns", VolumeContextPodName: "../x", VolumeContextPodUID: testRef.UID})
+	_, ok, err := PodContextFromVolumeContext(map[string]string{api.VolumeContextPodNamespace: "ns", api.VolumeContextPodName: "../x", api.VolumeContextPodUID: testRef.UID})
 	if ok || err == nil || !strings.Contains(err.Error(), `"../x"`) {
 		t.Errorf("bad name: ok %v err %v", ok, err)
 	}

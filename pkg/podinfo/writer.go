@@ -1,30 +1,20 @@
 package podinfo
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/clock"
 
 	"github.com/keeplog/keeplog/internal/safefs"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
-)
-
-// Keys kubelet puts into the volume context when the CSIDriver has podInfoOnMount: true.
-const (
-	VolumeContextPodName        = "csi.storage.k8s.io/pod.name"
-	VolumeContextPodNamespace   = "csi.storage.k8s.io/pod.namespace"
-	VolumeContextPodUID         = "csi.storage.k8s.io/pod.uid"
-	VolumeContextServiceAccount = "csi.storage.k8s.io/serviceAccount.name"
 )
 
 // PodContext is what the publish call says about the pod, without asking the API.
@@ -36,27 +26,24 @@ type PodContext struct {
 // PodContextFromVolumeContext reads the podInfoOnMount keys. ok is false when there are none; an error when they are
 // present but invalid.
 func PodContextFromVolumeContext(vc map[string]string) (pc PodContext, ok bool, err error) {
-	ref := store.PodRef{Namespace: vc[VolumeContextPodNamespace], Name: vc[VolumeContextPodName], UID: vc[VolumeContextPodUID]}
+	ref := store.PodRef{Namespace: vc[api.VolumeContextPodNamespace], Name: vc[api.VolumeContextPodName], UID: vc[api.VolumeContextPodUID]}
 	if ref == (store.PodRef{}) {
 		return PodContext{}, false, nil
 	}
 	if err := ref.Validate(); err != nil {
 		return PodContext{}, false, fmt.Errorf("volume context: %w", err)
 	}
-	return PodContext{Pod: ref, ServiceAccount: vc[VolumeContextServiceAccount]}, true, nil
+	return PodContext{Pod: ref, ServiceAccount: vc[api.VolumeContextServiceAccount]}, true, nil
 }
 
 // Options configures a Writer.
 type Options struct {
 	// KeepEnvValues writes literal env values into pod.yaml; by default they are replaced by Redacted.
 	KeepEnvValues bool
-	// Now is the clock (default time.Now).
-	Now func() time.Time
+	// Clock dates what is written (nil: the real clock).
+	Clock clock.PassiveClock
 	// Owners resolves the owner chain for pod.txt (see APIOwnerLookup); nil lists the pod's direct owner only.
 	Owners OwnerLookup
-	// SealDir, when set, is a directory outside every pod directory (e.g. <root>/.keeplog/seals) that receives
-	// <pod-dir>/<file>.sha256 for each metadata file written, so that Verify detects a pod that changed them.
-	SealDir string
 }
 
 // Writer writes keeplog's files into pod directories. It is safe for concurrent use; each file is replaced atomically.
@@ -64,10 +51,10 @@ type Writer struct {
 	opts Options
 }
 
-// NewWriter returns a Writer with opts (Now defaults to time.Now).
+// NewWriter returns a Writer with opts.
 func NewWriter(opts Options) *Writer {
-	if opts.Now == nil {
-		opts.Now = time.Now
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
 	}
 	return &Writer{opts: opts}
 }
@@ -101,9 +88,9 @@ func (w *Writer) WritePodMetadata(ctx context.Context, podDir string, pod *corev
 	if err != nil {
 		return err
 	}
-	now := w.opts.Now()
+	now := w.opts.Clock.Now()
 	text := Summary(pod, OwnerChain(ctx, w.opts.Owners, pod), now)
-	return w.writeKeeplogFiles(podDir, now, map[string][]byte{PodYAMLName: data, PodTextName: []byte(text)}, []string{PodYAMLName, PodTextName})
+	return w.writeKeeplogFiles(podDir, now, map[string][]byte{api.PodYAMLFile: data, api.PodTextFile: []byte(text)}, []string{api.PodYAMLFile, api.PodTextFile})
 }
 
 // WriteMinimal writes .keeplog/pod.txt from the publish context alone, for when the API is unreachable. It does
@@ -118,16 +105,16 @@ func (w *Writer) WriteMinimal(podDir string, pc PodContext) error {
 		return err
 	}
 	defer pd.Close()
-	now := w.opts.Now()
+	now := w.opts.Clock.Now()
 	kd, err := openKeeplogDir(pd, now)
 	if err != nil {
 		return err
 	}
 	defer kd.Close()
-	if safefs.ExistsAt(kd, PodYAMLName) {
+	if safefs.ExistsAt(kd, api.PodYAMLFile) {
 		return nil
 	}
-	return w.writeAndSeal(kd, podDir, PodTextName, []byte(MinimalSummary(pc, now)))
+	return writeFileAt(kd, api.PodTextFile, []byte(MinimalSummary(pc, now)))
 }
 
 // HasPodMetadata reports whether podDir holds a complete description (pod.yaml), e.g. to decide after a plugin
@@ -138,12 +125,12 @@ func HasPodMetadata(podDir string) bool {
 		return false
 	}
 	defer pd.Close()
-	kd, err := safefs.OpenDirAt(pd, KeeplogDirName, false)
+	kd, err := safefs.OpenDirAt(pd, api.KeeplogDir, false)
 	if err != nil {
 		return false
 	}
 	defer kd.Close()
-	return safefs.ExistsAt(kd, PodYAMLName)
+	return safefs.ExistsAt(kd, api.PodYAMLFile)
 }
 
 func (w *Writer) writeKeeplogFiles(podDir string, now time.Time, files map[string][]byte, order []string) error {
@@ -158,96 +145,11 @@ func (w *Writer) writeKeeplogFiles(podDir string, now time.Time, files map[strin
 	}
 	defer kd.Close()
 	for _, name := range order {
-		if err := w.writeAndSeal(kd, podDir, name, files[name]); err != nil {
+		if err := writeFileAt(kd, name, files[name]); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-func (w *Writer) writeAndSeal(kd *os.File, podDir, name string, data []byte) error {
-	if err := writeFileAt(kd, name, data); err != nil {
-		return err
-	}
-	if w.opts.SealDir == "" {
-		return nil
-	}
-	sum := sha256.Sum256(data)
-	sd, err := openSealDir(w.opts.SealDir, filepath.Base(podDir), true)
-	if err != nil {
-		return err
-	}
-	defer sd.Close()
-	return writeFileAt(sd, name+".sha256", []byte(hex.EncodeToString(sum[:])+"\n"))
-}
-
-func openSealDir(sealDir, podDirName string, create bool) (*os.File, error) {
-	if !filepath.IsAbs(sealDir) {
-		return nil, fmt.Errorf("seal directory %q must be absolute", sealDir)
-	}
-	if create {
-		if err := os.MkdirAll(sealDir, 0o700); err != nil {
-			return nil, fmt.Errorf("create seal directory %s: %w", sealDir, err)
-		}
-	}
-	base, err := os.Open(sealDir)
-	if err != nil {
-		return nil, fmt.Errorf("open seal directory %s: %w", sealDir, err)
-	}
-	defer base.Close()
-	return safefs.OpenDirAt(base, podDirName, create)
-}
-
-// Verify compares the metadata files of podDir with the seals Options.SealDir holds for it. It returns the names of
-// the files that changed or disappeared since keeplog wrote them (empty: all match). Files without a seal are not
-// checked.
-func (w *Writer) Verify(podDir string) ([]string, error) {
-	if w.opts.SealDir == "" {
-		return nil, errors.New("verify: no seal directory configured")
-	}
-	sd, err := openSealDir(w.opts.SealDir, filepath.Base(podDir), false)
-	if err != nil {
-		return nil, fmt.Errorf("verify %s: %w", podDir, err)
-	}
-	defer sd.Close()
-	names, err := safefs.ReadDirNames(sd)
-	if err != nil {
-		return nil, err
-	}
-	pd, err := openPodDir(podDir)
-	if err != nil {
-		return nil, err
-	}
-	defer pd.Close()
-	kd, kerr := safefs.OpenDirAt(pd, KeeplogDirName, false)
-	if kerr == nil {
-		defer kd.Close()
-	}
-	var changed []string
-	for _, seal := range names {
-		name, ok := strings.CutSuffix(seal, ".sha256")
-		if !ok || strings.HasPrefix(seal, ".tmp-") {
-			continue
-		}
-		want, err := readFileAt(sd, seal, 1024)
-		if err != nil {
-			return nil, err
-		}
-		if kerr != nil {
-			changed = append(changed, name)
-			continue
-		}
-		data, err := readFileAt(kd, name, 64<<20)
-		if err != nil {
-			changed = append(changed, name)
-			continue
-		}
-		sum := sha256.Sum256(data)
-		if !bytes.Equal(bytes.TrimSpace(want), []byte(hex.EncodeToString(sum[:]))) {
-			changed = append(changed, name)
-		}
-	}
-	return changed, nil
 }
 
 // readFileAt reads a regular file below dir without following a symlink, at most limit bytes.

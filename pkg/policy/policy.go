@@ -19,49 +19,11 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
-// StorageClass parameters (and CSI inline volume attributes).
-const (
-	ParamArchive           = "archive"           // "true" (default) or "false": upload matching files
-	ParamArchivePatterns   = "archivePatterns"   // comma-separated globs; default *.hprof,core,core.*,hs_err_pid*.log
-	ParamDeleteAfterUpload = "deleteAfterUpload" // "true": delete the local file once its upload is verified
-	ParamFirstOnly         = "firstOnly"         // "true": upload only the first finished dump of each container
-	ParamRetainFor         = "retainFor"         // a duration (e.g. 72h) the directory is kept after the pod
-	ParamLimitAction       = "limitAction"       // "warn" (default) or "block" when the volume passes its size
-	ParamSize              = "size"              // a quantity (e.g. 1Gi): the size of a CSI inline volume, which has no request
-	// ParamArchiveCompression is "none" (default) or "zstd", optionally with a level: "zstd:3".
-	ParamArchiveCompression = "archiveCompression"
-	// ParamArchiveCompressionLevel is the zstd level, 1-22 (default 3).
-	ParamArchiveCompressionLevel = "archiveCompressionLevel"
-	// ParamArchiveSparse is what happens to a sparse file when it is not compressed anyway: "compress"
-	// (default), "skip" or "upload" (raw, holes and all).
-	ParamArchiveSparse = "archiveSparse"
-)
-
-// coParameterPrefix marks parameters the CO adds itself (csi-provisioner's --extra-create-metadata).
-const coParameterPrefix = "csi.storage.k8s.io/"
-
-// AnnotationPrefix starts every pod annotation keeplog reads.
-const AnnotationPrefix = "keeplog.csi.io/"
-
-// Pod annotations that override the parameters for one pod.
-const (
-	AnnotationArchive           = AnnotationPrefix + "archive"
-	AnnotationArchivePatterns   = AnnotationPrefix + "archive-patterns"
-	AnnotationDeleteAfterUpload = AnnotationPrefix + "delete-after-upload"
-	AnnotationFirstOnly         = AnnotationPrefix + "first-only"
-	// AnnotationFirstOnlyReset re-arms firstOnly: whenever its value changes, each container's next dump is
-	// uploaded again.
-	AnnotationFirstOnlyReset = AnnotationPrefix + "first-only-reset"
-	AnnotationRetainFor      = AnnotationPrefix + "retain-for"
-
-	AnnotationArchiveCompression      = AnnotationPrefix + "archive-compression"
-	AnnotationArchiveCompressionLevel = AnnotationPrefix + "archive-compression-level"
-	AnnotationArchiveSparse           = AnnotationPrefix + "archive-sparse"
-)
-
-// Compression algorithms of ParamArchiveCompression.
+// Compression algorithms of api.ParamArchiveCompression.
 const (
 	CompressionNone = "none"
 	CompressionZstd = "zstd"
@@ -107,7 +69,7 @@ type Policy struct {
 	FirstOnlyReset    string
 	RetainFor         time.Duration
 	LimitAction       LimitAction
-	SizeBytes         int64 // from ParamSize; 0 when not set
+	SizeBytes         int64 // from api.ParamSize; 0 when not set
 	// ArchiveCompression is "" (none) or CompressionZstd, at ArchiveCompressionLevel (0: the archiver's default).
 	ArchiveCompression      string
 	ArchiveCompressionLevel int
@@ -121,19 +83,19 @@ type field struct {
 }
 
 var fields = []field{
-	{ParamArchive, AnnotationArchive, func(p *Policy, v string) (err error) { p.Archive, err = parseBool(v); return }},
-	{ParamArchivePatterns, AnnotationArchivePatterns, func(p *Policy, v string) (err error) {
+	{api.ParamArchive, api.AnnotationArchive, func(p *Policy, v string) (err error) { p.Archive, err = parseBool(v); return }},
+	{api.ParamArchivePatterns, api.AnnotationArchivePatterns, func(p *Policy, v string) (err error) {
 		p.ArchivePatterns, err = parsePatterns(v)
 		return
 	}},
-	{ParamDeleteAfterUpload, AnnotationDeleteAfterUpload, func(p *Policy, v string) (err error) {
+	{api.ParamDeleteAfterUpload, api.AnnotationDeleteAfterUpload, func(p *Policy, v string) (err error) {
 		p.DeleteAfterUpload, err = parseBool(v)
 		return
 	}},
-	{ParamFirstOnly, AnnotationFirstOnly, func(p *Policy, v string) (err error) { p.FirstOnly, err = parseBool(v); return }},
-	{"", AnnotationFirstOnlyReset, func(p *Policy, v string) error { p.FirstOnlyReset = v; return nil }},
-	{ParamRetainFor, AnnotationRetainFor, func(p *Policy, v string) (err error) { p.RetainFor, err = parseDuration(v); return }},
-	{ParamLimitAction, "", func(p *Policy, v string) error {
+	{api.ParamFirstOnly, api.AnnotationFirstOnly, func(p *Policy, v string) (err error) { p.FirstOnly, err = parseBool(v); return }},
+	{"", api.AnnotationFirstOnlyReset, func(p *Policy, v string) error { p.FirstOnlyReset = v; return nil }},
+	{api.ParamRetainFor, api.AnnotationRetainFor, func(p *Policy, v string) (err error) { p.RetainFor, err = parseDuration(v); return }},
+	{api.ParamLimitAction, "", func(p *Policy, v string) error {
 		switch a := LimitAction(v); a {
 		case LimitWarn, LimitBlock:
 			p.LimitAction = a
@@ -141,13 +103,13 @@ var fields = []field{
 		}
 		return fmt.Errorf("must be %q or %q", LimitWarn, LimitBlock)
 	}},
-	{ParamSize, "", func(p *Policy, v string) (err error) { p.SizeBytes, err = parseSize(v); return }},
-	{ParamArchiveCompression, AnnotationArchiveCompression, parseCompression},
-	{ParamArchiveCompressionLevel, AnnotationArchiveCompressionLevel, func(p *Policy, v string) (err error) {
+	{api.ParamSize, "", func(p *Policy, v string) (err error) { p.SizeBytes, err = parseSize(v); return }},
+	{api.ParamArchiveCompression, api.AnnotationArchiveCompression, parseCompression},
+	{api.ParamArchiveCompressionLevel, api.AnnotationArchiveCompressionLevel, func(p *Policy, v string) (err error) {
 		p.ArchiveCompressionLevel, err = parseZstdLevel(v)
 		return
 	}},
-	{ParamArchiveSparse, AnnotationArchiveSparse, func(p *Policy, v string) error {
+	{api.ParamArchiveSparse, api.AnnotationArchiveSparse, func(p *Policy, v string) error {
 		switch a := SparseAction(v); a {
 		case SparseCompress, SparseSkip, SparseUpload:
 			p.ArchiveSparse = a
@@ -191,7 +153,7 @@ func ValidateParameters(params map[string]string) error {
 	var errs []error
 	var p Policy
 	for _, k := range sortedKeys(params) {
-		if strings.HasPrefix(k, coParameterPrefix) {
+		if strings.HasPrefix(k, api.COParameterPrefix) {
 			continue
 		}
 		f, ok := fieldByParam(k)
@@ -244,7 +206,7 @@ func Resolve(params, annotations map[string]string, d Defaults) (Policy, []error
 		}
 	}
 	for k := range annotations {
-		if strings.HasPrefix(k, AnnotationPrefix) && !knownAnnotation(k) {
+		if strings.HasPrefix(k, api.AnnotationPrefix) && !knownAnnotation(k) {
 			warns = append(warns, fmt.Errorf("annotation %s is not one keeplog knows", k))
 		}
 	}
@@ -263,14 +225,14 @@ func knownAnnotation(k string) bool {
 			return true
 		}
 	}
-	return strings.HasPrefix(k, AnnotationPrefix+"dump-")
+	return strings.HasPrefix(k, api.AnnotationPrefix+"dump-")
 }
 
 // KeeplogAnnotations returns the keeplog.csi.io/* annotations of a pod.
 func KeeplogAnnotations(ann map[string]string) map[string]string {
 	out := map[string]string{}
 	for k, v := range ann {
-		if strings.HasPrefix(k, AnnotationPrefix) {
+		if strings.HasPrefix(k, api.AnnotationPrefix) {
 			out[k] = v
 		}
 	}

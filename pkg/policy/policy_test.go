@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/utils/clock"
+
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -17,28 +20,28 @@ func TestValidateParameters(t *testing.T) {
 		wantErr []string // substrings; none means valid
 	}{
 		{"empty", nil, nil},
-		{"all valid", map[string]string{ParamArchive: "false", ParamArchivePatterns: "*.hprof, dumps/*.bin",
-			ParamDeleteAfterUpload: "true", ParamFirstOnly: "1", ParamRetainFor: "72h", ParamLimitAction: "block"}, nil},
+		{"all valid", map[string]string{api.ParamArchive: "false", api.ParamArchivePatterns: "*.hprof, dumps/*.bin",
+			api.ParamDeleteAfterUpload: "true", api.ParamFirstOnly: "1", api.ParamRetainFor: "72h", api.ParamLimitAction: "block"}, nil},
 		{"CO parameters kept", map[string]string{"csi.storage.k8s.io/pvc/name": "x"}, nil},
 		{"unknown", map[string]string{"retention": "1h"}, []string{`unknown StorageClass parameter "retention"`, "retainFor"}},
-		{"bad bool", map[string]string{ParamFirstOnly: "yes please"}, []string{`firstOnly="yes please"`, "true or false"}},
-		{"bad duration", map[string]string{ParamRetainFor: "7 days"}, []string{`retainFor="7 days"`, "duration"}},
-		{"negative duration", map[string]string{ParamRetainFor: "-1h"}, []string{"positive"}},
-		{"bad action", map[string]string{ParamLimitAction: "kill"}, []string{`limitAction="kill"`, `"warn" or "block"`}},
-		{"absolute pattern", map[string]string{ParamArchivePatterns: "/etc/*"}, []string{`pattern "/etc/*"`}},
-		{"dotdot pattern", map[string]string{ParamArchivePatterns: "../*.hprof"}, []string{`".."`}},
-		{"malformed glob", map[string]string{ParamArchivePatterns: "[a"}, []string{`pattern "[a"`}},
-		{"no pattern", map[string]string{ParamArchivePatterns: " , "}, []string{"no pattern"}},
+		{"bad bool", map[string]string{api.ParamFirstOnly: "yes please"}, []string{`firstOnly="yes please"`, "true or false"}},
+		{"bad duration", map[string]string{api.ParamRetainFor: "7 days"}, []string{`retainFor="7 days"`, "duration"}},
+		{"negative duration", map[string]string{api.ParamRetainFor: "-1h"}, []string{"positive"}},
+		{"bad action", map[string]string{api.ParamLimitAction: "kill"}, []string{`limitAction="kill"`, `"warn" or "block"`}},
+		{"absolute pattern", map[string]string{api.ParamArchivePatterns: "/etc/*"}, []string{`pattern "/etc/*"`}},
+		{"dotdot pattern", map[string]string{api.ParamArchivePatterns: "../*.hprof"}, []string{`".."`}},
+		{"malformed glob", map[string]string{api.ParamArchivePatterns: "[a"}, []string{`pattern "[a"`}},
+		{"no pattern", map[string]string{api.ParamArchivePatterns: " , "}, []string{"no pattern"}},
 		{"reset is not a parameter", map[string]string{"firstOnlyReset": "x"}, []string{"unknown"}},
-		{"compression", map[string]string{ParamArchiveCompression: "zstd:19", ParamArchiveCompressionLevel: "3",
-			ParamArchiveSparse: "skip"}, nil},
-		{"no compression", map[string]string{ParamArchiveCompression: "none"}, nil},
-		{"bad compression", map[string]string{ParamArchiveCompression: "gzip"}, []string{`archiveCompression="gzip"`, `"none" or "zstd"`}},
-		{"bad level in compression", map[string]string{ParamArchiveCompression: "zstd:99"}, []string{`archiveCompression="zstd:99"`, `level "99"`, "1 to 22"}},
-		{"none with a level", map[string]string{ParamArchiveCompression: "none:3"}, []string{`archiveCompression="none:3"`}},
-		{"bad level", map[string]string{ParamArchiveCompressionLevel: "fast"}, []string{`archiveCompressionLevel="fast"`, "1 to 22"}},
-		{"bad sparse", map[string]string{ParamArchiveSparse: "drop"}, []string{`archiveSparse="drop"`, `"compress", "skip" or "upload"`}},
-		{"every problem at once", map[string]string{ParamFirstOnly: "x", ParamRetainFor: "y"}, []string{"firstOnly", "retainFor"}},
+		{"compression", map[string]string{api.ParamArchiveCompression: "zstd:19", api.ParamArchiveCompressionLevel: "3",
+			api.ParamArchiveSparse: "skip"}, nil},
+		{"no compression", map[string]string{api.ParamArchiveCompression: "none"}, nil},
+		{"bad compression", map[string]string{api.ParamArchiveCompression: "gzip"}, []string{`archiveCompression="gzip"`, `"none" or "zstd"`}},
+		{"bad level in compression", map[string]string{api.ParamArchiveCompression: "zstd:99"}, []string{`archiveCompression="zstd:99"`, `level "99"`, "1 to 22"}},
+		{"none with a level", map[string]string{api.ParamArchiveCompression: "none:3"}, []string{`archiveCompression="none:3"`}},
+		{"bad level", map[string]string{api.ParamArchiveCompressionLevel: "fast"}, []string{`archiveCompressionLevel="fast"`, "1 to 22"}},
+		{"bad sparse", map[string]string{api.ParamArchiveSparse: "drop"}, []string{`archiveSparse="drop"`, `"compress", "skip" or "upload"`}},
+		{"every problem at once", map[string]string{api.ParamFirstOnly: "x", api.ParamRetainFor: "y"}, []string{"firstOnly", "retainFor"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := ValidateParameters(tc.params)
@@ -70,20 +73,20 @@ func TestResolveCompressionAndSparse(t *testing.T) {
 		warn        string
 	}{
 		{"default", nil, nil, "", 0, "", ""},
-		{"parameter", map[string]string{ParamArchiveCompression: "zstd"}, nil, "zstd", 0, "", ""},
-		{"parameter with level", map[string]string{ParamArchiveCompression: "zstd:7"}, nil, "zstd", 7, "", ""},
-		{"level parameter wins over the inline level", map[string]string{ParamArchiveCompression: "zstd:7", ParamArchiveCompressionLevel: "2"}, nil, "zstd", 2, "", ""},
-		{"annotation turns it on", nil, map[string]string{AnnotationArchiveCompression: "zstd:1"}, "zstd", 1, "", ""},
-		{"annotation keeps the class's level", map[string]string{ParamArchiveCompression: "zstd:9"},
-			map[string]string{AnnotationArchiveCompression: "zstd"}, "zstd", 9, "", ""},
-		{"annotation turns it off", map[string]string{ParamArchiveCompression: "zstd:9"},
-			map[string]string{AnnotationArchiveCompression: "none"}, "", 0, "", ""},
-		{"annotation level", map[string]string{ParamArchiveCompression: "zstd"},
-			map[string]string{AnnotationArchiveCompressionLevel: "12"}, "zstd", 12, "", ""},
-		{"sparse", map[string]string{ParamArchiveSparse: "upload"}, map[string]string{AnnotationArchiveSparse: "skip"}, "", 0, SparseSkip, ""},
-		{"bad annotation ignored", map[string]string{ParamArchiveCompression: "zstd:4"},
-			map[string]string{AnnotationArchiveCompression: "lz4"}, "zstd", 4, "", `annotation keeplog.csi.io/archive-compression="lz4" ignored`},
-		{"bad level annotation ignored", nil, map[string]string{AnnotationArchiveCompressionLevel: "0"}, "", 0, "",
+		{"parameter", map[string]string{api.ParamArchiveCompression: "zstd"}, nil, "zstd", 0, "", ""},
+		{"parameter with level", map[string]string{api.ParamArchiveCompression: "zstd:7"}, nil, "zstd", 7, "", ""},
+		{"level parameter wins over the inline level", map[string]string{api.ParamArchiveCompression: "zstd:7", api.ParamArchiveCompressionLevel: "2"}, nil, "zstd", 2, "", ""},
+		{"annotation turns it on", nil, map[string]string{api.AnnotationArchiveCompression: "zstd:1"}, "zstd", 1, "", ""},
+		{"annotation keeps the class's level", map[string]string{api.ParamArchiveCompression: "zstd:9"},
+			map[string]string{api.AnnotationArchiveCompression: "zstd"}, "zstd", 9, "", ""},
+		{"annotation turns it off", map[string]string{api.ParamArchiveCompression: "zstd:9"},
+			map[string]string{api.AnnotationArchiveCompression: "none"}, "", 0, "", ""},
+		{"annotation level", map[string]string{api.ParamArchiveCompression: "zstd"},
+			map[string]string{api.AnnotationArchiveCompressionLevel: "12"}, "zstd", 12, "", ""},
+		{"sparse", map[string]string{api.ParamArchiveSparse: "upload"}, map[string]string{api.AnnotationArchiveSparse: "skip"}, "", 0, SparseSkip, ""},
+		{"bad annotation ignored", map[string]string{api.ParamArchiveCompression: "zstd:4"},
+			map[string]string{api.AnnotationArchiveCompression: "lz4"}, "zstd", 4, "", `annotation keeplog.csi.io/archive-compression="lz4" ignored`},
+		{"bad level annotation ignored", nil, map[string]string{api.AnnotationArchiveCompressionLevel: "0"}, "", 0, "",
 			`annotation keeplog.csi.io/archive-compression-level="0" ignored: must be a zstd level from 1 to 22`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -113,17 +116,17 @@ func TestResolvePrecedenceAndWarnings(t *testing.T) {
 		t.Fatalf("no default configured: retain %s, want %s", p.RetainFor, DefaultRetainFor)
 	}
 
-	params := map[string]string{ParamArchivePatterns: "*.hprof", ParamFirstOnly: "true", ParamDeleteAfterUpload: "true",
-		ParamRetainFor: "24h", ParamLimitAction: "block"}
+	params := map[string]string{api.ParamArchivePatterns: "*.hprof", api.ParamFirstOnly: "true", api.ParamDeleteAfterUpload: "true",
+		api.ParamRetainFor: "24h", api.ParamLimitAction: "block"}
 	ann := map[string]string{
-		AnnotationArchivePatterns:           "*.bin,core",
-		AnnotationFirstOnly:                 "false",
-		AnnotationDeleteAfterUpload:         "maybe", // malformed: the StorageClass's true stays
-		AnnotationFirstOnlyReset:            "2026-11-23",
-		AnnotationRetainFor:                 "1000h", // over the cap
-		AnnotationPrefix + "dump-requested": "x",     // read elsewhere: no warning
-		AnnotationPrefix + "retian-for":     "1h",    // typo: warned
-		"other.io/annotation":               "ignored",
+		api.AnnotationArchivePatterns:           "*.bin,core",
+		api.AnnotationFirstOnly:                 "false",
+		api.AnnotationDeleteAfterUpload:         "maybe", // malformed: the StorageClass's true stays
+		api.AnnotationFirstOnlyReset:            "2026-11-23",
+		api.AnnotationRetainFor:                 "1000h", // over the cap
+		api.AnnotationPrefix + "dump-requested": "x",     // read elsewhere: no warning
+		api.AnnotationPrefix + "retian-for":     "1h",    // typo: warned
+		"other.io/annotation":                   "ignored",
 	}
 	p, warns = Resolve(params, ann, d)
 	want = Policy{Archive: true, ArchivePatterns: []string{"*.bin", "core"}, DeleteAfterUpload: true, FirstOnly: false,
@@ -132,8 +135,8 @@ func TestResolvePrecedenceAndWarnings(t *testing.T) {
 		t.Fatalf("resolved\n got %+v\nwant %+v", p, want)
 	}
 	msg := errors.Join(warns...).Error()
-	for _, w := range []string{AnnotationDeleteAfterUpload + `="maybe" ignored`, "capped at the driver's maximum 100h0m0s",
-		AnnotationPrefix + "retian-for is not one keeplog knows"} {
+	for _, w := range []string{api.AnnotationDeleteAfterUpload + `="maybe" ignored`, "capped at the driver's maximum 100h0m0s",
+		api.AnnotationPrefix + "retian-for is not one keeplog knows"} {
 		if !strings.Contains(msg, w) {
 			t.Errorf("warnings %q do not mention %q", msg, w)
 		}
@@ -141,17 +144,17 @@ func TestResolvePrecedenceAndWarnings(t *testing.T) {
 	if len(warns) != 3 {
 		t.Errorf("%d warnings, want 3: %v", len(warns), warns)
 	}
-	if p, _ := Resolve(map[string]string{ParamArchive: "false"}, nil, d); p.Archive {
+	if p, _ := Resolve(map[string]string{api.ParamArchive: "false"}, nil, d); p.Archive {
 		t.Error("archive=false from the StorageClass did not turn archiving off")
 	}
-	if p, _ := Resolve(map[string]string{ParamArchive: "false"}, map[string]string{AnnotationArchive: "true"}, d); !p.Archive {
+	if p, _ := Resolve(map[string]string{api.ParamArchive: "false"}, map[string]string{api.AnnotationArchive: "true"}, d); !p.Archive {
 		t.Error("the pod's archive=true annotation did not override the StorageClass")
 	}
 }
 
 func TestKeeplogAnnotations(t *testing.T) {
-	got := KeeplogAnnotations(map[string]string{AnnotationFirstOnly: "true", "a/b": "c", "keeplog.csi.io": "no slash"})
-	if !reflect.DeepEqual(got, map[string]string{AnnotationFirstOnly: "true"}) {
+	got := KeeplogAnnotations(map[string]string{api.AnnotationFirstOnly: "true", "a/b": "c", "keeplog.csi.io": "no slash"})
+	if !reflect.DeepEqual(got, map[string]string{api.AnnotationFirstOnly: "true"}) {
 		t.Fatalf("got %v", got)
 	}
 	if KeeplogAnnotations(map[string]string{"a/b": "c"}) != nil {
@@ -160,19 +163,19 @@ func TestKeeplogAnnotations(t *testing.T) {
 }
 
 func TestResolverRecordsAnnotationsAndOutlivesThePod(t *testing.T) {
-	st, err := store.Open(t.TempDir(), time.Now)
+	st, err := store.Open(t.TempDir(), clock.RealClock{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.CreateVolume(&store.Volume{ID: "v1:n:pvc-1", Kind: store.Persistent, Node: "n",
-		Parameters: map[string]string{ParamFirstOnly: "true", ParamRetainFor: "10h"}}); err != nil {
+		Parameters: map[string]string{api.ParamFirstOnly: "true", api.ParamRetainFor: "10h"}}); err != nil {
 		t.Fatal(err)
 	}
 	ref := store.PodRef{Namespace: "ns", Name: "app", UID: "0123456789abcdef0123456789abcdef"}
 	if _, err := st.ClaimPodDir("v1:n:pvc-1", ref.DirName(), &ref); err != nil {
 		t.Fatal(err)
 	}
-	live := map[string]string{AnnotationFirstOnly: "false", AnnotationFirstOnlyReset: "1", "app": "x"}
+	live := map[string]string{api.AnnotationFirstOnly: "false", api.AnnotationFirstOnlyReset: "1", "app": "x"}
 	alive := true
 	r := NewResolver(st, func(got store.PodRef) (map[string]string, bool) {
 		if got != ref || !alive {
@@ -186,7 +189,7 @@ func TestResolverRecordsAnnotationsAndOutlivesThePod(t *testing.T) {
 		t.Fatalf("live pod: %+v %v %v; want the annotation over the StorageClass", p, warns, err)
 	}
 	// The re-arm annotation changes while the pod lives (the informer calls Observe), then the pod is deleted.
-	live = map[string]string{AnnotationFirstOnly: "false", AnnotationFirstOnlyReset: "2"}
+	live = map[string]string{api.AnnotationFirstOnly: "false", api.AnnotationFirstOnlyReset: "2"}
 	if err := r.Observe(ref, live); err != nil {
 		t.Fatal(err)
 	}
@@ -199,13 +202,13 @@ func TestResolverRecordsAnnotationsAndOutlivesThePod(t *testing.T) {
 		}
 	}
 	_, pd, err := st.Owner(ref.DirName())
-	if err != nil || !reflect.DeepEqual(pd.Annotations, map[string]string{AnnotationFirstOnly: "false", AnnotationFirstOnlyReset: "2"}) {
+	if err != nil || !reflect.DeepEqual(pd.Annotations, map[string]string{api.AnnotationFirstOnly: "false", api.AnnotationFirstOnlyReset: "2"}) {
 		t.Fatalf("recorded %v (%v): only keeplog annotations, the latest", pd.Annotations, err)
 	}
 
 	// A pod without a keeplog directory is ignored; a directory no volume owns gets the defaults and an error.
 	other := store.PodRef{Namespace: "ns", Name: "other", UID: "1123456789abcdef0123456789abcdef"}
-	if err := r.Observe(other, map[string]string{AnnotationFirstOnly: "true"}); err != nil {
+	if err := r.Observe(other, map[string]string{api.AnnotationFirstOnly: "true"}); err != nil {
 		t.Fatalf("Observe of a pod without a directory: %v", err)
 	}
 	p, _, err = r.For(other.DirName())

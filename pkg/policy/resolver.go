@@ -29,9 +29,6 @@ func NewResolver(st *store.Store, live LiveAnnotations, d Defaults) *Resolver {
 	return &Resolver{store: st, live: live, defaults: d, seen: map[string]map[string]string{}}
 }
 
-// Defaults returns the driver defaults the Resolver applies.
-func (r *Resolver) Defaults() Defaults { return r.defaults }
-
 // For returns the policy of a pod directory (its base name), with warnings about ignored annotations or
 // parameters. A directory no volume owns gets the defaults and an error saying so.
 func (r *Resolver) For(dir string) (Policy, []error, error) {

@@ -1,6 +1,8 @@
 package retrieval
 
 import (
+	clocktesting "k8s.io/utils/clock/testing"
+
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -27,7 +29,7 @@ type fixture struct {
 func newFixture(t *testing.T, cfg Config) *fixture {
 	t.Helper()
 	root := t.TempDir()
-	st, err := store.Open(root, func() time.Time { return time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC) })
+	st, err := store.Open(root, clocktesting.NewFakePassiveClock(time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,12 +11,12 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/go-logr/logr"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/utils/clock"
 
 	"github.com/keeplog/keeplog/pkg/retrieval"
 	"github.com/keeplog/keeplog/pkg/store"
@@ -32,7 +32,7 @@ const nodeToken = "keeplog-api-token"
 
 func newNode(t *testing.T) *nodeFixture {
 	t.Helper()
-	st, err := store.Open(t.TempDir(), time.Now)
+	st, err := store.Open(t.TempDir(), clock.RealClock{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,13 +6,14 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
+
+	"k8s.io/utils/clock"
 )
 
 // BenchmarkOwner10000 finds the owner of one pod directory among 10,000 volumes, as every publish (ClaimPodDir) and
 // every policy lookup (Owner) does.
 func BenchmarkOwner10000(b *testing.B) {
-	s, err := Open(filepath.Join(b.TempDir(), "root"), time.Now)
+	s, err := Open(filepath.Join(b.TempDir(), "root"), clock.RealClock{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -8,11 +8,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
 )
 
 func openTestStore(t *testing.T) *Store {
 	t.Helper()
-	st, err := Open(t.TempDir(), func() time.Time { return time.Unix(1000, 0) })
+	st, err := Open(t.TempDir(), clocktesting.NewFakePassiveClock(time.Unix(1000, 0)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // trashDirName is where a pod directory is moved (renamed, atomically) before it is deleted, so the store lock is
@@ -25,7 +27,7 @@ type DeleteCheck struct {
 	LastPublished time.Time
 }
 
-// DeletePodDir deletes one pod directory, its kubelet-layout entry <root>/.pods/<dir> (PodLogsDirName) and its
+// DeletePodDir deletes one pod directory, its kubelet-layout entry <root>/.pods/<dir> (api.PodLogsDir) and its
 // record, the garbage collector's delete. Under the store lock it
 // checks that the directory still belongs to check.Volume (or to no volume), is not published (ErrInUse), was not
 // published again since the decision (ErrConflict) and has nothing mounted at or below it (ErrHoldsMount, naming the
@@ -70,7 +72,7 @@ func (s *Store) trashPodDir(dir, path string, check DeleteCheck) ([]string, erro
 		if err != nil {
 			return nil, err
 		}
-		rec = filepath.Join(vdir, "pods", dir+".json")
+		rec = filepath.Join(vdir, api.PodRecordsDir, dir+".json")
 		var p PodDir
 		if err := readJSON(rec, &p); err != nil {
 			return nil, fmt.Errorf("pod directory %s of volume %s: %w", dir, check.Volume, err)
@@ -142,7 +144,7 @@ func (s *Store) moveToTrashAs(path, name string) (string, error) {
 	if err := checkRealDir(trash); err != nil {
 		return "", err
 	}
-	trashed, err := childPath(trash, name+"~"+strconv.FormatInt(s.now().UnixNano(), 10))
+	trashed, err := childPath(trash, name+"~"+strconv.FormatInt(s.clk.Now().UnixNano(), 10))
 	if err != nil {
 		return "", err
 	}
@@ -219,7 +221,7 @@ func (s *Store) PodDirModTime(dir string) (time.Time, error) {
 
 // IsPodDirName is true for names keeplog gives pod directories: <namespace>_<pod>_<uid> or _volume_<id>.
 func IsPodDirName(name string) bool {
-	if rest, ok := strings.CutPrefix(name, FallbackPrefix); ok {
+	if rest, ok := strings.CutPrefix(name, api.FallbackDirPrefix); ok {
 		return ValidateKey(strings.ReplaceAll(rest, "_", ":")) == nil
 	}
 	_, err := ParsePodDirName(name)

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 const gcUID = "0f8c6a3e-1d2b-4c5d-8e9f-0a1b2c3d4e5f"
@@ -67,7 +69,7 @@ func TestDeletePodDirChecksRecords(t *testing.T) {
 	if _, _, err := s.Owner(dir); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("record still there: %v", err)
 	}
-	if entries, _ := os.ReadDir(filepath.Join(root, StateDirName, trashDirName)); len(entries) != 0 {
+	if entries, _ := os.ReadDir(filepath.Join(root, api.KeeplogDir, trashDirName)); len(entries) != 0 {
 		t.Fatalf("trash not emptied: %v", entries)
 	}
 	if _, err := s.GetVolume("v1:n:vol"); err != nil {
@@ -129,7 +131,7 @@ func TestDeletePodDirOrphanAndOddEntries(t *testing.T) {
 
 func TestEmptyTrash(t *testing.T) {
 	s, root := openStore(t)
-	trash := filepath.Join(root, StateDirName, trashDirName)
+	trash := filepath.Join(root, api.KeeplogDir, trashDirName)
 	left := filepath.Join(trash, "ns_pod_"+gcUID+"~1")
 	if err := os.MkdirAll(filepath.Join(left, "app"), 0o755); err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keeplog/keeplog/internal/fstest"
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // mountedOutside makes an outside directory with files (on the same filesystem as the root: same st_dev, only the
@@ -106,7 +107,7 @@ func TestDeletePodDirKeepsADirectoryThatHoldsAMount(t *testing.T) {
 // A mount that appears after the check (here: a tree already in the trash) stops the removal; it is never emptied.
 func TestEmptyTrashNeverEmptiesAMount(t *testing.T) {
 	s, root := openStore(t)
-	left := filepath.Join(root, StateDirName, trashDirName, "ns_pod_"+gcUID+"~1")
+	left := filepath.Join(root, api.KeeplogDir, trashDirName, "ns_pod_"+gcUID+"~1")
 	if err := os.MkdirAll(filepath.Join(left, "app"), 0o755); err != nil {
 		t.Fatal(err)
 	}

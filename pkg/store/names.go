@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // Every name that ends up in a path is checked before it is used: namespaces and pod names with apimachinery's
@@ -18,9 +20,6 @@ var (
 
 const (
 	maxKeyLen = 128
-	// FallbackPrefix starts the name of a volume's directory when the CO sent no pod information.
-	// Kubernetes namespaces never start with '_', so it cannot clash with a pod directory.
-	FallbackPrefix = "_volume_"
 )
 
 // PodRef names the pod that a directory belongs to.
@@ -67,7 +66,7 @@ func ParsePodDirName(dir string) (PodRef, error) {
 // FallbackDirName is the directory a volume uses when the CO sent no pod information.
 // Volume IDs never contain '_', so the mapping is one to one.
 func FallbackDirName(volumeID string) string {
-	return FallbackPrefix + strings.ReplaceAll(volumeID, ":", "_")
+	return api.FallbackDirPrefix + strings.ReplaceAll(volumeID, ":", "_")
 }
 
 // ValidateKey checks a volume ID before it is used as a directory name under the state directory.

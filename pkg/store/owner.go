@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"maps"
 	"path/filepath"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // Owner returns the volume that owns a pod directory and that directory's record; ErrNotFound when no volume does.
@@ -29,7 +31,7 @@ func (s *Store) Owner(dir string) (*Volume, *PodDir, error) {
 		return nil, nil, err
 	}
 	var p PodDir
-	if err := readJSON(filepath.Join(vdir, "pods", dir+".json"), &p); err != nil {
+	if err := readJSON(filepath.Join(vdir, api.PodRecordsDir, dir+".json"), &p); err != nil {
 		return nil, nil, err
 	}
 	return v, &p, nil
@@ -43,7 +45,7 @@ func (s *Store) SetPodAnnotations(volumeID, dir string, ann map[string]string) e
 	if err != nil {
 		return err
 	}
-	rec := filepath.Join(vdir, "pods", dir+".json")
+	rec := filepath.Join(vdir, api.PodRecordsDir, dir+".json")
 	var p PodDir
 	if err := readJSON(rec, &p); err != nil {
 		return err

@@ -6,10 +6,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
-// PodLogsDirName is the kubelet-layout tree of pods' stdout/stderr below the root, the one include path a
-// collector adds to its /var/log/pods rules:
+// <root>/.pods (api.PodLogsDir) is the kubelet-layout tree of pods' stdout/stderr below the root, the one include
+// path a collector adds to its /var/log/pods rules:
 //
 //	<root>/.pods/<namespace>_<pod>_<uid>/<container>/<restart>.log[.<YYYYMMDD-hhmmss>[.gz]]
 //
@@ -21,14 +23,13 @@ import (
 //
 // Its entries live and die with their pod directory: DeletePodDir and DeleteVolume remove <root>/.pods/<dir> with
 // <root>/<dir>.
-const PodLogsDirName = ".pods"
 
 // PodLogsPath is <root>/.pods/<dir>, the kubelet-layout entry of pod directory dir (checked like PodDirPath).
 func (s *Store) PodLogsPath(dir string) (string, error) {
 	if _, err := s.PodDirPath(dir); err != nil {
 		return "", err
 	}
-	return childPath(filepath.Join(s.root, PodLogsDirName), dir)
+	return childPath(filepath.Join(s.root, api.PodLogsDir), dir)
 }
 
 // moveLogsToTrash renames <root>/.pods/<dir> into the trash (as <dir>.pods~<nanos>); "" when there is none. It runs
@@ -39,7 +40,7 @@ func (s *Store) moveLogsToTrash(dir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return s.moveToTrashAs(path, dir+PodLogsDirName)
+	return s.moveToTrashAs(path, dir+api.PodLogsDir)
 }
 
 // removePodLogs deletes <root>/.pods/<dir> in place (DeleteVolume's synchronous delete): no symlink followed, no
@@ -59,12 +60,12 @@ func (s *Store) removePodLogs(dir string) error {
 
 // ListPodLogs lists the entries of <root>/.pods named like pod directories (others are never touched).
 func (s *Store) ListPodLogs() ([]string, error) {
-	entries, err := os.ReadDir(filepath.Join(s.root, PodLogsDirName))
+	entries, err := os.ReadDir(filepath.Join(s.root, api.PodLogsDir))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", filepath.Join(s.root, PodLogsDirName), err)
+		return nil, fmt.Errorf("list %s: %w", filepath.Join(s.root, api.PodLogsDir), err)
 	}
 	var out []string
 	for _, e := range entries {
@@ -87,7 +88,7 @@ func (s *Store) DeleteOrphanPodLogs(dir string) error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if _, err := os.Lstat(podDir); err == nil {
-			return "", fmt.Errorf("%s/%s belongs to the pod directory %s: %w", PodLogsDirName, dir, podDir, ErrConflict)
+			return "", fmt.Errorf("%s/%s belongs to the pod directory %s: %w", api.PodLogsDir, dir, podDir, ErrConflict)
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return "", err
 		}

@@ -5,13 +5,15 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // podLogsEntry makes <root>/.pods/<dir>/app/0.log, a hard link of a file in the pod directory as pkg/podinfo makes
 // it, and returns the entry's path.
 func podLogsEntry(t *testing.T, root, dir string) string {
 	t.Helper()
-	entry := filepath.Join(root, PodLogsDirName, dir)
+	entry := filepath.Join(root, api.PodLogsDir, dir)
 	if err := os.MkdirAll(filepath.Join(entry, "app"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +47,7 @@ func TestDeletePodDirRemovesItsPodLogsEntry(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(otherEntry, "app", "0.log")); err != nil {
 		t.Fatalf("another pod's entry went too: %v", err)
 	}
-	trash, _ := os.ReadDir(filepath.Join(root, StateDirName, trashDirName))
+	trash, _ := os.ReadDir(filepath.Join(root, api.KeeplogDir, trashDirName))
 	if len(trash) != 0 {
 		t.Fatalf("trash not emptied: %v", trash)
 	}
@@ -79,10 +81,10 @@ func TestDeletePodDirLeavesSymlinkTargetOfPodLogsEntry(t *testing.T) {
 	if err := os.WriteFile(keep, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.MkdirAll(filepath.Join(root, PodLogsDirName), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(root, api.PodLogsDir), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(outside, filepath.Join(root, PodLogsDirName, dir)); err != nil {
+	if err := os.Symlink(outside, filepath.Join(root, api.PodLogsDir, dir)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.DeletePodDir(dir, DeleteCheck{}); err == nil {
@@ -118,8 +120,8 @@ func TestListPodDirsIgnoresPodLogsTree(t *testing.T) {
 	if len(list) != 1 || list[0].Name != dir {
 		t.Fatalf("ListPodDirs = %v, want only %s", list, dir)
 	}
-	if _, err := s.PodDirPath(PodLogsDirName); err == nil {
-		t.Fatalf("%s accepted as a pod directory name", PodLogsDirName)
+	if _, err := s.PodDirPath(api.PodLogsDir); err == nil {
+		t.Fatalf("%s accepted as a pod directory name", api.PodLogsDir)
 	}
 	for _, bad := range []string{"", "..", ".keeplog", "a/b"} {
 		if _, err := s.PodLogsPath(bad); err == nil {
@@ -133,14 +135,14 @@ func TestDeleteOrphanPodLogs(t *testing.T) {
 	owned, orphan := "ns_pod_"+gcUID, "ns_gone_"+gcUID
 	claimed(t, s, "v1:n:vol", owned)
 	podLogsEntry(t, root, owned)
-	entry := filepath.Join(root, PodLogsDirName, orphan, "app")
+	entry := filepath.Join(root, api.PodLogsDir, orphan, "app")
 	if err := os.MkdirAll(entry, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(entry, "0.log"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Mkdir(filepath.Join(root, PodLogsDirName, "not-a-pod"), 0o755); err != nil {
+	if err := os.Mkdir(filepath.Join(root, api.PodLogsDir, "not-a-pod"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	list, err := s.ListPodLogs()
@@ -153,13 +155,13 @@ func TestDeleteOrphanPodLogs(t *testing.T) {
 	if err := s.DeleteOrphanPodLogs(orphan); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Lstat(filepath.Join(root, PodLogsDirName, orphan)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Lstat(filepath.Join(root, api.PodLogsDir, orphan)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("orphan entry still there: %v", err)
 	}
 	if err := s.DeleteOrphanPodLogs(orphan); err != nil {
 		t.Fatalf("already gone: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(root, PodLogsDirName, owned, "app", "0.log")); err != nil {
+	if _, err := os.Stat(filepath.Join(root, api.PodLogsDir, owned, "app", "0.log")); err != nil {
 		t.Fatal(err)
 	}
 }

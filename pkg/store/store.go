@@ -2,7 +2,7 @@
 //
 //	<root>/<namespace>_<pod>_<uid>/           a pod's directory (kubelet's /var/log/pods naming)
 //	<root>/_volume_<volume-id>/               a volume's directory when the CO sent no pod information
-//	<root>/.pods/<pod-dir>/<container>/...    stdout/stderr in kubelet's layout, hard links (PodLogsDirName)
+//	<root>/.pods/<pod-dir>/<container>/...    stdout/stderr in kubelet's layout, hard links (api.PodLogsDir)
 //	<root>/.keeplog/volumes/<volume-id>/      keeplog's records of one volume:
 //	    volume.json                           what CreateVolume (or the first ephemeral publish) was asked for
 //	    pods/<pod-dir>.json                   each pod directory the volume owns, with publish/unpublish times
@@ -25,6 +25,10 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"k8s.io/utils/clock"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // Errors the driver maps to gRPC codes.
@@ -37,10 +41,6 @@ var (
 	// to someone else and is never emptied. The directory is kept until the mount is gone.
 	ErrHoldsMount = errors.New("holds a mount")
 )
-
-// StateDirName is keeplog's own records directory below the root. A namespace never starts with '.', so it never
-// clashes with a pod directory.
-const StateDirName = ".keeplog"
 
 // Kind tells how a volume came to be.
 type Kind string
@@ -95,7 +95,7 @@ type Target struct {
 type Store struct {
 	root  string
 	state string
-	now   func() time.Time
+	clk   clock.PassiveClock
 	mu    sync.Mutex
 	// owners maps a pod directory to the volume that owns it; nil until the first lookup. Guarded by mu.
 	owners map[string]string
@@ -104,7 +104,8 @@ type Store struct {
 }
 
 // Open checks the root (absolute, a real directory, not "/") and creates it and the state directory when missing.
-func Open(root string, now func() time.Time) (*Store, error) {
+// clk stamps the records (nil: the real clock).
+func Open(root string, clk clock.PassiveClock) (*Store, error) {
 	if !filepath.IsAbs(root) || filepath.Clean(root) != root || root == "/" {
 		return nil, fmt.Errorf("root %q must be a clean absolute path other than /", root)
 	}
@@ -114,14 +115,17 @@ func Open(root string, now func() time.Time) (*Store, error) {
 	if err := checkRealDir(root); err != nil {
 		return nil, fmt.Errorf("root: %w", err)
 	}
-	state := filepath.Join(root, StateDirName)
-	if err := os.MkdirAll(filepath.Join(state, "volumes"), 0o700); err != nil {
+	state := filepath.Join(root, api.KeeplogDir)
+	if err := os.MkdirAll(filepath.Join(state, api.VolumesDir), 0o700); err != nil {
 		return nil, fmt.Errorf("create state directory %s: %w", state, err)
 	}
 	if err := checkRealDir(state); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	return &Store{root: root, state: state, now: now}, nil
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
+	return &Store{root: root, state: state, clk: clk}, nil
 }
 
 // Root is the directory under which every pod directory lives.
@@ -131,7 +135,7 @@ func (s *Store) volumeDir(id string) (string, error) {
 	if err := ValidateKey(id); err != nil {
 		return "", err
 	}
-	return childPath(filepath.Join(s.state, "volumes"), id)
+	return childPath(filepath.Join(s.state, api.VolumesDir), id)
 }
 
 // PodDirPath returns the absolute path of a pod directory name, checked to be a direct child of the root.
@@ -149,7 +153,7 @@ func (s *Store) GetVolume(id string) (*Volume, error) {
 		return nil, fmt.Errorf("%w: %v", ErrNotFound, err)
 	}
 	v := &Volume{}
-	if err := readJSON(filepath.Join(dir, "volume.json"), v); err != nil {
+	if err := readJSON(filepath.Join(dir, api.VolumeRecordFile), v); err != nil {
 		return nil, err
 	}
 	return v, nil
@@ -168,15 +172,15 @@ func (s *Store) CreateVolume(v *Volume) (*Volume, error) {
 	} else if !errors.Is(err, ErrNotFound) {
 		return nil, err
 	}
-	for _, sub := range []string{"pods", "targets"} {
+	for _, sub := range []string{api.PodRecordsDir, api.TargetRecordsDir} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
 			return nil, fmt.Errorf("create records of volume %s: %w", v.ID, err)
 		}
 	}
 	if v.CreatedAt.IsZero() {
-		v.CreatedAt = s.now().UTC()
+		v.CreatedAt = s.clk.Now().UTC()
 	}
-	if err := WriteJSONAtomic(filepath.Join(dir, "volume.json"), v); err != nil {
+	if err := WriteJSONAtomic(filepath.Join(dir, api.VolumeRecordFile), v); err != nil {
 		return nil, err
 	}
 	s.changed(v.ID)
@@ -185,7 +189,7 @@ func (s *Store) CreateVolume(v *Volume) (*Volume, error) {
 
 // ListVolumes returns every volume record, sorted by ID.
 func (s *Store) ListVolumes() ([]*Volume, error) {
-	entries, err := os.ReadDir(filepath.Join(s.state, "volumes"))
+	entries, err := os.ReadDir(filepath.Join(s.state, api.VolumesDir))
 	if err != nil {
 		return nil, fmt.Errorf("list volumes: %w", err)
 	}
@@ -228,9 +232,9 @@ func (s *Store) ClaimPodDir(volumeID, dir string, pod *PodRef) (string, error) {
 	if owner != "" && owner != volumeID {
 		return "", fmt.Errorf("directory %s belongs to volume %s: %w", dir, owner, ErrConflict)
 	}
-	rec := filepath.Join(vdir, "pods", dir+".json")
+	rec := filepath.Join(vdir, api.PodRecordsDir, dir+".json")
 	if owner == "" {
-		now := s.now().UTC()
+		now := s.clk.Now().UTC()
 		if err := WriteJSONAtomic(rec, &PodDir{Dir: dir, Pod: pod, FirstPublished: now, UnpublishedAt: now}); err != nil {
 			return "", err
 		}
@@ -260,7 +264,7 @@ func (s *Store) ownerLocked(dir string) (string, error) {
 	if !ok {
 		return "", nil
 	}
-	if _, err := os.Lstat(filepath.Join(s.state, "volumes", id, "pods", dir+".json")); errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Lstat(filepath.Join(s.state, api.VolumesDir, id, api.PodRecordsDir, dir+".json")); errors.Is(err, fs.ErrNotExist) {
 		delete(s.owners, dir)
 		return "", nil
 	} else if err != nil {
@@ -274,7 +278,7 @@ func (s *Store) loadOwnersLocked() error {
 	if s.owners != nil {
 		return nil
 	}
-	vols, err := os.ReadDir(filepath.Join(s.state, "volumes"))
+	vols, err := os.ReadDir(filepath.Join(s.state, api.VolumesDir))
 	if err != nil {
 		return fmt.Errorf("list volumes: %w", err)
 	}
@@ -283,7 +287,7 @@ func (s *Store) loadOwnersLocked() error {
 		if !v.IsDir() || ValidateKey(v.Name()) != nil {
 			continue
 		}
-		recs, err := os.ReadDir(filepath.Join(s.state, "volumes", v.Name(), "pods"))
+		recs, err := os.ReadDir(filepath.Join(s.state, api.VolumesDir, v.Name(), api.PodRecordsDir))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -307,7 +311,7 @@ func (s *Store) loadOwnersLocked() error {
 // PodDirs lists the pod directories a volume owns.
 func (s *Store) PodDirs(volumeID string) ([]PodDir, error) {
 	var out []PodDir
-	err := s.eachRecord(volumeID, "pods", func(path string) error {
+	err := s.eachRecord(volumeID, api.PodRecordsDir, func(path string) error {
 		var p PodDir
 		if err := readJSON(path, &p); err != nil {
 			return err
@@ -321,7 +325,7 @@ func (s *Store) PodDirs(volumeID string) ([]PodDir, error) {
 // Targets lists where a volume is published right now.
 func (s *Store) Targets(volumeID string) ([]Target, error) {
 	var out []Target
-	err := s.eachRecord(volumeID, "targets", func(path string) error {
+	err := s.eachRecord(volumeID, api.TargetRecordsDir, func(path string) error {
 		var t Target
 		if err := readJSON(path, &t); err != nil {
 			return err
@@ -367,7 +371,7 @@ func (s *Store) FindTarget(volumeID, path string) (*Target, error) {
 		return nil, fmt.Errorf("%w: %v", ErrNotFound, err)
 	}
 	t := &Target{}
-	if err := readJSON(filepath.Join(vdir, "targets", targetRecordName(path)), t); err != nil {
+	if err := readJSON(filepath.Join(vdir, api.TargetRecordsDir, targetRecordName(path)), t); err != nil {
 		return nil, err
 	}
 	return t, nil
@@ -382,9 +386,9 @@ func (s *Store) AddTarget(volumeID string, t Target) error {
 		return err
 	}
 	if t.PublishedAt.IsZero() {
-		t.PublishedAt = s.now().UTC()
+		t.PublishedAt = s.clk.Now().UTC()
 	}
-	if err := WriteJSONAtomic(filepath.Join(vdir, "targets", targetRecordName(t.Path)), &t); err != nil {
+	if err := WriteJSONAtomic(filepath.Join(vdir, api.TargetRecordsDir, targetRecordName(t.Path)), &t); err != nil {
 		return err
 	}
 	defer s.changed(volumeID) // after the pod directory's record too, and when that fails
@@ -403,7 +407,7 @@ func (s *Store) RemoveTarget(volumeID, path string) error {
 	if err != nil {
 		return err
 	}
-	rec := filepath.Join(vdir, "targets", targetRecordName(path))
+	rec := filepath.Join(vdir, api.TargetRecordsDir, targetRecordName(path))
 	var t Target
 	if err := readJSON(rec, &t); err != nil {
 		if errors.Is(err, ErrNotFound) {
@@ -427,11 +431,11 @@ func (s *Store) RemoveTarget(volumeID, path string) error {
 			return nil
 		}
 	}
-	return s.updatePodDirLocked(vdir, t.PodDir, func(p *PodDir) { p.UnpublishedAt = s.now().UTC() })
+	return s.updatePodDirLocked(vdir, t.PodDir, func(p *PodDir) { p.UnpublishedAt = s.clk.Now().UTC() })
 }
 
 func (s *Store) updatePodDirLocked(vdir, dir string, change func(*PodDir)) error {
-	rec := filepath.Join(vdir, "pods", dir+".json")
+	rec := filepath.Join(vdir, api.PodRecordsDir, dir+".json")
 	var p PodDir
 	if err := readJSON(rec, &p); err != nil {
 		return err
@@ -463,7 +467,7 @@ func (s *Store) DeleteVolume(id string) error {
 	defer s.changed(id) // marked deleting, directories removed or the records gone: each is a change
 	if !v.Deleting {
 		v.Deleting = true
-		if err := WriteJSONAtomic(filepath.Join(vdir, "volume.json"), v); err != nil {
+		if err := WriteJSONAtomic(filepath.Join(vdir, api.VolumeRecordFile), v); err != nil {
 			return err
 		}
 	}
@@ -485,7 +489,7 @@ func (s *Store) DeleteVolume(id string) error {
 		if err := removeTree(s.root, path); err != nil {
 			return err
 		}
-		if err := os.Remove(filepath.Join(vdir, "pods", d.Dir+".json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := os.Remove(filepath.Join(vdir, api.PodRecordsDir, d.Dir+".json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("remove record of %s: %w", d.Dir, err)
 		}
 		if s.owners != nil && s.owners[d.Dir] == id {

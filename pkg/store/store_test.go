@@ -7,12 +7,18 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"k8s.io/utils/clock"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 func openStore(t *testing.T) (*Store, string) {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "root")
-	s, err := Open(root, time.Now)
+	s, err := Open(root, clock.RealClock{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +34,7 @@ func TestOpenRefusesBadRoots(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, root := range []string{"", "/", "relative/root", base + "/a/../b", filepath.Join(base, "link"), filepath.Join(base, "file")} {
-		if _, err := Open(root, time.Now); err == nil {
+		if _, err := Open(root, clock.RealClock{}); err == nil {
 			t.Errorf("Open(%q) accepted a bad root", root)
 		}
 	}
@@ -153,7 +159,8 @@ func TestDeleteVolumeNeverFollowsSymlinks(t *testing.T) {
 func TestUnpublishStartsTheRetentionClock(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	root := filepath.Join(t.TempDir(), "root")
-	s, err := Open(root, func() time.Time { return now })
+	clk := clocktesting.NewFakePassiveClock(now)
+	s, err := Open(root, clk)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,6 +176,7 @@ func TestUnpublishStartsTheRetentionClock(t *testing.T) {
 		}
 	}
 	now = now.Add(time.Hour)
+	clk.SetTime(now)
 	if err := s.RemoveTarget("v1:n:a", "/t1"); err != nil {
 		t.Fatal(err)
 	}
@@ -177,6 +185,7 @@ func TestUnpublishStartsTheRetentionClock(t *testing.T) {
 		t.Fatalf("unpublished while still mounted at /t2: %+v", dirs[0])
 	}
 	now = now.Add(time.Hour)
+	clk.SetTime(now)
 	if err := s.RemoveTarget("v1:n:a", "/t2"); err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +256,7 @@ func TestOwnerIndexFollowsTheRecords(t *testing.T) {
 		}
 	}
 	// A restarted plugin (a new Store on the same root) knows every owner from the records.
-	again, err := Open(root, time.Now)
+	again, err := Open(root, clock.RealClock{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +295,7 @@ func TestOwnerIndexFollowsTheRecords(t *testing.T) {
 		t.Fatalf("claim after DeleteVolume: %v", err)
 	}
 	// A record removed by hand is not believed.
-	if err := os.Remove(filepath.Join(root, StateDirName, "volumes", "v1:n:c", "pods", ref("p3").DirName()+".json")); err != nil {
+	if err := os.Remove(filepath.Join(root, api.KeeplogDir, "volumes", "v1:n:c", "pods", ref("p3").DirName()+".json")); err != nil {
 		t.Fatal(err)
 	}
 	if got := owner(s, "p3"); got != "" {

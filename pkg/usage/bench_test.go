@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/utils/clock"
+
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -32,7 +35,7 @@ func benchWalk(b *testing.B, n int) {
 	if err := writeRetainedDirs(root, n); err != nil {
 		b.Fatal(err)
 	}
-	st, err := store.Open(root, time.Now)
+	st, err := store.Open(root, clock.RealClock{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -81,7 +84,7 @@ func writeRetainedDirs(root string, n int) error {
 	for i := range n {
 		ref := store.PodRef{Namespace: "team", Name: fmt.Sprintf("app-%d", i), UID: fmt.Sprintf("00000000-0000-0000-0000-%012d", i)}
 		id := "v1:node-a:pvc-" + strconv.Itoa(i)
-		vdir := filepath.Join(root, store.StateDirName, "volumes", id)
+		vdir := filepath.Join(root, api.KeeplogDir, "volumes", id)
 		pdir := filepath.Join(root, ref.DirName())
 		for _, d := range []string{filepath.Join(vdir, "pods"), filepath.Join(vdir, "targets"),
 			filepath.Join(pdir, "app"), filepath.Join(pdir, ".keeplog")} {

@@ -11,7 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keeplog/keeplog/internal/safefs"
-	"github.com/keeplog/keeplog/pkg/store"
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // Enforcer stops a pod directory from growing and lets it grow again. Block is called again while the volume stays
@@ -163,7 +163,7 @@ func immutableBelow(dir *os.File, on bool, depth int) error {
 		}
 	}
 	for _, name := range names {
-		if depth == 0 && name == store.StateDirName {
+		if depth == 0 && name == api.KeeplogDir {
 			continue
 		}
 		st, err := safefs.Lstat(dir, name)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/keeplog/keeplog/internal/loopfs"
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 func isEPERM(err error) bool { return errors.Is(err, syscall.EPERM) }
@@ -164,8 +165,8 @@ func TestBlockStopsWriterOnExt4(t *testing.T) {
 		t.Fatalf("the other volume's writer stopped: %v", freeDone.err)
 	default:
 	}
-	if reasons := f.events.reasons(); !slices.Contains(reasons, "p1 "+ReasonBlocked) {
-		t.Errorf("events %v lack %s", reasons, ReasonBlocked)
+	if reasons := f.events.reasons(); !slices.Contains(reasons, "p1 "+api.ReasonVolumeBlocked) {
+		t.Errorf("events %v lack %s", reasons, api.ReasonVolumeBlocked)
 	}
 
 	// The operator frees space: clears the attribute of the file and its directory only, and removes the file.

@@ -8,16 +8,14 @@ import (
 	"sort"
 	"strings"
 
-	"k8s.io/klog/v2"
-
-	"github.com/keeplog/keeplog/pkg/store"
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // update applies what changed since the last call: the volumes whose records the store changed, then the paths the
 // watcher named. It holds the lock only to move state, never across a watch's Add or Remove or a walk.
 func (t *Tracker) update(ctx context.Context) {
 	if err := t.refreshChanged(ctx); err != nil {
-		klog.ErrorS(err, "Could not read the volume records; walking everything again")
+		t.deps.Log.Error(err, "Could not read the volume records; walking everything again")
 	}
 	t.takeEvents()
 	t.mu.Lock()
@@ -43,7 +41,7 @@ func (t *Tracker) update(ctx context.Context) {
 		t.applyPath(p)
 	}
 	t.mu.Lock()
-	t.updatedAt = t.deps.Now()
+	t.updatedAt = t.deps.Clock.Now()
 	t.mu.Unlock()
 }
 
@@ -71,7 +69,7 @@ func (t *Tracker) applyPath(p string) {
 	}
 	t.mu.Unlock()
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		klog.V(2).InfoS("Could not measure a path; the periodic walk will", "path", p, "err", err)
+		t.deps.Log.V(2).Info("Could not measure a path; the periodic walk will", "path", p, "err", err)
 	}
 }
 
@@ -82,7 +80,7 @@ func (t *Tracker) takeEvents() {
 	}
 	b := t.w.Take()
 	if b.Errs > 0 {
-		klog.V(2).InfoS("Usage file watch errors (no events lost)", "count", b.Errs, "last", b.LastErr)
+		t.deps.Log.V(2).Info("Usage file watch errors (no events lost)", "count", b.Errs, "last", b.LastErr)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -119,7 +117,7 @@ func (t *Tracker) markDirtyLocked(path string) {
 
 // isOwnRel reports whether rel (inside a pod directory) is keeplog's own metadata directory or below it.
 func isOwnRel(rel string) bool {
-	return rel == store.StateDirName || strings.HasPrefix(rel, store.StateDirName+"/")
+	return rel == api.KeeplogDir || strings.HasPrefix(rel, api.KeeplogDir+"/")
 }
 
 // parentRel is rel's parent inside the pod directory ("" for a top-level entry).
@@ -142,7 +140,7 @@ func (t *Tracker) watchDir(dir string) {
 		return
 	}
 	if err := t.w.Add(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		klog.V(2).InfoS("Cannot watch directory; its usage is corrected by the periodic walk only", "dir", dir, "err", err)
+		t.deps.Log.V(2).Info("Cannot watch directory; its usage is corrected by the periodic walk only", "dir", dir, "err", err)
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/utils/clock"
+
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -59,13 +61,22 @@ func newFixture(t *testing.T, root string) *fixture {
 	}
 	f := &fixture{t: t, ctx: context.Background(), events: &fakeEvents{}, enf: &fakeEnforcer{blocked: map[string]bool{}},
 		now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	st, err := store.Open(root, f.clock)
+	st, err := store.Open(root, fixtureClock{f: f})
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.st = st
 	return f
 }
+
+// fixtureClock tells the fixture's time (f.now) and runs real tickers (the watch drain's heartbeat).
+type fixtureClock struct {
+	clock.RealClock
+	f *fixture
+}
+
+func (c fixtureClock) Now() time.Time                  { return c.f.clock() }
+func (c fixtureClock) Since(t time.Time) time.Duration { return c.f.clock().Sub(t) }
 
 func (f *fixture) clock() time.Time {
 	f.nowMu.Lock()
@@ -102,7 +113,7 @@ func (f *fixture) volume(id string, capacity int64, params map[string]string, po
 
 func (f *fixture) start(cfg Config, enforcer Enforcer) {
 	f.t.Helper()
-	tr, err := New(cfg, Deps{Store: f.st, Enforcer: enforcer, Events: f.events, Now: f.clock})
+	tr, err := New(cfg, Deps{Store: f.st, Enforcer: enforcer, Events: f.events, Clock: fixtureClock{f: f}})
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -6,9 +6,8 @@ import (
 	"slices"
 	"strings"
 
-	"k8s.io/klog/v2"
-
 	"github.com/keeplog/keeplog/internal/units"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/store"
 )
@@ -29,7 +28,7 @@ type enforcement struct {
 // those that are published (a pod writes there) and older than BlockGrace; a directory whose pod is gone is
 // released, so retention and deletion can remove it.
 func (t *Tracker) evaluate() {
-	now := t.deps.Now()
+	now := t.deps.Clock.Now()
 	var events []podEvent
 	var acts []enforcement
 	t.mu.Lock()
@@ -53,13 +52,13 @@ func (t *Tracker) evaluate() {
 		enforce := over && v.action == policy.LimitBlock && t.deps.Enforcer != nil
 		switch {
 		case over && !v.over:
-			klog.InfoS("Volume is over its limit", "volume", id, "usedBytes", s.Bytes, "limitBytes", v.limit, "limitAction", v.action)
+			t.deps.Log.Info("Volume is over its limit", "volume", id, "usedBytes", s.Bytes, "limitBytes", v.limit, "limitAction", v.action)
 			t.m.exceeded.WithLabelValues(id).Inc()
 		case !over && v.over:
-			klog.InfoS("Volume is back under its limit", "volume", id, "usedBytes", s.Bytes, "limitBytes", v.limit)
+			t.deps.Log.Info("Volume is back under its limit", "volume", id, "usedBytes", s.Bytes, "limitBytes", v.limit)
 			for _, name := range v.dirs {
 				if d := t.dirs[name]; d != nil && d.pod != nil && v.notified[name] {
-					events = append(events, podEvent{*d.pod, "Normal", ReasonBackUnder, fmt.Sprintf(
+					events = append(events, podEvent{*d.pod, "Normal", api.ReasonVolumeBackUnderLimit, fmt.Sprintf(
 						"keeplog volume %s uses %s, under its limit of %s again", id, units.Bytes(s.Bytes), units.Bytes(v.limit))})
 				}
 			}
@@ -78,7 +77,7 @@ func (t *Tracker) evaluate() {
 			}
 			if over && v.published[name] && d.pod != nil && !v.notified[name] {
 				v.notified[name] = true
-				events = append(events, podEvent{*d.pod, "Warning", ReasonOverLimit, overMessage(id, s, v, t.deps.Enforcer != nil)})
+				events = append(events, podEvent{*d.pod, "Warning", api.ReasonVolumeOverLimit, overMessage(id, s, v, t.deps.Enforcer != nil)})
 			}
 			want := enforce && v.published[name] && d.present && now.Sub(d.seen) >= t.cfg.BlockGrace
 			block := want && (!d.blocked || d.usage.Inodes > d.blockedAt.Inodes)
@@ -107,7 +106,7 @@ func (t *Tracker) evaluate() {
 		}
 		if err := t.deps.Enforcer.Unblock(p); err != nil {
 			t.m.enforceErrors.WithLabelValues("unblock").Inc()
-			klog.ErrorS(err, "Could not unblock the directory of a deleted volume", "dir", p)
+			t.deps.Log.Error(err, "Could not unblock the directory of a deleted volume", "dir", p)
 		}
 	}
 	for _, a := range acts {
@@ -135,21 +134,21 @@ func (t *Tracker) enforce(a enforcement) {
 	t.mu.Unlock()
 	if err != nil {
 		t.m.enforceErrors.WithLabelValues(op).Inc()
-		klog.ErrorS(err, "Could not enforce the volume's limit", "operation", op, "volume", a.volumeID, "dir", a.path)
+		t.deps.Log.Error(err, "Could not enforce the volume's limit", "operation", op, "volume", a.volumeID, "dir", a.path)
 		if a.pod != nil && t.deps.Events != nil && first {
-			t.deps.Events.PodEvent(*a.pod, "Warning", ReasonEnforceFailed, fmt.Sprintf(
+			t.deps.Events.PodEvent(*a.pod, "Warning", api.ReasonVolumeLimitEnforcementFailed, fmt.Sprintf(
 				"keeplog could not %s writes to volume %s: %v", op, a.volumeID, err))
 		}
 	}
 	switch {
 	case first:
-		klog.InfoS("Pod directory blocked: its volume is over its limit", "volume", a.volumeID, "dir", a.path, "enforcer", t.deps.Enforcer.Name())
+		t.deps.Log.Info("Pod directory blocked: its volume is over its limit", "volume", a.volumeID, "dir", a.path, "enforcer", t.deps.Enforcer.Name())
 		if a.pod != nil && t.deps.Events != nil {
-			t.deps.Events.PodEvent(*a.pod, "Warning", ReasonBlocked, fmt.Sprintf(
+			t.deps.Events.PodEvent(*a.pod, "Warning", api.ReasonVolumeBlocked, fmt.Sprintf(
 				"keeplog blocked writes to volume %s (limitAction block): files there cannot be written, created or deleted until the volume is back under its limit", a.volumeID))
 		}
 	case !a.block:
-		klog.InfoS("Pod directory unblocked", "volume", a.volumeID, "dir", a.path)
+		t.deps.Log.Info("Pod directory unblocked", "volume", a.volumeID, "dir", a.path)
 	}
 }
 
@@ -160,7 +159,7 @@ func (t *Tracker) adoptBlocks() {
 	}
 	paths, err := t.deps.Enforcer.Blocked()
 	if err != nil {
-		klog.ErrorS(err, "Could not list the pod directories a previous run blocked")
+		t.deps.Log.Error(err, "Could not list the pod directories a previous run blocked")
 		return
 	}
 	t.mu.Lock()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -32,8 +33,8 @@ func TestWarnSendsEventsAndNeverBlocks(t *testing.T) {
 	f.start(Config{}, f.enf)
 	writeFile(t, filepath.Join(dirs[0], "big"), 200<<10)
 	waitFor(t, f, "over limit", func() bool { s, _ := f.tr.Status("vol-w"); return s.OverLimit })
-	if got := f.events.reasons(); !slices.Equal(got, []string{"p1 " + ReasonOverLimit}) {
-		t.Fatalf("events = %v, want one %s on p1", got, ReasonOverLimit)
+	if got := f.events.reasons(); !slices.Equal(got, []string{"p1 " + api.ReasonVolumeOverLimit}) {
+		t.Fatalf("events = %v, want one %s on p1", got, api.ReasonVolumeOverLimit)
 	}
 	if !strings.Contains(f.events.log[0], "limitAction warn") {
 		t.Fatalf("event message %q does not name the action", f.events.log[0])
@@ -45,8 +46,8 @@ func TestWarnSendsEventsAndNeverBlocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, f, "back under", func() bool { s, _ := f.tr.Status("vol-w"); return !s.OverLimit })
-	if got := f.events.reasons(); len(got) != 2 || got[1] != "p1 "+ReasonBackUnder {
-		t.Fatalf("events = %v, want %s then %s", got, ReasonOverLimit, ReasonBackUnder)
+	if got := f.events.reasons(); len(got) != 2 || got[1] != "p1 "+api.ReasonVolumeBackUnderLimit {
+		t.Fatalf("events = %v, want %s then %s", got, api.ReasonVolumeOverLimit, api.ReasonVolumeBackUnderLimit)
 	}
 }
 
@@ -70,7 +71,7 @@ func TestBlockOnlyPublishedAndOverLimit(t *testing.T) {
 	if f.enf.isBlocked(dirs[1]) || f.enf.isBlocked(other[0]) {
 		t.Fatalf("blocked %v; only %s should be", f.enf.calls, dirs[0])
 	}
-	if got := f.events.reasons(); !slices.Equal(got, []string{"p1 " + ReasonOverLimit, "p1 " + ReasonBlocked}) {
+	if got := f.events.reasons(); !slices.Equal(got, []string{"p1 " + api.ReasonVolumeOverLimit, "p1 " + api.ReasonVolumeBlocked}) {
 		t.Fatalf("events = %v", got)
 	}
 	s, _ := f.tr.Status("vol-b")
@@ -91,8 +92,8 @@ func TestBlockOnlyPublishedAndOverLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, f, "unblocked", func() bool { return !f.enf.isBlocked(dirs[0]) })
-	if got := f.events.reasons(); got[len(got)-1] != "p1 "+ReasonBackUnder {
-		t.Fatalf("events = %v, want %s last", got, ReasonBackUnder)
+	if got := f.events.reasons(); got[len(got)-1] != "p1 "+api.ReasonVolumeBackUnderLimit {
+		t.Fatalf("events = %v, want %s last", got, api.ReasonVolumeBackUnderLimit)
 	}
 
 	// Over again, then the pod goes (unpublish): released although still over.
@@ -153,7 +154,7 @@ func TestReservedAndMetrics(t *testing.T) {
 	}
 	_ = gone
 	reg := prometheus.NewRegistry()
-	tr, err := New(Config{}, Deps{Store: f.st, Registerer: reg, Now: f.clock})
+	tr, err := New(Config{}, Deps{Store: f.st, Registerer: reg, Clock: fixtureClock{f: f}})
 	if err != nil {
 		t.Fatal(err)
 	}

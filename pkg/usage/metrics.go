@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 type metrics struct {
@@ -24,19 +26,19 @@ type metrics struct {
 func newMetrics(t *Tracker, reg prometheus.Registerer) (*metrics, error) {
 	vol := []string{"volume"}
 	m := &metrics{t: t,
-		used:    prometheus.NewDesc("keeplog_volume_used_bytes", "Bytes allocated by the volume's pod directories (as du counts them).", vol, nil),
-		inodes:  prometheus.NewDesc("keeplog_volume_used_inodes", "Files and directories in the volume's pod directories.", vol, nil),
-		limit:   prometheus.NewDesc("keeplog_volume_limit_bytes", "The volume's limit: its requested capacity (or the size attribute of a CSI inline volume). Absent when it has none.", vol, nil),
-		over:    prometheus.NewDesc("keeplog_volume_over_limit", "1 while the volume uses more than its limit.", vol, nil),
-		blocked: prometheus.NewDesc("keeplog_volume_blocked_directories", "Pod directories of the volume whose writes are blocked now (limitAction block).", vol, nil),
-		walks:   prometheus.NewCounter(prometheus.CounterOpts{Name: "keeplog_usage_walks_total", Help: "Walks: the full one at start or after lost events, and the periodic ones (every published pod directory and a sixtieth of the retained ones)."}),
-		walkSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "keeplog_usage_walk_duration_seconds",
+		used:    prometheus.NewDesc(api.MetricVolumeUsedBytes, "Bytes allocated by the volume's pod directories (as du counts them).", vol, nil),
+		inodes:  prometheus.NewDesc(api.MetricVolumeUsedInodes, "Files and directories in the volume's pod directories.", vol, nil),
+		limit:   prometheus.NewDesc(api.MetricVolumeLimitBytes, "The volume's limit: its requested capacity (or the size attribute of a CSI inline volume). Absent when it has none.", vol, nil),
+		over:    prometheus.NewDesc(api.MetricVolumeOverLimit, "1 while the volume uses more than its limit.", vol, nil),
+		blocked: prometheus.NewDesc(api.MetricVolumeBlockedDirectories, "Pod directories of the volume whose writes are blocked now (limitAction block).", vol, nil),
+		walks:   prometheus.NewCounter(prometheus.CounterOpts{Name: api.MetricUsageWalksTotal, Help: "Walks: the full one at start or after lost events, and the periodic ones (every published pod directory and a sixtieth of the retained ones)."}),
+		walkSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: api.MetricUsageWalkDurationSeconds,
 			Help: "How long measuring one pod directory took.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 9)}),
-		overflows: prometheus.NewCounter(prometheus.CounterOpts{Name: "keeplog_usage_event_overflows_total",
+		overflows: prometheus.NewCounter(prometheus.CounterOpts{Name: api.MetricUsageEventOverflowsTotal,
 			Help: "Times file events were lost (inotify queue overflow) and everything was walked again."}),
-		exceeded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keeplog_volume_limit_exceeded_total",
+		exceeded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: api.MetricVolumeLimitExceededTotal,
 			Help: "Times the volume went over its limit."}, vol),
-		enforceErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keeplog_usage_enforce_errors_total",
+		enforceErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: api.MetricUsageEnforceErrorsTotal,
 			Help: "Failed attempts to block or unblock a pod directory."}, []string{"operation"}),
 	}
 	if reg == nil {

@@ -12,8 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"k8s.io/klog/v2"
-
 	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/store"
 )
@@ -161,7 +159,7 @@ func (t *Tracker) install(id string, vs *volState, pods []store.PodDir) []string
 			}
 		}
 	}
-	now := t.deps.Now()
+	now := t.deps.Clock.Now()
 	active := t.activeLocked(id)
 	for i := range pods {
 		name := pods[i].Dir
@@ -227,7 +225,7 @@ func (t *Tracker) measureNew(ctx context.Context, names []string) {
 func (t *Tracker) measureDir(name string, pace *pacer) {
 	path, err := t.deps.Store.PodDirPath(name)
 	if err != nil {
-		klog.ErrorS(err, "Pod directory name not usable", "dir", name)
+		t.deps.Log.Error(err, "Pod directory name not usable", "dir", name)
 		return
 	}
 	t.mu.Lock()
@@ -244,7 +242,7 @@ func (t *Tracker) measureDir(name string, pace *pacer) {
 	tr, err := measure(path, onDir, pace)
 	t.m.walkSeconds.Observe(time.Since(start).Seconds())
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		klog.ErrorS(err, "Could not measure pod directory", "dir", path)
+		t.deps.Log.Error(err, "Could not measure pod directory", "dir", path)
 	}
 	if tr != nil && !active {
 		tr.compact()
@@ -347,6 +345,6 @@ func (t *Tracker) walkDirs(ctx context.Context, names []string) {
 	}
 	t.m.walks.Inc()
 	t.mu.Lock()
-	t.updatedAt = t.deps.Now()
+	t.updatedAt = t.deps.Clock.Now()
 	t.mu.Unlock()
 }

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"k8s.io/klog/v2"
-
 	"github.com/keeplog/keeplog/internal/fswatch"
 )
 
@@ -17,7 +15,7 @@ func (t *Tracker) Run(ctx context.Context) error {
 		return err
 	}
 	defer stop()
-	klog.InfoS("Usage tracking started", "volumes", len(t.vols), "podDirectories", len(t.dirs),
+	t.deps.Log.Info("Usage tracking started", "volumes", len(t.vols), "podDirectories", len(t.dirs),
 		"updateInterval", t.cfg.UpdateInterval, "walkInterval", t.cfg.WalkInterval, "enforcer", t.enforcerName())
 	update := time.NewTicker(t.cfg.UpdateInterval)
 	defer update.Stop()

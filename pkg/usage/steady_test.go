@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/keeplog/keeplog/internal/fstest"
-	"github.com/keeplog/keeplog/pkg/store"
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // TestTrashRenamesDoNotWedgeTheWatcher is the GC's own churn under a running tracker: published pod directories
@@ -21,7 +21,7 @@ import (
 // stop within a minute; a tracker that does not is reported wedged (the test does not wait for it).
 func TestTrashRenamesDoNotWedgeTheWatcher(t *testing.T) {
 	f := newFixture(t, "")
-	tr, err := New(Config{UpdateInterval: 100 * time.Millisecond, WalkInterval: time.Hour}, Deps{Store: f.st, Now: f.clock})
+	tr, err := New(Config{UpdateInterval: 100 * time.Millisecond, WalkInterval: time.Hour}, Deps{Store: f.st, Clock: fixtureClock{f: f}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func statusWithin(t *testing.T, tr *Tracker, id string, d time.Duration) (Status
 // trashChurn publishes pod directories with sub-directories, and moves each into the trash and removes it once
 // the tracker had a moment to watch it, as the garbage collector does, for d; it returns how many.
 func trashChurn(t *testing.T, f *fixture, d time.Duration) int {
-	return fstest.TrashChurn(t, filepath.Join(f.st.Root(), store.StateDirName, "trash"), d, func(i int) (string, error) {
+	return fstest.TrashChurn(t, filepath.Join(f.st.Root(), api.KeeplogDir, "trash"), d, func(i int) (string, error) {
 		dirs := f.volume(fmt.Sprintf("vol-%d", i), 1<<30, nil, fmt.Sprintf("p%d", i))
 		// Sub-directories appear once the pod directory is watched: the tracker adds their watches while it
 		// applies events.
@@ -110,7 +110,7 @@ func trashChurn(t *testing.T, f *fixture, d time.Duration) int {
 // into the trash and removed, each rename a watch fsnotify drops while holding its mutex.
 func busyWriter(t *testing.T, f *fixture, n int) (stop func()) {
 	dirs := f.volume(fmt.Sprintf("vol-busy%d", n), 1<<40, nil, fmt.Sprintf("busy%d", n))
-	trash := filepath.Join(f.st.Root(), store.StateDirName, "trash")
+	trash := filepath.Join(f.st.Root(), api.KeeplogDir, "trash")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -142,7 +142,7 @@ func TestKeeplogNeverWatchesItself(t *testing.T) {
 	f := newFixture(t, "")
 	f.start(Config{}, nil)
 	dirs := f.volume("vol-a", 1<<30, nil, "p1", "p2")
-	writeFile(t, filepath.Join(dirs[0], store.StateDirName, "pod.yaml"), 100)
+	writeFile(t, filepath.Join(dirs[0], api.KeeplogDir, "pod.yaml"), 100)
 	writeFile(t, filepath.Join(dirs[0], "app", "a.log"), 5000)
 	f.waitUsage(t, "vol-a", du(t, dirs...))
 	if err := f.st.RemoveTarget("vol-a", "/target/vol-a/p2"); err != nil {
@@ -153,7 +153,7 @@ func TestKeeplogNeverWatchesItself(t *testing.T) {
 	if _, ok := f.tr.Status("vol-b"); !ok {
 		t.Fatal("a new volume is not known after a flush")
 	}
-	own := []string{filepath.Join(f.st.Root(), store.StateDirName), filepath.Join(dirs[0], store.StateDirName)}
+	own := []string{filepath.Join(f.st.Root(), api.KeeplogDir), filepath.Join(dirs[0], api.KeeplogDir)}
 	for _, w := range f.tr.w.WatchList() {
 		for _, o := range own {
 			if w == o || strings.HasPrefix(w, o+"/") {

@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/utils/clock"
 
@@ -40,14 +41,6 @@ const (
 	DefaultBlockGrace = 10 * time.Second
 )
 
-// Event reasons on pods.
-const (
-	ReasonOverLimit     = "VolumeOverLimit"
-	ReasonBlocked       = "VolumeBlocked"
-	ReasonBackUnder     = "VolumeBackUnderLimit"
-	ReasonEnforceFailed = "VolumeLimitEnforcementFailed"
-)
-
 // Config tunes the Tracker; zero values take the defaults.
 type Config struct {
 	UpdateInterval time.Duration // how often dirty paths are applied and limits checked
@@ -63,6 +56,8 @@ type Recorder interface {
 
 // Deps are the Tracker's side effects.
 type Deps struct {
+	// Log is where the tracker logs (the zero Logger discards).
+	Log   logr.Logger
 	Store *store.Store
 	// Enforcer blocks pod directories of volumes with limitAction block; nil means block acts as warn.
 	Enforcer Enforcer
@@ -70,11 +65,10 @@ type Deps struct {
 	Events Recorder
 	// Registerer gets the metrics; nil means none.
 	Registerer prometheus.Registerer
-	Now        func() time.Time
 	// Live records the loop's progress (each iteration, each pod directory and every 256 entries a walk visits,
 	// and a heartbeat while idle); nil records nothing.
 	Live *liveness.Loop
-	// Clock drives the watch drain's heartbeat; the real clock when nil.
+	// Clock dates usage and limit changes and drives the watch drain's heartbeat; the real clock when nil.
 	Clock clock.Clock
 }
 
@@ -151,9 +145,6 @@ type dirState struct {
 func New(cfg Config, deps Deps) (*Tracker, error) {
 	if deps.Store == nil {
 		return nil, errors.New("usage tracker needs a store")
-	}
-	if deps.Now == nil {
-		deps.Now = time.Now
 	}
 	if deps.Clock == nil {
 		deps.Clock = clock.RealClock{}

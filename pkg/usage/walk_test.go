@@ -173,7 +173,7 @@ func TestStalledTrackerIsReported(t *testing.T) {
 	dirs := f.volume("vol-s", 64<<10, map[string]string{"limitAction": "block"}, "p1")
 	stuck := &stuckEnforcer{called: make(chan struct{}), release: make(chan struct{})}
 	tr, err := New(Config{UpdateInterval: 10 * time.Millisecond, BlockGrace: time.Nanosecond},
-		Deps{Store: f.st, Enforcer: stuck, Now: f.clock, Live: live.Loop("usage", time.Minute)})
+		Deps{Store: f.st, Enforcer: stuck, Clock: fixtureClock{f: f}, Live: live.Loop("usage", time.Minute)})
 	if err != nil {
 		t.Fatal(err)
 	}

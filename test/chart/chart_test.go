@@ -24,6 +24,7 @@ import (
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/yaml"
 
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/test/e2e/lab"
 )
 
@@ -132,7 +133,7 @@ func TestDefaults(t *testing.T) {
 	if d == nil {
 		t.Fatal("no CSIDriver")
 	}
-	if d.Name != "keeplog.csi.io" || d.Spec.PodInfoOnMount == nil || !*d.Spec.PodInfoOnMount ||
+	if d.Name != api.DriverName || d.Spec.PodInfoOnMount == nil || !*d.Spec.PodInfoOnMount ||
 		d.Spec.AttachRequired == nil || *d.Spec.AttachRequired ||
 		d.Spec.FSGroupPolicy == nil || *d.Spec.FSGroupPolicy != storagev1.NoneFSGroupPolicy ||
 		d.Spec.StorageCapacity == nil || !*d.Spec.StorageCapacity ||
@@ -184,7 +185,7 @@ func TestDefaults(t *testing.T) {
 	f := wantFlags(t, k, map[string]string{
 		"endpoint":                           "unix:///var/lib/kubelet/plugins/keeplog.csi.io/csi.sock",
 		"node-id":                            "$(NODE_NAME)",
-		"driver-name":                        "keeplog.csi.io",
+		"driver-name":                        api.DriverName,
 		"root":                               "/var/log/keeplog",
 		"pod-logs-dir":                       "/var/log/pods",
 		"stdout-grace":                       "false",

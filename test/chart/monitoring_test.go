@@ -16,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // optionalKinds are what the monitoring, OpenShift and test values add; none is rendered by default.
@@ -156,8 +158,8 @@ func TestDashboard(t *testing.T) {
 			}
 		}
 	}
-	for _, m := range []string{"keeplog_gc_retained_bytes", "keeplog_archiver_queue_depth", "keeplog_archiver_uploaded_bytes_total",
-		"keeplog_archiver_uploads_total", "keeplog_gc_deletions_total", "keeplog_dump_decisions_total", "keeplog_loop_last_progress_seconds"} {
+	for _, m := range []string{api.MetricGCRetainedBytes, api.MetricArchiverQueueDepth, api.MetricArchiverUploadedBytesTotal,
+		api.MetricArchiverUploadsTotal, api.MetricGCDeletionsTotal, api.MetricDumpDecisionsTotal, api.MetricLoopLastProgressSeconds} {
 		if !used[m] {
 			t.Errorf("the dashboard does not show %s", m)
 		}

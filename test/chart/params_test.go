@@ -8,6 +8,7 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/policy"
 )
 
@@ -42,7 +43,7 @@ func TestStorageClassParametersMatchPolicy(t *testing.T) {
 		inSchema = append(inSchema, k)
 	}
 	sort.Strings(inSchema)
-	want := slices.DeleteFunc(policy.ParameterNames(), func(p string) bool { return p == policy.ParamSize })
+	want := slices.DeleteFunc(policy.ParameterNames(), func(p string) bool { return p == api.ParamSize })
 	if !slices.Equal(inSchema, want) {
 		t.Errorf("values.schema.json StorageClass parameters %v, pkg/policy knows %v (size aside)", inSchema, want)
 	}

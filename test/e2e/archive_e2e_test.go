@@ -21,8 +21,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/archiver"
-	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/store"
 	"github.com/keeplog/keeplog/test/e2e/framework"
 )
@@ -115,8 +115,8 @@ func dumpArrives(ctx context.Context, t *testing.T, env *framework.Env, sftp *fr
 		t.Fatal("gc.log does not match the archive patterns but was uploaded")
 	}
 	// Visible state: an Event on the pod, the status file in the directory, the Lease of the upload semaphore.
-	waitEvent(ctx, t, env, pod, archiver.ReasonArchived)
-	status := filepath.Join(env.PodDir(pod), archiver.StatusPath)
+	waitEvent(ctx, t, env, pod, api.ReasonArchived)
+	status := filepath.Join(env.PodDir(pod), api.ArchiveStatusPath)
 	if err := framework.WaitFileContains(ctx, status, `"state": "done"`); err != nil {
 		t.Fatalf("status file: %v", err)
 	}
@@ -140,15 +140,15 @@ func archivePolicies(ctx context.Context, t *testing.T, env *framework.Env, sftp
 	wffc := storagev1.VolumeBindingWaitForFirstConsumer
 	sc := &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "keeplog-first-only"}, Provisioner: framework.DriverName,
 		ReclaimPolicy: &retain, VolumeBindingMode: &wffc,
-		Parameters: map[string]string{policy.ParamFirstOnly: "true", policy.ParamDeleteAfterUpload: "true"}}
+		Parameters: map[string]string{api.ParamFirstOnly: "true", api.ParamDeleteAfterUpload: "true"}}
 	if _, err := env.Client.StorageV1().StorageClasses().Create(ctx, sc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	// From the StorageClass: only the first dump of the container goes, and it is deleted locally once verified.
 	first := dumpPod(ctx, t, env, ns, "first", sc.Name, nil, map[string]int{"a.hprof": 64, "b.hprof": 64})
 	// From annotations: other patterns, firstOnly off, and one malformed value that must be reported, not applied.
-	ann := map[string]string{policy.AnnotationArchivePatterns: "*.bin", policy.AnnotationFirstOnly: "false",
-		policy.AnnotationDeleteAfterUpload: "maybe"}
+	ann := map[string]string{api.AnnotationArchivePatterns: "*.bin", api.AnnotationFirstOnly: "false",
+		api.AnnotationDeleteAfterUpload: "maybe"}
 	annotated := dumpPod(ctx, t, env, ns, "annotated", sc.Name, ann, map[string]int{"x.hprof": 64, "y.bin": 64, "z.bin": 64})
 	waitEvent(ctx, t, env, annotated, "InvalidKeeplogSetting")
 	for _, p := range []*corev1.Pod{first, annotated} {
@@ -175,7 +175,7 @@ func archivePolicies(ctx context.Context, t *testing.T, env *framework.Env, sftp
 		t.Fatalf("firstOnly+deleteAfterUpload: uploaded %v, kept locally %v; want one uploaded and deleted, the other kept\nkeeplog:\n%s",
 			uploaded, kept, env.KeeplogLog(40))
 	}
-	status := filepath.Join(env.PodDir(first), archiver.StatusPath)
+	status := filepath.Join(env.PodDir(first), api.ArchiveStatusPath)
 	if err := framework.WaitFileContains(ctx, status, `"state": "skipped"`); err != nil {
 		t.Fatalf("the second dump is not reported as skipped: %v", err)
 	}
@@ -197,7 +197,7 @@ func archivePolicies(ctx context.Context, t *testing.T, env *framework.Env, sftp
 	if _, err := os.Stat(filepath.Join(env.PodDir(annotated), "app", "x.hprof")); err != nil {
 		t.Fatalf("x.hprof, not archived, must stay on the node: %v", err)
 	}
-	waitEvent(ctx, t, env, annotated, archiver.ReasonArchived)
+	waitEvent(ctx, t, env, annotated, api.ReasonArchived)
 }
 
 func podRef(p *corev1.Pod) store.PodRef {

@@ -15,7 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
-	"github.com/keeplog/keeplog/pkg/podinfo"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/test/e2e/framework"
 )
 
@@ -95,7 +95,7 @@ func TestChartStdoutGrace(t *testing.T) {
 func graceNamespace(ctx context.Context, t *testing.T, env *framework.Env, ns string) {
 	t.Helper()
 	if _, err := env.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns,
-		Labels: map[string]string{podinfo.StdoutGraceKey: "true"}}}, metav1.CreateOptions{}); err != nil {
+		Labels: map[string]string{api.AnnotationStdoutGrace: "true"}}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {

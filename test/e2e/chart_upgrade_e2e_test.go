@@ -17,7 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
-	"github.com/keeplog/keeplog/pkg/archiver"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/test/e2e/framework"
 )
 
@@ -247,7 +247,7 @@ func assertNothingLost(ctx context.Context, t *testing.T, env *framework.Env, sf
 		}
 	}
 	for _, d := range dirs[1:] {
-		if err := framework.WaitFileContains(ctx, filepath.Join(d, archiver.StatusPath), `"state": "done"`); err != nil {
+		if err := framework.WaitFileContains(ctx, filepath.Join(d, api.ArchiveStatusPath), `"state": "done"`); err != nil {
 			t.Errorf("%s: %v", d, err)
 		}
 	}

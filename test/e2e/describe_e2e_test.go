@@ -15,7 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
-	"github.com/keeplog/keeplog/pkg/podinfo"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/test/e2e/framework"
 )
 
@@ -68,11 +68,11 @@ while true; do sleep 1; done`}
 			t.Errorf("%s wrote as uid %d, want 1000", c, st.Uid)
 		}
 	}
-	meta := filepath.Join(dir, podinfo.KeeplogDirName)
-	if err := framework.WaitFileContains(ctx, filepath.Join(meta, podinfo.PodYAMLName), "uid: "+string(live.UID)); err != nil {
+	meta := filepath.Join(dir, api.KeeplogDir)
+	if err := framework.WaitFileContains(ctx, filepath.Join(meta, api.PodYAMLFile), "uid: "+string(live.UID)); err != nil {
 		t.Fatal(err)
 	}
-	podYAML, err := os.ReadFile(filepath.Join(meta, podinfo.PodYAMLName))
+	podYAML, err := os.ReadFile(filepath.Join(meta, api.PodYAMLFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ while true; do sleep 1; done`}
 	if strings.Contains(string(podYAML), "hunter2-literal") || strings.Contains(string(podYAML), "managedFields:") {
 		t.Error("pod.yaml holds a literal env value or managedFields")
 	}
-	summary, err := os.ReadFile(filepath.Join(meta, podinfo.PodTextName))
+	summary, err := os.ReadFile(filepath.Join(meta, api.PodTextFile))
 	if err != nil || !strings.Contains(string(summary), string(live.UID)) || !strings.Contains(string(summary), "sidecar") {
 		t.Errorf("pod.txt %q %v", summary, err)
 	}
@@ -105,14 +105,14 @@ while true; do sleep 1; done`}
 		t.Fatalf("sidecar did not exit: %v", err)
 	}
 	for _, c := range []string{"web", "sidecar"} {
-		if err := framework.WaitFileContains(ctx, filepath.Join(meta, podinfo.LogsDirName, c, "0.log"), "stdout from "+c); err != nil {
+		if err := framework.WaitFileContains(ctx, filepath.Join(meta, api.LogsDir, c, "0.log"), "stdout from "+c); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := framework.WaitFileContains(ctx, filepath.Join(meta, podinfo.LogsDirName, "web", "0.log"), "keeplog metadata protected"); err != nil {
+	if err := framework.WaitFileContains(ctx, filepath.Join(meta, api.LogsDir, "web", "0.log"), "keeplog metadata protected"); err != nil {
 		t.Fatalf("a pod with an fsGroup could write to .keeplog/: %v", err)
 	}
-	if data, _ := os.ReadFile(filepath.Join(meta, podinfo.PodYAMLName)); strings.Contains(string(data), "forged") {
+	if data, _ := os.ReadFile(filepath.Join(meta, api.PodYAMLFile)); strings.Contains(string(data), "forged") {
 		t.Fatal("the pod appended to .keeplog/pod.yaml")
 	}
 	if _, err := os.Lstat(filepath.Join(meta, "forged")); !os.IsNotExist(err) {
@@ -131,12 +131,12 @@ while true; do sleep 1; done`}
 		t.Fatalf("kubelet kept %s: %v", kubeletCopy, err)
 	}
 	for _, c := range []string{"web", "sidecar"} {
-		data, err := os.ReadFile(filepath.Join(meta, podinfo.LogsDirName, c, "0.log"))
+		data, err := os.ReadFile(filepath.Join(meta, api.LogsDir, c, "0.log"))
 		if err != nil || !strings.Contains(string(data), "stdout from "+c) {
 			t.Errorf("%s's stdout not kept after kubelet deleted its copy: %q %v", c, data, err)
 		}
 	}
-	ended, err := os.ReadFile(filepath.Join(meta, podinfo.EndedTextName))
+	ended, err := os.ReadFile(filepath.Join(meta, api.EndedTextFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,11 +168,11 @@ func apiDownAtPublish(ctx context.Context, t *testing.T, env *framework.Env) {
 	}
 	pod := runPod(ctx, t, env, ns, "lonely", corev1.Volume{Name: "logs",
 		VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: framework.DriverName}}})
-	meta := filepath.Join(env.PodDir(pod), podinfo.KeeplogDirName)
-	if err := framework.WaitFileContains(ctx, filepath.Join(meta, podinfo.PodTextName), string(pod.UID)); err != nil {
+	meta := filepath.Join(env.PodDir(pod), api.KeeplogDir)
+	if err := framework.WaitFileContains(ctx, filepath.Join(meta, api.PodTextFile), string(pod.UID)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(meta, podinfo.PodYAMLName)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(meta, api.PodYAMLFile)); !os.IsNotExist(err) {
 		t.Fatalf("pod.yaml written although the API was unreachable: %v", err)
 	}
 	if err := env.KillKeeplog(); err != nil {
@@ -181,7 +181,7 @@ func apiDownAtPublish(ctx context.Context, t *testing.T, env *framework.Env) {
 	if err := env.StartKeeplog(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := framework.WaitFileContains(ctx, filepath.Join(meta, podinfo.PodYAMLName), "uid: "+string(pod.UID)); err != nil {
+	if err := framework.WaitFileContains(ctx, filepath.Join(meta, api.PodYAMLFile), "uid: "+string(pod.UID)); err != nil {
 		t.Fatalf("metadata not completed once the API answered: %v", err)
 	}
 	if err := env.DeletePodAndWait(ctx, ns, pod.Name); err != nil {
@@ -230,7 +230,7 @@ func restartingContainer(ctx context.Context, t *testing.T, env *framework.Env) 
 		t.Fatalf("the container did not restart twice: %v", err)
 	}
 	c := live.Spec.Containers[0].Name
-	logs := filepath.Join(env.PodDir(live), podinfo.KeeplogDirName, podinfo.LogsDirName, c)
+	logs := filepath.Join(env.PodDir(live), api.KeeplogDir, api.LogsDir, c)
 	for _, name := range []string{"0.log", "1.log"} {
 		if err := framework.WaitFileContains(ctx, filepath.Join(logs, name), "instance started at"); err != nil {
 			t.Fatalf("stdout of an ended instance not copied while the pod runs (periodic copy is hourly): %v", err)

@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/dump"
 	"github.com/keeplog/keeplog/test/e2e/framework"
 )
@@ -169,7 +170,7 @@ func (h *heapEnv) thresholdFirstOnlyRearm(ctx context.Context, t *testing.T) {
 	}
 	t.Logf("dump started %.2fs after the hog", log.Dumps[0].Start-log.Hogs[0])
 	// "written and archived" means the server has it: the file is there the moment the Event is.
-	waitEvent(ctx, t, h.env, a.Pod, dump.ReasonFinished)
+	waitEvent(ctx, t, h.env, a.Pod, api.ReasonDumpFinished)
 	h.archivedAlready(t, a, log.Dumps[0].File)
 
 	// Still above, past the 5s cooldown: firstOnly keeps it at one dump, and says so.
@@ -179,10 +180,10 @@ func (h *heapEnv) thresholdFirstOnlyRearm(ctx context.Context, t *testing.T) {
 	}
 
 	// Re-armed: a second dump, archived too; then firstOnly holds again.
-	h.annotate(ctx, t, a.Pod, dump.AnnotationRearm+"=1")
+	h.annotate(ctx, t, a.Pod, api.AnnotationDumpRearm+"=1")
 	log = h.waitDumps(ctx, t, a, 2, 30*time.Second)
 	h.archived(ctx, t, a, log.Dumps[1].File)
-	waitEvent(ctx, t, h.env, a.Pod, dump.ReasonRearmed)
+	waitEvent(ctx, t, h.env, a.Pod, api.ReasonDumpRearmed)
 	h.stillDumps(t, a, 2, 8*time.Second)
 }
 
@@ -227,9 +228,9 @@ func (h *heapEnv) manual(ctx context.Context, t *testing.T) {
 	ns := "dump-manual"
 	mustNamespace(ctx, t, h.env, ns)
 	// The value a pod is created with is not a request (a template carrying it must not dump every new pod).
-	a := h.app(ctx, t, ns, "asked", false, map[string]string{dump.AnnotationRequested: "from-template"})
+	a := h.app(ctx, t, ns, "asked", false, map[string]string{api.AnnotationDumpRequested: "from-template"})
 	h.stillDumps(t, a, 0, 3*time.Second)
-	h.annotate(ctx, t, a.Pod, dump.AnnotationRequested+"=please-1")
+	h.annotate(ctx, t, a.Pod, api.AnnotationDumpRequested+"=please-1")
 	log := h.waitDumps(ctx, t, a, 1, 30*time.Second)
 	h.archived(ctx, t, a, log.Dumps[0].File)
 	if ev := h.events(ctx, a.Pod); !strings.Contains(ev, `requested (keeplog.csi.io/dump-requested="please-1")`) {
@@ -242,11 +243,11 @@ func (h *heapEnv) manual(ctx context.Context, t *testing.T) {
 func (h *heapEnv) exec(ctx context.Context, t *testing.T) {
 	ns := "dump-exec"
 	mustNamespace(ctx, t, h.env, ns)
-	a := h.app(ctx, t, ns, "jcmd", false, map[string]string{dump.AnnotationExec: "sh /www/cgi-bin/dump >/dev/null"})
-	h.annotate(ctx, t, a.Pod, dump.AnnotationRequested+"=exec-1")
+	a := h.app(ctx, t, ns, "jcmd", false, map[string]string{api.AnnotationDumpExec: "sh /www/cgi-bin/dump >/dev/null"})
+	h.annotate(ctx, t, a.Pod, api.AnnotationDumpRequested+"=exec-1")
 	log := h.waitDumps(ctx, t, a, 1, 30*time.Second)
 	// "written and archived" means the server has it: the file is there the moment the Event is.
-	waitEvent(ctx, t, h.env, a.Pod, dump.ReasonFinished)
+	waitEvent(ctx, t, h.env, a.Pod, api.ReasonDumpFinished)
 	h.archivedAlready(t, a, log.Dumps[0].File)
 	if ev := h.events(ctx, a.Pod); !strings.Contains(ev, `exec in container app: "sh /www/cgi-bin/dump >/dev/null"`) {
 		t.Fatalf("no event naming the exec:\n%s", ev)
@@ -282,8 +283,8 @@ func (h *heapEnv) alertmanager(ctx context.Context, t *testing.T) {
 	}
 	var res struct{ Results []dump.WebhookResult }
 	_ = json.Unmarshal([]byte(body), &res)
-	if len(res.Results) != 1 || p.Annotations[dump.AnnotationRequested] != res.Results[0].Value {
-		t.Fatalf("pod annotation %q, webhook answer %s", p.Annotations[dump.AnnotationRequested], body)
+	if len(res.Results) != 1 || p.Annotations[api.AnnotationDumpRequested] != res.Results[0].Value {
+		t.Fatalf("pod annotation %q, webhook answer %s", p.Annotations[api.AnnotationDumpRequested], body)
 	}
 	// The plugin's /metrics (same listener) counts what the receiver did.
 	resp, err := http.Get(strings.TrimSuffix(h.webhook, dump.WebhookPath) + "/metrics")

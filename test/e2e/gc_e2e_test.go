@@ -16,9 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
-	"github.com/keeplog/keeplog/pkg/driver"
-	"github.com/keeplog/keeplog/pkg/gc"
-	"github.com/keeplog/keeplog/pkg/policy"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 	"github.com/keeplog/keeplog/test/e2e/framework"
 )
@@ -33,7 +31,7 @@ const (
 func TestGC(t *testing.T) {
 	ctx := context.Background()
 	env := framework.SetupTest(t)
-	if err := env.CreateKeeplogStorageClass(ctx, gcClass, map[string]string{policy.ParamRetainFor: gcRetention.String()}); err != nil {
+	if err := env.CreateKeeplogStorageClass(ctx, gcClass, map[string]string{api.ParamRetainFor: gcRetention.String()}); err != nil {
 		t.Fatal(err)
 	}
 	restartKeeplog(ctx, t, env, gcFlags()...)
@@ -67,7 +65,7 @@ func gcVanishedNode(ctx context.Context, t *testing.T, env *framework.Env) {
 			PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{
 				Driver: framework.DriverName, VolumeHandle: "v1:" + ghost + ":pvc-ghost"}},
 			NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
-				MatchExpressions: []corev1.NodeSelectorRequirement{{Key: driver.TopologyKey, Operator: corev1.NodeSelectorOpIn,
+				MatchExpressions: []corev1.NodeSelectorRequirement{{Key: api.TopologyKey, Operator: corev1.NodeSelectorOpIn,
 					Values: []string{ghost}}}}}}},
 		},
 	}
@@ -85,7 +83,7 @@ func gcVanishedNode(ctx context.Context, t *testing.T, env *framework.Env) {
 		if err != nil {
 			return err != nil && strings.Contains(err.Error(), "not found"), nil
 		}
-		if v := got.Annotations[gc.AnnotationNodeMissingSince]; v != "" && marked.IsZero() {
+		if v := got.Annotations[api.AnnotationPVNodeMissingSince]; v != "" && marked.IsZero() {
 			marked = time.Now()
 		}
 		return false, nil
@@ -102,7 +100,7 @@ func gcVanishedNode(ctx context.Context, t *testing.T, env *framework.Env) {
 			got.ObjectMeta, got.Status, strings.Join(lines, "\n"))
 	}
 	if marked.IsZero() {
-		t.Fatalf("the PV was deleted without first being marked %s", gc.AnnotationNodeMissingSince)
+		t.Fatalf("the PV was deleted without first being marked %s", api.AnnotationPVNodeMissingSince)
 	}
 	if held := time.Since(created.CreationTimestamp.Time); held < gcOrphanGrace {
 		t.Fatalf("the PV was deleted %s after it was created, before the %s grace period", held, gcOrphanGrace)
@@ -208,7 +206,7 @@ func gcRetentionScenario(ctx context.Context, t *testing.T, env *framework.Env) 
 		t.Fatalf("PV %s before the retention ended: %v %+v", pvName, err, pv.Spec.PersistentVolumeReclaimPolicy)
 	}
 	// The stdout copies' kubelet-layout links (<root>/.pods/<dir>) live and die with the directory.
-	podLogs := filepath.Join(env.Root, store.PodLogsDirName, filepath.Base(dir))
+	podLogs := filepath.Join(env.Root, api.PodLogsDir, filepath.Base(dir))
 	if _, err := os.Stat(filepath.Join(podLogs, "app", "0.log")); err != nil {
 		t.Fatalf("stdout of the deleted pod not in the kubelet-layout tree: %v", err)
 	}
@@ -232,9 +230,9 @@ func gcRetentionScenario(ctx context.Context, t *testing.T, env *framework.Env) 
 	}); err != nil {
 		t.Fatalf("records of volume %s still there after its PV was deleted (DeleteVolume not called?)", vol)
 	}
-	evs, err := env.GCEventsOf(ctx, short, gc.ReasonDeleted)
+	evs, err := env.GCEventsOf(ctx, short, api.ReasonLogDirectoryDeleted)
 	if err != nil || len(evs) == 0 || !strings.Contains(evs[0].Message, "retention 20s expired") {
-		t.Fatalf("no %s Event on the deleted pod: %v %+v", gc.ReasonDeleted, err, evs)
+		t.Fatalf("no %s Event on the deleted pod: %v %+v", api.ReasonLogDirectoryDeleted, err, evs)
 	}
 	// The pod that kept running: published far longer than the retention, untouched.
 	if err := framework.WaitFileContains(ctx, filepath.Join(keeperDir, "app.log"), "hello from"); err != nil {
@@ -268,7 +266,7 @@ func gcSymlinks(ctx context.Context, t *testing.T, env *framework.Env) {
 		`mkdir -p /logs/app/deep; ln -s %[2]s /logs/app/deep/canary; ln -s ../../../../../../.. /logs/app/deep/up; `+
 		`ln -s /etc/passwd /logs/app/deep/passwd; echo planted > /logs/planted; while true; do sleep 1; done`, canaryDir, canary)
 	vol := corev1.Volume{Name: "logs", VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{
-		Driver: framework.DriverName, VolumeAttributes: map[string]string{policy.ParamRetainFor: "5s"}}}}
+		Driver: framework.DriverName, VolumeAttributes: map[string]string{api.ParamRetainFor: "5s"}}}}
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "planter", Namespace: ns}, Spec: env.PodSpec(script, vol)}
 	if _, err := env.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -294,7 +292,7 @@ func gcSymlinks(ctx context.Context, t *testing.T, env *framework.Env) {
 	if _, err := framework.WaitPathGone(ctx, dir, 60*time.Second); err != nil {
 		t.Fatalf("%v\nkeeplog:\n%s", err, env.KeeplogLog(40))
 	}
-	for _, p := range []string{canary, "/etc/passwd", "/etc/hostname", env.Root, filepath.Join(env.Root, store.StateDirName, "volumes")} {
+	for _, p := range []string{canary, "/etc/passwd", "/etc/hostname", env.Root, filepath.Join(env.Root, api.KeeplogDir, "volumes")} {
 		if _, err := os.Stat(p); err != nil {
 			t.Fatalf("%s is gone after GC removed a directory with links to it: %v", p, err)
 		}

@@ -18,7 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
-	"github.com/keeplog/keeplog/pkg/podinfo"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 	"github.com/keeplog/keeplog/test/e2e/framework"
 )
@@ -73,7 +73,7 @@ func TestStdoutGrace(t *testing.T) {
 	}
 	ns := "grace"
 	if _, err := env.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns,
-		Labels: map[string]string{podinfo.StdoutGraceKey: "true"}}}, metav1.CreateOptions{}); err != nil {
+		Labels: map[string]string{api.AnnotationStdoutGrace: "true"}}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	gate := t.TempDir()
@@ -126,7 +126,7 @@ func podLogsOnlySnippet(t *testing.T, snippet string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	line := "      - " + framework.SnippetRoot + "/" + podinfo.CollectStdoutGlob + "\n"
+	line := "      - " + framework.SnippetRoot + "/" + api.CollectStdoutGlob + "\n"
 	if !strings.Contains(string(data), line) {
 		t.Fatalf("%s has no line %q", snippet, line)
 	}
@@ -163,7 +163,7 @@ func kubeletLog(env *framework.Env, p *corev1.Pod) string {
 }
 
 func graceLog(env *framework.Env, p *corev1.Pod) string {
-	return filepath.Join(env.Root, store.PodLogsDirName, store.PodRef{Namespace: p.Namespace, Name: p.Name, UID: string(p.UID)}.DirName(), "app", "0.log")
+	return filepath.Join(env.Root, api.PodLogsDir, store.PodRef{Namespace: p.Namespace, Name: p.Name, UID: string(p.UID)}.DirName(), "app", "0.log")
 }
 
 // waitPrinted waits until every pod's kubelet file holds its last line (the pods then wait for the gate).
@@ -199,7 +199,7 @@ func checkNoExtraBytes(t *testing.T, env *framework.Env, pods map[string]*corev1
 			t.Errorf("%s: kubelet's inode %d (%d links), grace tree's %d", p.Name, k.Ino, k.Nlink, g.Ino)
 		}
 	}
-	tree := filepath.Join(env.Root, store.PodLogsDirName)
+	tree := filepath.Join(env.Root, api.PodLogsDir)
 	out, err := exec.Command("du", "-s", "-B1", env.PodLogsDir(), tree).CombinedOutput()
 	if err != nil {
 		t.Fatalf("du: %v: %s", err, out)
@@ -235,7 +235,7 @@ func checkNoExtraBytes(t *testing.T, env *framework.Env, pods map[string]*corev1
 func checkPodJSON(t *testing.T, env *framework.Env, pods map[string]*corev1.Pod) {
 	t.Helper()
 	for _, p := range pods {
-		data, err := os.ReadFile(filepath.Join(filepath.Dir(filepath.Dir(graceLog(env, p))), podinfo.GracePodFileName))
+		data, err := os.ReadFile(filepath.Join(filepath.Dir(filepath.Dir(graceLog(env, p))), api.PodLogsPodFile))
 		if err != nil || !strings.Contains(string(data), `"uid":"`+string(p.UID)+`"`) {
 			t.Errorf("pod.json of %s: %v %.200s", p.Name, err, data)
 		}

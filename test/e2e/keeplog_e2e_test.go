@@ -17,7 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
-	"github.com/keeplog/keeplog/pkg/podinfo"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/test/e2e/framework"
 )
 
@@ -86,20 +86,20 @@ func genericEphemeral(ctx context.Context, t *testing.T, env *framework.Env) {
 		t.Fatal(err)
 	}
 	// The pod is described in its directory: the live object, a directory per container, its stdout kept.
-	meta := filepath.Join(dir, podinfo.KeeplogDirName)
-	if err := framework.WaitFileContains(ctx, filepath.Join(meta, podinfo.PodYAMLName), "uid: "+string(pod.UID)); err != nil {
+	meta := filepath.Join(dir, api.KeeplogDir)
+	if err := framework.WaitFileContains(ctx, filepath.Join(meta, api.PodYAMLFile), "uid: "+string(pod.UID)); err != nil {
 		t.Fatal(err)
 	}
 	if fi, err := os.Stat(filepath.Join(dir, "app")); err != nil || !fi.IsDir() {
 		t.Fatalf("no directory for container app: %v", err)
 	}
-	stdout := filepath.Join(meta, podinfo.LogsDirName, "app", "0.log")
+	stdout := filepath.Join(meta, api.LogsDir, "app", "0.log")
 	if err := framework.WaitFileContains(ctx, stdout, "stdout from"); err != nil {
 		t.Fatal(err)
 	}
 	if err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		pv, err := env.Client.CoreV1().PersistentVolumes().Get(ctx, pvName, metav1.GetOptions{})
-		return err == nil && strings.Contains(pv.Annotations[podinfo.AnnotationPods], string(pod.UID)), nil
+		return err == nil && strings.Contains(pv.Annotations[api.AnnotationPVPods], string(pod.UID)), nil
 	}); err != nil {
 		t.Fatalf("PV %s not annotated with pod %s: %v", pvName, pod.UID, err)
 	}
@@ -116,7 +116,7 @@ func genericEphemeral(ctx context.Context, t *testing.T, env *framework.Env) {
 	if data, err := os.ReadFile(stdout); err != nil || !strings.Contains(string(data), "stdout from") {
 		t.Fatalf("stdout gone with the pod: %q %v", data, err)
 	}
-	if _, err := os.Stat(filepath.Join(meta, podinfo.EndedTextName)); err != nil {
+	if _, err := os.Stat(filepath.Join(meta, api.EndedTextFile)); err != nil {
 		t.Fatalf("how the pod ended was not recorded: %v", err)
 	}
 	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {

@@ -20,7 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/keeplog/keeplog/internal/loopfs"
-	"github.com/keeplog/keeplog/pkg/usage"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/test/e2e/framework"
 )
 
@@ -140,9 +140,9 @@ func blockAndWarn(ctx context.Context, t *testing.T, env *framework.Env) {
 	start := time.Now()
 	blocked := runSizedPod(ctx, t, env, sizedPod(env, "blocked", blockClass, "4Mi", fillOnce))
 
-	msg := waitUsageEvent(ctx, t, env, "blocked", usage.ReasonOverLimit, 60*time.Second)
+	msg := waitUsageEvent(ctx, t, env, "blocked", api.ReasonVolumeOverLimit, 60*time.Second)
 	t.Logf("blocked pod: %s", msg)
-	waitUsageEvent(ctx, t, env, "blocked", usage.ReasonBlocked, 30*time.Second)
+	waitUsageEvent(ctx, t, env, "blocked", api.ReasonVolumeBlocked, 30*time.Second)
 	// The pod's own loop reports the refused write; a write from outside its loop fails too.
 	var refusedAfter time.Duration
 	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
@@ -170,7 +170,7 @@ func blockAndWarn(ctx context.Context, t *testing.T, env *framework.Env) {
 	}
 
 	// warn: an Event, and the pod writes on.
-	msg = waitUsageEvent(ctx, t, env, "warned", usage.ReasonOverLimit, 60*time.Second)
+	msg = waitUsageEvent(ctx, t, env, "warned", api.ReasonVolumeOverLimit, 60*time.Second)
 	if !strings.Contains(msg, "warn") {
 		t.Errorf("warn Event message %q does not say limitAction warn", msg)
 	}
@@ -193,7 +193,7 @@ func blockAndWarn(ctx context.Context, t *testing.T, env *framework.Env) {
 	if err != nil {
 		t.Fatalf("the pod could not write again after the excess was deleted\nkeeplog log:\n%s", env.KeeplogLog(30))
 	}
-	waitUsageEvent(ctx, t, env, "blocked", usage.ReasonBackUnder, 30*time.Second)
+	waitUsageEvent(ctx, t, env, "blocked", api.ReasonVolumeBackUnderLimit, 30*time.Second)
 }
 
 // capacityPending: CSIStorageCapacity objects appear for the node; a pod whose claim is bigger than the node's free

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kubernetes-csi/csi-test/v5/pkg/sanity"
 	"k8s.io/mount-utils"
+	"k8s.io/utils/clock"
 
 	"github.com/keeplog/keeplog/pkg/driver"
 	"github.com/keeplog/keeplog/pkg/store"
@@ -22,7 +23,7 @@ func TestSanity(t *testing.T) {
 		t.Fatal("csi-sanity with real bind mounts needs root (run make test as root)")
 	}
 	base := t.TempDir()
-	st, err := store.Open(filepath.Join(base, "root"), time.Now)
+	st, err := store.Open(filepath.Join(base, "root"), clock.RealClock{})
 	if err != nil {
 		t.Fatal(err)
 	}

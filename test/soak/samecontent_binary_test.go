@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/archiver"
 	"github.com/keeplog/keeplog/test/binary"
 )
@@ -72,7 +73,7 @@ func waitSameAs(t *testing.T, e *archEnv, dir, rel string, since time.Time) arch
 	deadline := time.Now().Add(3 * time.Minute)
 	for time.Now().Before(deadline) {
 		var ps archiver.PodStatus
-		if b, err := os.ReadFile(filepath.Join(dir, ".keeplog", archiver.StatusFileName)); err == nil && json.Unmarshal(b, &ps) == nil {
+		if b, err := os.ReadFile(filepath.Join(dir, ".keeplog", api.ArchiveStatusFile)); err == nil && json.Unmarshal(b, &ps) == nil {
 			for _, f := range ps.Files {
 				if f.Path == rel && f.State == string(archiver.StateDone) && f.SameAs != "" && !f.Updated.Before(since.Add(-time.Second)) {
 					return f
@@ -81,7 +82,7 @@ func waitSameAs(t *testing.T, e *archEnv, dir, rel string, since time.Time) arch
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	b, _ := os.ReadFile(filepath.Join(dir, ".keeplog", archiver.StatusFileName))
+	b, _ := os.ReadFile(filepath.Join(dir, ".keeplog", api.ArchiveStatusFile))
 	t.Fatalf("%s not done with sameAs within 3m; status file:\n%s\nkeeplog's log:\n%s", rel, b, e.kl.LogTail(20))
 	return archiver.FileStatus{}
 }

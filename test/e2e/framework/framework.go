@@ -21,13 +21,14 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/test/chart"
 	"github.com/keeplog/keeplog/test/e2e/lab"
 )
 
 // The names the chart and the tests share: the CSI driver, its StorageClass and kubelet's directories for it.
 const (
-	DriverName   = "keeplog.csi.io"
+	DriverName   = api.DriverName
 	StorageClass = "keeplog"
 	pluginDir    = "/var/lib/kubelet/plugins/" + DriverName
 	registryDir  = "/var/lib/kubelet/plugins_registry"

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -38,12 +39,12 @@ func (e *Env) CreateKeeplogStorageClass(ctx context.Context, name string, params
 // PodDirRecord reads keeplog's record of a pod directory (its base name): which volume owns it, and its publish and
 // unpublish times.
 func (e *Env) PodDirRecord(dir string) (volumeID string, rec *store.PodDir, err error) {
-	vols, err := os.ReadDir(filepath.Join(e.Root, store.StateDirName, "volumes"))
+	vols, err := os.ReadDir(filepath.Join(e.Root, api.KeeplogDir, "volumes"))
 	if err != nil {
 		return "", nil, err
 	}
 	for _, v := range vols {
-		data, err := os.ReadFile(filepath.Join(e.Root, store.StateDirName, "volumes", v.Name(), "pods", dir+".json"))
+		data, err := os.ReadFile(filepath.Join(e.Root, api.KeeplogDir, "volumes", v.Name(), "pods", dir+".json"))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -61,7 +62,7 @@ func (e *Env) PodDirRecord(dir string) (volumeID string, rec *store.PodDir, err 
 
 // VolumeRecordExists tells whether keeplog still has records of a volume.
 func (e *Env) VolumeRecordExists(volumeID string) bool {
-	_, err := os.Lstat(filepath.Join(e.Root, store.StateDirName, "volumes", volumeID))
+	_, err := os.Lstat(filepath.Join(e.Root, api.KeeplogDir, "volumes", volumeID))
 	return err == nil
 }
 
