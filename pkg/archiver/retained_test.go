@@ -1,7 +1,6 @@
 package archiver
 
 import (
-	"bufio"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,27 +12,13 @@ import (
 	"github.com/keeplog/keeplog/internal/fstest"
 )
 
-// inotifyWatches counts the inotify watches this process holds, as the kernel lists them (/proc/self/fdinfo): the
-// archiver's watcher is the test binary's only inotify instance.
+// inotifyWatches counts the inotify watches this process holds (the kernel's list): the archiver's watcher is the
+// test binary's only inotify instance.
 func inotifyWatches(t testing.TB) int {
 	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fdinfo")
+	n, err := fstest.InotifyWatches(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
-	}
-	n := 0
-	for _, e := range ents {
-		f, err := os.Open(filepath.Join("/proc/self/fdinfo", e.Name()))
-		if err != nil {
-			continue // an fd closed meanwhile
-		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if strings.HasPrefix(sc.Text(), "inotify wd:") {
-				n++
-			}
-		}
-		f.Close()
 	}
 	return n
 }
@@ -71,6 +56,20 @@ func retainedRoot(t *testing.T, e *env, n int) (string, []string, *retainedSet) 
 	return live, kept, set
 }
 
+// startRetained runs an archiver (rescans off) over retainedRoot's pod directories, the retained ones told by
+// Deps.Retained, and waits until its first rescan is over (the published pod's dump is archived).
+func startRetained(t *testing.T, e *env, n int) (*running, []string, *retainedSet) {
+	t.Helper()
+	live, kept, set := retainedRoot(t, e, n)
+	cfg := e.config()
+	cfg.RescanInterval = time.Hour
+	r := e.start(cfg, Deps{Retained: set.has})
+	waitFor(t, 30*time.Second, "the published pod's dump to be archived (the first rescan is over)", func() bool {
+		return exists(e.archived(live, "app/first.hprof"))
+	})
+	return r, kept, set
+}
+
 // TestRetainedPodDirectoriesAreNotWatched: at start the records say which pod directories are unpublished, and
 // none of their directories is watched (the kernel's own list of watches): a node's thousands of retained
 // directories cost no inotify watch and no event. Published again, one is watched again and a dump written in it
@@ -78,13 +77,7 @@ func retainedRoot(t *testing.T, e *env, n int) (string, []string, *retainedSet) 
 // retained pod directory was watched: 1 + 2 + 4·12 watches here instead of 1 + 2.
 func TestRetainedPodDirectoriesAreNotWatched(t *testing.T) {
 	e := newEnv(t)
-	live, kept, set := retainedRoot(t, e, 12)
-	cfg := e.config()
-	cfg.RescanInterval = time.Hour
-	r := e.start(cfg, Deps{Retained: set.has})
-	waitFor(t, 30*time.Second, "the published pod's dump to be archived (the first rescan is over)", func() bool {
-		return exists(e.archived(live, "app/first.hprof"))
-	})
+	r, kept, set := startRetained(t, e, 12)
 	base := 1 + 2 // the root, the published pod directory and its app/
 	if got := inotifyWatches(t); got != base {
 		t.Fatalf("%d inotify watches with 12 retained pod directories, want %d (the root and the published pod's 2 directories)", got, base)
@@ -115,13 +108,7 @@ func TestRetainedPodDirectoriesAreNotWatched(t *testing.T) {
 // directory at once, so it is archived without waiting for the hourly walk (rescans are off here).
 func TestFileInRetainedPodIsFoundWhenArchivedIsAsked(t *testing.T) {
 	e := newEnv(t)
-	live, kept, set := retainedRoot(t, e, 2)
-	cfg := e.config()
-	cfg.RescanInterval = time.Hour
-	r := e.start(cfg, Deps{Retained: set.has})
-	waitFor(t, 30*time.Second, "the first rescan to be over", func() bool {
-		return exists(e.archived(live, "app/first.hprof"))
-	})
+	r, kept, _ := startRetained(t, e, 2)
 	pod := kept[1]
 	if ok, why := r.a.Archived(pod); !ok {
 		t.Fatalf("an empty retained pod directory is not archived: %s", why)

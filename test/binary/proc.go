@@ -66,28 +66,6 @@ func ChildCPU(ps *os.ProcessState) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// InotifyWatches counts the inotify watches the process holds (the "inotify wd:" lines of /proc/PID/fdinfo of each
-// inotify descriptor): a node keeping thousands of retained pod directories must not hold a watch per record.
-func InotifyWatches(pid int) (int, error) {
-	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, fd := range fds {
-		target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
-		if err != nil || target != "anon_inode:inotify" {
-			continue
-		}
-		info, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, fd.Name()))
-		if err != nil {
-			continue // closed meanwhile
-		}
-		n += bytes.Count(info, []byte("\ninotify wd:"))
-	}
-	return n, nil
-}
-
 // LoadAvg is the first three fields of /proc/loadavg ("1.50 3.66 6.06"): benchmarks print it beside their figures,
 // since a shared machine's load changes them.
 func LoadAvg() string {

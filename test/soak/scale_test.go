@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keeplog/keeplog/internal/fstest"
 	"github.com/keeplog/keeplog/test/binary"
 	"github.com/keeplog/keeplog/test/e2e/framework"
 )
@@ -194,7 +195,7 @@ func measureIdleScale(b *testing.B, ctx context.Context, kl *binary.Keeplog, liv
 	f.idleCPU, f.quietCPU = cpu1-cpu0, cpu2-cpu1
 	f.idleWalks, _ = delta(before, after, "keeplog_usage_walks_total")
 	f.rss, _ = binary.RSS(kl.Pid())
-	f.watches, _ = binary.InotifyWatches(kl.Pid())
+	f.watches, _ = fstest.InotifyWatches(kl.Pid())
 	f.load, f.at = binary.LoadAvg(), time.Now()
 	f.idleWindow = idle
 }
