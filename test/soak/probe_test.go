@@ -4,8 +4,14 @@ package soak
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
+
+	"github.com/keeplog/keeplog/pkg/api"
+	"github.com/keeplog/keeplog/pkg/archiver"
 )
 
 // probeBound is how long a fresh dump may take to reach the server once the work has settled: the quiet period
@@ -28,7 +34,9 @@ func (s *soakEnv) probe(ctx context.Context) verdict {
 	}
 	start := time.Now()
 	for time.Since(start) < probeBound && ctx.Err() == nil {
-		if len(s.missingOnServer(p)) == 0 {
+		// The server has the file before keeplog verified and journalled it; the idle window starts only once the
+		// pod's status file says done, or that last status write would land in it.
+		if len(s.missingOnServer(p)) == 0 && s.statusDone(p) {
 			v.ok, v.figure = true, fmt.Sprintf("yes, after %s", time.Since(start).Round(100*time.Millisecond))
 			return v
 		}
@@ -36,4 +44,26 @@ func (s *soakEnv) probe(ctx context.Context) verdict {
 	}
 	v.figure = "no: not on the server after " + probeBound.String() + " (the archiver saw nothing new)"
 	return v
+}
+
+// statusDone: the pod's status file (read through its published target) lists every dump written to it as done.
+func (s *soakEnv) statusDone(p *podRun) bool {
+	b, err := os.ReadFile(filepath.Join(p.target, filepath.FromSlash(api.ArchiveStatusPath)))
+	var ps archiver.PodStatus
+	if err != nil || json.Unmarshal(b, &ps) != nil {
+		return false
+	}
+	done := map[string]bool{}
+	for _, f := range ps.Files {
+		done[f.Path] = f.State == string(archiver.StateDone)
+	}
+	s.load.mu.Lock()
+	dumps := append([]dump(nil), p.dumps...)
+	s.load.mu.Unlock()
+	for _, d := range dumps {
+		if !done[d.rel] {
+			return false
+		}
+	}
+	return true
 }
