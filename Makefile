@@ -87,7 +87,7 @@ resume-binary: build seaweedfs
 
 
 # The chart e2e installs `make image`'s docker-archive for this machine's architecture (both are built by `make image`).
-e2e: deps k8s otelcol build
+e2e: deps k8s otelcol seaweedfs build
 	$(MAKE) image IMAGE_ARCHS=$$($(GO) env GOARCH)
 	$(GO) test -tags e2e -p 1 -count=1 -timeout 40m -v ./test/e2e/...
 

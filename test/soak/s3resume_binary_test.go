@@ -192,16 +192,7 @@ func s3JournalParts(t *testing.T, root string) int {
 // rclone runs Debian's rclone with the remote "s3k" configured for s3 through the environment.
 func rclone(t *testing.T, s3 *s3test.Server, args ...string) string {
 	cmd := exec.Command("rclone", args...)
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "AWS_") { // this machine's AWS_CA_BUNDLE would be used by rclone
-			env = append(env, kv)
-		}
-	}
-	env = append(env, "RCLONE_CONFIG=/dev/null", "RCLONE_CONFIG_S3K_TYPE=s3", "RCLONE_CONFIG_S3K_PROVIDER=SeaweedFS",
-		"RCLONE_CONFIG_S3K_ENDPOINT="+s3.Endpoint, "RCLONE_CONFIG_S3K_ACCESS_KEY_ID="+s3.AccessKey,
-		"RCLONE_CONFIG_S3K_SECRET_ACCESS_KEY="+s3.SecretKey, "RCLONE_CONFIG_S3K_REGION=us-east-1", "RCLONE_CONFIG_S3K_FORCE_PATH_STYLE=true")
-	cmd.Env = env
+	cmd.Env = s3.RcloneEnv()
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("rclone %v: %v", args, err)
