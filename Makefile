@@ -79,7 +79,7 @@ heapdumps:
 # cached (making it adds about half a minute to three, depending on the load); KEEPLOG_RESUME_SIZE, _KILLS,
 # _BANDWIDTH and _VARIANTS change its shape, KEEPLOG_BIN the binary. Issue 15 through bin/keeplog and a real
 # SeaweedFS S3 server: TestBinaryS3Resume (the same 10 SIGKILLs of a 1 GiB multipart upload), TestBinaryS3ServerOutage
-# (the server stopped by its PID for 60 s, KEEPLOG_S3_OUTAGE, mid-upload; about 2.5 minutes) and
+# (the server SIGKILLed by its PID mid-part and down for 60 s, KEEPLOG_S3_OUTAGE; about 2.5 minutes) and
 # TestBinaryS3WrongCredentials (a wrong secretAccessKey, then a missing bucket, then fixed; about 30 s).
 .PHONY: resume-binary
 resume-binary: build seaweedfs

@@ -206,6 +206,19 @@ func (s *Server) Stop() {
 	s.cmd = nil
 }
 
+// Kill stops the process by its PID with SIGKILL, as a crash or a pulled cable would (the requests in flight are
+// cut, nothing is finished), and waits for it. Start brings it back.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.done
+	s.cmd = nil
+}
+
 // PID is the running process's PID (0 when stopped).
 func (s *Server) PID() int {
 	s.mu.Lock()

@@ -5,6 +5,7 @@ package soak
 import (
 	"context"
 	"encoding/json"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,11 +19,11 @@ import (
 )
 
 // TestBinaryS3ServerOutage is issue 15's "server stopped 60 s mid-upload → completes after" through the shipped
-// binary: a 128 MiB dump archived at 16 MiB/s to a real SeaweedFS S3 server, the server process stopped by its PID
-// two parts into the upload and started again KEEPLOG_S3_OUTAGE (60s) later on the same ports and data. While it is
-// down keeplog retries and says why (its log, the pod's status file) and keeps the dump; after it is back the upload
-// continues (it does not start over), the bucket holds one object and its manifest, rclone's copy hashes to the
-// manifest's digest, no multipart upload is left, and keeplog sent at most the part in flight twice
+// binary: a 128 MiB dump archived at 16 MiB/s to a real SeaweedFS S3 server, the server process SIGKILLed by its
+// PID in the middle of the third part and started again KEEPLOG_S3_OUTAGE (60s) later on the same ports and data.
+// While it is down keeplog retries and says why (its log, the pod's status file) and keeps the dump; after it is
+// back the upload continues (it does not start over), the bucket holds one object and its manifest, rclone's copy
+// hashes to the manifest's digest, no multipart upload is left, and keeplog sent at most the part in flight twice
 // (keeplog_archiver_uploaded_bytes_total counts every byte it sent, failed attempts included).
 func TestBinaryS3ServerOutage(t *testing.T) {
 	if os.Geteuid() != 0 {
@@ -51,10 +52,12 @@ func TestBinaryS3ServerOutage(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	// SIGKILL in the middle of the next part (8 MiB take half a second at 16 MiB/s): the part in flight is cut.
+	time.Sleep(rand.N(400*time.Millisecond) + 50*time.Millisecond)
 	pid := s3.PID()
-	s3.Stop()
+	s3.Kill()
 	stoppedAt := s3JournalParts(t, e.kl.Root)
-	t.Logf("SeaweedFS (pid %d) stopped with %d of %d parts journalled; down for %v", pid, stoppedAt, size/chunkSize, down)
+	t.Logf("SeaweedFS (pid %d) killed with %d of %d parts journalled; down for %v", pid, stoppedAt, size/chunkSize, down)
 	time.Sleep(down)
 	st := s3FileStatus(t, e, pod, dumpName(0))
 	if st.State == string(archiver.StateDone) || st.Error == "" || st.Attempts == 0 {
