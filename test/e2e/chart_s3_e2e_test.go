@@ -26,11 +26,12 @@ import (
 // TestChartS3 is issue 15 on the real lab: the chart installed with an archive target Secret of `type: s3` in the
 // release's namespace, for a real SeaweedFS S3 server on the host's 127.0.0.1 (the plugin runs in the node's network,
 // the chart's default). The Secret first holds a wrong secretAccessKey: a pod writes a dump into its keeplog volume
-// and is deleted, and keeplog sends an ArchiveRetrying Event on the pod that says "wrong credentials", logs the same,
-// quotes neither key and keeps the dump. Then the Secret is fixed and the DaemonSet restarted (keeplog reads the
+// and is deleted, and keeplog sends an ArchiveRetrying Event on the pod that says "wrong credentials", logs the same
+// and writes it in the pod's status file, quotes neither key and keeps the dump. Then the Secret is fixed and the DaemonSet restarted (keeplog reads the
 // Secret when it starts; docs/archiving-s3.md says so): the deleted pod's dump is archived once. The bucket holds it
 // and its manifest under <prefix>/<namespace>/<pod>/<uid>/<container>/<path>, Debian's rclone's copy hashes to the
-// manifest's digest and to the node's file, the manifest names the pod, and no multipart upload is left.
+// manifest's digest and to the node's file, the manifest names the pod, /metrics counts one successful upload and
+// quotes no key, and no multipart upload is left.
 func TestChartS3(t *testing.T) {
 	ctx := context.Background()
 	s3 := s3test.Start(t) // its cleanup runs after the lab's: the plugin never loses the server before it is gone
@@ -46,9 +47,10 @@ func TestChartS3(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A quiet period far longer than the test: the dump is found finished only because its pod was deleted.
-	first, _ := c.install(ctx, t, func(values map[string]any) {
+	first, port := c.install(ctx, t, func(values map[string]any) {
 		values["archive"] = map[string]any{"secretName": secret.Name, "quietPeriod": "10m"}
 	})
+	chartMetricsPort = port // scrape's
 	pod := dumpPod(ctx, t, env, ns, "java", framework.StorageClass, nil, map[string]int{"java_pid1.hprof": 12 * 1024})
 	local := filepath.Join(env.PodDir(pod), "app", "java_pid1.hprof")
 	want := sha(t, local)
@@ -64,6 +66,10 @@ func TestChartS3(t *testing.T) {
 	log := env.ContainerLog(first, "keeplog", 1_000_000)
 	if !strings.Contains(log, "wrong credentials") || strings.Contains(log, bad) || strings.Contains(log, s3.SecretKey) {
 		t.Errorf("keeplog's log does not say wrong credentials, or quotes a key:\n%s", env.ContainerLog(first, "keeplog", 20))
+	}
+	status := filepath.Join(env.PodDir(pod), api.ArchiveStatusPath)
+	if err := framework.WaitFileContains(ctx, status, "wrong credentials"); err != nil {
+		t.Errorf("the pod's status file: %v", err)
 	}
 	if got := sha(t, local); got != want {
 		t.Errorf("the dump changed on the node while its upload failed: %s, want %s", got, want)
@@ -105,6 +111,16 @@ func TestChartS3(t *testing.T) {
 	waitEvent(ctx, t, env, pod, api.ReasonArchived)
 	if ups, err := s3.Uploads(ctx); err != nil || len(ups) != 0 {
 		t.Errorf("multipart uploads left: %v (%v)", ups, err)
+	}
+	metrics, err := scrape(ctx, t, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := metricSum(metrics, "keeplog_archiver_uploads_total", `result="success"`); n != 1 {
+		t.Errorf("the restarted plugin counts %v successful uploads, want 1", n)
+	}
+	if strings.Contains(metrics, s3.SecretKey) || strings.Contains(metrics, bad) {
+		t.Error("/metrics quotes a secretAccessKey")
 	}
 	t.Logf("after the fix and a restart: %s (%d bytes, sha256 %s) archived and read back with rclone", key, m.Size, want)
 	chartNoRBACDenials(ctx, t, env)
