@@ -77,14 +77,17 @@ heapdumps:
 # manifest's storedSha256, zstd -d giving back the dump's sha256, at most the stored size + 10 chunks received), then
 # a touch, rename and hard link of the archived dump adding 0 bytes on the server. About 1 minute with the dump
 # cached (making it adds about half a minute to three, depending on the load); KEEPLOG_RESUME_SIZE, _KILLS,
-# _BANDWIDTH and _VARIANTS change its shape, KEEPLOG_BIN the binary.
+# _BANDWIDTH and _VARIANTS change its shape, KEEPLOG_BIN the binary. Issue 15 through bin/keeplog and a real
+# SeaweedFS S3 server: TestBinaryS3Resume (the same 10 SIGKILLs of a 1 GiB multipart upload), TestBinaryS3ServerOutage
+# (the server SIGKILLed by its PID mid-part and down for 60 s, KEEPLOG_S3_OUTAGE; about 2.5 minutes) and
+# TestBinaryS3WrongCredentials (a wrong secretAccessKey, then a missing bucket, then fixed; about 30 s).
 .PHONY: resume-binary
 resume-binary: build seaweedfs
-	$(GO) test -tags soak -count=1 -timeout 30m -v -run '^(TestBinaryResume|TestBinaryS3Resume)$$' ./test/soak/
+	$(GO) test -tags soak -count=1 -timeout 30m -v -run '^(TestBinaryResume|TestBinaryS3Resume|TestBinaryS3ServerOutage|TestBinaryS3WrongCredentials)$$' ./test/soak/
 
 
 # The chart e2e installs `make image`'s docker-archive for this machine's architecture (both are built by `make image`).
-e2e: deps k8s otelcol build
+e2e: deps k8s otelcol seaweedfs build
 	$(MAKE) image IMAGE_ARCHS=$$($(GO) env GOARCH)
 	$(GO) test -tags e2e -p 1 -count=1 -timeout 40m -v ./test/e2e/...
 

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -120,6 +121,22 @@ func (s *Server) Client() *minio.Client {
 	return c
 }
 
+// RcloneEnv is an environment that configures rclone's remote "s3k" for the server, with no config file: Debian's
+// rclone is the independent client tests read objects back with. This machine's AWS_* variables (AWS_CA_BUNDLE) are
+// left out: rclone would use them.
+func (s *Server) RcloneEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "AWS_") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, "RCLONE_CONFIG=/dev/null", "RCLONE_CONFIG_S3K_TYPE=s3", "RCLONE_CONFIG_S3K_PROVIDER=SeaweedFS",
+		"RCLONE_CONFIG_S3K_ENDPOINT="+s.Endpoint, "RCLONE_CONFIG_S3K_ACCESS_KEY_ID="+s.AccessKey,
+		"RCLONE_CONFIG_S3K_SECRET_ACCESS_KEY="+s.SecretKey, "RCLONE_CONFIG_S3K_REGION=us-east-1",
+		"RCLONE_CONFIG_S3K_FORCE_PATH_STYLE=true")
+}
+
 // Start (re)starts the process on the same ports and data and waits until the S3 port answers.
 func (s *Server) Start() {
 	s.t.Helper()
@@ -186,6 +203,19 @@ func (s *Server) Stop() {
 		_ = s.cmd.Process.Kill()
 		<-s.done
 	}
+	s.cmd = nil
+}
+
+// Kill stops the process by its PID with SIGKILL, as a crash or a pulled cable would (the requests in flight are
+// cut, nothing is finished), and waits for it. Start brings it back.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.done
 	s.cmd = nil
 }
 

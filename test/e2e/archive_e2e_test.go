@@ -218,10 +218,12 @@ func waitGone(ctx context.Context, path string) error {
 	})
 }
 
-// waitEvent waits for an Event with the reason on the pod (matched by UID: the pod may be deleted already).
-func waitEvent(ctx context.Context, t *testing.T, env *framework.Env, pod *corev1.Pod, reason string) {
+// waitEvent waits for an Event with the reason on the pod (matched by UID: the pod may be deleted already) and
+// returns its message.
+func waitEvent(ctx context.Context, t *testing.T, env *framework.Env, pod *corev1.Pod, reason string) string {
 	t.Helper()
 	var seen []string
+	msg := ""
 	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
 		evs, err := env.Client.CoreV1().Events(pod.Namespace).List(ctx, metav1.ListOptions{})
 		if err != nil {
@@ -234,6 +236,7 @@ func waitEvent(ctx context.Context, t *testing.T, env *framework.Env, pod *corev
 			}
 			seen = append(seen, e.Reason+": "+e.Message)
 			if e.Reason == reason {
+				msg = e.Message
 				return true, nil
 			}
 		}
@@ -242,6 +245,7 @@ func waitEvent(ctx context.Context, t *testing.T, env *framework.Env, pod *corev
 	if err != nil {
 		t.Fatalf("no %s event on pod %s/%s; its events: %v", reason, pod.Namespace, pod.Name, seen)
 	}
+	return msg
 }
 
 func sha(t *testing.T, path string) string {

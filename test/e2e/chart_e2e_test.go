@@ -41,34 +41,13 @@ var chartMetricsPort int
 // through the installed DaemonSet. No host keeplog runs here (SetupLabOnly).
 func TestChart(t *testing.T) {
 	ctx := context.Background()
-	env, err := framework.SetupLabOnly(ctx, t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	installed := false
-	t.Cleanup(func() {
-		if installed {
-			// Pods first, while keeplog still runs and can unpublish; then the release.
-			for _, ns := range chartScenarioNamespaces {
-				if err := deleteNamespacePods(context.Background(), env, ns); err != nil {
-					t.Error(err)
-				}
-			}
-			if _, err := env.Helm(context.Background(), "uninstall", chartRelease, "--namespace", chartNamespace, "--wait", "--timeout", "2m"); err != nil {
-				t.Error(err)
-			}
-		}
-		if err := env.Teardown(context.Background()); err != nil {
-			t.Error(err)
-		}
-	})
-	for _, ns := range []string{chartNamespace, "keeplog-all"} {
-		mustNamespace(ctx, t, env, ns)
-	}
+	c := setupChartLab(ctx, t, chartScenarioNamespaces...)
+	env := c.env
+	mustNamespace(ctx, t, env, "keeplog-all")
 	if !t.Run("ServerAcceptsEveryRenderedObject", func(t *testing.T) { chartDryRun(ctx, t, env) }) {
 		t.FailNow()
 	}
-	if !t.Run("Install", func(t *testing.T) { chartInstall(ctx, t, env, &installed) }) {
+	if !t.Run("Install", func(t *testing.T) { chartInstall(ctx, t, c) }) {
 		t.FailNow()
 	}
 	t.Run("MetricsNeedKubernetesAuthentication", func(t *testing.T) { chartMetricsAuth(ctx, t, env) })
@@ -76,7 +55,7 @@ func TestChart(t *testing.T) {
 	t.Run("InlineEphemeralVolumeOutlivesPod", func(t *testing.T) { chartInlineEphemeral(ctx, t, env) })
 	t.Run("HelmTest", func(t *testing.T) { chartHelmTest(ctx, t, env) })
 	t.Run("NoRBACDenials", func(t *testing.T) { chartNoRBACDenials(ctx, t, env) })
-	t.Run("UninstallRemovesCapacityObjects", func(t *testing.T) { chartUninstall(ctx, t, env, &installed) })
+	t.Run("UninstallRemovesCapacityObjects", func(t *testing.T) { chartUninstall(ctx, t, c) })
 }
 
 // chartDryRun: kubectl apply --dry-run=server of the default render, the all-values render (with the Prometheus
@@ -133,27 +112,11 @@ func chartDryRun(ctx context.Context, t *testing.T, env *framework.Env) {
 // chartInstall: images imported with ctr, helm install, the DaemonSet's pod runs and is ready (liveness probe on
 // /healthz), kubelet registered the driver from inside the container, csi-provisioner published capacity owned by
 // the DaemonSet, and keeplog logs JSON.
-func chartInstall(ctx context.Context, t *testing.T, env *framework.Env, installed *bool) {
-	if err := env.ImportChartImages(ctx); err != nil {
-		t.Fatal(err)
-	}
-	values, port, err := env.ChartValues()
-	if err != nil {
-		t.Fatal(err)
-	}
+func chartInstall(ctx context.Context, t *testing.T, c *chartLab) {
+	env := c.env
+	pod, port := c.install(ctx, t, nil)
 	chartMetricsPort = port
-	out, err := env.Helm(ctx, "install", chartRelease, filepath.Join(env.Repo, "charts", "keeplog"),
-		"--namespace", chartNamespace, "--values", values)
-	*installed = err == nil
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("helm install:\n%s", out)
-	pod, err := env.WaitDaemonSetPod(ctx, chartNamespace, chartSelector, 3*time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		n, err := env.Client.StorageV1().CSINodes().Get(ctx, env.Lab.NodeName(), metav1.GetOptions{})
 		if err != nil {
 			return false, nil
@@ -312,7 +275,8 @@ func chartRunPod(ctx context.Context, t *testing.T, env *framework.Env, ns, name
 
 // chartUninstall: helm uninstall removes the DaemonSet and, through its owner references, the CSIStorageCapacity
 // objects; the data stays on the node.
-func chartUninstall(ctx context.Context, t *testing.T, env *framework.Env, installed *bool) {
+func chartUninstall(ctx context.Context, t *testing.T, c *chartLab) {
+	env := c.env
 	for _, ns := range chartScenarioNamespaces {
 		if err := deleteNamespacePods(ctx, env, ns); err != nil {
 			t.Fatal(err)
@@ -321,7 +285,7 @@ func chartUninstall(ctx context.Context, t *testing.T, env *framework.Env, insta
 	if _, err := env.Helm(ctx, "uninstall", chartRelease, "--namespace", chartNamespace, "--wait", "--timeout", "2m"); err != nil {
 		t.Fatal(err)
 	}
-	*installed = false
+	c.installed = false
 	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		list, err := env.Client.StorageV1().CSIStorageCapacities(chartNamespace).List(ctx, metav1.ListOptions{})
 		return err == nil && len(list.Items) == 0, nil

@@ -27,45 +27,12 @@ import (
 // every line is still there exactly once, with the pod's pod.json, and the plugin was refused nothing.
 func TestChartStdoutGrace(t *testing.T) {
 	ctx := context.Background()
-	env, err := framework.SetupLabOnly(ctx, t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const ns, nPods, nLines = "chart-grace", 3, 500
-	installed := false
-	t.Cleanup(func() {
-		if installed {
-			if err := deleteNamespacePods(context.Background(), env, ns); err != nil {
-				t.Error(err)
-			}
-			if _, err := env.Helm(context.Background(), "uninstall", chartRelease, "--namespace", chartNamespace, "--wait", "--timeout", "2m"); err != nil {
-				t.Error(err)
-			}
-		}
-		if err := env.Teardown(context.Background()); err != nil {
-			t.Error(err)
-		}
+	c := setupChartLab(ctx, t, ns)
+	env := c.env
+	c.install(ctx, t, func(values map[string]any) {
+		values["keeplog"].(map[string]any)["stdoutGrace"] = map[string]any{"enabled": true, "hostDir": env.WorkDir()}
 	})
-	mustNamespace(ctx, t, env, chartNamespace)
-	if err := env.ImportChartImages(ctx); err != nil {
-		t.Fatal(err)
-	}
-	values, _, err := env.ChartValuesMap()
-	if err != nil {
-		t.Fatal(err)
-	}
-	values["keeplog"].(map[string]any)["stdoutGrace"] = map[string]any{"enabled": true, "hostDir": env.WorkDir()}
-	file, err := env.WriteValues("grace-values.yaml", values)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := env.Helm(ctx, "install", chartRelease, filepath.Join(env.Repo, "charts", "keeplog"), "--namespace", chartNamespace, "--values", file); err != nil {
-		t.Fatal(err)
-	}
-	installed = true
-	if _, err := env.WaitDaemonSetPod(ctx, chartNamespace, chartSelector, 3*time.Minute); err != nil {
-		t.Fatal(err)
-	}
 	graceNamespace(ctx, t, env, ns)
 	gate := t.TempDir()
 	pods := startGracePods(ctx, t, env, ns, gate, nPods, nLines)

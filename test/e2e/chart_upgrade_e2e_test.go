@@ -37,34 +37,20 @@ func TestChartUpgradeRollback(t *testing.T) {
 		t.Skip("builds the previous release: run with make e2e-upgrade (KEEPLOG_E2E_UPGRADE=1)")
 	}
 	ctx := context.Background()
-	env, err := framework.SetupLabOnly(ctx, t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var prev *framework.Release
-	installed := false
-	t.Cleanup(func() {
-		if installed {
-			if err := deleteNamespacePods(context.Background(), env, upgradeNamespace); err != nil {
-				t.Error(err)
-			}
-			if _, err := env.Helm(context.Background(), "uninstall", chartRelease, "--namespace", chartNamespace, "--wait", "--timeout", "2m"); err != nil {
-				t.Error(err)
-			}
-		}
-		if err := env.Teardown(context.Background()); err != nil {
-			t.Error(err)
-		}
+	t.Cleanup(func() { // registered first, so it runs last: after the lab is torn down
 		if err := prev.Remove(context.Background()); err != nil {
 			t.Error(err)
 		}
 	})
+	c := setupChartLab(ctx, t, upgradeNamespace)
+	env := c.env
+	var err error
 	prev, err = framework.BuildPreviousRelease(ctx, env.Repo, framework.PreviousRelease, env.WorkDir(), t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
 	sftp := framework.StartSFTP(t)
-	mustNamespace(ctx, t, env, chartNamespace)
 	mustNamespace(ctx, t, env, upgradeNamespace)
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "keeplog-sftp", Namespace: chartNamespace}, Data: map[string][]byte{}}
 	for _, k := range []string{"host", "port", "user", "privateKey", "knownHosts", "baseDir"} {
@@ -90,7 +76,7 @@ func TestChartUpgradeRollback(t *testing.T) {
 	if _, err := env.Helm(ctx, "install", chartRelease, prev.Chart, "--namespace", chartNamespace, "--values", writeValues(t, env, "previous.yaml", oldValues)); err != nil {
 		t.Fatal(err)
 	}
-	installed = true
+	c.installed = true
 	waitPluginImage(ctx, t, env, framework.PreviousImageRef)
 	gone := chartRunPod(ctx, t, env, upgradeNamespace, "gone", corev1.Volume{Name: "logs",
 		VolumeSource: corev1.VolumeSource{Ephemeral: &corev1.EphemeralVolumeSource{VolumeClaimTemplate: claimTemplate()}}})

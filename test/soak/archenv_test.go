@@ -22,8 +22,10 @@ type archEnv struct {
 	t    testing.TB
 	work string
 	sftp *framework.SFTP
-	kl   *binary.Keeplog
-	csi  *binary.CSI
+	// secret is the S3 target Secret's directory (newS3ArchEnv); empty for SFTP.
+	secret string
+	kl     *binary.Keeplog
+	csi    *binary.CSI
 }
 
 // newArchEnv starts sshd and keeplog with args; cleanups stop both by PID and unmount what a failed test left.

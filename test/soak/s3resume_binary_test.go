@@ -36,7 +36,7 @@ func TestBinaryS3Resume(t *testing.T) {
 	p := resumePlanFromEnv(t)
 	ctx := context.Background()
 	s3 := s3test.Start(t)
-	e := newS3ArchEnv(t, ctx, s3, "--archive-quiet-period=2s", "--archive-bandwidth="+p.bandwidth, "--retain-for=1h")
+	e := newS3ArchEnv(t, ctx, s3, nil, "--archive-quiet-period=2s", "--archive-bandwidth="+p.bandwidth, "--retain-for=1h")
 	src := filepath.Join(t.TempDir(), "dump.hprof")
 	sum := writeRandomFile(t, src, p.size)
 	e.podWithDumps(ctx, "s3-resume", nil, []string{src})
@@ -73,33 +73,7 @@ func TestBinaryS3Resume(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Minute)
-	for len(s3Objects(t, s3)) < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no object after 10 minutes; keeplog's log:\n%s", e.kl.LogTail(30))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	objs := s3Objects(t, s3)
-	var key string
-	for _, o := range objs {
-		if !strings.HasSuffix(o, ".manifest.json") {
-			key = o
-		}
-	}
-	if len(objs) != 2 || key == "" {
-		t.Fatalf("objects %v, want the dump and its manifest", objs)
-	}
-	var m archiver.Manifest
-	if err := json.Unmarshal([]byte(rclone(t, s3, "cat", "s3k:"+s3.Bucket+"/"+key+".manifest.json")), &m); err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(t.TempDir(), "copy")
-	rclone(t, s3, "copyto", "--s3-no-check-bucket", "s3k:"+s3.Bucket+"/"+key, out)
-	got := fileSHA256(t, out)
-	if got != sum || m.SHA256 != sum || m.StoredSHA256 != sum || m.Size != p.size {
-		t.Fatalf("rclone's copy sha256 %s; manifest %+v; the dump's %s", got, m, sum)
-	}
+	s3WaitArchived(t, e, s3, sum, p.size, 10*time.Minute)
 	if k, n := s3InProgress(t, s3); k != "" {
 		t.Errorf("a multipart upload of %s (%d parts) is left", k, n)
 	}
@@ -116,21 +90,17 @@ func TestBinaryS3Resume(t *testing.T) {
 	}
 }
 
-// newS3ArchEnv starts keeplog archiving to s3 (a Secret volume directory with type: s3).
-func newS3ArchEnv(t *testing.T, ctx context.Context, s3 *s3test.Server, args ...string) *archEnv {
+// newS3ArchEnv starts keeplog archiving to s3 (a Secret volume directory with type: s3); over replaces keys of the
+// Secret (a wrong credential, another bucket). The directory is e.secret, for writeS3Secret.
+func newS3ArchEnv(t *testing.T, ctx context.Context, s3 *s3test.Server, over map[string]string, args ...string) *archEnv {
 	e := &archEnv{t: t, work: t.TempDir()}
-	secret := filepath.Join(e.work, "secret")
-	if err := os.MkdirAll(secret, 0o700); err != nil {
+	e.secret = filepath.Join(e.work, "secret")
+	if err := os.MkdirAll(e.secret, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	for k, v := range map[string]string{"type": "s3", "endpoint": s3.Endpoint, "bucket": s3.Bucket, "prefix": "soak",
-		"pathStyle": "true", "accessKeyID": s3.AccessKey, "secretAccessKey": s3.SecretKey} {
-		if err := os.WriteFile(filepath.Join(secret, k), []byte(v+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeS3Secret(t, e.secret, s3, over)
 	t.Cleanup(func() { unmountUnder(t, e.work) })
-	kl, err := binary.StartKeeplog(ctx, binary.Config{WorkDir: filepath.Join(e.work, "keeplog"), ArchiveTarget: secret, Args: args})
+	kl, err := binary.StartKeeplog(ctx, binary.Config{WorkDir: filepath.Join(e.work, "keeplog"), ArchiveTarget: e.secret, Args: args})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,6 +111,26 @@ func newS3ArchEnv(t *testing.T, ctx context.Context, s3 *s3test.Server, args ...
 	}
 	t.Cleanup(func() { e.csi.Close() })
 	return e
+}
+
+// writeS3Secret (re)writes the Secret directory dir for s3 with over's keys replaced, each file replaced atomically
+// (kubelet swaps a Secret volume's files as a whole too).
+func writeS3Secret(t *testing.T, dir string, s3 *s3test.Server, over map[string]string) {
+	t.Helper()
+	kv := map[string]string{"type": "s3", "endpoint": s3.Endpoint, "bucket": s3.Bucket, "prefix": "soak",
+		"pathStyle": "true", "accessKeyID": s3.AccessKey, "secretAccessKey": s3.SecretKey}
+	for k, v := range over {
+		kv[k] = v
+	}
+	for k, v := range kv {
+		tmp := filepath.Join(dir, "."+k+".tmp")
+		if err := os.WriteFile(tmp, []byte(v+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, k)); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // s3InProgress is the key of the one multipart upload in progress and the parts the server holds of it.
@@ -202,16 +192,7 @@ func s3JournalParts(t *testing.T, root string) int {
 // rclone runs Debian's rclone with the remote "s3k" configured for s3 through the environment.
 func rclone(t *testing.T, s3 *s3test.Server, args ...string) string {
 	cmd := exec.Command("rclone", args...)
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "AWS_") { // this machine's AWS_CA_BUNDLE would be used by rclone
-			env = append(env, kv)
-		}
-	}
-	env = append(env, "RCLONE_CONFIG=/dev/null", "RCLONE_CONFIG_S3K_TYPE=s3", "RCLONE_CONFIG_S3K_PROVIDER=SeaweedFS",
-		"RCLONE_CONFIG_S3K_ENDPOINT="+s3.Endpoint, "RCLONE_CONFIG_S3K_ACCESS_KEY_ID="+s3.AccessKey,
-		"RCLONE_CONFIG_S3K_SECRET_ACCESS_KEY="+s3.SecretKey, "RCLONE_CONFIG_S3K_REGION=us-east-1", "RCLONE_CONFIG_S3K_FORCE_PATH_STYLE=true")
-	cmd.Env = env
+	cmd.Env = s3.RcloneEnv()
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("rclone %v: %v", args, err)
