@@ -23,7 +23,7 @@ func setupArchiver(c *components) error {
 		klog.InfoS("Archiving is off (no --archive-target)")
 		return nil
 	}
-	dialer, target, desc, err := archiveDialer(o.Target, c.opts.NodeID)
+	dialer, target, err := newReloadingDialer(o.Target, c.opts.NodeID, klog.Background())
 	if err != nil {
 		return err
 	}
@@ -50,7 +50,7 @@ func setupArchiver(c *components) error {
 	if err != nil {
 		return err
 	}
-	klog.InfoS("Archiving", "target", desc, "bytesPerSecond", o.bytesPerSecond,
+	klog.InfoS("Archiving", "target", dialer.String(), "bytesPerSecond", o.bytesPerSecond,
 		"nodeUploads", o.NodeUploads, "clusterUploads", o.ClusterUploads)
 	c.archiver = a
 	c.deps.Archiver = a
@@ -67,24 +67,24 @@ func retained(s *store.Store) func(string) bool {
 }
 
 // archiveDialer loads the archive target Secret at p (SFTP, or S3 with `type: s3`) and returns the dialer, the
-// target the archiver names remote paths under, and a description without credentials.
-func archiveDialer(p, node string) (archiver.Dialer, archiver.Target, string, error) {
+// target the archiver names remote paths under, a description without credentials, and the type.
+func archiveDialer(p, node string) (archiver.Dialer, archiver.Target, string, string, error) {
 	typ, err := archiver.TargetType(p)
 	if err != nil {
-		return nil, archiver.Target{}, "", err
+		return nil, archiver.Target{}, "", "", err
 	}
 	if typ == "s3" {
 		t, err := archiver.LoadS3Target(p)
 		if err != nil {
-			return nil, archiver.Target{}, "", err
+			return nil, archiver.Target{}, "", "", err
 		}
 		d, err := archiver.NewS3Dialer(t, archiver.S3DialerOptions{NodeName: node})
-		return d, archiver.Target{BaseDir: t.BaseDir()}, t.String(), err
+		return d, archiver.Target{BaseDir: t.BaseDir()}, t.String(), typ, err
 	}
 	t, err := archiver.LoadTarget(p)
 	if err != nil {
-		return nil, archiver.Target{}, "", err
+		return nil, archiver.Target{}, "", "", err
 	}
 	d, err := archiver.NewSSHDialer(t, archiver.SSHDialerOptions{})
-	return d, t, t.String(), err
+	return d, t, t.String(), typ, err
 }

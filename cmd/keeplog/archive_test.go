@@ -19,7 +19,7 @@ func TestArchiveDialerChoosesS3FromTheSecret(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	d, target, desc, err := archiveDialer(dir, "node-a")
+	d, target, desc, _, err := archiveDialer(dir, "node-a")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +32,7 @@ func TestArchiveDialerChoosesS3FromTheSecret(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "bucket"), []byte("Bad_Bucket"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, _, err := archiveDialer(dir, "node-a"); err == nil || !strings.Contains(err.Error(), "bucket") || strings.Contains(err.Error(), "s3cr3t-value") {
+	if _, _, _, _, err := archiveDialer(dir, "node-a"); err == nil || !strings.Contains(err.Error(), "bucket") || strings.Contains(err.Error(), "s3cr3t-value") {
 		t.Errorf("bad bucket: %v", err)
 	}
 }

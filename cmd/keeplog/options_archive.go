@@ -25,7 +25,7 @@ type ArchiveOptions struct {
 
 // AddFlags registers the archiver flags.
 func (o *ArchiveOptions) AddFlags(fs *flag.FlagSet) {
-	fs.StringVar(&o.Target, "archive-target", "", "the archive target, read at start: a mounted Secret directory or a JSON file with its keys, SFTP (host, port, user, privateKey or password, knownHosts, baseDir) or S3 (type: s3, endpoint, bucket, accessKeyID, secretAccessKey, ...; docs/archiving-s3.md); empty disables archiving")
+	fs.StringVar(&o.Target, "archive-target", "", "the archive target, read again before each connection (a changed type or base directory takes a restart): a mounted Secret directory or a JSON file with its keys, SFTP (host, port, user, privateKey or password, knownHosts, baseDir) or S3 (type: s3, endpoint, bucket, accessKeyID, secretAccessKey, ...; docs/archiving-s3.md); empty disables archiving")
 	fs.DurationVar(&o.QuietPeriod, "archive-quiet-period", 30*time.Second, "how long a dump must stay unchanged, with no writer, before it is uploaded (at unpublish it is uploaded at once)")
 	fs.StringVar(&o.Bandwidth, "archive-bandwidth", "0", "this node's upload rate limit in bytes per second, as a quantity (e.g. 25Mi); 0 means unlimited")
 	fs.IntVar(&o.NodeUploads, "archive-node-uploads", 1, "uploads at once on this node")
