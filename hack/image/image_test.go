@@ -71,7 +71,7 @@ func TestWriteThenVerifyBothPlatforms(t *testing.T) {
 	var specs []spec
 	for _, arch := range []string{"amd64", "arm64"} {
 		bin := crossBuild(t, arch)
-		specs = append(specs, spec{OS: "linux", Arch: arch, Binary: bin, Rootfs: fakeRootfs(t, bin)})
+		specs = append(specs, spec{OS: "linux", Arch: arch, Binary: bin, APIBinary: bin, Rootfs: fakeRootfs(t, bin)})
 	}
 	if err := write(writeConfig{Out: out, Ref: ref, Version: "test", Platforms: specs}); err != nil {
 		t.Fatal(err)
@@ -142,7 +142,7 @@ func TestVerifyCatchesAMislabelledImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	var layerEntries []entry
-	for _, p := range []string{binaryPath, "bin/mount", "bin/umount"} {
+	for _, p := range []string{binaryPath, apiBinaryPath, "bin/mount", "bin/umount"} {
 		layerEntries = append(layerEntries, entry{Name: p, Mode: 0o755, Type: '0', Data: data})
 	}
 	l, err := layerFrom(layerEntries, time.Unix(0, 0))
@@ -172,7 +172,7 @@ func TestPushToARegistry(t *testing.T) {
 	var specs []spec
 	for _, arch := range []string{"amd64", "arm64"} {
 		bin := crossBuild(t, arch)
-		specs = append(specs, spec{OS: "linux", Arch: arch, Binary: bin, Rootfs: fakeRootfs(t, bin)})
+		specs = append(specs, spec{OS: "linux", Arch: arch, Binary: bin, APIBinary: bin, Rootfs: fakeRootfs(t, bin)})
 	}
 	if err := write(writeConfig{Out: out, Ref: "ghcr.io/keeplog/keeplog:test", Version: "test", Platforms: specs}); err != nil {
 		t.Fatal(err)
