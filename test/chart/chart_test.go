@@ -60,7 +60,7 @@ type rendered struct {
 	roleBindings   []*rbacv1.RoleBinding
 	services       []*corev1.Service
 	configMaps     []*corev1.ConfigMap
-	pods           []*corev1.Pod                         // helm test hooks
+	pods           []*corev1.Pod // helm test hooks
 	deployments    []*appsv1.Deployment
 	secrets        []*corev1.Secret
 	custom         map[string]*unstructured.Unstructured // by kind: ServiceMonitor, PrometheusRule, SecurityContextConstraints
