@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keeplog/keeplog/internal/retrievaltest"
 	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/retrieval/wire"
@@ -18,13 +19,10 @@ import (
 func TestListPodsExpiryAndArchive(t *testing.T) {
 	f := newFixture(t, Config{Policy: policy.Defaults{RetainFor: 48 * time.Hour}})
 	refC := store.PodRef{Namespace: "ns3", Name: "job-0", UID: "0b7c8f6e-3333-4c3e-9d6a-000000000003"}
-	if _, err := f.st.CreateVolume(&store.Volume{ID: "v1:n:pvc-c", Kind: store.Persistent, Node: "node-a",
-		Parameters: map[string]string{api.ParamRetainFor: "24h"}}); err != nil {
-		t.Fatal(err)
-	}
 	dirA := f.pod("v1:n:pvc-a", refA, true)
 	f.pod("v1:n:pvc-b", refB, false)
-	dirC := f.pod("v1:n:pvc-c", refC, true)
+	dirC := retrievaltest.Record(t, f.st, retrievaltest.Pod{Volume: "v1:n:pvc-c", Node: "node-a", Ref: refC,
+		Parameters: map[string]string{api.ParamRetainFor: "24h"}})
 	write(t, dirA, api.ArchiveStatusPath, []byte(`{"namespace":"ns1","pod":"api-0","updated":"2026-12-01T10:05:00Z",
 		"files":[{"path":"a.hprof","state":"done"},{"path":"b.hprof","state":"done"},{"path":"core","state":"failed"}]}`))
 	write(t, dirC, "elsewhere.json", []byte(`{"files":[{"path":"x","state":"done"}]}`))
