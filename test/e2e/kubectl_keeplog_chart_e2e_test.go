@@ -25,6 +25,8 @@ import (
 const (
 	kkRelease     = "keeplog"
 	kkAPISelector = "app.kubernetes.io/name=keeplog-api,app.kubernetes.io/instance=" + kkRelease
+	// kkRetainFor is the release's gc.retainFor: ls shows each retained pod's expiry this long after its end.
+	kkRetainFor = 72 * time.Hour
 )
 
 // kkPorts are the loopback ports the release's keeplog-api and node read endpoint listen on.
@@ -72,6 +74,7 @@ func kkInstall(ctx context.Context, t *testing.T) *framework.Env {
 		"api": map[string]any{"replicas": 1, "port": kkListen.api, "bindAddress": "127.0.0.1", "hostNetwork": true,
 			"nodeEndpoints": []any{env.Lab.NodeName() + "=https://127.0.0.1:" + strconv.Itoa(kkListen.node)},
 			"service":       map[string]any{"externalName": "localhost"}, "verbosity": 4}}
+	values["gc"] = map[string]any{"retainFor": kkRetainFor.String()}
 	path, err := env.WriteValues("kk-values.yaml", values)
 	if err != nil {
 		t.Fatal(err)

@@ -8,8 +8,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -68,8 +70,13 @@ func TestKubectlKeeplog(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "oom-app") || !strings.Contains(out, "Retained") {
 		t.Fatalf("A: ls -n %s: exit %d\n%s", kkNS1, code, out)
 	}
+	if header := strings.Fields(strings.SplitN(out, "\n", 2)[0]); !slices.Contains(header, "ARCHIVE") || !slices.Contains(header, "EXPIRES") {
+		t.Errorf("A: ls header %v, want ARCHIVE and EXPIRES", header)
+	}
 	if out, code := kk(kcA, "ls", "-A", "-o", "json"); code != 0 || namespacesOf(t, out) != kkNS1 {
 		t.Errorf("A: ls -A: exit %d, namespaces %q\n%s", code, namespacesOf(t, out), out)
+	} else {
+		expiresAfter(t, out, "oom-app", kkRetainFor)
 	}
 	local := filepath.Join(work, "heap.hprof")
 	want := fileSHA256(t, filepath.Join(dir, "dumps", "heap.hprof"))
@@ -205,6 +212,24 @@ func runAndDelete(ctx context.Context, t *testing.T, env *framework.Env, ns, nam
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// expiresAfter: the pod's expiry in an `ls -o json` answer is its end plus the chart's gc.retainFor.
+func expiresAfter(t *testing.T, out, pod string, retainFor time.Duration) {
+	t.Helper()
+	var l retrievalapi.RetainedPodList
+	if err := json.Unmarshal([]byte(out), &l); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range l.Items {
+		if s := p.Status; s.PodName == pod {
+			if s.UnpublishedAt == nil || s.ExpiresAt == nil || s.ExpiresAt.Sub(s.UnpublishedAt.Time) != retainFor {
+				t.Errorf("%s ended %v, expires %v: want %s later (gc.retainFor)", pod, s.UnpublishedAt, s.ExpiresAt, retainFor)
+			}
+			return
+		}
+	}
+	t.Errorf("no %s in %s", pod, out)
 }
 
 // namespacesOf is the distinct namespaces of an `ls -o json` answer, joined by commas.
