@@ -168,3 +168,48 @@ func nodeWithoutToken(ctx context.Context, t *testing.T, env *framework.Env) {
 		t.Errorf("node endpoint with reader-a's token: %d, want 403", code)
 	}
 }
+
+// upgradeKeepsCertificates: helm upgrade finds the chart's Secrets (lookup) and keeps the CA and both serving
+// certificates, so the APIService's caBundle and the running pods stay valid; the APIService is still Available.
+func upgradeKeepsCertificates(ctx context.Context, t *testing.T, env *framework.Env) {
+	t.Helper()
+	read := func() map[string]string {
+		got := map[string]string{}
+		for _, name := range []string{kkRelease + "-api-tls", kkRelease + "-node-tls"} {
+			s, err := env.Client.CoreV1().Secrets(kkSystem).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range s.Data {
+				got[name+"/"+k] = string(v)
+			}
+		}
+		bundle, err := env.Lab.Kubectl(ctx, "get", "apiservice", retrievalapi.Version+"."+retrievalapi.Group, "-o", "jsonpath={.spec.caBundle}")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got["caBundle"] = bundle
+		return got
+	}
+	before := read()
+	if _, err := env.Helm(ctx, "upgrade", kkRelease, filepath.Join(env.Repo, "charts", "keeplog"), "--namespace", kkSystem, "--reuse-values"); err != nil {
+		t.Fatal(err)
+	}
+	after := read()
+	for k, v := range before {
+		if after[k] != v {
+			t.Errorf("helm upgrade changed %s", k)
+		}
+	}
+	if len(before) != 7 {
+		t.Errorf("read %d certificate fields, want ca.crt, tls.crt, tls.key of two Secrets and the caBundle", len(before))
+	}
+	var last string
+	if err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		last, _ = env.Lab.Kubectl(ctx, "get", "apiservice", retrievalapi.Version+"."+retrievalapi.Group, "-o",
+			`jsonpath={.status.conditions[?(@.type=="Available")].status}`)
+		return last == "True", nil
+	}); err != nil {
+		t.Errorf("APIService after the upgrade: Available %q", last)
+	}
+}

@@ -123,6 +123,10 @@ func TestKubectlKeeplog(t *testing.T) {
 	}
 	forged(ctx, t, env)
 	nodeWithoutToken(ctx, t, env)
+	upgradeKeepsCertificates(ctx, t, env)
+	if out, code := kk(kcA, "ls", "-n", kkNS1); code != 0 || !strings.Contains(out, "oom-app") {
+		t.Errorf("A: ls after the upgrade: exit %d\n%s", code, out)
+	}
 }
 
 func mustCreate(t *testing.T, create func() error) {
