@@ -1,4 +1,4 @@
-# keeplog's node plugin image. Build: docker build -t ghcr.io/keeplog/keeplog:$(git describe --tags --always) \
+# keeplog's image (node plugin, and keeplog-api). Build: docker build -t ghcr.io/keeplog/keeplog:$(git describe --tags --always) \
 #   --build-arg VERSION=$(git describe --tags --always) .
 #
 # Stage 1 builds a static binary (CGO_ENABLED=0: no libc needed at run time, same flags and tags as `make build`;
@@ -22,6 +22,9 @@ ARG VERSION=dev
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
 	CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
 	go build -tags grpcnotrace -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/keeplog ./cmd/keeplog
+RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+	CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
+	go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/keeplog-api ./cmd/keeplog-api
 
 FROM debian:bookworm-slim
 # `mount` (util-linux: mount, umount) is in bookworm-slim already; installing it by name keeps it if the base changes.
@@ -29,5 +32,8 @@ RUN apt-get update \
 	&& apt-get install -y --no-install-recommends mount \
 	&& rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/keeplog /usr/local/bin/keeplog
+# keeplog-api (the aggregated API for retained pods, docs/retrieval.md): the chart's keeplog-api Deployment runs it as
+# its command. One image for both: one base and one manifest for registries and mirrors.
+COPY --from=build /out/keeplog-api /usr/local/bin/keeplog-api
 # Runs as root: bind mounts into kubelet's pod directories need it (the chart's container is privileged).
 ENTRYPOINT ["/usr/local/bin/keeplog"]

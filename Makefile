@@ -155,7 +155,7 @@ clean:
 	rm -rf bin
 
 # The node plugin's OCI image without a Docker daemon (docs/install.md: "Building the image"): for each of IMAGE_ARCHS the
-# static binary (the `make build` flags, GOARCH cross-compiled) on Debian bookworm's util-linux mount and its
+# static binaries keeplog and keeplog-api (the `make build` flags, GOARCH cross-compiled) on Debian bookworm's util-linux mount and its
 # libraries (hack/image-rootfs.sh: the Dockerfile's base contents, fetched with apt), written by hack/image
 # (go-containerregistry) as bin/image/oci (OCI layout, one multi-platform index) and bin/image/keeplog-linux-ARCH.tar
 # (docker-archives tagged $(IMAGE):$(IMAGE_TAG)), then read back and checked (ELF machine of each platform).
@@ -169,8 +169,10 @@ image:
 	for arch in $(IMAGE_ARCHS); do \
 		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -tags grpcnotrace -trimpath -ldflags "-s -w -X main.version=$(VERSION)" \
 			-o bin/keeplog-linux-$$arch ./cmd/keeplog; \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" \
+			-o bin/keeplog-api-linux-$$arch ./cmd/keeplog-api; \
 		hack/image-rootfs.sh $$arch bin/image/rootfs-$$arch; \
-		plats+=(-platform linux/$$arch=bin/keeplog-linux-$$arch,bin/image/rootfs-$$arch); vplats+=(-platform linux/$$arch); \
+		plats+=(-platform linux/$$arch=bin/keeplog-linux-$$arch,bin/image/rootfs-$$arch,bin/keeplog-api-linux-$$arch); vplats+=(-platform linux/$$arch); \
 	done; \
 	$(GO) run ./hack/image write -out bin/image -ref $(IMAGE):$(IMAGE_TAG) -version $(VERSION) \
 		-source-date-epoch $(IMAGE_EPOCH) "$${plats[@]}"; \

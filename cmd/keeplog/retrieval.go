@@ -26,7 +26,7 @@ func setupRetrieval(c *components) error {
 	if c.kube == nil {
 		return errors.New("--retrieval-address needs Kubernetes API access (every request is checked with a TokenReview and a SubjectAccessReview)")
 	}
-	h, err := retrieval.New(retrieval.Config{Bandwidth: o.bytesPerSecond, MaxStreams: o.MaxStreams},
+	h, err := retrieval.New(retrieval.Config{Bandwidth: o.bytesPerSecond, MaxStreams: o.MaxStreams, Policy: c.opts.GC.policyDefaults()},
 		retrieval.Deps{Store: c.store})
 	if err != nil {
 		return err

@@ -161,3 +161,20 @@ func (c *client) readSmall(ctx context.Context, p *retrievalapi.RetainedPod, rel
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	return string(b), err
 }
+
+// onePod is the preamble of the verbs that take one pod (describe, logs): the flags parsed, exactly one argument,
+// the client, and the pod resolved in the namespace (a bare name: its newest retained pod).
+func onePod(ctx context.Context, verb string, fs *pflag.FlagSet, g *globalFlags, args []string) (*client, *retrievalapi.RetainedPod, error) {
+	if err := parse(fs, args); err != nil {
+		return nil, nil, err
+	}
+	if fs.NArg() != 1 {
+		return nil, nil, usageError(verb + " takes one pod")
+	}
+	c, err := g.client()
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := c.resolve(ctx, c.namespace, fs.Arg(0))
+	return c, p, err
+}

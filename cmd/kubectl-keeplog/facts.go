@@ -19,10 +19,11 @@ const (
 	stdoutDir  = metaDir + "logs/"
 )
 
-// podFacts are what ls --owner/--reason/-o wide need from the pod's metadata files.
+// podFacts are what ls --owner/--reason/-o wide need from the pod's metadata files (and, for -o wide, its size).
 type podFacts struct {
 	owners  []ownerRef
 	reasons []string
+	size    int64
 }
 
 type ownerRef struct{ Kind, Name string }

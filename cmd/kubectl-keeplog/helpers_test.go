@@ -6,19 +6,18 @@ import (
 	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/go-logr/logr"
 	"k8s.io/apiserver/pkg/authentication/user"
-	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/clock"
 
+	"github.com/keeplog/keeplog/internal/retrievaltest"
 	"github.com/keeplog/keeplog/pkg/retrieval"
 	"github.com/keeplog/keeplog/pkg/retrievalapi"
 	"github.com/keeplog/keeplog/pkg/store"
@@ -48,14 +47,8 @@ func newCluster(t *testing.T) *cluster {
 	}
 	nodeSrv := httptest.NewServer(node)
 	t.Cleanup(nodeSrv.Close)
-	authz := authorizer.AuthorizerFunc(func(_ context.Context, a authorizer.Attributes) (authorizer.Decision, string, error) {
-		if a.GetResource() == "pods" && a.GetSubresource() == "log" && a.GetVerb() == "get" && allowed[a.GetUser().GetName()] == a.GetNamespace() {
-			return authorizer.DecisionAllow, "", nil
-		}
-		return authorizer.DecisionNoOpinion, "", nil
-	})
 	api, err := retrievalapi.New(retrievalapi.Deps{Nodes: nodes{{Name: "node-1", URL: nodeSrv.URL}}, HTTP: &http.Client{},
-		Token: func() (string, error) { return "t", nil }, Authorizer: authz, Log: logr.Discard()})
+		Token: func() (string, error) { return "t", nil }, Authorizer: retrievaltest.LogReaders(allowed), Log: logr.Discard()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,33 +68,10 @@ type nodes []retrievalapi.Node
 
 func (n nodes) Nodes(context.Context) ([]retrievalapi.Node, error) { return n, nil }
 
-// pod makes an unpublished pod directory with files.
+// pod records a retained pod directory on node-1 with files.
 func (c *cluster) pod(vol string, ref store.PodRef, files map[string]string) string {
 	c.t.Helper()
-	if _, err := c.st.CreateVolume(&store.Volume{ID: vol, Kind: store.Persistent, Node: "node-1"}); err != nil {
-		c.t.Fatal(err)
-	}
-	dir, err := c.st.ClaimPodDir(vol, ref.DirName(), &ref)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	target := "/t/" + ref.UID
-	if err := c.st.AddTarget(vol, store.Target{Path: target, PodDir: ref.DirName()}); err != nil {
-		c.t.Fatal(err)
-	}
-	if err := c.st.RemoveTarget(vol, target); err != nil {
-		c.t.Fatal(err)
-	}
-	for rel, data := range files {
-		p := filepath.Join(dir, rel)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			c.t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
-			c.t.Fatal(err)
-		}
-	}
-	return dir
+	return retrievaltest.Record(c.t, c.st, retrievaltest.Pod{Volume: vol, Node: "node-1", Ref: ref, Files: files})
 }
 
 // kubeconfig for user (its token is its name) with namespace ns as the context's.

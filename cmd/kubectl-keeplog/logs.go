@@ -25,17 +25,7 @@ func cmdLogs(ctx context.Context, args []string, st streams) error {
 	fs.StringVarP(&container, "container", "c", "", "the container (default: the only one, or the first)")
 	fs.StringVar(&file, "file", "", "a file the container wrote (e.g. gc.log) instead of its stdout/stderr")
 	fs.BoolVarP(&follow, "follow", "f", false, "keep printing what is appended (a running pod)")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return usageError("logs takes one pod")
-	}
-	c, err := g.client()
-	if err != nil {
-		return err
-	}
-	p, err := c.resolve(ctx, c.namespace, fs.Arg(0))
+	c, p, err := onePod(ctx, "logs", fs, &g, args)
 	if err != nil {
 		return err
 	}

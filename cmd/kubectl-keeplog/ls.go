@@ -79,6 +79,11 @@ func cmdLs(ctx context.Context, args []string, st streams) error {
 		if (owner != "" && !f.ownedBy(owner)) || (reason != "" && !f.endedWith(reason)) {
 			continue
 		}
+		if output == "wide" {
+			if f.size, err = podSize(ctx, c, &p); err != nil {
+				return err
+			}
+		}
 		want = append(want, p)
 		facts = append(facts, f)
 	}
@@ -109,12 +114,12 @@ func printList(s streams, l *retrievalapi.RetainedPodList, facts []podFacts, out
 		return nil
 	}
 	tw := tabwriter.NewWriter(out, 0, 8, 3, ' ', 0)
-	cols := []string{"NAME", "NODE", "STATE", "ENDED", "AGE"}
+	cols := []string{"NAME", "NODE", "STATE", "ENDED", "ARCHIVE", "EXPIRES", "AGE"}
 	if all {
 		cols = append([]string{"NAMESPACE"}, cols...)
 	}
 	if output == "wide" {
-		cols = append(cols, "OWNER", "REASON", "UID")
+		cols = append(cols, "SIZE", "OWNER", "REASON", "UID")
 	}
 	_, _ = fmt.Fprintln(tw, strings.Join(cols, "\t"))
 	now := time.Now()
@@ -123,12 +128,13 @@ func printList(s streams, l *retrievalapi.RetainedPodList, facts []podFacts, out
 		if p.Status.UnpublishedAt != nil {
 			state, ended = "Retained", duration.HumanDuration(now.Sub(p.Status.UnpublishedAt.Time))+" ago"
 		}
-		row := []string{p.Status.PodName, p.Status.Node, state, ended, duration.HumanDuration(now.Sub(p.Status.FirstPublished.Time))}
+		row := []string{p.Status.PodName, p.Status.Node, state, ended, archiveColumn(p.Status.Archive),
+			expiresColumn(p.Status, now), duration.HumanDuration(now.Sub(p.Status.FirstPublished.Time))}
 		if all {
 			row = append([]string{p.Namespace}, row...)
 		}
 		if output == "wide" {
-			row = append(row, orNone(facts[i].owner()), orNone(strings.Join(facts[i].reasons, ",")), p.Status.PodUID)
+			row = append(row, humanSize(facts[i].size), orNone(facts[i].owner()), orNone(strings.Join(facts[i].reasons, ",")), p.Status.PodUID)
 		}
 		_, _ = fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}

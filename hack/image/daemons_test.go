@@ -41,7 +41,7 @@ func writeEngineImages(t *testing.T) engineImages {
 	var specs []spec
 	for _, arch := range []string{"amd64", "arm64"} {
 		bin := buildKeeplog(t, arch, "engine-test")
-		specs = append(specs, spec{OS: "linux", Arch: arch, Binary: bin, Rootfs: fakeRootfs(t, crossBuild(t, arch))})
+		specs = append(specs, spec{OS: "linux", Arch: arch, Binary: bin, APIBinary: bin, Rootfs: fakeRootfs(t, crossBuild(t, arch))})
 	}
 	if err := write(writeConfig{Out: out, Ref: ref, Version: "engine-test", Platforms: specs}); err != nil {
 		t.Fatal(err)

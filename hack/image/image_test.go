@@ -71,7 +71,7 @@ func TestWriteThenVerifyBothPlatforms(t *testing.T) {
 	var specs []spec
 	for _, arch := range []string{"amd64", "arm64"} {
 		bin := crossBuild(t, arch)
-		specs = append(specs, spec{OS: "linux", Arch: arch, Binary: bin, Rootfs: fakeRootfs(t, bin)})
+		specs = append(specs, spec{OS: "linux", Arch: arch, Binary: bin, APIBinary: bin, Rootfs: fakeRootfs(t, bin)})
 	}
 	if err := write(writeConfig{Out: out, Ref: ref, Version: "test", Platforms: specs}); err != nil {
 		t.Fatal(err)
@@ -142,7 +142,7 @@ func TestVerifyCatchesAMislabelledImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	var layerEntries []entry
-	for _, p := range []string{binaryPath, "bin/mount", "bin/umount"} {
+	for _, p := range []string{binaryPath, apiBinaryPath, "bin/mount", "bin/umount"} {
 		layerEntries = append(layerEntries, entry{Name: p, Mode: 0o755, Type: '0', Data: data})
 	}
 	l, err := layerFrom(layerEntries, time.Unix(0, 0))
@@ -172,7 +172,7 @@ func TestPushToARegistry(t *testing.T) {
 	var specs []spec
 	for _, arch := range []string{"amd64", "arm64"} {
 		bin := crossBuild(t, arch)
-		specs = append(specs, spec{OS: "linux", Arch: arch, Binary: bin, Rootfs: fakeRootfs(t, bin)})
+		specs = append(specs, spec{OS: "linux", Arch: arch, Binary: bin, APIBinary: bin, Rootfs: fakeRootfs(t, bin)})
 	}
 	if err := write(writeConfig{Out: out, Ref: "ghcr.io/keeplog/keeplog:test", Version: "test", Platforms: specs}); err != nil {
 		t.Fatal(err)
@@ -206,5 +206,39 @@ func TestPushToARegistry(t *testing.T) {
 		if err := checkImage(got, "linux", arch); err != nil {
 			t.Errorf("pulled %s back: %v", arch, err)
 		}
+	}
+}
+
+// TestVerifyNeedsKeeplogAPI: an image without /usr/local/bin/keeplog-api (the chart's keeplog-api Deployment's
+// command) fails verification, and write refuses an API binary of another machine.
+func TestVerifyNeedsKeeplogAPI(t *testing.T) {
+	amd := crossBuild(t, "amd64")
+	data, err := os.ReadFile(amd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var layerEntries []entry
+	for _, p := range []string{binaryPath, "bin/mount", "bin/umount"} {
+		layerEntries = append(layerEntries, entry{Name: p, Mode: 0o755, Type: '0', Data: data})
+	}
+	l, err := layerFrom(layerEntries, time.Unix(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.ConfigFile(empty.Image, imageConfig(spec{OS: "linux", Arch: "amd64"}, "x", time.Unix(0, 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img, err = mutate.AppendLayers(img, l); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkImage(img, "linux", "amd64"); err == nil || !strings.Contains(err.Error(), apiBinaryPath) {
+		t.Errorf("an image without keeplog-api: %v", err)
+	}
+	arm := crossBuild(t, "arm64")
+	err = write(writeConfig{Out: t.TempDir(), Ref: "x/y:z", Platforms: []spec{{OS: "linux", Arch: "amd64", Binary: amd,
+		APIBinary: arm, Rootfs: fakeRootfs(t, amd)}}})
+	if err == nil || !strings.Contains(err.Error(), "EM_AARCH64") {
+		t.Errorf("amd64 image with an arm64 keeplog-api: %v", err)
 	}
 }

@@ -44,7 +44,7 @@ func verify(out, ref string, platforms []string) error {
 				return fmt.Errorf("%s, %s/%s: %w", src, osName, arch, err)
 			}
 		}
-		fmt.Printf("verified %s/%s: keeplog and mount are %s ELF executables, keeplog static\n", osName, arch, arch)
+		fmt.Printf("verified %s/%s: keeplog, keeplog-api and mount are %s ELF executables, keeplog and keeplog-api static\n", osName, arch, arch)
 	}
 	return nil
 }
@@ -79,7 +79,7 @@ func platformFromIndex(idx v1.ImageIndex, osName, arch string) (v1.Image, error)
 }
 
 // checkImage: the configuration names the platform and the entrypoint; the flattened filesystem has the entrypoint
-// as a static ELF of arch and /bin/mount and /bin/umount as ELF files of arch.
+// and keeplog-api as static ELFs of arch and /bin/mount and /bin/umount as ELF files of arch.
 func checkImage(img v1.Image, osName, arch string) error {
 	cfg, err := img.ConfigFile()
 	if err != nil {
@@ -91,12 +91,12 @@ func checkImage(img v1.Image, osName, arch string) error {
 	if len(cfg.Config.Entrypoint) != 1 || cfg.Config.Entrypoint[0] != "/"+binaryPath {
 		return fmt.Errorf("entrypoint %q, want [/%s]", cfg.Config.Entrypoint, binaryPath)
 	}
-	files, err := imageFiles(img, binaryPath, "bin/mount", "bin/umount")
+	files, err := imageFiles(img, binaryPath, apiBinaryPath, "bin/mount", "bin/umount")
 	if err != nil {
 		return err
 	}
 	for p, data := range files {
-		if err := checkELF(data, arch, p == binaryPath); err != nil {
+		if err := checkELF(data, arch, p == binaryPath || p == apiBinaryPath); err != nil {
 			return fmt.Errorf("/%s: %w", p, err)
 		}
 	}

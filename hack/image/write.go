@@ -15,8 +15,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
-// binaryPath is where the Dockerfile copies keeplog, its entrypoint.
-const binaryPath = "usr/local/bin/keeplog"
+// binaryPath is where the Dockerfile copies keeplog, its entrypoint; apiBinaryPath is keeplog-api's, the command of
+// the chart's keeplog-api Deployment.
+const (
+	binaryPath    = "usr/local/bin/keeplog"
+	apiBinaryPath = "usr/local/bin/keeplog-api"
+)
 
 type writeConfig struct {
 	Out, Ref, Version string
@@ -83,14 +87,15 @@ func writeLayout(dir string, tag name.Tag, index v1.ImageIndex) error {
 	return nil
 }
 
-// platformImage is the base layer and the binary layer with keeplog's configuration.
+// platformImage is the base layer and the binaries' layer with keeplog's configuration.
 func platformImage(s spec, version string, mtime time.Time) (v1.Image, error) {
-	bin, err := os.ReadFile(s.Binary)
+	bin, err := staticBinary(s.Binary, s.Arch)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkELF(bin, s.Arch, true); err != nil {
-		return nil, fmt.Errorf("%s: %w", s.Binary, err)
+	apiBin, err := staticBinary(s.APIBinary, s.Arch)
+	if err != nil {
+		return nil, err
 	}
 	baseEntries, err := rootfsEntries(s.Rootfs)
 	if err != nil {
@@ -100,7 +105,8 @@ func platformImage(s spec, version string, mtime time.Time) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	app, err := layerFrom([]entry{{Name: binaryPath, Mode: 0o755, Type: '0', Data: bin}}, mtime)
+	app, err := layerFrom([]entry{{Name: binaryPath, Mode: 0o755, Type: '0', Data: bin},
+		{Name: apiBinaryPath, Mode: 0o755, Type: '0', Data: apiBin}}, mtime)
 	if err != nil {
 		return nil, err
 	}
@@ -118,6 +124,18 @@ func platformImage(s spec, version string, mtime time.Time) (v1.Image, error) {
 		}
 	}
 	return img, nil
+}
+
+// staticBinary reads a binary and checks it is a static ELF of arch.
+func staticBinary(path, arch string) ([]byte, error) {
+	bin, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkELF(bin, arch, true); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return bin, nil
 }
 
 // imageConfig is the Dockerfile's: entrypoint /usr/local/bin/keeplog, root, Debian's PATH.

@@ -13,6 +13,11 @@
 //     opened), and a file on another mount than the pod directory (a bind-mounted file) is refused;
 //   - listings use safefs.Walk, which reports symlinks and special files without opening them.
 //
+// What a listing says besides the records: each directory's expiry, computed as the garbage collector does
+// (unpublish time plus the policy's retention: pkg/policy, not pkg/gc, so no feature package is imported), and its
+// archive state, the archiver's status file in .keeplog/ counted by state (read like every pod file, so a symlink
+// planted there is not followed).
+//
 // Why it is bounded: files are streamed by http.ServeContent from the descriptor (a fixed buffer, Range and If-Range
 // honoured so an interrupted download of a heap dump resumes), every read waits on one token bucket shared by all
 // downloads of the node, and only MaxStreams files are streamed at once (more are answered 429), so a download

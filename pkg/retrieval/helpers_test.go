@@ -1,10 +1,7 @@
 package retrieval
 
 import (
-	clocktesting "k8s.io/utils/clock/testing"
-
 	"encoding/json"
-	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -13,8 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/keeplog/keeplog/internal/retrievaltest"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
@@ -40,28 +38,11 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 	return &fixture{t: t, st: st, h: h, root: root}
 }
 
-// pod records a volume owning one pod directory, published and, with unpublished, unpublished again; it returns
-// the directory's path.
+// pod records a volume owning one pod directory on node-a, published and, with unpublished, unpublished again; it
+// returns the directory's path.
 func (f *fixture) pod(vol string, ref store.PodRef, unpublished bool) string {
 	f.t.Helper()
-	if _, err := f.st.CreateVolume(&store.Volume{ID: vol, Kind: store.Persistent, Node: "node-a"}); err != nil &&
-		!errors.Is(err, store.ErrExists) {
-		f.t.Fatal(err)
-	}
-	path, err := f.st.ClaimPodDir(vol, ref.DirName(), &ref)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	target := "/var/lib/kubelet/pods/" + ref.UID + "/volumes/x/mount"
-	if err := f.st.AddTarget(vol, store.Target{Path: target, PodDir: ref.DirName()}); err != nil {
-		f.t.Fatal(err)
-	}
-	if unpublished {
-		if err := f.st.RemoveTarget(vol, target); err != nil {
-			f.t.Fatal(err)
-		}
-	}
-	return path
+	return retrievaltest.Record(f.t, f.st, retrievaltest.Pod{Volume: vol, Node: "node-a", Ref: ref, Running: !unpublished})
 }
 
 // write makes the file rel below dir with data (and its parent directories).
@@ -101,19 +82,4 @@ func decode[T any](t *testing.T, rec *httptest.ResponseRecorder) T {
 		t.Fatalf("decode %q: %v", rec.Body.String(), err)
 	}
 	return v
-}
-
-// bindMount bind-mounts src on dst for the test; the cleanup unmounts it.
-func bindMount(t *testing.T, src, dst string) {
-	t.Helper()
-	if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
-		t.Fatalf("mount --bind %s %s: %v", src, dst, err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(dst, 0); err != nil {
-			if err := unix.Unmount(dst, unix.MNT_DETACH); err != nil {
-				t.Errorf("umount -l %s: %v", dst, err)
-			}
-		}
-	})
 }

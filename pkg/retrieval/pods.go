@@ -7,6 +7,8 @@ import (
 	"os"
 	"sort"
 
+	"k8s.io/klog/v2"
+
 	"github.com/keeplog/keeplog/internal/safefs"
 	"github.com/keeplog/keeplog/pkg/retrieval/wire"
 	"github.com/keeplog/keeplog/pkg/store"
@@ -28,6 +30,11 @@ func (h *Handler) pods() ([]wire.Pod, error) {
 	if err != nil {
 		return nil, err
 	}
+	root, err := safefs.OpenDir(h.deps.Store.Root())
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
 	out := []wire.Pod{}
 	for _, v := range vols {
 		dirs, err := h.deps.Store.PodDirs(v.ID)
@@ -39,7 +46,10 @@ func (h *Handler) pods() ([]wire.Pod, error) {
 		}
 		for _, d := range dirs {
 			if d.Pod != nil {
-				out = append(out, podOf(v, d))
+				p := podOf(v, d)
+				p.ExpiresAt = expiry(v, d, h.policy)
+				p.Archive = archiveOf(root, d.Dir)
+				out = append(out, p)
 			}
 		}
 	}
@@ -55,6 +65,22 @@ func podOf(v *store.Volume, d store.PodDir) wire.Pod {
 		p.UnpublishedAt = &t
 	}
 	return p
+}
+
+// archiveOf is the directory's archive state; a directory or status file that cannot be read (gone since it was
+// listed, replaced by a symlink) is reported without one, never failing the listing.
+func archiveOf(root *os.File, dir string) *wire.ArchiveState {
+	d, err := safefs.OpenDirAt(root, dir, false)
+	if err != nil {
+		klog.V(2).InfoS("Cannot open a pod directory for its archive state", "dir", dir, "err", err)
+		return nil
+	}
+	defer d.Close()
+	st, err := archiveState(d)
+	if err != nil {
+		klog.V(2).InfoS("Cannot read a pod directory's archive state", "dir", dir, "err", err)
+	}
+	return st
 }
 
 // openPodDir opens a pod directory the records know (its name from the request is only a key into them), never

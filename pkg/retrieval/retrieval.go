@@ -12,6 +12,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/keeplog/keeplog/internal/safefs"
+	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/retrieval/wire"
 	"github.com/keeplog/keeplog/pkg/store"
 )
@@ -30,6 +31,9 @@ const (
 type Config struct {
 	Bandwidth  int64 // bytes per second for all downloads together
 	MaxStreams int   // files streamed at once
+	// Policy are the retention defaults (--retain-for, --max-retain-for): each directory's expiry is computed as the
+	// garbage collector does.
+	Policy policy.Defaults
 }
 
 // Deps are the handler's side effects.
@@ -41,6 +45,7 @@ type Deps struct {
 // Handler serves the read endpoints; safe for concurrent use.
 type Handler struct {
 	deps    Deps
+	policy  policy.Defaults
 	limiter *rate.Limiter
 	streams chan struct{}
 	mux     *http.ServeMux
@@ -57,7 +62,7 @@ func New(cfg Config, deps Deps) (*Handler, error) {
 	if cfg.MaxStreams <= 0 {
 		cfg.MaxStreams = DefaultMaxStreams
 	}
-	h := &Handler{deps: deps, limiter: rate.NewLimiter(rate.Limit(cfg.Bandwidth), chunk),
+	h := &Handler{deps: deps, policy: cfg.Policy, limiter: rate.NewLimiter(rate.Limit(cfg.Bandwidth), chunk),
 		streams: make(chan struct{}, cfg.MaxStreams), mux: http.NewServeMux()}
 	h.mux.HandleFunc("GET "+wire.PodsPath, h.listPods)
 	h.mux.HandleFunc("GET "+wire.PodsPath+"/{dir}/files", h.listFiles)

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/keeplog/keeplog/internal/fstest"
 	"github.com/keeplog/keeplog/pkg/retrieval/wire"
 	"github.com/keeplog/keeplog/pkg/store"
 )
@@ -118,11 +119,11 @@ func TestReadRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(t, dir, "app/bound", nil)
-	bindMount(t, filepath.Join(outside, "secret"), filepath.Join(dir, "app", "bound"))
+	fstest.BindMount(t, filepath.Join(outside, "secret"), filepath.Join(dir, "app", "bound"))
 	if err := os.Mkdir(filepath.Join(dir, "mnt"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	bindMount(t, outside, filepath.Join(dir, "mnt"))
+	fstest.BindMount(t, outside, filepath.Join(dir, "mnt"))
 	// A directory named like a pod directory that no record knows.
 	unknown := store.PodRef{Namespace: "ns1", Name: "ghost", UID: "0b7c8f6e-3333-4c3e-9d6a-000000000003"}
 	write(t, f.root, unknown.DirName()+"/app/gc.log", []byte("ghost\n"))

@@ -14,10 +14,10 @@ import (
 
 	"github.com/go-logr/logr"
 	"k8s.io/apiserver/pkg/authentication/user"
-	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/utils/clock"
 
+	"github.com/keeplog/keeplog/internal/retrievaltest"
 	"github.com/keeplog/keeplog/pkg/retrieval"
 	"github.com/keeplog/keeplog/pkg/store"
 )
@@ -51,42 +51,10 @@ func newNode(t *testing.T) *nodeFixture {
 	return &nodeFixture{st: st, srv: srv}
 }
 
-// pod makes an unpublished pod directory with files (path → content) and returns its path.
+// pod records a retained pod directory on node n with files (path → content) and returns its path.
 func (n *nodeFixture) pod(t *testing.T, vol string, ref store.PodRef, files map[string]string) string {
 	t.Helper()
-	if _, err := n.st.CreateVolume(&store.Volume{ID: vol, Kind: store.Persistent, Node: "n"}); err != nil {
-		t.Fatal(err)
-	}
-	dir, err := n.st.ClaimPodDir(vol, ref.DirName(), &ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rel, data := range files {
-		p := filepath.Join(dir, rel)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
-
-// logReaders allows get pods/log to users by namespace; system:masters everywhere (as the delegating authorizer).
-func logReaders(allowed map[string]string) authorizer.Authorizer {
-	return authorizer.AuthorizerFunc(func(_ context.Context, a authorizer.Attributes) (authorizer.Decision, string, error) {
-		for _, g := range a.GetUser().GetGroups() {
-			if g == user.SystemPrivilegedGroup {
-				return authorizer.DecisionAllow, "", nil
-			}
-		}
-		if a.IsResourceRequest() && a.GetVerb() == "get" && a.GetResource() == "pods" && a.GetSubresource() == "log" &&
-			a.GetAPIGroup() == "" && allowed[a.GetUser().GetName()] == a.GetNamespace() {
-			return authorizer.DecisionAllow, "", nil
-		}
-		return authorizer.DecisionNoOpinion, "", nil
-	})
+	return retrievaltest.Record(t, n.st, retrievaltest.Pod{Volume: vol, Node: "n", Ref: ref, Files: files})
 }
 
 var (
@@ -97,7 +65,7 @@ var (
 func newServer(t *testing.T, nodes ...Node) *Server {
 	t.Helper()
 	s, err := New(Deps{Nodes: staticNodes(nodes), HTTP: &http.Client{}, Token: func() (string, error) { return nodeToken, nil },
-		Authorizer: logReaders(map[string]string{"alice": "ns1", "bob": "ns2"}), Log: logr.Discard()})
+		Authorizer: retrievaltest.LogReaders(map[string]string{"alice": "ns1", "bob": "ns2"}), Log: logr.Discard()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +184,7 @@ func TestNodeTokenRequired(t *testing.T) {
 	n1 := newNode(t)
 	n1.pod(t, "v1:n1:pvc-a", refA, nil)
 	s, err := New(Deps{Nodes: staticNodes{{Name: "node-1", URL: n1.srv.URL}}, HTTP: &http.Client{},
-		Token: func() (string, error) { return "", errors.New("no token file") }, Authorizer: logReaders(nil), Log: logr.Discard()})
+		Token: func() (string, error) { return "", errors.New("no token file") }, Authorizer: retrievaltest.LogReaders(nil), Log: logr.Discard()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,6 +35,10 @@ type RetainedPodStatus struct {
 	LastPublished  metav1.Time       `json:"lastPublished"`
 	UnpublishedAt  *metav1.Time      `json:"unpublishedAt,omitempty"` // nil while the pod runs
 	Annotations    map[string]string `json:"annotations,omitempty"`
+	// ExpiresAt is when its retention ends (nil while the pod runs); it is deleted after that once archived.
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+	// Archive counts its matching files by archive state; nil without an archive status file.
+	Archive *wire.ArchiveState `json:"archive,omitempty"`
 }
 
 // RetainedPodList is a list answer.
@@ -68,10 +72,14 @@ func fromWire(p wire.Pod) RetainedPod {
 			CreationTimestamp: metav1.NewTime(p.FirstPublished)},
 		Status: RetainedPodStatus{PodName: p.Name, PodUID: p.UID, Node: p.Node, Volume: p.Volume, Directory: p.Dir,
 			FirstPublished: metav1.NewTime(p.FirstPublished), LastPublished: metav1.NewTime(p.LastPublished),
-			Annotations: p.Annotations}}
+			Annotations: p.Annotations, Archive: p.Archive}}
 	if p.UnpublishedAt != nil {
 		t := metav1.NewTime(*p.UnpublishedAt)
 		rp.Status.UnpublishedAt = &t
+	}
+	if p.ExpiresAt != nil {
+		t := metav1.NewTime(*p.ExpiresAt)
+		rp.Status.ExpiresAt = &t
 	}
 	return rp
 }

@@ -60,7 +60,9 @@ type rendered struct {
 	roleBindings   []*rbacv1.RoleBinding
 	services       []*corev1.Service
 	configMaps     []*corev1.ConfigMap
-	pods           []*corev1.Pod                         // helm test hooks
+	pods           []*corev1.Pod // helm test hooks
+	deployments    []*appsv1.Deployment
+	secrets        []*corev1.Secret
 	custom         map[string]*unstructured.Unstructured // by kind: ServiceMonitor, PrometheusRule, SecurityContextConstraints
 }
 
@@ -110,6 +112,10 @@ func render(t *testing.T, o Options) *rendered {
 			r.configMaps = append(r.configMaps, o)
 		case *corev1.Pod:
 			r.pods = append(r.pods, o)
+		case *appsv1.Deployment:
+			r.deployments = append(r.deployments, o)
+		case *corev1.Secret:
+			r.secrets = append(r.secrets, o)
 		case *unstructured.Unstructured:
 			if r.custom[o.GetKind()] != nil {
 				t.Fatalf("two %s objects", o.GetKind())
@@ -618,7 +624,8 @@ func TestOptionalObjects(t *testing.T) {
 var freeForm = map[string]bool{"monitoring.serviceMonitor.labels": true, "monitoring.prometheusRule.labels": true,
 	"monitoring.dashboard.labels": true, "monitoring.dashboard.annotations": true, "nodeSelector": true, "affinity": true, "podAnnotations": true, "podLabels": true,
 	"serviceAccount.annotations": true, "updateStrategy.rollingUpdate": true, "keeplog.resources": true,
-	"provisioner.resources": true, "registrar.resources": true}
+	"provisioner.resources": true, "registrar.resources": true, "retrieval.api.resources": true,
+	"retrieval.api.nodeSelector": true, "retrieval.api.affinity": true}
 
 // leaves lists the paths of every value in v: scalars, lists and free-form maps.
 func leaves(prefix string, v any, out map[string]any) {
@@ -698,6 +705,19 @@ func TestSchemaRefuses(t *testing.T) {
 		{"storageClasses[0].name=keeplog,storageClasses[0].reclaimPolicy=Recycle", "reclaimPolicy"},
 		{"image.digest=latest", "digest"},
 		{"apiServer.host=10.0.0.1", "apiServer.port is required"},
+		{"retrieval.enabled=yes", "enabled"},
+		{"retrieval.port=0", "port"},
+		{"retrieval.host=10.0.0.1:9809", "host"},
+		{"retrieval.bandwidth=0", "bandwidth"},
+		{"retrieval.bandwidth=fast", "bandwidth"},
+		{"retrieval.maxStreams=0", "maxStreams"},
+		{"retrieval.certificateDays=0", "certificateDays"},
+		{"retrieval.api.replicas=0", "replicas"},
+		{"retrieval.api.bindAddress=localhost", "bindAddress"},
+		{"retrieval.api.nodeEndpoints[0]=http://10.0.0.1:9809", "nodeEndpoints"},
+		{"retrieval.api.nodeEndpoints[0]=n1=http://10.0.0.1:9809", "nodeEndpoints"},
+		{"retrieval.api.service.externalName=Bad_Name", "externalName"},
+		{"retrieval.api.replica=2", "replica"},
 		{"heapDumps.webhook.enabled=true", "heapDumps.webhook.tokenSecret is required"},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -753,12 +773,6 @@ func TestKeeplogFlags(t *testing.T) {
 	// --namespace defaults to $POD_NAMESPACE, which the DaemonSet sets from the downward API (TestDefaults checks it):
 	// a kustomize overlay that changes the namespace then needs no argument rewritten.
 	notSet := map[string]bool{"version": true, "namespace": true}
-	// The read endpoint serves keeplog-api (docs/retrieval.md), which the chart does not deploy yet (issue 16): its
-	// flags come with that Deployment, its serving certificate and its RBAC, not before (it is off without them).
-	for _, f := range []string{"retrieval-address", "retrieval-bandwidth", "retrieval-max-streams", "retrieval-tls-cert-file",
-		"retrieval-tls-key-file"} {
-		notSet[f] = true
-	}
 	for _, f := range klogFlags() {
 		if f != "v" {
 			notSet[f] = true

@@ -112,10 +112,10 @@ func isEmptyDoc(d string) bool {
 var strict = json.NewSerializerWithOptions(json.DefaultMetaFactory, scheme.Scheme, scheme.Scheme,
 	json.SerializerOptions{Yaml: true, Strict: true})
 
-// crdGroups are the API groups of the custom resources the chart can render (Prometheus Operator, OpenShift): not
-// in client-go's scheme, they decode as unstructured objects; the e2e's server-side dry run checks them against
-// their published CRDs (test/e2e/testdata/crds).
-var crdGroups = []string{"monitoring.coreos.com/", "security.openshift.io/"}
+// crdGroups are the API groups the chart can render that client-go's scheme does not know (the Prometheus
+// Operator's and OpenShift's custom resources, the aggregator's APIService): they decode as unstructured objects;
+// the e2e's server-side dry run checks them against the real API (the CRDs from test/e2e/testdata/crds).
+var crdGroups = []string{"monitoring.coreos.com/", "security.openshift.io/", "apiregistration.k8s.io/"}
 
 // Decode turns each document into a typed object (client-go's scheme knows every built-in kind the chart renders)
 // or, for a custom resource, an *unstructured.Unstructured.

@@ -28,7 +28,7 @@ const repo = "../.."
 // foreignFlags are flags of other programs that the docs show (csi-provisioner, kubelet, helm, kubectl, go, …).
 // A keeplog flag must never be listed here.
 var foreignFlags = []string{
-	"all", "all-platforms", "capacity-ownerref-level", "capacity-poll-interval", "config", "create-namespace", "dry-run",
+	"all", "all-platforms", "bind-address", "clusterrole", "group", "capacity-ownerref-level", "capacity-poll-interval", "config", "create-namespace", "dry-run",
 	"enable-capacity", "extra-create-metadata", "field-selector", "from-file", "from-literal",
 	"image-gc-high-threshold", "index", "install", "kube-version", "logs", "node-deployment", "overwrite", "platform",
 	"bucket", "enable-aggregator-routing", "ldflags", "lifecycle-configuration", "secure-port", "tls-cert-file", "reuse-values", "root-dir", "set", "strict-topology", "tags", "trimpath", "validate", "verify",

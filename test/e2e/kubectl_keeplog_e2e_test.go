@@ -4,15 +4,11 @@ package e2e
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
-	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +17,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/keeplog/keeplog/pkg/retrievalapi"
@@ -34,30 +29,20 @@ const (
 	kkSystem = "kk-system"
 )
 
-// TestKubectlKeeplog is issue #16 end to end on the real lab: bin/keeplog with its read endpoint, bin/keeplog-api
-// behind the lab's kube-apiserver aggregator (APIService v1alpha1.keeplog.csi.io, front-proxy identity, delegated
-// authn/authz with the RBAC the chart gives it), and bin/kubectl-keeplog with ServiceAccount kubeconfigs. A pod in
-// ns1 writes files and is deleted; A (get pods/log in ns1) lists and fetches them byte-identical; B (get pods/log
-// in ns2 only) gets 403 for ns1 and sees only ns2's pod in ls -A; no token, a bad token, and headers forged
-// straight to keeplog-api are refused; a path with ".." and the pod's symlink are refused.
+// TestKubectlKeeplog is issue #16 end to end on the real lab, installed by the chart (retrieval.enabled): the
+// node plugin with its HTTPS read endpoint and keeplog-api from `make image`'s image, behind the lab's kube-apiserver
+// aggregator (APIService v1alpha1.keeplog.csi.io with the chart's CA, front-proxy identity, delegated authn/authz
+// with the chart's RBAC), and bin/kubectl-keeplog with ServiceAccount kubeconfigs. A pod in ns1 writes files and is
+// deleted; A (get pods/log in ns1) lists and fetches them byte-identical; B (get pods/log in ns2 only) gets 403 for
+// ns1 and sees only ns2's pod in ls -A; no token, a bad token, headers forged straight to keeplog-api and a call
+// straight to the node endpoint without a token are refused; a path with ".." and the pod's symlink are refused.
 func TestKubectlKeeplog(t *testing.T) {
 	ctx := context.Background()
-	env := framework.SetupTest(t)
-	nodeAddr := freeLoopbackAddress(t)
-	if err := env.KillKeeplog(); err != nil {
-		t.Fatal(err)
-	}
-	if err := env.StartKeeplog(ctx, "--retrieval-address="+nodeAddr); err != nil {
-		t.Fatal(err)
-	}
-	for _, ns := range []string{kkNS1, kkNS2, kkSystem} {
+	env := kkInstall(ctx, t)
+	for _, ns := range []string{kkNS1, kkNS2} {
 		mustNamespace(ctx, t, env, ns)
 	}
 	work := t.TempDir()
-	apiAddr, apiCert := startKeeplogAPI(ctx, t, env, work, nodeAddr)
-	registerAPIService(ctx, t, env, apiAddr, apiCert)
-
-	grantRetainedPodsToAuthenticated(ctx, t, env)
 	kcA := saKubeconfig(ctx, t, env, work, kkNS1, "reader-a")
 	kcB := saKubeconfig(ctx, t, env, work, kkNS2, "reader-b")
 	grantPodLogs(ctx, t, env, kkNS1, "reader-a")
@@ -85,8 +70,13 @@ func TestKubectlKeeplog(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "oom-app") || !strings.Contains(out, "Retained") {
 		t.Fatalf("A: ls -n %s: exit %d\n%s", kkNS1, code, out)
 	}
+	if header := strings.Fields(strings.SplitN(out, "\n", 2)[0]); !slices.Contains(header, "ARCHIVE") || !slices.Contains(header, "EXPIRES") {
+		t.Errorf("A: ls header %v, want ARCHIVE and EXPIRES", header)
+	}
 	if out, code := kk(kcA, "ls", "-A", "-o", "json"); code != 0 || namespacesOf(t, out) != kkNS1 {
 		t.Errorf("A: ls -A: exit %d, namespaces %q\n%s", code, namespacesOf(t, out), out)
+	} else {
+		expiresAfter(t, out, "oom-app", kkRetainFor)
 	}
 	local := filepath.Join(work, "heap.hprof")
 	want := fileSHA256(t, filepath.Join(dir, "dumps", "heap.hprof"))
@@ -131,137 +121,11 @@ func TestKubectlKeeplog(t *testing.T) {
 			t.Errorf("%s: ls -A: exit %d %q, want refused", filepath.Base(kc), code, out)
 		}
 	}
-	forged(ctx, t, apiAddr, apiCert)
-}
-
-// forged calls keeplog-api directly with X-Remote-User/Group headers claiming a cluster admin, without the
-// front-proxy client certificate: it must be refused.
-func forged(ctx context.Context, t *testing.T, addr, certFile string) {
-	t.Helper()
-	pem, err := os.ReadFile(certFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"}}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+retrievalapi.BasePath+"/"+retrievalapi.Resource, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("X-Remote-User", "admin")
-	req.Header.Set("X-Remote-Group", "system:masters")
-	resp, err := hc.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusUnauthorized {
-		t.Errorf("forged X-Remote-User straight to keeplog-api: %d, want 401", resp.StatusCode)
-	}
-}
-
-// startKeeplogAPI runs bin/keeplog-api on loopback as ServiceAccount kk-system/keeplog-api with the chart's RBAC
-// (auth-delegator, extension-apiserver-authentication-reader, /retained/*) and returns its address and certificate.
-func startKeeplogAPI(ctx context.Context, t *testing.T, env *framework.Env, work, nodeAddr string) (string, string) {
-	t.Helper()
-	rb := env.Client.RbacV1()
-	sa := []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: kkSystem, Name: "keeplog-api"}}
-	mustCreate(t, func() error {
-		_, err := rb.ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "kk-auth-delegator"},
-			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:auth-delegator"}, Subjects: sa}, metav1.CreateOptions{})
-		return err
-	})
-	mustCreate(t, func() error {
-		_, err := rb.RoleBindings("kube-system").Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "kk-auth-reader"},
-			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "extension-apiserver-authentication-reader"}, Subjects: sa}, metav1.CreateOptions{})
-		return err
-	})
-	mustCreate(t, func() error {
-		_, err := rb.ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "kk-retained-reader"},
-			Rules: []rbacv1.PolicyRule{{Verbs: []string{"get"}, NonResourceURLs: []string{"/retained", "/retained/*"}}}}, metav1.CreateOptions{})
-		return err
-	})
-	mustCreate(t, func() error {
-		_, err := rb.ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "kk-retained-reader"},
-			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "kk-retained-reader"}, Subjects: sa}, metav1.CreateOptions{})
-		return err
-	})
-	kc := saKubeconfig(ctx, t, env, work, kkSystem, "keeplog-api")
-	tokenFile := filepath.Join(work, "keeplog-api.token")
-	if err := os.WriteFile(tokenFile, []byte(token(ctx, t, env, kkSystem, "keeplog-api")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	addr := freeLoopbackAddress(t)
-	port := addr[strings.LastIndexByte(addr, ':')+1:]
-	certDir := filepath.Join(work, "keeplog-api-certs")
-	p, err := env.Lab.StartProcess("keeplog-api", []string{filepath.Join(env.Repo, "bin", "keeplog-api"),
-		"--bind-address=127.0.0.1", "--secure-port=" + port, "--cert-dir=" + certDir,
-		"--service-dns=keeplog-api." + kkSystem + ".svc",
-		"--authentication-kubeconfig=" + kc, "--authorization-kubeconfig=" + kc,
-		"--node-endpoint=" + env.Lab.NodeName() + "=http://" + nodeAddr, "--node-token-file=" + tokenFile, "--v=2"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert := filepath.Join(certDir, "keeplog-api.crt")
-	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
-		if p.Exited() {
-			return false, fmt.Errorf("keeplog-api exited: %s", p.LogTail(30))
-		}
-		c, err := http.Get("http://" + addr + "/healthz") // TLS only: any answer means it listens
-		if err == nil {
-			c.Body.Close()
-		}
-		_, serr := os.Stat(cert)
-		return serr == nil && err == nil, nil
-	}); err != nil {
-		t.Fatalf("keeplog-api not serving: %v\n%s", err, p.LogTail(30))
-	}
-	return addr, cert
-}
-
-// registerAPIService points v1alpha1.keeplog.csi.io at keeplog-api through an ExternalName Service "localhost"
-// and waits until the aggregator reports it Available.
-func registerAPIService(ctx context.Context, t *testing.T, env *framework.Env, addr, certFile string) {
-	t.Helper()
-	pem, err := os.ReadFile(certFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := addr[strings.LastIndexByte(addr, ':')+1:]
-	manifest := fmt.Sprintf(`apiVersion: v1
-kind: Service
-metadata: {name: keeplog-api, namespace: %[1]s}
-spec:
-  type: ExternalName
-  externalName: localhost
-  ports: [{name: https, port: %[2]s}]
----
-apiVersion: apiregistration.k8s.io/v1
-kind: APIService
-metadata: {name: %[3]s.%[4]s}
-spec:
-  group: %[4]s
-  version: %[3]s
-  groupPriorityMinimum: 1000
-  versionPriority: 100
-  service: {namespace: %[1]s, name: keeplog-api, port: %[2]s}
-  caBundle: %[5]s
-`, kkSystem, port, retrievalapi.Version, retrievalapi.Group, base64.StdEncoding.EncodeToString(pem))
-	path := filepath.Join(t.TempDir(), "apiservice.yaml")
-	if err := os.WriteFile(path, []byte(manifest), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := env.Lab.Kubectl(ctx, "apply", "-f", path); err != nil {
-		t.Fatalf("apply the APIService: %v: %s", err, out)
-	}
-	var last string
-	if err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
-		last, _ = env.Lab.Kubectl(ctx, "get", "apiservice", retrievalapi.Version+"."+retrievalapi.Group, "-o",
-			`jsonpath={.status.conditions[?(@.type=="Available")].status} {.status.conditions[?(@.type=="Available")].message}`)
-		return strings.HasPrefix(last, "True"), nil
-	}); err != nil {
-		t.Fatalf("APIService not Available: %q", last)
+	forged(ctx, t, env)
+	nodeWithoutToken(ctx, t, env)
+	upgradeKeepsCertificates(ctx, t, env)
+	if out, code := kk(kcA, "ls", "-n", kkNS1); code != 0 || !strings.Contains(out, "oom-app") {
+		t.Errorf("A: ls after the upgrade: exit %d\n%s", code, out)
 	}
 }
 
@@ -314,26 +178,6 @@ func writeKubeconfig(t *testing.T, env *framework.Env, work, name, token string)
 	return path
 }
 
-// grantRetainedPodsToAuthenticated is the chart's kube-apiserver side of the API: kube-apiserver authorizes a
-// request for retainedpods itself before it proxies it, so every authenticated user may get and list them there;
-// keeplog-api then allows only what the user may read of pod logs.
-func grantRetainedPodsToAuthenticated(ctx context.Context, t *testing.T, env *framework.Env) {
-	t.Helper()
-	rb := env.Client.RbacV1()
-	mustCreate(t, func() error {
-		_, err := rb.ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "kk-retainedpods"},
-			Rules: []rbacv1.PolicyRule{{Verbs: []string{"get", "list"}, APIGroups: []string{retrievalapi.Group},
-				Resources: []string{"retainedpods", "retainedpods/files", "retainedpods/file"}}}}, metav1.CreateOptions{})
-		return err
-	})
-	mustCreate(t, func() error {
-		_, err := rb.ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "kk-retainedpods"},
-			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "kk-retainedpods"},
-			Subjects: []rbacv1.Subject{{Kind: "Group", APIGroup: rbacv1.GroupName, Name: "system:authenticated"}}}, metav1.CreateOptions{})
-		return err
-	})
-}
-
 // grantPodLogs lets the ServiceAccount get pods/log in its own namespace ns, and nothing else.
 func grantPodLogs(ctx context.Context, t *testing.T, env *framework.Env, ns, sa string) {
 	t.Helper()
@@ -372,6 +216,24 @@ func runAndDelete(ctx context.Context, t *testing.T, env *framework.Env, ns, nam
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// expiresAfter: the pod's expiry in an `ls -o json` answer is its end plus the chart's gc.retainFor.
+func expiresAfter(t *testing.T, out, pod string, retainFor time.Duration) {
+	t.Helper()
+	var l retrievalapi.RetainedPodList
+	if err := json.Unmarshal([]byte(out), &l); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range l.Items {
+		if s := p.Status; s.PodName == pod {
+			if s.UnpublishedAt == nil || s.ExpiresAt == nil || s.ExpiresAt.Sub(s.UnpublishedAt.Time) != retainFor {
+				t.Errorf("%s ended %v, expires %v: want %s later (gc.retainFor)", pod, s.UnpublishedAt, s.ExpiresAt, retainFor)
+			}
+			return
+		}
+	}
+	t.Errorf("no %s in %s", pod, out)
 }
 
 // namespacesOf is the distinct namespaces of an `ls -o json` answer, joined by commas.

@@ -80,3 +80,58 @@ keeplog.stdoutGrace.hostDir (the stdout grace hard-links across them, which work
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/* keeplog-api's pods: their own name, so the DaemonSet's selector (name, instance) never matches them. */}}
+{{- define "keeplog.apiSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "keeplog.name" . }}-api
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: api
+{{- end -}}
+
+{{- define "keeplog.apiLabels" -}}
+{{ include "keeplog.apiSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: keeplog
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{/* The one name every node plugin's read-endpoint certificate holds (nodes are reached by IP, which a chart cannot
+     know ahead of time): keeplog-api checks it with --node-server-name. */}}
+{{- define "keeplog.nodeServerName" -}}
+{{- printf "%s-node.%s" (include "keeplog.fullname" .) .Release.Namespace -}}
+{{- end -}}
+
+{{/*
+keeplog.retrievalTLS is the read path's CA and its two serving certificates as YAML (base64 PEM): kept from the
+Secrets <fullname>-api-tls and <fullname>-node-tls when both exist with the same CA (lookup: upgrades keep them),
+else made anew with genCA and genSignedCert. Include it once per render (each include outside a cluster makes a
+new CA).
+*/}}
+{{- define "keeplog.retrievalTLS" -}}
+{{- $full := include "keeplog.fullname" . -}}
+{{- $ns := .Release.Namespace -}}
+{{- $api := lookup "v1" "Secret" $ns (printf "%s-api-tls" $full) -}}
+{{- $node := lookup "v1" "Secret" $ns (printf "%s-node-tls" $full) -}}
+{{- $apiData := dig "data" dict $api -}}
+{{- $nodeData := dig "data" dict $node -}}
+{{- if and (index $apiData "ca.crt") (index $apiData "tls.crt") (index $apiData "tls.key") (index $nodeData "tls.crt") (index $nodeData "tls.key") (eq (index $apiData "ca.crt") (index $nodeData "ca.crt" | default "")) -}}
+ca: {{ index $apiData "ca.crt" }}
+apiCert: {{ index $apiData "tls.crt" }}
+apiKey: {{ index $apiData "tls.key" }}
+nodeCert: {{ index $nodeData "tls.crt" }}
+nodeKey: {{ index $nodeData "tls.key" }}
+{{- else -}}
+{{- $days := int .Values.retrieval.certificateDays -}}
+{{- $ca := genCA (printf "%s-retrieval-ca" $full) $days -}}
+{{- $svc := printf "%s-api" $full -}}
+{{- $apiCert := genSignedCert (printf "%s.%s.svc" $svc $ns) nil (list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns)) $days $ca -}}
+{{- $nodeName := include "keeplog.nodeServerName" . -}}
+{{- $nodeCert := genSignedCert $nodeName nil (list $nodeName) $days $ca -}}
+ca: {{ $ca.Cert | b64enc }}
+apiCert: {{ $apiCert.Cert | b64enc }}
+apiKey: {{ $apiCert.Key | b64enc }}
+nodeCert: {{ $nodeCert.Cert | b64enc }}
+nodeKey: {{ $nodeCert.Key | b64enc }}
+{{- end -}}
+{{- end -}}

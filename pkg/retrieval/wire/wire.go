@@ -23,6 +23,19 @@ type Pod struct {
 	LastPublished  time.Time         `json:"lastPublished"`
 	UnpublishedAt  *time.Time        `json:"unpublishedAt,omitempty"` // nil while the pod's volume is published
 	Annotations    map[string]string `json:"annotations,omitempty"`
+	// ExpiresAt is when its retention ends (nil while published); the garbage collector deletes it after that once it
+	// is archived.
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	// Archive is its archive status file summarized; nil when it has none (archiving off or nothing matched yet).
+	Archive *ArchiveState `json:"archive,omitempty"`
+}
+
+// ArchiveState counts a pod directory's matching files by archive state (queued, uploading, done, failed, skipped,
+// settling, rejected: the archiver's status file, docs/archiving.md).
+type ArchiveState struct {
+	Updated time.Time      `json:"updated"`
+	Files   int            `json:"files"`
+	States  map[string]int `json:"states"`
 }
 
 // PodList is the answer of GET PodsPath.
