@@ -119,8 +119,9 @@ func (w *Watcher) read(progress *liveness.Loop) {
 			return
 		}
 		for {
-			// The pause ends on a multiple of Coalesce of the clock, so a process's watchers wake together.
-			pause.Reset(time.Until(time.Now().Truncate(Coalesce).Add(Coalesce)))
+			// The pause ends on a multiple of Coalesce of the clock, so a process's watchers wake together; it
+			// is never longer than Coalesce, whatever the wall clock does.
+			pause.Reset(Coalesce - time.Duration(time.Now().UnixNano()%int64(Coalesce)))
 			select {
 			case <-pause.C:
 			case <-w.stop:
