@@ -1,36 +1,62 @@
-// Package fswatch wraps fsnotify so that fsnotify never waits for keeplog. fsnotify (v1.10) sends on its unbuffered
-// Errors channel while it holds the mutex that Add and Remove take (after IN_MOVE_SELF of a directory whose watch
-// is already gone, which keeplog's own garbage collector causes by renaming pod directories into its trash): a
-// consumer that adds watches while it is also the one that must read Errors (or that holds a lock the reader needs)
-// deadlocks. Here one goroutine does nothing but drain Events and Errors into a set of changed names under a short
-// mutex of its own; the consumer takes them in batches, so Add and Remove never wait on it. A kernel queue overflow
-// (or too many pending names) is remembered as a flag, so the consumer rescans instead of trusting what it lost.
+// Package fswatch watches directories with inotify so that a node with pods writing costs keeplog a few wake-ups a
+// second, not one per write, and so that the watcher never waits for keeplog.
+//
+// Why not fsnotify: fsnotify reads its inotify descriptor through Go's netpoller as soon as it is readable and hands
+// each event to the consumer on a channel, so 100 pods appending a line a second woke keeplog (the reader, the
+// consumer, and the runtime's scheduler and sysmon around them) about 200 times a second for its two watchers: most
+// of its CPU on such a node. It cannot be asked to read less often. fsnotify (v1.10) also sends on its unbuffered
+// Errors channel while holding the mutex that Add and Remove take (after IN_MOVE_SELF of a directory whose watch is
+// already gone, which keeplog's own garbage collector causes by renaming pod directories into its trash), so a
+// consumer that adds watches while it must also read Errors deadlocks.
+//
+// Here one goroutine per Watcher waits in poll(2) until the descriptor is readable, then lets the kernel queue
+// events for Coalesce before it reads them all at once (the kernel merges repeats of the same event meanwhile), and
+// goes on reading every Coalesce while they keep coming; it records the changed names in a set under a short mutex
+// of its own, and the consumer takes them in batches (Ready, Take). While it waits nothing in keeplog runs at all. Add and Remove are plain system calls under that mutex: they
+// never wait for the reader or the consumer. A kernel queue overflow (or too many pending names) is remembered as a
+// flag, so the consumer rescans instead of trusting what it lost. Events are reported as fsnotify's ops (Batch.Ops),
+// the vocabulary keeplog's consumers already read.
 package fswatch
 
 import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"golang.org/x/sys/unix"
 	"k8s.io/utils/clock"
 
 	"github.com/keeplog/keeplog/internal/liveness"
 )
 
-// MaxPendingNames bounds the names the drain goroutine holds for the main loop; past it, the names are dropped and
-// the main loop rescans instead (as after a kernel queue overflow).
+// MaxPendingNames bounds the names the reader holds for the consumer; past it, the names are dropped and the
+// consumer rescans instead (as after a kernel queue overflow).
 const MaxPendingNames = 1 << 16
 
-// Watcher is an fsnotify watcher whose channels are always drained. Create it with New; Ready signals that a
-// batch waits; Take returns it.
+// Coalesce is how long the reader lets events queue in the kernel after the first one before it reads them: what a
+// consumer sees is at most this much later, and a node writing all the time wakes the reader ten times a second. The
+// kernel's queue (fs.inotify.max_queued_events, 16384 by default) holds what arrives meanwhile; past it, an overflow.
+const Coalesce = 100 * time.Millisecond
+
+// ErrNotWatched is Remove's answer for a path that has no watch (never added, or its watch is gone with it).
+var ErrNotWatched = errors.New("fswatch: path is not watched")
+
+// Watcher is an inotify watcher whose events are always read. Create it with New; Ready signals that a batch
+// waits; Take returns it.
 type Watcher struct {
-	w     *fsnotify.Watcher
-	ready chan struct{} // one token while names, an overflow or an error wait
-	done  chan struct{} // closed when the drain goroutine returned
+	fd     int           // the inotify descriptor; -1 once closed
+	wake   int           // an eventfd that wakes the reader to stop
+	ready  chan struct{} // one token while names, an overflow or an error wait
+	done   chan struct{} // closed when the reader returned
+	stop   chan struct{} // closed by Close
+	closed sync.Once
 
 	mu       sync.Mutex
-	names    map[string]int // index in order and ops
+	watches  map[int32]*watch  // by watch descriptor
+	paths    map[string]*watch // by path
+	names    map[string]int    // index in order and ops
 	order    []string
 	ops      []fsnotify.Op
 	overflow bool
@@ -38,7 +64,7 @@ type Watcher struct {
 	lastErr  error
 }
 
-// Batch is what the drain goroutine collected since the consumer last looked.
+// Batch is what the reader collected since the consumer last looked.
 type Batch struct {
 	Names []string // changed paths, in first-seen order, each once
 	// Ops are what happened to each of Names (the union of its events' ops): a consumer may skip a name that was
@@ -49,44 +75,26 @@ type Batch struct {
 	LastErr  error
 }
 
-// New starts a watcher and its drain goroutine, which records progress on progress (nil: none) at each event and
-// on its heartbeat.
-func New(clk clock.Clock, progress *liveness.Loop) (*Watcher, error) {
-	fw, err := fsnotify.NewWatcher()
+// New starts a watcher and its reader, which records progress on progress (nil: none) at each read and at least
+// every progress.Heartbeat() while idle. clk is unused: the reader's pauses are real time (a consumer's fake clock
+// must not stop its events).
+func New(_ clock.Clock, progress *liveness.Loop) (*Watcher, error) {
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 	if err != nil {
-		return nil, fmt.Errorf("start file watcher: %w", err)
+		return nil, fmt.Errorf("start file watcher: inotify_init1: %w", err)
 	}
-	w := &Watcher{w: fw, ready: make(chan struct{}, 1), done: make(chan struct{}), names: map[string]int{}}
-	go w.drain(clk, progress)
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		_ = unix.Close(fd)
+		return nil, fmt.Errorf("start file watcher: eventfd: %w", err)
+	}
+	w := &Watcher{fd: fd, wake: wake, ready: make(chan struct{}, 1), done: make(chan struct{}), stop: make(chan struct{}),
+		watches: map[int32]*watch{}, paths: map[string]*watch{}, names: map[string]int{}}
+	go w.read(progress)
 	return w, nil
 }
 
-// drain receives everything fsnotify sends until the watcher is closed. It never blocks on anything but fsnotify's
-// channels, its own short mutex and the heartbeat.
-func (w *Watcher) drain(clk clock.Clock, progress *liveness.Loop) {
-	defer close(w.done)
-	hb := clk.After(progress.Heartbeat())
-	for {
-		select {
-		case ev, ok := <-w.w.Events:
-			if !ok {
-				return
-			}
-			w.add(ev.Name, ev.Op)
-		case err, ok := <-w.w.Errors:
-			if !ok {
-				return
-			}
-			w.fail(err)
-		case <-hb:
-			hb = clk.After(progress.Heartbeat())
-		}
-		progress.Progress()
-	}
-}
-
 func (w *Watcher) add(name string, op fsnotify.Op) {
-	w.mu.Lock()
 	if i, ok := w.names[name]; ok {
 		w.ops[i] |= op
 	} else if !w.overflow {
@@ -98,20 +106,15 @@ func (w *Watcher) add(name string, op fsnotify.Op) {
 			w.ops = append(w.ops, op)
 		}
 	}
-	w.mu.Unlock()
-	w.signal()
 }
 
 func (w *Watcher) fail(err error) {
-	w.mu.Lock()
 	if errors.Is(err, fsnotify.ErrEventOverflow) {
 		w.overflow = true
 	} else {
 		w.errs++
 		w.lastErr = err
 	}
-	w.mu.Unlock()
-	w.signal()
 }
 
 func (w *Watcher) signal() {
@@ -136,17 +139,17 @@ func (w *Watcher) Take() Batch {
 	return b
 }
 
-// Add watches one more path; it never waits for the consumer.
-func (w *Watcher) Add(path string) error { return w.w.Add(path) }
-
-// Remove drops a watch; it never waits for the consumer.
-func (w *Watcher) Remove(path string) error { return w.w.Remove(path) }
-
-// WatchList returns the paths watched now (tests check what is, and is not, watched).
-func (w *Watcher) WatchList() []string { return w.w.WatchList() }
-
-// Close stops fsnotify and waits for the drain goroutine.
+// Close stops the reader, waits for it and closes the descriptors (every watch goes with them).
 func (w *Watcher) Close() {
-	_ = w.w.Close()
-	<-w.done
+	w.closed.Do(func() {
+		close(w.stop)
+		one := []byte{1, 0, 0, 0, 0, 0, 0, 0}
+		_, _ = unix.Write(w.wake, one)
+		<-w.done
+		w.mu.Lock()
+		_ = unix.Close(w.fd)
+		_ = unix.Close(w.wake)
+		w.fd = -1
+		w.mu.Unlock()
+	})
 }

@@ -14,7 +14,8 @@ import (
 // TestAddNeverWaitsForTheConsumer: the consumer takes nothing while directories it watches are renamed away and
 // removed (fsnotify then sends errors while holding its mutex) and new ones are added. Every Add returns. With a bare
 // fsnotify watcher whose Events are read but whose Errors are not (the consumer is busy adding), the same loop
-// hangs in Add within seconds (checked by hand: the test binary had to be killed).
+// hangs in Add within seconds (checked by hand: the test binary had to be killed). This watcher reads inotify itself
+// and Add is a system call under a mutex the reader holds only while it parses.
 func TestAddNeverWaitsForTheConsumer(t *testing.T) {
 	w, err := New(clock.RealClock{}, nil)
 	if err != nil {
@@ -56,9 +57,6 @@ func TestAddNeverWaitsForTheConsumer(t *testing.T) {
 	if !b.Overflow && len(b.Names) == 0 {
 		t.Fatal("nothing was collected")
 	}
-	if b.Errs == 0 {
-		t.Log("no fsnotify errors were seen in this run (the race did not happen); Add still never waited")
-	}
 }
 
 // TestBatchDeduplicatesAndOverflows: a name is reported once per batch; past MaxPendingNames the batch says overflow
@@ -68,6 +66,7 @@ func TestBatchDeduplicatesAndOverflows(t *testing.T) {
 	w.add("/a", fsnotify.Write)
 	w.add("/b", fsnotify.Create)
 	w.add("/a", fsnotify.Chmod)
+	w.signal()
 	select {
 	case <-w.Ready():
 	default:

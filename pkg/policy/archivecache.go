@@ -3,20 +3,16 @@ package policy
 import (
 	"errors"
 	"sync"
-	"time"
+	"sync/atomic"
 
 	"github.com/go-logr/logr"
-	"k8s.io/utils/clock"
 
 	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
-// archiveCacheTTL bounds how stale a pod directory's archive policy may be: the archiver asks for every file it
-// visits, and resolving reads the store.
-const archiveCacheTTL = 5 * time.Second
-
-// archiveCacheMax is the cache size at which expired entries are dropped.
+// archiveCacheMax bounds the cache: past it, an arbitrary entry makes room (a node keeps thousands of retained pod
+// directories, each visited once an hour; the ones written to now are asked for again at once).
 const archiveCacheMax = 1024
 
 // Recorder sends Events on pods (*kube.Events implements it).
@@ -28,15 +24,24 @@ type Recorder interface {
 type ArchiveDeps struct {
 	// Events gets a Warning Event the first time a pod directory's annotations are seen malformed; nil sends none.
 	Events Recorder
-	Clock  clock.PassiveClock // nil: the real clock
 	Log    logr.Logger
 }
 
-// ArchivePolicies gives the archiver each pod directory's ArchivePolicy, resolved at most every archiveCacheTTL,
-// and reports malformed annotations once per directory and message. It is safe for concurrent use.
+// ArchivePolicies gives the archiver each pod directory's ArchivePolicy, resolved again only after the store
+// changed a record, and reports malformed annotations once per directory and message. It is safe for concurrent
+// use.
+//
+// The archiver asks for every file it visits, and resolving reads the store, so the answer is cached; what it
+// depends on changes only through the store: a volume's parameters, which volume owns a directory, and the pod's
+// keeplog annotations (the pod informer's Observe writes them to the store when they change, and a live lookup that
+// finds them changed does too). So every store change (store.Subscribe) makes every cached policy stale, and nothing
+// else does: a pod writing a log line a second costs a map lookup, not a read of its records every few seconds.
 type ArchivePolicies struct {
 	r    *Resolver
 	deps ArchiveDeps
+	// gen counts the store's changes; an entry resolved before the latest one is stale. Atomic: the store calls
+	// changed with its own lock held, while For holds mu across the store's calls.
+	gen atomic.Uint64
 
 	mu     sync.Mutex
 	cache  map[string]cachedArchive
@@ -44,25 +49,28 @@ type ArchivePolicies struct {
 }
 
 type cachedArchive struct {
-	p  ArchivePolicy
-	at time.Time
+	p   ArchivePolicy
+	gen uint64 // ArchivePolicies.gen when it was resolved
 }
 
-// NewArchivePolicies caches r's archive policies.
+// NewArchivePolicies caches r's archive policies, and subscribes to r's store so that every change of a record
+// makes them stale.
 func NewArchivePolicies(r *Resolver, deps ArchiveDeps) *ArchivePolicies {
-	if deps.Clock == nil {
-		deps.Clock = clock.RealClock{}
-	}
-	return &ArchivePolicies{r: r, deps: deps, cache: map[string]cachedArchive{}, warned: map[string]string{}}
+	a := &ArchivePolicies{r: r, deps: deps, cache: map[string]cachedArchive{}, warned: map[string]string{}}
+	r.store.Subscribe(a.changed)
+	return a
 }
+
+// changed is the store's notification: it returns at once and never calls the store.
+func (a *ArchivePolicies) changed(string) { a.gen.Add(1) }
 
 // For returns the archive policy of a pod directory (its base name). A directory no volume owns archives with the
 // defaults.
 func (a *ArchivePolicies) For(dir string) ArchivePolicy {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	now := a.deps.Clock.Now()
-	if c, ok := a.cache[dir]; ok && now.Sub(c.at) < archiveCacheTTL {
+	gen := a.gen.Load() // before resolving: a change made meanwhile leaves this answer stale
+	if c, ok := a.cache[dir]; ok && c.gen == gen {
 		return c.p
 	}
 	p, warns, err := a.r.For(dir)
@@ -79,15 +87,14 @@ func (a *ArchivePolicies) For(dir string) ArchivePolicy {
 		}
 	}
 	ap := p.ArchivePolicy()
-	if len(a.cache) >= archiveCacheMax { // drop what expired: directories come and go
-		for d, c := range a.cache {
-			if now.Sub(c.at) >= archiveCacheTTL {
-				delete(a.cache, d)
-				delete(a.warned, d)
-			}
+	if _, ok := a.cache[dir]; !ok && len(a.cache) >= archiveCacheMax {
+		for d := range a.cache { // any one: map order is random
+			delete(a.cache, d)
+			delete(a.warned, d)
+			break
 		}
 	}
-	a.cache[dir] = cachedArchive{p: ap, at: now}
+	a.cache[dir] = cachedArchive{p: ap, gen: gen}
 	return ap
 }
 

@@ -1,12 +1,11 @@
 package policy
 
 import (
+	"fmt"
 	"reflect"
 	"testing"
-	"time"
 
 	"k8s.io/utils/clock"
-	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
@@ -28,26 +27,49 @@ func TestArchivePolicyFromStorageClassAndAnnotations(t *testing.T) {
 	}
 	ann := map[string]string{api.AnnotationArchive: "true"}
 	r := NewResolver(st, func(store.PodRef) (map[string]string, bool) { return ann, true }, Defaults{})
-	now := time.Unix(1000, 0)
-	clk := clocktesting.NewFakePassiveClock(now)
-	get := NewArchivePolicies(r, ArchiveDeps{Clock: clk}).For
+	a := NewArchivePolicies(r, ArchiveDeps{})
+	get := a.For
 
 	want := ArchivePolicy{Patterns: []string{"*.bin"}, FirstOnly: true, Compression: "zstd", CompressionLevel: 5,
 		Sparse: SparseSkip}
-	if got := get(ref.DirName()); !reflect.DeepEqual(got, want) {
-		t.Fatalf("policy %+v, want %+v", got, want)
+	// The first answer recorded the live annotations in the store (a change: resolved once more, then cached).
+	for range 2 {
+		if got := get(ref.DirName()); !reflect.DeepEqual(got, want) {
+			t.Fatalf("policy %+v, want %+v", got, want)
+		}
 	}
-	// Cached for a few seconds (the archiver asks for every file it visits), then read again.
+	// Cached (the archiver asks for every file it visits) until the store changes a record: the pod informer's
+	// Observe records the new annotation, and the next question has the new answer, however soon.
 	ann = map[string]string{api.AnnotationArchive: "false"}
 	if got := get(ref.DirName()); got.Off {
-		t.Fatal("the cached policy was not used within its TTL")
+		t.Fatal("the cached policy was not used while no record changed")
 	}
-	clk.SetTime(now.Add(archiveCacheTTL))
+	if err := r.Observe(ref, ann); err != nil {
+		t.Fatal(err)
+	}
 	if got := get(ref.DirName()); !got.Off {
-		t.Fatalf("policy %+v after the TTL: want archiving off from the new annotation", got)
+		t.Fatalf("policy %+v after the annotation was recorded: want archiving off from the new annotation", got)
+	}
+	// Any change of a record counts, whoever made it.
+	ann = map[string]string{api.AnnotationArchive: "true"}
+	if got := get(ref.DirName()); !got.Off {
+		t.Fatal("the cached policy was not used while no record changed")
+	}
+	if err := st.SetPodAnnotations("v1:n:pvc-1", ref.DirName(), ann); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(ref.DirName()); !reflect.DeepEqual(got, want) {
+		t.Fatalf("policy %+v after the record changed, want %+v", got, want)
 	}
 	// A directory no volume owns archives with the defaults.
 	if got := get("ns_other_1123456789abcdef0123456789abcdef"); !reflect.DeepEqual(got, ArchivePolicy{}) {
 		t.Fatalf("unowned directory: %+v, want the defaults", got)
+	}
+	// The cache stays bounded however many directories are asked about.
+	for i := range archiveCacheMax + 10 {
+		get(fmt.Sprintf("ns_other%d_1123456789abcdef0123456789abcdef", i))
+	}
+	if n := len(a.cache); n > archiveCacheMax {
+		t.Fatalf("%d cached policies, want at most %d", n, archiveCacheMax)
 	}
 }

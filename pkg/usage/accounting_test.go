@@ -155,3 +155,36 @@ func TestNewVolumeAndPodDirectory(t *testing.T) {
 		t.Fatalf("limit = %d, want %d", s.LimitBytes, 1<<20)
 	}
 }
+
+// TestAppendCostsOneStat: a line appended to a log (an open, a write, a close: what 100 pods do every second) is
+// one lstat of the file when the events are applied, not also one of its directory, whose entries did not change;
+// a new file is both (the directory grew an entry), and the accounting matches du either way.
+func TestAppendCostsOneStat(t *testing.T) {
+	f := newFixture(t, "")
+	dirs := f.volume("vol-a", 1<<30, nil, "p1")
+	log := filepath.Join(dirs[0], "app", "app.log")
+	writeFile(t, log, 1000)
+	f.start(Config{}, nil)
+	f.waitUsage(t, "vol-a", du(t, dirs...))
+	stats := func(change func()) int64 {
+		t.Helper()
+		n0 := f.tr.pathStats.Load()
+		change()
+		f.waitUsage(t, "vol-a", du(t, dirs...))
+		f.tr.flush(f.ctx) // nothing more to apply: an event after the usage matched would be counted here
+		return f.tr.pathStats.Load() - n0
+	}
+	if n := stats(func() { appendFile(t, log, 64<<10) }); n != 1 {
+		t.Fatalf("a line appended to a log cost %d lstats, want 1 (the file's)", n)
+	}
+	moveIn := func() { // one event: a file written elsewhere and renamed in, as a logger that rotates does
+		out := filepath.Join(filepath.Dir(f.st.Root()), "new.log")
+		writeFile(t, out, 64<<10)
+		if err := os.Rename(out, filepath.Join(dirs[0], "app", "new.log")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := stats(moveIn); n != 2 {
+		t.Fatalf("a new file cost %d lstats, want 2 (the file's and its directory's)", n)
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/fsnotify/fsnotify"
+
 	"github.com/keeplog/keeplog/pkg/api"
 )
 
@@ -28,26 +30,37 @@ func (t *Tracker) update(ctx context.Context) {
 	sort.Strings(paths) // parents before children
 	// What is gone leaves first and its directories' watches are removed, so that a directory renamed to a path
 	// applied in the second pass gets a watch under its new name (inotify keeps one watch per inode, and fsnotify
-	// would report the moved directory's events under its old name).
-	var gone, there []string
+	// would report the moved directory's events under its old name). Each path is stat-ed once: the result sorts it
+	// and is what its tree records.
+	var gone, there []pathStat
 	for _, p := range paths {
-		if _, err := os.Lstat(p); err != nil {
-			gone = append(gone, p)
+		fi, err := os.Lstat(p)
+		t.pathStats.Add(1)
+		if err != nil {
+			gone = append(gone, pathStat{p: p, err: err})
 		} else {
-			there = append(there, p)
+			there = append(there, pathStat{p: p, fi: fi})
 		}
 	}
-	for _, p := range append(gone, there...) {
-		t.applyPath(p)
+	for _, ps := range append(gone, there...) {
+		t.applyPath(ps)
 	}
 	t.mu.Lock()
 	t.updatedAt = t.deps.Clock.Now()
 	t.mu.Unlock()
 }
 
+// pathStat is a dirty path and what its lstat said.
+type pathStat struct {
+	p   string
+	fi  fs.FileInfo
+	err error
+}
+
 // applyPath brings one pod directory's accounting in line with one path on disk. The tree is the Run goroutine's
 // own, so it is updated (and watches added or removed) without the lock; the result is published under it.
-func (t *Tracker) applyPath(p string) {
+func (t *Tracker) applyPath(ps pathStat) {
+	p := ps.p
 	rest := strings.TrimPrefix(p, t.root+"/")
 	name, rel, _ := strings.Cut(rest, "/")
 	d := t.dirs[name] // written only by this goroutine
@@ -60,7 +73,7 @@ func (t *Tracker) applyPath(p string) {
 		}
 		return
 	}
-	err := d.t.update(rel, t.watchDir, t.unwatchDir)
+	err := d.t.apply(rel, ps.fi, ps.err, t.watchDir, t.unwatchDir)
 	t.mu.Lock()
 	if errors.Is(err, fs.ErrNotExist) {
 		t.setTreeLocked(d, nil)
@@ -89,14 +102,19 @@ func (t *Tracker) takeEvents() {
 		t.rewalk = true
 		return
 	}
-	for _, name := range b.Names {
-		t.markDirtyLocked(name)
+	for i, name := range b.Names {
+		t.markDirtyLocked(name, b.Ops[i])
 	}
 }
 
-// markDirtyLocked records a path an event named. keeplog's own names are recognised before any syscall: the state
-// directory at the top of the root and a pod directory's own .keeplog (which is never watched either).
-func (t *Tracker) markDirtyLocked(path string) {
+// entriesChanged are the ops that add or remove a directory's entries, and so change its size (and link count).
+const entriesChanged = fsnotify.Create | fsnotify.Remove | fsnotify.Rename
+
+// markDirtyLocked records a path an event named, and its parent when an entry came or went (a file only written to
+// or chmod-ed, a log line appended, leaves its directory as it was). keeplog's own names are recognised before any
+// syscall: the state directory at the top of the root and a pod directory's own .keeplog (which is never watched
+// either).
+func (t *Tracker) markDirtyLocked(path string, op fsnotify.Op) {
 	rest, ok := strings.CutPrefix(path, t.root+"/")
 	if !ok || strings.HasPrefix(rest, ".") {
 		return
@@ -105,7 +123,7 @@ func (t *Tracker) markDirtyLocked(path string) {
 	if isOwnRel(rel) {
 		return
 	}
-	if nested { // the parent's size and link count change too
+	if nested && op&entriesChanged != 0 { // the parent's size and link count change too
 		parent := t.root + "/" + name
 		if pr := parentRel(rel); pr != "" {
 			parent += "/" + pr

@@ -115,6 +115,8 @@ type Tracker struct {
 	// evaluations counts volumes compared with their limit (tests and benchmarks check that a walk costs
 	// O(volumes) of them, not O(volumes x directories)).
 	evaluations atomic.Int64
+	// pathStats counts the lstats of dirty paths (a test checks that a line appended to a log costs one).
+	pathStats atomic.Int64
 }
 
 // volState keeps what usage needs of a volume's records, not the records themselves: a node keeps 10,000 volumes, and

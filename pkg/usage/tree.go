@@ -251,19 +251,19 @@ func (t *tree) walkDir(dir *os.File, rel string, onDir func(abs string), pace *p
 	return nil
 }
 
-// update brings one path in line with the disk: gone, it leaves (with everything below it; onGoneDir is told about
+// apply brings one path in line with the disk: gone, it leaves (with everything below it; onGoneDir is told about
 // each directory that left); there, it is recorded, and a directory that is new to the tree (created, or moved in)
-// is walked. It returns fs.ErrNotExist when rel is the pod directory itself and it is gone.
-func (t *tree) update(rel string, onDir, onGoneDir func(abs string)) error {
+// is walked. fi and err are what an lstat of the path just said (the caller's: it sorts paths by it). It returns
+// fs.ErrNotExist when rel is the pod directory itself and it is gone.
+func (t *tree) apply(rel string, fi fs.FileInfo, err error, onDir, onGoneDir func(abs string)) error {
 	if t.compacted() {
 		// Nobody writes to a volume whose pods are all gone: the periodic walk keeps it correct. Only the pod
 		// directory's own removal is seen at once.
-		if _, err := os.Lstat(t.root); rel == "" && errors.Is(err, fs.ErrNotExist) {
+		if rel == "" && errors.Is(err, fs.ErrNotExist) {
 			return fs.ErrNotExist
 		}
 		return nil
 	}
-	fi, err := os.Lstat(t.abs(rel))
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
 			return fmt.Errorf("stat %s: %w", t.abs(rel), err)
