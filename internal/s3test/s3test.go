@@ -31,6 +31,7 @@ type TB interface {
 	Logf(format string, args ...any)
 	Cleanup(func())
 	TempDir() string
+	Failed() bool
 }
 
 // Server is one SeaweedFS server with an S3 gateway.
@@ -94,6 +95,7 @@ func Start(t TB) *Server {
 		t.Fatalf("s3test: %v", err)
 	}
 	t.Cleanup(s.Stop)
+	t.Cleanup(s.logTailIfFailed) // runs before Stop's: the server's side of a failure is printed
 	s.Start()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -153,7 +155,11 @@ func (s *Server) Start() {
 	defer log.Close()
 	args := []string{"server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-dir=" + filepath.Join(s.Dir, "data"),
 		"-master.port=" + strconv.Itoa(p[1]), "-master.port.grpc=" + strconv.Itoa(p[2]), "-master.telemetry=false",
-		"-volume.port=" + strconv.Itoa(p[3]), "-volume.port.grpc=" + strconv.Itoa(p[4]), "-volume.max=0",
+		"-volume.port=" + strconv.Itoa(p[3]), "-volume.port.grpc=" + strconv.Itoa(p[4]),
+		// A fixed number of small volumes: -volume.max=0 sizes the server by the disk's free space / 30 GiB, which
+		// on a machine with under 30 GiB free (or 60 with two servers) is no volume at all, and then every part
+		// upload answers 500 — a TestChartS3 failed so once while other work filled the disk.
+		"-volume.max=64", "-master.volumeSizeLimitMB=256",
 		"-filer", "-filer.port=" + strconv.Itoa(p[5]), "-filer.port.grpc=" + strconv.Itoa(p[6]),
 		"-filer.localSocket=" + filepath.Join(s.Dir, "filer.sock"),
 		"-s3", "-s3.port=" + strconv.Itoa(s.Port), "-s3.port.iceberg=0", "-s3.port.lance=0",
@@ -265,4 +271,20 @@ func randHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// logTailIfFailed prints the end of the server's log when the test failed (the temporary directory goes with it).
+func (s *Server) logTailIfFailed() {
+	if !s.t.Failed() {
+		return
+	}
+	b, err := os.ReadFile(s.LogFile)
+	if err != nil {
+		s.t.Logf("s3test: %v", err)
+		return
+	}
+	if len(b) > 8<<10 {
+		b = b[len(b)-8<<10:]
+	}
+	s.t.Logf("s3test: the end of weed's log (%s):\n%s", s.LogFile, b)
 }
