@@ -20,16 +20,16 @@ import (
 type ItemState string
 
 const (
-	// StateQueued: finished, waiting for an upload slot.
+	// StateQueued is a finished file waiting for an upload slot.
 	StateQueued ItemState = "queued"
-	// StateUploading: an upload was started (and may have been interrupted).
+	// StateUploading means an upload was started (and may have been interrupted).
 	StateUploading ItemState = "uploading"
-	// StateDone: uploaded and verified. Never uploaded again.
+	// StateDone means uploaded and verified. Never uploaded again.
 	StateDone ItemState = "done"
-	// StateFailed: cannot be uploaded (unreadable, vanished, changed, not a
+	// StateFailed means it cannot be uploaded (unreadable, vanished, changed, not a
 	// regular file). Reported once, not retried.
 	StateFailed ItemState = "failed"
-	// StateSkipped: not uploaded by policy (firstOnly).
+	// StateSkipped means not uploaded by policy (firstOnly).
 	StateSkipped ItemState = "skipped"
 )
 
@@ -78,7 +78,7 @@ type Item struct {
 // itemID derives an item's ID from its identity.
 func itemID(podDir, rel string, ino uint64, size, mtimeNs int64) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00%d\x00%d\x00%d", podDir, rel, ino, size, mtimeNs)
+	_, _ = fmt.Fprintf(h, "%s\x00%s\x00%d\x00%d\x00%d", podDir, rel, ino, size, mtimeNs)
 	return hex.EncodeToString(h.Sum(nil))[:32]
 }
 
