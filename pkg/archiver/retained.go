@@ -1,10 +1,10 @@
 package archiver
 
 import (
-	"hash/fnv"
 	"time"
 
 	"github.com/keeplog/keeplog/internal/fswatch"
+	"github.com/keeplog/keeplog/internal/jitter"
 )
 
 // Retained pod directories (unpublished: their pod is gone, keeplog keeps the directory until its retention ends)
@@ -65,17 +65,7 @@ func (a *Archiver) scheduleScan(pod string, now time.Time, busy bool) {
 	if next, ok := a.nextScan[pod]; ok && next.After(now) {
 		return
 	}
-	a.nextScan[pod] = now.Add(a.cfg.RetainedRescanInterval/2 + spread(pod, a.cfg.RetainedRescanInterval/2))
-}
-
-// spread is a pod directory's own offset in [0, d): the same at every start, different between directories.
-func spread(pod string, d time.Duration) time.Duration {
-	if d <= 0 {
-		return 0
-	}
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(pod))
-	return time.Duration(h.Sum64() % uint64(d))
+	a.nextScan[pod] = now.Add(a.cfg.RetainedRescanInterval/2 + jitter.Offset(pod, a.cfg.RetainedRescanInterval/2))
 }
 
 // requestScan asks the main loop to walk an unpublished pod directory now (Archived found a file it has not
