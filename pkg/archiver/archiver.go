@@ -349,6 +349,9 @@ func (a *Archiver) process(ctx context.Context, conn Remote, it Item) Remote {
 	ref, _ := it.podRef()
 	// Before a slot is taken: the same content may be archived already.
 	switch res, err := a.sameContent(ctx, &it); {
+	case errors.Is(err, errIllegalTransition):
+		a.journalFailed(err, "Cannot record a file with the same content as an archived one", it)
+		return conn
 	case err != nil:
 		a.log.Error(err, "Cannot record a file with the same content as an archived one; will try again")
 		a.queue.add(it.ID, a.clk.Now().Add(a.cfg.MinBackoff))
@@ -369,9 +372,10 @@ func (a *Archiver) process(ctx context.Context, conn Remote, it Item) Remote {
 	}
 	defer release()
 
-	if it, err = a.journal.Start(it, a.clk.Now()); err != nil {
-		a.log.Error(err, "Cannot record upload start")
-		a.queue.add(it.ID, a.clk.Now().Add(a.cfg.MinBackoff))
+	if it, err = a.journal.Start(it, a.clk.Now()); a.journalFailed(err, "Cannot record upload start", it) {
+		if !errors.Is(err, errIllegalTransition) { // refused: the item is not queued any more
+			a.queue.add(it.ID, a.clk.Now().Add(a.cfg.MinBackoff))
+		}
 		return conn
 	}
 	a.markDirty(it.PodDir)
@@ -393,11 +397,12 @@ func (a *Archiver) process(ctx context.Context, conn Remote, it Item) Remote {
 	switch {
 	case err == nil:
 		var perr error
-		if it, perr = a.journal.Done(it, res, now); perr != nil {
+		if it, perr = a.journal.Done(it, res, now); a.journalFailed(perr, "Cannot record finished upload", it) {
 			// The upload is verified; without a record it is redone and
 			// recognised by its manifest at the next attempt.
-			a.log.Error(perr, "Cannot record finished upload")
-			a.queue.add(it.ID, now.Add(a.cfg.MinBackoff))
+			if !errors.Is(perr, errIllegalTransition) {
+				a.queue.add(it.ID, now.Add(a.cfg.MinBackoff))
+			}
 			return conn
 		}
 		a.m.uploads.WithLabelValues(ResultSuccess).Inc()
@@ -413,8 +418,9 @@ func (a *Archiver) process(ctx context.Context, conn Remote, it Item) Remote {
 		return nil
 	case isPermanent(err):
 		var perr error
-		if it, perr = a.journal.Fail(it, err, now); perr != nil {
-			a.log.Error(perr, "Cannot record failed upload")
+		if it, perr = a.journal.Fail(it, err, now); a.journalFailed(perr, "Cannot record failed upload", it) &&
+			errors.Is(perr, errIllegalTransition) {
+			return conn
 		}
 		a.m.uploads.WithLabelValues(ResultFailed).Inc()
 		a.log.Info("Cannot archive file; giving up", "pod", ref.String(), "file", it.Rel, "err", err.Error())
@@ -442,8 +448,8 @@ func (a *Archiver) retry(it Item, err error) {
 	now := a.clk.Now()
 	it, perr := a.journal.Retry(it, err, now)
 	delay := backoff(it.Attempts, a.cfg.MinBackoff, a.cfg.MaxBackoff, nil)
-	if perr != nil {
-		a.log.Error(perr, "Cannot record upload retry")
+	if a.journalFailed(perr, "Cannot record upload retry", it) && errors.Is(perr, errIllegalTransition) {
+		return // not queued or uploading any more: nothing to retry
 	}
 	a.m.uploads.WithLabelValues(ResultRetry).Inc()
 	a.log.Info("Upload failed; will retry", "pod", ref.String(), "file", it.Rel, "attempt", it.Attempts, "retryIn", delay, "err", err.Error())
@@ -479,7 +485,7 @@ func (a *Archiver) deleteLocal(it Item) {
 		deleted = true
 	}
 	if _, err := a.journal.Deleted(it, deleted, errMsg, a.clk.Now()); err != nil {
-		a.log.Error(err, "Cannot record deletion")
+		a.journalFailed(err, "Cannot record deletion", it)
 	}
 	a.markDirty(it.PodDir)
 }

@@ -218,9 +218,15 @@ func (j *Journal) PodItems(podDir string) []Item {
 
 // Put writes an item durably. A new item gets a remote path that no other
 // item of this journal has: base, or base with a generation number.
+// Put is the transitions' writer (transitions.go), and tests' way to set up a journal in any state; it checks no
+// state change.
 func (j *Journal) Put(it Item, remoteBase string) (Item, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	return j.putLocked(it, remoteBase)
+}
+
+func (j *Journal) putLocked(it Item, remoteBase string) (Item, error) {
 	if it.pod == (store.PodRef{}) && it.podErr == nil { // an item journalled without its parsed pod
 		it.pod, it.podErr = parsePodDir(it.PodDir)
 	}

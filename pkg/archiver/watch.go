@@ -381,8 +381,10 @@ func (a *Archiver) finish(f *settling, st *unix.Stat_t) {
 			remote += zstdSuffix
 		}
 	}
-	if it, err = a.journal.Queue(it, remote); err != nil {
-		a.log.Error(err, "Cannot journal finished file; will try again")
+	if it, err = a.journal.Queue(it, remote); a.journalFailed(err, "Cannot journal finished file", it) {
+		if errors.Is(err, errIllegalTransition) { // journalled already: nothing to try again
+			a.settler.forget(f.pod, f.rel)
+		}
 		return
 	}
 	a.settler.forget(f.pod, f.rel)
