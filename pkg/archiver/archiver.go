@@ -103,17 +103,18 @@ type Archiver struct {
 	newUnpub    map[string]bool      // unpublished since the main loop last looked
 	newPub      map[string]bool      // published again since the main loop last looked
 	wantScan    map[string]bool      // unpublished pod directories Archived found a file in that is not journalled
-	dirty       map[string]bool
+	dirty       map[podDir]bool
 	wake        chan struct{} // something for the main loop: publish, unpublish, a scan asked for, or dirty status
 
 	// Main loop only.
 	scan       *writerScan // a search for writers that outlived WriterScanTimeout, until it returns
 	seeded     bool        // the first rescan has asked Deps.Retained
 	settler    *settler
-	rejected   map[string]map[string]string
-	watched    map[string]map[string]bool // pod directory → the directories inside it that are watched ("" itself)
-	nextScan   map[string]time.Time       // unpublished pod directory → when a rescan walks it next (retained.go)
-	statusSums map[string][32]byte        // what each pod directory's status file says now (all but its time)
+	rejected   map[podDir]map[string]string
+	watched    map[podDir]map[string]bool // pod directory → the directories inside it that are watched ("" itself)
+	known      map[string]podDir          // the watched pod directories by name: discover's shortcut
+	nextScan   map[podDir]time.Time       // unpublished pod directory → when a rescan walks it next (retained.go)
+	statusSums map[podDir][32]byte        // what each pod directory's status file says now (all but its time)
 }
 
 // New checks the configuration, opens the journal and registers metrics.
@@ -165,9 +166,10 @@ func New(cfg Config, deps Deps) (*Archiver, error) {
 		log: deps.Log.WithName("archiver"), queue: newQueue(deps.Clock),
 		loop: deps.Liveness.Loop("archiver", cfg.LoopBound), drain: deps.Liveness.Loop("archiver-watch", cfg.LoopBound),
 		isRetained: deps.Retained, unpublished: map[string]bool{}, unpubAt: map[string]time.Time{},
-		newUnpub: map[string]bool{}, newPub: map[string]bool{}, wantScan: map[string]bool{}, dirty: map[string]bool{},
-		wake: make(chan struct{}, 1), settler: newSettler(cfg.QuietPeriod), rejected: map[string]map[string]string{},
-		watched: map[string]map[string]bool{}, nextScan: map[string]time.Time{}, statusSums: map[string][32]byte{},
+		newUnpub: map[string]bool{}, newPub: map[string]bool{}, wantScan: map[string]bool{}, dirty: map[podDir]bool{},
+		wake: make(chan struct{}, 1), settler: newSettler(cfg.QuietPeriod), rejected: map[podDir]map[string]string{},
+		watched: map[podDir]map[string]bool{}, known: map[string]podDir{}, nextScan: map[podDir]time.Time{},
+		statusSums: map[podDir][32]byte{},
 	}, nil
 }
 
@@ -221,7 +223,7 @@ func (a *Archiver) poke() {
 	}
 }
 
-func (a *Archiver) markDirty(pod string) {
+func (a *Archiver) markDirty(pod podDir) {
 	a.mu.Lock()
 	a.dirty[pod] = true
 	a.mu.Unlock()
@@ -295,7 +297,7 @@ loop:
 func (a *Archiver) flushStatus() {
 	a.mu.Lock()
 	pods := a.dirty
-	a.dirty = map[string]bool{}
+	a.dirty = map[podDir]bool{}
 	a.mu.Unlock()
 	for p := range pods {
 		a.writeStatus(p)
@@ -378,7 +380,7 @@ func (a *Archiver) process(ctx context.Context, conn Remote, it Item) Remote {
 		}
 		return conn
 	}
-	a.markDirty(it.PodDir)
+	a.markDirty(it.podDir())
 
 	if conn == nil {
 		if conn, err = a.dialer.Dial(held); err != nil {
@@ -425,7 +427,7 @@ func (a *Archiver) process(ctx context.Context, conn Remote, it Item) Remote {
 		a.m.uploads.WithLabelValues(ResultFailed).Inc()
 		a.log.Info("Cannot archive file; giving up", "pod", ref.String(), "file", it.Rel, "err", err.Error())
 		a.rec.PodEvent(ref, "Warning", api.ReasonArchiveFailed, fmt.Sprintf("%s cannot be archived: %v", it.Rel, err))
-		a.markDirty(it.PodDir)
+		a.markDirty(it.podDir())
 		return conn
 	default:
 		_ = conn.Close()
@@ -439,7 +441,7 @@ func (a *Archiver) afterDone(it Item) {
 	if it.DeleteAfterUpload {
 		a.deleteLocal(it)
 	}
-	a.markDirty(it.PodDir)
+	a.markDirty(it.podDir())
 }
 
 // retry records a failed attempt and schedules the next one.
@@ -457,7 +459,7 @@ func (a *Archiver) retry(it Item, err error) {
 		a.rec.PodEvent(ref, "Warning", api.ReasonArchiveRetrying, fmt.Sprintf("%s: upload failed, retrying: %v", it.Rel, err))
 	}
 	a.queue.add(it.ID, now.Add(delay))
-	a.markDirty(it.PodDir)
+	a.markDirty(it.podDir())
 }
 
 // deleteLocal removes an archived file (deleteAfterUpload) if it is still
@@ -487,7 +489,7 @@ func (a *Archiver) deleteLocal(it Item) {
 	if _, err := a.journal.Deleted(it, deleted, errMsg, a.clk.Now()); err != nil {
 		a.journalFailed(err, "Cannot record deletion", it)
 	}
-	a.markDirty(it.PodDir)
+	a.markDirty(it.podDir())
 }
 
 // targetName describes the archive target without credentials: the dialer's own description (an S3 target's)

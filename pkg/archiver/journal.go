@@ -218,18 +218,20 @@ func (j *Journal) PodItems(podDir string) []Item {
 
 // Put writes an item durably. A new item gets a remote path that no other
 // item of this journal has: base, or base with a generation number.
-// Put is the transitions' writer (transitions.go), and tests' way to set up a journal in any state; it checks no
-// state change.
+// Put checks no state change: it is tests' way to set up a journal in any state (the archiver changes items through
+// the transitions, transitions.go). An item Put by its directory name alone gets its pod parsed here, as one read
+// at start does.
 func (j *Journal) Put(it Item, remoteBase string) (Item, error) {
+	if it.pod == (store.PodRef{}) && it.podErr == nil {
+		it.pod, it.podErr = parsePodDir(it.PodDir)
+	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.putLocked(it, remoteBase)
 }
 
+// putLocked writes an item with the journal locked; the item carries its pod already (discovered, or read at start).
 func (j *Journal) putLocked(it Item, remoteBase string) (Item, error) {
-	if it.pod == (store.PodRef{}) && it.podErr == nil { // an item journalled without its parsed pod
-		it.pod, it.podErr = parsePodDir(it.PodDir)
-	}
 	if it.Remote == "" && remoteBase != "" {
 		for n := 1; ; n++ {
 			cand := withGeneration(remoteBase, n)
