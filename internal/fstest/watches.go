@@ -38,8 +38,9 @@ func InotifyWatched(pid int) (map[Watched]bool, error) {
 			}
 			var wd int
 			var ino, sdev uint64
-			// inotify wd:1 ino:a0001 sdev:800001 mask:... (fs/notify/fdinfo.c; sdev is the kernel's dev_t: major<<20|minor)
-			if _, err := fmt.Sscanf(line, "%d ino:%x sdev:%x", &wd, &ino, &sdev); err != nil {
+			// inotify wd:1a ino:a0001 sdev:800001 mask:... (fs/notify/fdinfo.c: every number in hex; sdev is the
+			// kernel's dev_t, major<<20|minor)
+			if _, err := fmt.Sscanf(line, "%x ino:%x sdev:%x", &wd, &ino, &sdev); err != nil {
 				bad = fmt.Errorf("pid %d: inotify fdinfo line %q: %w", pid, sc.Text(), err)
 				continue
 			}

@@ -171,7 +171,9 @@ func (s *soakEnv) retainedVerdicts(pods []*podRun, inv binary.Inventory) []verdi
 	}
 	return []verdict{
 		{name: fmt.Sprintf("retained directories holding a watch %s after unpublish", retainedGrace),
-			ok: len(bad) == 0 && samples > 0, detail: bad,
+			// keeplog is down about a second for each SIGKILL: a quarter of the run missed means the watches
+			// cannot be read (the reason is printed), and the check would pass for want of looking.
+			ok: len(bad) == 0 && samples > 0 && missed*4 <= ticks, detail: bad,
 			figure: fmt.Sprintf("%d (%d samples of retained directories, %d directories looked up; %d of %d seconds keeplog was down%s)",
 				len(bad), samples, dirs, missed, ticks, missedWhy)},
 		{name: "dumps written into a retained directory archived before it was deleted",
