@@ -103,17 +103,18 @@ type Archiver struct {
 	newUnpub    map[string]bool      // unpublished since the main loop last looked
 	newPub      map[string]bool      // published again since the main loop last looked
 	wantScan    map[string]bool      // unpublished pod directories Archived found a file in that is not journalled
-	dirty       map[string]bool
+	dirty       map[podDir]bool
 	wake        chan struct{} // something for the main loop: publish, unpublish, a scan asked for, or dirty status
 
 	// Main loop only.
 	scan       *writerScan // a search for writers that outlived WriterScanTimeout, until it returns
 	seeded     bool        // the first rescan has asked Deps.Retained
 	settler    *settler
-	rejected   map[string]map[string]string
-	watched    map[string]map[string]bool // pod directory → the directories inside it that are watched ("" itself)
-	nextScan   map[string]time.Time       // unpublished pod directory → when a rescan walks it next (retained.go)
-	statusSums map[string][32]byte        // what each pod directory's status file says now (all but its time)
+	rejected   map[podDir]map[string]string
+	watched    map[podDir]map[string]bool // pod directory → the directories inside it that are watched ("" itself)
+	known      map[string]podDir          // the watched pod directories by name: discover's shortcut
+	nextScan   map[podDir]time.Time       // unpublished pod directory → when a rescan walks it next (retained.go)
+	statusSums map[podDir][32]byte        // what each pod directory's status file says now (all but its time)
 }
 
 // New checks the configuration, opens the journal and registers metrics.
@@ -165,9 +166,10 @@ func New(cfg Config, deps Deps) (*Archiver, error) {
 		log: deps.Log.WithName("archiver"), queue: newQueue(deps.Clock),
 		loop: deps.Liveness.Loop("archiver", cfg.LoopBound), drain: deps.Liveness.Loop("archiver-watch", cfg.LoopBound),
 		isRetained: deps.Retained, unpublished: map[string]bool{}, unpubAt: map[string]time.Time{},
-		newUnpub: map[string]bool{}, newPub: map[string]bool{}, wantScan: map[string]bool{}, dirty: map[string]bool{},
-		wake: make(chan struct{}, 1), settler: newSettler(cfg.QuietPeriod), rejected: map[string]map[string]string{},
-		watched: map[string]map[string]bool{}, nextScan: map[string]time.Time{}, statusSums: map[string][32]byte{},
+		newUnpub: map[string]bool{}, newPub: map[string]bool{}, wantScan: map[string]bool{}, dirty: map[podDir]bool{},
+		wake: make(chan struct{}, 1), settler: newSettler(cfg.QuietPeriod), rejected: map[podDir]map[string]string{},
+		watched: map[podDir]map[string]bool{}, known: map[string]podDir{}, nextScan: map[podDir]time.Time{},
+		statusSums: map[podDir][32]byte{},
 	}, nil
 }
 
@@ -221,7 +223,7 @@ func (a *Archiver) poke() {
 	}
 }
 
-func (a *Archiver) markDirty(pod string) {
+func (a *Archiver) markDirty(pod podDir) {
 	a.mu.Lock()
 	a.dirty[pod] = true
 	a.mu.Unlock()
@@ -295,7 +297,7 @@ loop:
 func (a *Archiver) flushStatus() {
 	a.mu.Lock()
 	pods := a.dirty
-	a.dirty = map[string]bool{}
+	a.dirty = map[podDir]bool{}
 	a.mu.Unlock()
 	for p := range pods {
 		a.writeStatus(p)
@@ -349,6 +351,9 @@ func (a *Archiver) process(ctx context.Context, conn Remote, it Item) Remote {
 	ref, _ := it.podRef()
 	// Before a slot is taken: the same content may be archived already.
 	switch res, err := a.sameContent(ctx, &it); {
+	case errors.Is(err, errIllegalTransition):
+		a.journalFailed(err, "Cannot record a file with the same content as an archived one", it)
+		return conn
 	case err != nil:
 		a.log.Error(err, "Cannot record a file with the same content as an archived one; will try again")
 		a.queue.add(it.ID, a.clk.Now().Add(a.cfg.MinBackoff))
@@ -369,12 +374,13 @@ func (a *Archiver) process(ctx context.Context, conn Remote, it Item) Remote {
 	}
 	defer release()
 
-	if it, err = a.journal.Start(it, a.clk.Now()); err != nil {
-		a.log.Error(err, "Cannot record upload start")
-		a.queue.add(it.ID, a.clk.Now().Add(a.cfg.MinBackoff))
+	if it, err = a.journal.Start(it, a.clk.Now()); a.journalFailed(err, "Cannot record upload start", it) {
+		if !errors.Is(err, errIllegalTransition) { // refused: the item is not queued any more
+			a.queue.add(it.ID, a.clk.Now().Add(a.cfg.MinBackoff))
+		}
 		return conn
 	}
-	a.markDirty(it.PodDir)
+	a.markDirty(it.podDir())
 
 	if conn == nil {
 		if conn, err = a.dialer.Dial(held); err != nil {
@@ -393,11 +399,12 @@ func (a *Archiver) process(ctx context.Context, conn Remote, it Item) Remote {
 	switch {
 	case err == nil:
 		var perr error
-		if it, perr = a.journal.Done(it, res, now); perr != nil {
+		if it, perr = a.journal.Done(it, res, now); a.journalFailed(perr, "Cannot record finished upload", it) {
 			// The upload is verified; without a record it is redone and
 			// recognised by its manifest at the next attempt.
-			a.log.Error(perr, "Cannot record finished upload")
-			a.queue.add(it.ID, now.Add(a.cfg.MinBackoff))
+			if !errors.Is(perr, errIllegalTransition) {
+				a.queue.add(it.ID, now.Add(a.cfg.MinBackoff))
+			}
 			return conn
 		}
 		a.m.uploads.WithLabelValues(ResultSuccess).Inc()
@@ -413,13 +420,14 @@ func (a *Archiver) process(ctx context.Context, conn Remote, it Item) Remote {
 		return nil
 	case isPermanent(err):
 		var perr error
-		if it, perr = a.journal.Fail(it, err, now); perr != nil {
-			a.log.Error(perr, "Cannot record failed upload")
+		if it, perr = a.journal.Fail(it, err, now); a.journalFailed(perr, "Cannot record failed upload", it) &&
+			errors.Is(perr, errIllegalTransition) {
+			return conn
 		}
 		a.m.uploads.WithLabelValues(ResultFailed).Inc()
 		a.log.Info("Cannot archive file; giving up", "pod", ref.String(), "file", it.Rel, "err", err.Error())
 		a.rec.PodEvent(ref, "Warning", api.ReasonArchiveFailed, fmt.Sprintf("%s cannot be archived: %v", it.Rel, err))
-		a.markDirty(it.PodDir)
+		a.markDirty(it.podDir())
 		return conn
 	default:
 		_ = conn.Close()
@@ -433,7 +441,7 @@ func (a *Archiver) afterDone(it Item) {
 	if it.DeleteAfterUpload {
 		a.deleteLocal(it)
 	}
-	a.markDirty(it.PodDir)
+	a.markDirty(it.podDir())
 }
 
 // retry records a failed attempt and schedules the next one.
@@ -442,8 +450,8 @@ func (a *Archiver) retry(it Item, err error) {
 	now := a.clk.Now()
 	it, perr := a.journal.Retry(it, err, now)
 	delay := backoff(it.Attempts, a.cfg.MinBackoff, a.cfg.MaxBackoff, nil)
-	if perr != nil {
-		a.log.Error(perr, "Cannot record upload retry")
+	if a.journalFailed(perr, "Cannot record upload retry", it) && errors.Is(perr, errIllegalTransition) {
+		return // not queued or uploading any more: nothing to retry
 	}
 	a.m.uploads.WithLabelValues(ResultRetry).Inc()
 	a.log.Info("Upload failed; will retry", "pod", ref.String(), "file", it.Rel, "attempt", it.Attempts, "retryIn", delay, "err", err.Error())
@@ -451,7 +459,7 @@ func (a *Archiver) retry(it Item, err error) {
 		a.rec.PodEvent(ref, "Warning", api.ReasonArchiveRetrying, fmt.Sprintf("%s: upload failed, retrying: %v", it.Rel, err))
 	}
 	a.queue.add(it.ID, now.Add(delay))
-	a.markDirty(it.PodDir)
+	a.markDirty(it.podDir())
 }
 
 // deleteLocal removes an archived file (deleteAfterUpload) if it is still
@@ -479,9 +487,9 @@ func (a *Archiver) deleteLocal(it Item) {
 		deleted = true
 	}
 	if _, err := a.journal.Deleted(it, deleted, errMsg, a.clk.Now()); err != nil {
-		a.log.Error(err, "Cannot record deletion")
+		a.journalFailed(err, "Cannot record deletion", it)
 	}
-	a.markDirty(it.PodDir)
+	a.markDirty(it.podDir())
 }
 
 // targetName describes the archive target without credentials: the dialer's own description (an S3 target's)

@@ -20,15 +20,9 @@ const zstdSuffix = ".zst"
 // DefaultZstdLevel is the level of "zstd" without one (zstd's own default).
 const DefaultZstdLevel = 3
 
-// encoder compresses one chunk into an independent frame, reusing its output buffer.
+// encoder compresses one chunk into an independent frame.
 type encoder struct {
-	z   *zstd.Encoder
-	out []byte
-}
-
-func (e *encoder) encode(raw []byte) []byte {
-	e.out = e.z.EncodeAll(raw, e.out[:0])
-	return e.out
+	z *zstd.Encoder
 }
 
 // encodeInto compresses raw as one frame appended to dst (the caller owns the result, so two chunks can be in

@@ -266,13 +266,18 @@ func keepalive(c *ssh.Client, every time.Duration, done <-chan struct{}) {
 
 // parseKnownHosts turns known_hosts text into a host key callback. The
 // knownhosts package reads files only, so the text goes through a private
-// temporary file.
-func parseKnownHosts(text string) (ssh.HostKeyCallback, error) {
+// temporary file, removed before it returns (knownhosts.New has read it by then); a file that cannot be removed
+// fails the parse rather than being left behind.
+func parseKnownHosts(text string) (cb ssh.HostKeyCallback, err error) {
 	f, err := os.CreateTemp("", "keeplog-known-hosts-")
 	if err != nil {
 		return nil, fmt.Errorf("temporary known_hosts file: %w", err)
 	}
-	defer os.Remove(f.Name())
+	defer func() {
+		if rerr := os.Remove(f.Name()); rerr != nil && err == nil {
+			cb, err = nil, fmt.Errorf("remove temporary known_hosts file: %w", rerr)
+		}
+	}()
 	if _, err := f.WriteString(text); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("write temporary known_hosts file: %w", err)
@@ -280,7 +285,7 @@ func parseKnownHosts(text string) (ssh.HostKeyCallback, error) {
 	if err := f.Close(); err != nil {
 		return nil, fmt.Errorf("write temporary known_hosts file: %w", err)
 	}
-	cb, err := knownhosts.New(f.Name())
+	cb, err = knownhosts.New(f.Name())
 	if err != nil {
 		return nil, err
 	}

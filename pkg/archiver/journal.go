@@ -20,16 +20,16 @@ import (
 type ItemState string
 
 const (
-	// StateQueued: finished, waiting for an upload slot.
+	// StateQueued is a finished file waiting for an upload slot.
 	StateQueued ItemState = "queued"
-	// StateUploading: an upload was started (and may have been interrupted).
+	// StateUploading means an upload was started (and may have been interrupted).
 	StateUploading ItemState = "uploading"
-	// StateDone: uploaded and verified. Never uploaded again.
+	// StateDone means uploaded and verified. Never uploaded again.
 	StateDone ItemState = "done"
-	// StateFailed: cannot be uploaded (unreadable, vanished, changed, not a
+	// StateFailed means it cannot be uploaded (unreadable, vanished, changed, not a
 	// regular file). Reported once, not retried.
 	StateFailed ItemState = "failed"
-	// StateSkipped: not uploaded by policy (firstOnly).
+	// StateSkipped means not uploaded by policy (firstOnly).
 	StateSkipped ItemState = "skipped"
 )
 
@@ -78,7 +78,7 @@ type Item struct {
 // itemID derives an item's ID from its identity.
 func itemID(podDir, rel string, ino uint64, size, mtimeNs int64) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00%d\x00%d\x00%d", podDir, rel, ino, size, mtimeNs)
+	_, _ = fmt.Fprintf(h, "%s\x00%s\x00%d\x00%d\x00%d", podDir, rel, ino, size, mtimeNs)
 	return hex.EncodeToString(h.Sum(nil))[:32]
 }
 
@@ -218,12 +218,20 @@ func (j *Journal) PodItems(podDir string) []Item {
 
 // Put writes an item durably. A new item gets a remote path that no other
 // item of this journal has: base, or base with a generation number.
+// Put checks no state change: it is tests' way to set up a journal in any state (the archiver changes items through
+// the transitions, transitions.go). An item Put by its directory name alone gets its pod parsed here, as one read
+// at start does.
 func (j *Journal) Put(it Item, remoteBase string) (Item, error) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if it.pod == (store.PodRef{}) && it.podErr == nil { // an item journalled without its parsed pod
+	if it.pod == (store.PodRef{}) && it.podErr == nil {
 		it.pod, it.podErr = parsePodDir(it.PodDir)
 	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.putLocked(it, remoteBase)
+}
+
+// putLocked writes an item with the journal locked; the item carries its pod already (discovered, or read at start).
+func (j *Journal) putLocked(it Item, remoteBase string) (Item, error) {
 	if it.Remote == "" && remoteBase != "" {
 		for n := 1; ; n++ {
 			cand := withGeneration(remoteBase, n)

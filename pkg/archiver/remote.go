@@ -13,8 +13,8 @@ import (
 type Remote interface {
 	// Stat returns the size of the file at p; an error wrapping fs.ErrNotExist when there is none.
 	Stat(p string) (int64, error)
-	// ReadSmall returns the content of a small file (a manifest), at most max bytes of it.
-	ReadSmall(p string, max int64) ([]byte, error)
+	// ReadSmall returns the content of a small file (a manifest), at most limit bytes of it.
+	ReadSmall(p string, limit int64) ([]byte, error)
 	// PutSmall writes a small file through the temporary name tmp and renames it to final, replacing it.
 	PutSmall(final, tmp string, data []byte) error
 	// MkdirAll creates a directory and its parents.

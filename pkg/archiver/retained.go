@@ -1,10 +1,10 @@
 package archiver
 
 import (
-	"hash/fnv"
 	"time"
 
 	"github.com/keeplog/keeplog/internal/fswatch"
+	"github.com/keeplog/keeplog/internal/jitter"
 )
 
 // Retained pod directories (unpublished: their pod is gone, keeplog keeps the directory until its retention ends)
@@ -25,11 +25,12 @@ import (
 // not found yet only delays the garbage collector, it is never lost.
 
 // unwatchPod drops every watch inside a pod directory (the root's watch still reports the pod directory itself).
-func (a *Archiver) unwatchPod(w *fswatch.Watcher, pod string) {
+func (a *Archiver) unwatchPod(w *fswatch.Watcher, pod podDir) {
 	for rel := range a.watched[pod] {
-		_ = w.Remove(a.fs.abs(pod, rel)) // a directory already gone has lost its watch with it
+		_ = w.Remove(a.fs.abs(pod.name, rel)) // a directory already gone has lost its watch with it
 	}
 	delete(a.watched, pod)
+	delete(a.known, pod.name)
 }
 
 // busyPods lists the pod directories with work in the archiver: a file settling, an item not finished, or a
@@ -37,7 +38,7 @@ func (a *Archiver) unwatchPod(w *fswatch.Watcher, pod string) {
 func (a *Archiver) busyPods() map[string]bool {
 	busy := map[string]bool{}
 	for _, f := range a.settler.files {
-		busy[f.pod] = true
+		busy[f.pod.name] = true
 	}
 	for _, it := range a.journal.Items() {
 		if !it.State.terminal() || (it.State == StateDone && it.DeleteAfterUpload && !it.Deleted) {
@@ -48,15 +49,15 @@ func (a *Archiver) busyPods() map[string]bool {
 }
 
 // scanDue says whether a rescan walks an unpublished pod directory now.
-func (a *Archiver) scanDue(pod string, now time.Time) bool {
+func (a *Archiver) scanDue(pod podDir, now time.Time) bool {
 	next, ok := a.nextScan[pod]
 	return !ok || !now.Before(next)
 }
 
 // scheduleScan sets when the next rescan walks an unpublished pod directory after this one.
-func (a *Archiver) scheduleScan(pod string, now time.Time, busy bool) {
+func (a *Archiver) scheduleScan(pod podDir, now time.Time, busy bool) {
 	a.mu.Lock()
-	at, known := a.unpubAt[pod]
+	at, known := a.unpubAt[pod.name]
 	a.mu.Unlock()
 	if busy || (known && now.Sub(at) < a.cfg.RecentlyUnpublished) {
 		a.nextScan[pod] = now // the next rescan, like a watched one
@@ -65,17 +66,7 @@ func (a *Archiver) scheduleScan(pod string, now time.Time, busy bool) {
 	if next, ok := a.nextScan[pod]; ok && next.After(now) {
 		return
 	}
-	a.nextScan[pod] = now.Add(a.cfg.RetainedRescanInterval/2 + spread(pod, a.cfg.RetainedRescanInterval/2))
-}
-
-// spread is a pod directory's own offset in [0, d): the same at every start, different between directories.
-func spread(pod string, d time.Duration) time.Duration {
-	if d <= 0 {
-		return 0
-	}
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(pod))
-	return time.Duration(h.Sum64() % uint64(d))
+	a.nextScan[pod] = now.Add(a.cfg.RetainedRescanInterval/2 + jitter.Offset(pod.name, a.cfg.RetainedRescanInterval/2))
 }
 
 // requestScan asks the main loop to walk an unpublished pod directory now (Archived found a file it has not
@@ -93,15 +84,15 @@ func (a *Archiver) requestScan(pod string) {
 
 // seedUnpublished marks the pod directories the records say are unpublished, at start: a restarted keeplog has
 // not been told of their unpublish, and must not watch them.
-func (a *Archiver) seedUnpublished(pods []string) {
+func (a *Archiver) seedUnpublished(pods []podDir) {
 	if a.isRetained == nil {
 		return
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, p := range pods {
-		if _, told := a.unpublished[p]; !told && a.isRetained(p) {
-			a.unpublished[p] = true
+		if _, told := a.unpublished[p.name]; !told && a.isRetained(p.name) {
+			a.unpublished[p.name] = true
 		}
 	}
 }
@@ -116,21 +107,26 @@ func (a *Archiver) takeWake() (pub, unpub, want map[string]bool) {
 }
 
 // handleWake: a published pod directory is watched again and walked; an unpublished one loses its watches and is
-// walked; one asked for is walked.
+// walked; one asked for is walked. The names were given by the driver, the garbage collector or the dump manager:
+// each is discovered here (a name that is not a pod directory's is skipped).
 func (a *Archiver) handleWake(w *fswatch.Watcher) {
 	pub, unpub, want := a.takeWake()
 	now := a.clk.Now()
-	for p := range pub {
-		delete(a.nextScan, p)
-		a.scanPod(w, p)
+	for name := range pub {
+		if p, ok := a.discover(name); ok {
+			delete(a.nextScan, p)
+			a.scanPod(w, p)
+		}
 	}
-	for p := range unpub {
-		a.unwatchPod(w, p)
-		a.scanPod(w, p)
-		a.nextScan[p] = now
+	for name := range unpub {
+		if p, ok := a.discover(name); ok {
+			a.unwatchPod(w, p)
+			a.scanPod(w, p)
+			a.nextScan[p] = now
+		}
 	}
-	for p := range want {
-		if a.isUnpublished(p) {
+	for name := range want {
+		if p, ok := a.discover(name); ok && a.isUnpublished(name) {
 			a.scanPod(w, p)
 		}
 	}

@@ -27,18 +27,18 @@ func newPodFS(root string) (*podFS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("archive root %q: %w", root, err)
 	}
-	real, err := filepath.EvalSymlinks(abs)
+	resolved, err := filepath.EvalSymlinks(abs)
 	if err != nil {
 		return nil, fmt.Errorf("archive root %q: %w", root, err)
 	}
-	st, err := os.Stat(real)
+	st, err := os.Stat(resolved)
 	if err != nil {
 		return nil, fmt.Errorf("archive root %q: %w", root, err)
 	}
 	if !st.IsDir() {
 		return nil, fmt.Errorf("archive root %q: not a directory", root)
 	}
-	return &podFS{root: real}, nil
+	return &podFS{root: resolved}, nil
 }
 
 // errNotRegular marks files that are not regular files (symlinks, FIFOs...) and paths through a symlink.

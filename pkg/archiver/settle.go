@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/keeplog/keeplog/pkg/store"
 )
 
 // fileState is what "unchanged" is judged by.
@@ -24,14 +22,13 @@ func stateOf(st *unix.Stat_t) fileState {
 
 // settling is a candidate file that is not (yet) known to be finished.
 type settling struct {
-	pod   string       // pod directory name
-	ref   store.PodRef // pod parsed (parsePodDir) when the file became a candidate
-	rel   string       // path inside it
+	pod   podDir // its pod directory, as discovered
+	rel   string // path inside it
 	state fileState
 	since time.Time // when state was first seen as it is now
 }
 
-func (s *settling) key() string { return s.pod + "/" + s.rel }
+func (s *settling) key() string { return s.pod.name + "/" + s.rel }
 
 // settler decides when candidate files are finished writing: their state
 // has not changed for the quiet period, or their pod was unpublished. (The
@@ -48,8 +45,8 @@ func newSettler(quiet time.Duration) *settler {
 
 // observe records the current state of a candidate. A new file or a changed
 // state restarts its quiet period.
-func (s *settler) observe(pod, rel string, st fileState, now time.Time) {
-	k := pod + "/" + rel
+func (s *settler) observe(pod podDir, rel string, st fileState, now time.Time) {
+	k := pod.name + "/" + rel
 	if cur, ok := s.files[k]; ok {
 		if cur.state == st {
 			return
@@ -57,13 +54,12 @@ func (s *settler) observe(pod, rel string, st fileState, now time.Time) {
 		cur.state, cur.since = st, now
 		return
 	}
-	ref, _ := parsePodDir(pod) // the watch only observes pod directories whose names parse
-	s.files[k] = &settling{pod: pod, ref: ref, rel: rel, state: st, since: now}
+	s.files[k] = &settling{pod: pod, rel: rel, state: st, since: now}
 }
 
-func (s *settler) forget(pod, rel string) { delete(s.files, pod+"/"+rel) }
+func (s *settler) forget(pod podDir, rel string) { delete(s.files, pod.name+"/"+rel) }
 
-func (s *settler) forgetPod(pod string) {
+func (s *settler) forgetPod(pod podDir) {
 	for k, f := range s.files {
 		if f.pod == pod {
 			delete(s.files, k)
@@ -72,7 +68,7 @@ func (s *settler) forgetPod(pod string) {
 }
 
 // hasPod says whether a file of the pod directory is settling.
-func (s *settler) hasPod(pod string) bool {
+func (s *settler) hasPod(pod podDir) bool {
 	for _, f := range s.files {
 		if f.pod == pod {
 			return true
@@ -81,8 +77,8 @@ func (s *settler) hasPod(pod string) bool {
 	return false
 }
 
-func (s *settler) get(pod, rel string) (*settling, bool) {
-	f, ok := s.files[pod+"/"+rel]
+func (s *settler) get(pod podDir, rel string) (*settling, bool) {
+	f, ok := s.files[pod.name+"/"+rel]
 	return f, ok
 }
 
@@ -91,7 +87,7 @@ func (s *settler) get(pod, rel string) (*settling, bool) {
 func (s *settler) due(now time.Time, unpublished func(pod string) bool) []*settling {
 	var out []*settling
 	for _, f := range s.files {
-		if now.Sub(f.since) >= s.quiet || (unpublished != nil && unpublished(f.pod)) {
+		if now.Sub(f.since) >= s.quiet || (unpublished != nil && unpublished(f.pod.name)) {
 			out = append(out, f)
 		}
 	}
@@ -157,7 +153,7 @@ func (a *Archiver) poll() {
 
 // restat stats a settling file again; false when it is gone (forgotten) or no longer a regular file (rejected).
 func (a *Archiver) restat(f *settling) (unix.Stat_t, bool) {
-	st, err := a.fs.lstat(f.pod, f.rel)
+	st, err := a.fs.lstat(f.pod.name, f.rel)
 	if err != nil {
 		a.settler.forget(f.pod, f.rel)
 		a.markDirty(f.pod)

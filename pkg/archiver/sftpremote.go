@@ -26,13 +26,13 @@ func (c *Conn) Stat(p string) (int64, error) {
 }
 
 // ReadSmall implements Remote.
-func (c *Conn) ReadSmall(p string, max int64) ([]byte, error) {
+func (c *Conn) ReadSmall(p string, limit int64) ([]byte, error) {
 	f, err := c.SFTP.Open(p)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return io.ReadAll(io.LimitReader(f, max))
+	return io.ReadAll(io.LimitReader(f, limit))
 }
 
 // PutSmall implements Remote.

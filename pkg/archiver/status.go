@@ -56,10 +56,10 @@ type PodStatus struct {
 
 // podStatus assembles a pod directory's status (main loop only: it reads
 // the settler and the rejected set).
-func (a *Archiver) podStatus(pod string) PodStatus {
-	ref, _ := parsePodDir(pod)
+func (a *Archiver) podStatus(pod podDir) PodStatus {
+	ref := pod.ref
 	ps := PodStatus{Namespace: ref.Namespace, Pod: ref.Name, UID: ref.UID, Node: a.cfg.NodeName, Updated: a.clk.Now().UTC()}
-	for _, it := range a.journal.PodItems(pod) {
+	for _, it := range a.journal.PodItems(pod.name) {
 		fs := FileStatus{
 			Path: it.Rel, State: string(it.State), Size: it.Size, Mtime: time.Unix(0, it.MtimeNs).UTC(),
 			SHA256: it.SHA256, Remote: it.Remote, Attempts: it.Attempts, Deleted: it.Deleted, Error: it.Error,
@@ -87,13 +87,13 @@ func (a *Archiver) podStatus(pod string) PodStatus {
 }
 
 // writeStatus replaces a pod directory's status file when what it says changed since it was last written.
-func (a *Archiver) writeStatus(pod string) {
+func (a *Archiver) writeStatus(pod podDir) {
 	ps := a.podStatus(pod)
 	updated := ps.Updated
 	ps.Updated = time.Time{}
 	b, err := json.Marshal(ps)
 	if err != nil {
-		a.log.Error(err, "Cannot encode archive status", "podDir", pod)
+		a.log.Error(err, "Cannot encode archive status", "podDir", pod.name)
 		return
 	}
 	sum := sha256.Sum256(b)
@@ -102,11 +102,11 @@ func (a *Archiver) writeStatus(pod string) {
 	}
 	ps.Updated = updated
 	if b, err = json.MarshalIndent(ps, "", "  "); err != nil {
-		a.log.Error(err, "Cannot encode archive status", "podDir", pod)
+		a.log.Error(err, "Cannot encode archive status", "podDir", pod.name)
 		return
 	}
-	if err := a.fs.writeOwnFile(pod, api.ArchiveStatusFile, append(b, '\n')); err != nil {
-		a.log.V(2).Info("Cannot write archive status file", "podDir", pod, "err", err.Error())
+	if err := a.fs.writeOwnFile(pod.name, api.ArchiveStatusFile, append(b, '\n')); err != nil {
+		a.log.V(2).Info("Cannot write archive status file", "podDir", pod.name, "err", err.Error())
 		return
 	}
 	a.statusSums[pod] = sum
@@ -115,12 +115,12 @@ func (a *Archiver) writeStatus(pod string) {
 
 // removeLegacyStatus removes the status file an older keeplog wrote in the pod directory itself, if it is a
 // root-owned regular file (a file of that name the pod made is the pod's).
-func (a *Archiver) removeLegacyStatus(pod string) {
-	st, err := a.fs.lstat(pod, api.LegacyArchiveStatusFile)
+func (a *Archiver) removeLegacyStatus(pod podDir) {
+	st, err := a.fs.lstat(pod.name, api.LegacyArchiveStatusFile)
 	if err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Uid != 0 {
 		return
 	}
-	if err := a.fs.remove(pod, api.LegacyArchiveStatusFile, st.Ino); err != nil && !errors.Is(err, unix.ENOENT) {
-		a.log.V(2).Info("Cannot remove the old archive status file", "podDir", pod, "err", err.Error())
+	if err := a.fs.remove(pod.name, api.LegacyArchiveStatusFile, st.Ino); err != nil && !errors.Is(err, unix.ENOENT) {
+		a.log.V(2).Info("Cannot remove the old archive status file", "podDir", pod.name, "err", err.Error())
 	}
 }

@@ -45,7 +45,7 @@ func TestSettle(t *testing.T) {
 			s := newSettler(quiet)
 			for _, o := range tc.obs {
 				clk.SetTime(t0.Add(o.at))
-				s.observe("ns_p_1", "app/x.hprof", o.state, clk.Now())
+				s.observe(podDir{name: "ns_p_1"}, "app/x.hprof", o.state, clk.Now())
 			}
 			clk.SetTime(t0.Add(tc.checkAt))
 			due := s.due(clk.Now(), func(string) bool { return tc.unpublished })
@@ -57,8 +57,8 @@ func TestSettle(t *testing.T) {
 	// Oldest first.
 	s := newSettler(0)
 	now := time.Unix(1000, 0)
-	s.observe("p", "b", fileState{Ino: 1, MtimeNs: 20}, now)
-	s.observe("p", "a", fileState{Ino: 2, MtimeNs: 10}, now)
+	s.observe(podDir{name: "p"}, "b", fileState{Ino: 1, MtimeNs: 20}, now)
+	s.observe(podDir{name: "p"}, "a", fileState{Ino: 2, MtimeNs: 10}, now)
 	if d := s.due(now, nil); len(d) != 2 || d[0].rel != "a" {
 		t.Fatalf("order: %v", d)
 	}

@@ -223,7 +223,7 @@ func (a *Archiver) sendChunks(ctx context.Context, up Upload, f *os.File, it *It
 		p.Token = up.Token()
 		it.Progress = p // only this field: prepareChunks reads the item meanwhile
 		if _, err := a.journal.Progress(*it, p); err != nil {
-			a.log.Error(err, "Cannot record upload progress; an interruption now resends more")
+			a.journalFailed(err, "Cannot record upload progress; an interruption now resends more", *it)
 		}
 		return nil
 	}

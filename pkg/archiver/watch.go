@@ -18,14 +18,14 @@ import (
 )
 
 // watchDir adds a watch for a directory inside a pod directory.
-func (a *Archiver) watchDir(w *fswatch.Watcher, pod, rel string) {
-	if a.watched[pod][rel] || a.isUnpublished(pod) { // an unpublished pod directory is not watched (retained.go)
+func (a *Archiver) watchDir(w *fswatch.Watcher, pod podDir, rel string) {
+	if a.watched[pod][rel] || a.isUnpublished(pod.name) { // an unpublished pod directory is not watched (retained.go)
 		return
 	}
-	p := a.fs.abs(pod, rel)
+	p := a.fs.abs(pod.name, rel)
 	// inotify takes a path: it is watched only if the path, opened without following symlinks, is a directory on
 	// the pod directory's mount (a mount inside the pod directory is never watched, walked or read).
-	d, err := a.fs.openDir(pod, rel)
+	d, err := a.fs.openDir(pod.name, rel)
 	if err != nil {
 		a.log.V(2).Info("Not watching directory", "dir", p, "err", err.Error())
 		return
@@ -37,27 +37,24 @@ func (a *Archiver) watchDir(w *fswatch.Watcher, pod, rel string) {
 	}
 	if a.watched[pod] == nil {
 		a.watched[pod] = map[string]bool{}
+		a.known[pod.name] = pod
 	}
 	a.watched[pod][rel] = true
 }
 
-// splitEvent maps an absolute path to (pod directory, path inside it).
-func (a *Archiver) splitEvent(name string) (string, string, bool) {
+// splitEvent maps an absolute path to (pod directory, path inside it): a watch event is one of the places a pod
+// directory is discovered.
+func (a *Archiver) splitEvent(name string) (podDir, string, bool) {
 	rest, ok := strings.CutPrefix(name, a.fs.root+"/")
 	if !ok || rest == "" {
-		return "", "", false
+		return podDir{}, "", false
 	}
-	pod, rel, _ := strings.Cut(rest, "/")
-	if strings.HasPrefix(pod, ".") {
-		return "", "", false // <root>/.keeplog and other hidden entries
+	dir, rel, _ := strings.Cut(rest, "/")
+	if strings.HasPrefix(dir, ".") {
+		return podDir{}, "", false // <root>/.keeplog and other hidden entries
 	}
-	if _, known := a.watched[pod]; known { // validated when it was first watched
-		return pod, rel, true
-	}
-	if _, err := parsePodDir(pod); err != nil {
-		return "", "", false
-	}
-	return pod, rel, true
+	pod, ok := a.discover(dir)
+	return pod, rel, ok
 }
 
 // handleBatch handles what the watcher collected: an overflow (events were lost) rescans everything, keeping what
@@ -92,7 +89,7 @@ func (a *Archiver) handleEvent(w *fswatch.Watcher, name string, op fsnotify.Op) 
 	if op == fsnotify.Write && a.onlyWritten(pod, rel) {
 		return
 	}
-	st, err := a.fs.lstat(pod, rel)
+	st, err := a.fs.lstat(pod.name, rel)
 	if err != nil {
 		a.vanished(pod, rel)
 		return
@@ -107,16 +104,16 @@ func (a *Archiver) handleEvent(w *fswatch.Watcher, name string, op fsnotify.Op) 
 // onlyWritten says whether a file that was only written to needs no look: it matches no pattern (an application's
 // log line, thousands a second on a busy node), or it is settling already (the poll looks at it again). A write
 // never makes a directory or a new name, so nothing else can have changed.
-func (a *Archiver) onlyWritten(pod, rel string) bool {
+func (a *Archiver) onlyWritten(pod podDir, rel string) bool {
 	if _, settling := a.settler.get(pod, rel); settling {
 		return true
 	}
-	return !a.policy(pod).Matches(rel)
+	return !a.policy(pod.name).Matches(rel)
 }
 
 // vanished forgets a path that is gone. Only a file the archiver knew of changes the pod's status: a vanished
 // temporary file (an application's, or podinfo's) is no work at all.
-func (a *Archiver) vanished(pod, rel string) {
+func (a *Archiver) vanished(pod podDir, rel string) {
 	delete(a.watched[pod], rel)
 	_, settling := a.settler.get(pod, rel)
 	_, rejected := a.rejected[pod][rel]
@@ -128,12 +125,12 @@ func (a *Archiver) vanished(pod, rel string) {
 }
 
 // walkSub visits everything below a directory of a pod.
-func (a *Archiver) walkSub(w *fswatch.Watcher, pod, rel string) error {
-	d, err := a.fs.openDir(pod, rel)
+func (a *Archiver) walkSub(w *fswatch.Watcher, pod podDir, rel string) error {
+	d, err := a.fs.openDir(pod.name, rel)
 	if err != nil {
 		return err
 	}
-	res, err := a.fs.walkDir(d, pod, rel, func(e entry) { a.visit(w, pod, e) })
+	res, err := a.fs.walkDir(d, pod.name, rel, func(e entry) { a.visit(w, pod, e) })
 	if err == nil {
 		a.unwalked(pod, res)
 	}
@@ -145,7 +142,7 @@ func inOwnDir(rel string) bool {
 }
 
 // visit looks at one entry of a pod directory.
-func (a *Archiver) visit(w *fswatch.Watcher, pod string, e entry) {
+func (a *Archiver) visit(w *fswatch.Watcher, pod podDir, e entry) {
 	if inOwnDir(e.rel) {
 		return
 	}
@@ -153,11 +150,11 @@ func (a *Archiver) visit(w *fswatch.Watcher, pod string, e entry) {
 	case unix.S_IFDIR:
 		a.watchDir(w, pod, e.rel)
 	case unix.S_IFREG:
-		if a.policy(pod).Matches(e.rel) {
+		if a.policy(pod.name).Matches(e.rel) {
 			a.consider(pod, e.rel, &e.st)
 		}
 	default:
-		if a.policy(pod).Matches(e.rel) {
+		if a.policy(pod.name).Matches(e.rel) {
 			kind := "not a regular file"
 			if e.kind == unix.S_IFLNK {
 				kind = "a symbolic link"
@@ -168,7 +165,7 @@ func (a *Archiver) visit(w *fswatch.Watcher, pod string, e entry) {
 }
 
 // reject reports, once, a matching path that will not be read.
-func (a *Archiver) reject(pod, rel, why string) {
+func (a *Archiver) reject(pod podDir, rel, why string) {
 	a.settler.forget(pod, rel)
 	m := a.rejected[pod]
 	if m == nil {
@@ -179,17 +176,16 @@ func (a *Archiver) reject(pod, rel, why string) {
 		return
 	}
 	m[rel] = why
-	ref, _ := parsePodDir(pod)
-	a.log.Info("Not archiving file", "pod", ref.String(), "file", rel, "reason", why)
-	a.rec.PodEvent(ref, "Warning", api.ReasonArchiveRejected, fmt.Sprintf("%s is %s", rel, why))
+	a.log.Info("Not archiving file", "pod", pod.ref.String(), "file", rel, "reason", why)
+	a.rec.PodEvent(pod.ref, "Warning", api.ReasonArchiveRejected, fmt.Sprintf("%s is %s", rel, why))
 	a.markDirty(pod)
 }
 
 // consider puts a finished-looking regular file under observation unless the
 // journal already has it.
-func (a *Archiver) consider(pod, rel string, st *unix.Stat_t) {
+func (a *Archiver) consider(pod podDir, rel string, st *unix.Stat_t) {
 	fst := stateOf(st)
-	if it, ok := a.journal.Get(itemID(pod, rel, fst.Ino, fst.Size, fst.MtimeNs)); ok {
+	if it, ok := a.journal.Get(itemID(pod.name, rel, fst.Ino, fst.Size, fst.MtimeNs)); ok {
 		a.settler.forget(pod, rel)
 		if it.State == StateDone && it.DeleteAfterUpload && !it.Deleted {
 			a.deleteLocal(it)
@@ -206,20 +202,17 @@ func (a *Archiver) consider(pod, rel string, st *unix.Stat_t) {
 }
 
 // scanPod walks one pod directory.
-func (a *Archiver) scanPod(w *fswatch.Watcher, pod string) {
+func (a *Archiver) scanPod(w *fswatch.Watcher, pod podDir) {
 	a.loop.Progress() // a rescan of thousands of pod directories is progress too
-	if _, err := parsePodDir(pod); err != nil {
-		return
-	}
 	a.watchDir(w, pod, "")
 	a.removeLegacyStatus(pod)
-	res, err := a.fs.walk(pod, func(e entry) { a.visit(w, pod, e) })
+	res, err := a.fs.walk(pod.name, func(e entry) { a.visit(w, pod, e) })
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			a.podGone(pod)
 			return
 		}
-		a.log.V(2).Info("Cannot scan pod directory", "podDir", pod, "err", err.Error())
+		a.log.V(2).Info("Cannot scan pod directory", "podDir", pod.name, "err", err.Error())
 		return
 	}
 	a.unwalked(pod, res)
@@ -228,7 +221,7 @@ func (a *Archiver) scanPod(w *fswatch.Watcher, pod string) {
 // unwalked reports, once each, the directories a walk did not enter: another mount (never crossed) or deeper
 // than safefs.MaxWalkDepth. Their files cannot be archived, so the pod directory is not archived and the garbage
 // collector keeps it (Archived says why); they show as rejected in the status file.
-func (a *Archiver) unwalked(pod string, res walkResult) {
+func (a *Archiver) unwalked(pod podDir, res walkResult) {
 	for _, rel := range res.Mounts {
 		if a.rejected[pod][rel] == "" {
 			a.m.unwalked.WithLabelValues(UnwalkedMount).Inc()
@@ -258,25 +251,25 @@ func (a *Archiver) rescan(w *fswatch.Watcher) {
 	present := map[string]bool{}
 	now := a.clk.Now()
 	busy := a.busyPods()
-	for _, name := range names {
-		present[name] = true
-		if !a.isUnpublished(name) {
-			a.scanPod(w, name)
+	for _, pod := range names {
+		present[pod.name] = true
+		if !a.isUnpublished(pod.name) {
+			a.scanPod(w, pod)
 			continue
 		}
-		if a.scanDue(name, now) {
-			a.scanPod(w, name)
+		if a.scanDue(pod, now) {
+			a.scanPod(w, pod)
 		}
-		a.scheduleScan(name, now, busy[name] || a.settler.hasPod(name))
+		a.scheduleScan(pod, now, busy[pod.name] || a.settler.hasPod(pod))
 	}
-	gone := map[string]bool{}
+	gone := map[podDir]bool{}
 	for _, it := range a.journal.Items() {
 		if !present[it.PodDir] {
-			gone[it.PodDir] = true
+			gone[it.podDir()] = true
 		}
 	}
 	for _, f := range a.settler.all() {
-		if !present[f.pod] {
+		if !present[f.pod.name] {
 			gone[f.pod] = true
 		}
 	}
@@ -286,47 +279,48 @@ func (a *Archiver) rescan(w *fswatch.Watcher) {
 	a.poll()
 }
 
-// podDirs lists the pod directories in the root.
-func (a *Archiver) podDirs() ([]string, error) {
+// podDirs lists the pod directories in the root: the listing is one of the places a pod directory is discovered.
+func (a *Archiver) podDirs() ([]podDir, error) {
 	ents, err := os.ReadDir(a.fs.root)
 	if err != nil {
 		return nil, err
 	}
-	var names []string
+	var pods []podDir
 	for _, e := range ents {
 		name := e.Name()
 		if strings.HasPrefix(name, ".") || !e.IsDir() { // IsDir is false for a symlink
 			continue
 		}
-		if _, err := parsePodDir(name); err == nil {
-			names = append(names, name)
+		if pod, ok := a.discover(name); ok {
+			pods = append(pods, pod)
 		}
 	}
-	return names, nil
+	return pods, nil
 }
 
 // podGone forgets a pod directory that no longer exists. Items still queued
 // stay: their worker finds the file gone and reports it.
-func (a *Archiver) podGone(pod string) {
+func (a *Archiver) podGone(pod podDir) {
 	a.settler.forgetPod(pod)
 	delete(a.rejected, pod)
 	delete(a.statusSums, pod)
 	delete(a.watched, pod)
+	delete(a.known, pod.name)
 	delete(a.nextScan, pod)
-	for _, it := range a.journal.PodItems(pod) {
+	for _, it := range a.journal.PodItems(pod.name) {
 		if it.State.terminal() {
 			if err := a.journal.Remove(it.ID); err != nil {
 				a.log.Error(err, "Cannot prune journal")
 			}
 		}
 	}
-	if len(a.journal.PodItems(pod)) == 0 {
-		if err := a.journal.ForgetPod(pod); err != nil {
+	if len(a.journal.PodItems(pod.name)) == 0 {
+		if err := a.journal.ForgetPod(pod.name); err != nil {
 			a.log.Error(err, "Cannot prune journal")
 		}
 		a.mu.Lock()
-		delete(a.unpublished, pod)
-		delete(a.unpubAt, pod)
+		delete(a.unpublished, pod.name)
+		delete(a.unpubAt, pod.name)
 		delete(a.dirty, pod)
 		a.mu.Unlock()
 	}
@@ -334,23 +328,23 @@ func (a *Archiver) podGone(pod string) {
 
 // finish journals a finished file: queued for upload, or skipped by policy.
 func (a *Archiver) finish(f *settling, st *unix.Stat_t) {
-	pol := a.policy(f.pod)
+	pol := a.policy(f.pod.name)
 	a.markDirty(f.pod)
 	if !pol.Matches(f.rel) { // the policy changed meanwhile
 		a.settler.forget(f.pod, f.rel)
 		return
 	}
-	ref := f.ref
+	ref := f.pod.ref
 	var err error
 	now := a.clk.Now()
 	it := Item{
-		ID: itemID(f.pod, f.rel, f.state.Ino, f.state.Size, f.state.MtimeNs), PodDir: f.pod, Rel: f.rel,
+		ID: itemID(f.pod.name, f.rel, f.state.Ino, f.state.Size, f.state.MtimeNs), PodDir: f.pod.name, Rel: f.rel,
 		Container: containerOf(f.rel), Ino: f.state.Ino, Size: f.state.Size, MtimeNs: f.state.MtimeNs,
 		State: StateQueued, DeleteAfterUpload: pol.DeleteAfterUpload, QueuedAt: now, UpdatedAt: now, pod: ref,
 		Compression: compressionSpec(pol.Compression, pol.CompressionLevel),
 	}
 	if pol.FirstOnly {
-		first, ok := a.journal.First(f.pod, it.Container, pol.FirstOnlyReset)
+		first, ok := a.journal.First(f.pod.name, it.Container, pol.FirstOnlyReset)
 		if ok && first != it.ID {
 			if prev, found := a.journal.Get(first); found && prev.State == StateFailed {
 				ok = false // the first one could not be archived: this one takes its place
@@ -361,7 +355,7 @@ func (a *Archiver) finish(f *settling, st *unix.Stat_t) {
 			it.State = StateSkipped
 			it.Error = "firstOnly: " + firstDesc(a.journal, first) + " was the container's first"
 		case !ok:
-			if err := a.journal.SetFirst(f.pod, it.Container, pol.FirstOnlyReset, it.ID); err != nil {
+			if err := a.journal.SetFirst(f.pod.name, it.Container, pol.FirstOnlyReset, it.ID); err != nil {
 				a.log.Error(err, "Cannot record firstOnly decision; will try again")
 				return
 			}
@@ -369,7 +363,7 @@ func (a *Archiver) finish(f *settling, st *unix.Stat_t) {
 	}
 	sparseNote := ""
 	if it.State == StateQueued {
-		if data, ok := a.sparseData(f.pod, f.rel, st); ok {
+		if data, ok := a.sparseData(f.pod.name, f.rel, st); ok {
 			sparseNote = sparseDecision(&it, pol, data)
 		}
 	}
@@ -381,8 +375,10 @@ func (a *Archiver) finish(f *settling, st *unix.Stat_t) {
 			remote += zstdSuffix
 		}
 	}
-	if it, err = a.journal.Queue(it, remote); err != nil {
-		a.log.Error(err, "Cannot journal finished file; will try again")
+	if it, err = a.journal.Queue(it, remote); a.journalFailed(err, "Cannot journal finished file", it) {
+		if errors.Is(err, errIllegalTransition) { // journalled already: nothing to try again
+			a.settler.forget(f.pod, f.rel)
+		}
 		return
 	}
 	a.settler.forget(f.pod, f.rel)

@@ -2,27 +2,20 @@ package gc
 
 import (
 	"errors"
-	"hash/fnv"
 	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/keeplog/keeplog/internal/jitter"
 	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // sizeTTL is how long a retained directory's measured size is trusted, at least: retained directories are not
 // published, so they change little, and measuring them all often walks the whole root (10,000 directories: seconds
-// of CPU). Each directory's own share of another sizeTTL (sizeSpread) is added, so the measurements of directories
+// of CPU). Each directory's own share of another sizeTTL (jitter.Offset) is added, so the measurements of directories
 // that appeared together spread over that second half hour instead of coming back all in one pass.
 const sizeTTL = 30 * time.Minute
-
-// sizeSpread is a directory's own offset in [0, sizeTTL): the same at every pass, different between directories.
-func sizeSpread(dir string) time.Duration {
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(dir))
-	return time.Duration(h.Sum64() % uint64(sizeTTL))
-}
 
 type metrics struct {
 	retainedDirs  prometheus.Gauge
@@ -83,7 +76,7 @@ func (g *GC) observe(inv *inventory, now time.Time, res *Result) {
 			continue
 		}
 		seen[c.dir] = true
-		if s, ok := g.sizes[c.dir]; !ok || now.Sub(s.at) >= sizeTTL+sizeSpread(c.dir) || now.Before(s.at) {
+		if s, ok := g.sizes[c.dir]; !ok || now.Sub(s.at) >= sizeTTL+jitter.Offset(c.dir, sizeTTL) || now.Before(s.at) {
 			stale = append(stale, c.dir)
 		}
 	}

@@ -1,7 +1,9 @@
 package arch
 
 import (
-	"os"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -50,23 +52,65 @@ func TestAPIIsALeaf(t *testing.T) {
 	}
 }
 
-// The archiver parses a pod directory name once, at discovery (poddir.go's parsePodDir); everything after carries
-// the parsed value.
+// The archiver parses a pod directory name once, where it discovers it (poddir.go's discover: the root's listing,
+// a watch event, a name it was told of), or where an item enters the journal by name alone (journal.go: read from
+// disk at start, or Put); everything after carries the parsed value. Every call of parsePodDir or
+// store.ParsePodDirName in the archiver's non-test code is in one of those functions.
 func TestArchiverParsesPodDirNamesOnlyAtDiscovery(t *testing.T) {
+	allowed := map[string]bool{
+		"poddir.go parsePodDir":  true, // the one call of store.ParsePodDirName
+		"poddir.go discover":     true,
+		"journal.go OpenJournal": true,
+		"journal.go Put":         true,
+	}
 	files, err := filepath.Glob("../../pkg/archiver/*.go")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no archiver sources (%v)", err)
 	}
+	seen := map[string]bool{}
+	fset := token.NewFileSet()
 	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") || filepath.Base(f) == "poddir.go" {
+		if strings.HasSuffix(f, "_test.go") {
 			continue
 		}
-		b, err := os.ReadFile(f)
+		file, err := parser.ParseFile(fset, f, nil, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if strings.Contains(string(b), "ParsePodDirName") {
-			t.Errorf("%s calls store.ParsePodDirName: the archiver parses pod directory names in poddir.go only", f)
+		for _, d := range file.Decls {
+			fn, ok := d.(*ast.FuncDecl)
+			if !ok {
+				continue
+			}
+			where := filepath.Base(f) + " " + fn.Name.Name
+			ast.Inspect(fn, func(n ast.Node) bool {
+				call, ok := n.(*ast.CallExpr)
+				if !ok {
+					return true
+				}
+				var name string
+				switch fun := call.Fun.(type) {
+				case *ast.Ident:
+					name = fun.Name
+				case *ast.SelectorExpr:
+					name = fun.Sel.Name
+				}
+				if name != "parsePodDir" && name != "ParsePodDirName" {
+					return true
+				}
+				seen[where] = true
+				if !allowed[where] {
+					t.Errorf("%s: %s parses a pod directory name (%s): the archiver parses one only at discovery "+
+						"(poddir.go's discover) or when an item enters the journal by name; carry the podDir",
+						fset.Position(call.Pos()), fn.Name.Name, name)
+				}
+				return true
+			})
+		}
+	}
+	for where := range allowed {
+		if !seen[where] {
+			t.Errorf("%s no longer parses pod directory names: the check looks in the wrong places (update it)", where)
 		}
 	}
 }

@@ -48,6 +48,7 @@ func (s *soakEnv) checkInvariants(idle idleFigures, probe verdict) {
 	nodes.countAtUpload(logged)
 	vs = append(vs, nodes.verdicts()...)
 	vs = append(vs, s.mountVerdicts(logged)...)
+	vs = append(vs, s.retainedVerdicts(pods, inv)...)
 	vs = append(vs, readLog(logged).verdicts(len(pods))...)
 	s.logFacts(pods, inv, idle)
 	for _, v := range vs {

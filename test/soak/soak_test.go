@@ -45,6 +45,7 @@ type soakEnv struct {
 
 	kills, sshdRestarts int
 	chaosErr            error
+	retained            retainedWatches // the watches seen in retained pod directories
 }
 
 func TestSoak(t *testing.T) {
@@ -104,6 +105,7 @@ func (s *soakEnv) start(ctx context.Context) {
 	s.health = binary.NewHealth(s.kl.HTTPAddr)
 	go s.health.Run(ctx)
 	go s.trackVanish(ctx)
+	go s.watchRetained(ctx)
 }
 
 // runWork runs the workers, the resident pods and the chaos (kills, sshd restart) for plan.work.

@@ -36,6 +36,7 @@ type podRun struct {
 	holdsMount bool
 	dumps      []dump
 	swapped    []swappedNode // dumps replaced by a device or FIFO once settled
+	late       []string      // dumps written into the pod directory after its unpublish (also in dumps)
 	noise      []string      // files matching no pattern: never uploaded
 
 	unpublishedAt time.Time
@@ -172,10 +173,11 @@ func (w *workload) unpublish(ctx context.Context, p *podRun) error {
 	return nil
 }
 
-// worker runs pods one after the other until end: publish, 1-3 dumps and a log file, a pause, unpublish.
+// worker runs pods one after the other until end: publish, 1-3 dumps and a log file, a pause, unpublish; every
+// third pod gets one more dump in its directory after the unpublish (retained_test.go).
 func (w *workload) worker(ctx context.Context, seed uint64, end time.Time) error {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	for time.Now().Before(end) && ctx.Err() == nil {
+	for n := 0; time.Now().Before(end) && ctx.Err() == nil; n++ {
 		p, err := w.newPod(ctx, rng, false)
 		if err != nil {
 			return err
@@ -196,6 +198,11 @@ func (w *workload) worker(ctx context.Context, seed uint64, end time.Time) error
 		sleep(ctx, time.Duration(rng.IntN(3000))*time.Millisecond)
 		if err := w.unpublish(ctx, p); err != nil {
 			return err
+		}
+		if n%3 == 1 {
+			if err := w.writeLateDump(p); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
