@@ -3,7 +3,7 @@
 // sha256, with a manifest), within a per-node bandwidth and concurrency limit
 // and a cluster-wide concurrency limit (a Semaphore).
 //
-// The flow: watch (fsnotify + periodic rescans) → settle (no writer, stable
+// The flow: watch (inotify through internal/fswatch + periodic rescans) → settle (no writer, stable
 // for a quiet period, or the pod unpublished) → journal → upload (temporary
 // name, verify, manifest, rename) → journal → status file, event, metrics.
 package archiver
