@@ -148,3 +148,22 @@ func (r *throttled) Read(p []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// unlimited returns the bytes r still holds when r is a throttled reader without a limit: an Upload may then send
+// them as they are, without reading them into a buffer of its own, and count what it sent with sent.
+func unlimited(r io.Reader) ([]byte, bool) {
+	t, ok := r.(*throttled)
+	if !ok || t.limiter != nil || t.ctx.Err() != nil {
+		return nil, false
+	}
+	return t.b, true
+}
+
+// sent accounts n bytes sent directly from r.b (see unlimited).
+func (r *throttled) sent(n int) {
+	n = min(max(n, 0), len(r.b))
+	r.b = r.b[n:]
+	if r.onBytes != nil {
+		r.onBytes(n)
+	}
+}

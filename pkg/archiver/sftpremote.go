@@ -145,10 +145,7 @@ func (u *sftpUpload) create() error {
 }
 
 func (u *sftpUpload) Write(off int64, r io.Reader, n int64) error {
-	if _, err := u.f.Seek(off, io.SeekStart); err != nil {
-		return err
-	}
-	got, err := u.f.ReadFromWithConcurrency(io.LimitReader(r, n), 0)
+	got, err := u.send(off, r, n)
 	if err == nil && got != n {
 		err = fmt.Errorf("sent %d bytes of %d", got, n)
 	}
@@ -163,6 +160,20 @@ func (u *sftpUpload) Write(off int64, r io.Reader, n int64) error {
 		return startOver(serverError(u.c, path.Dir(u.tmp), n, fmt.Errorf("upload to %s: %w", u.tmp, err)))
 	}
 	return fmt.Errorf("upload to %s: %w", u.tmp, err)
+}
+
+// send writes with concurrent requests. Without a bandwidth limit the chunk goes as it is, through File.WriteAt:
+// ReadFrom would copy every byte into pkg/sftp's own buffer first (4% of an upload's CPU in the profile).
+func (u *sftpUpload) send(off int64, r io.Reader, n int64) (int64, error) {
+	if b, ok := unlimited(r); ok && int64(len(b)) == n {
+		got, err := u.f.WriteAt(b, off)
+		r.(*throttled).sent(got)
+		return int64(got), err
+	}
+	if _, err := u.f.Seek(off, io.SeekStart); err != nil {
+		return 0, err
+	}
+	return u.f.ReadFromWithConcurrency(io.LimitReader(r, n), 0)
 }
 
 func (u *sftpUpload) Commit(size int64) error {
