@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -49,5 +50,33 @@ func TestArchivePolicyFromStorageClassAndAnnotations(t *testing.T) {
 	// A directory no volume owns archives with the defaults.
 	if got := get("ns_other_1123456789abcdef0123456789abcdef"); !reflect.DeepEqual(got, ArchivePolicy{}) {
 		t.Fatalf("unowned directory: %+v, want the defaults", got)
+	}
+}
+
+// TestArchivePolicyCacheStaysBounded: the archiver's rescan asks for 10,000 retained directories within the TTL;
+// the cache keeps at most archiveCacheMax of them (it kept all 10,000, and a map never shrinks), and still has the
+// latest ones.
+func TestArchivePolicyCacheStaysBounded(t *testing.T) {
+	st, err := store.Open(t.TempDir(), clock.RealClock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := clocktesting.NewFakePassiveClock(time.Unix(1000, 0))
+	a := NewArchivePolicies(NewResolver(st, nil, Defaults{}), ArchiveDeps{Clock: clk})
+	most := 0
+	var last string
+	for i := range 10000 {
+		last = fmt.Sprintf("ns_pod-%d_%032x", i, i)
+		a.For(last)
+		most = max(most, len(a.cache))
+		if i%100 == 0 {
+			clk.SetTime(clk.Now().Add(time.Millisecond)) // within the TTL throughout
+		}
+	}
+	if most > archiveCacheMax {
+		t.Errorf("the cache held %d directories, want at most %d", most, archiveCacheMax)
+	}
+	if _, ok := a.cache[last]; !ok {
+		t.Error("the directory asked for last is not cached")
 	}
 }
