@@ -115,7 +115,7 @@ test: deps lint unit chart krew sanity soak-short resume-binary e2e
 # interleaved with sftp -b put and sftp -c aes128-gcm@openssh.com -b put, KEEPLOG_BINARY_BENCH_PAIRS rounds; wall
 # and client-CPU ratios are printed, not asserted (a busy machine is slower). ./pkg/... includes
 # BenchmarkS3UploadVsRclone: the archiver against rclone copyto to a SeaweedFS S3 server, interleaved, wall and CPU
-# ratios printed.
+# ratios printed. BenchmarkBinaryIdleEmpty: bin/keeplog's size and its RSS idle on an empty root.
 KEEPLOG_BENCH_SIZE ?= 2G
 KEEPLOG_BINARY_BENCH_SIZE ?= 1Gi
 KEEPLOG_BINARY_BENCH_PAIRS ?= 3
@@ -125,6 +125,7 @@ export KEEPLOG_BENCH_SIZE KEEPLOG_BINARY_BENCH_SIZE KEEPLOG_BINARY_BENCH_PAIRS K
 bench: build seaweedfs bench-scale
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./pkg/...
 	$(GO) test -tags soak -run '^$$' -bench '^BenchmarkBinaryUpload$$' -benchtime 1x -timeout 60m ./test/soak/
+	$(GO) test -tags soak -run '^$$' -bench '^BenchmarkBinaryIdleEmpty$$' -benchtime 1x -v ./test/soak/
 	$(MAKE) --no-print-directory bench-heapdumps
 
 # Issue 14's load shape (test/soak BenchmarkHeapDumps): KEEPLOG_HEAP_BENCH_COUNT real JVM heap dumps (25, 256 MiB -

@@ -37,7 +37,7 @@ func setupArchiver(c *components) error {
 		if c.kube == nil {
 			return errors.New("--archive-cluster-uploads needs access to the Kubernetes API (Leases)")
 		}
-		sem, err := semaphore.New(c.kube.CoordinationV1(), semaphore.Config{Namespace: c.opts.Namespace,
+		sem, err := semaphore.New(c.kube.Leases(c.opts.Namespace), semaphore.Config{Namespace: c.opts.Namespace,
 			Prefix: uploadLeasePrefix, Slots: o.ClusterUploads, Holder: c.opts.NodeID, LeaseDuration: o.LeaseDuration},
 			clock.RealClock{})
 		if err != nil {

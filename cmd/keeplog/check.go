@@ -13,11 +13,10 @@ import (
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	appsv1client "k8s.io/client-go/kubernetes/typed/apps/v1"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	"github.com/keeplog/keeplog/pkg/api"
 )
@@ -35,11 +34,19 @@ type checkConfig struct {
 
 // checkDeps are check's side effects: the API, the HTTP client and the token.
 type checkDeps struct {
-	DaemonSets appsv1client.DaemonSetsGetter
-	Pods       corev1client.PodsGetter
+	DaemonSets daemonSets // of the check's namespace
+	Pods       podLister  // of the check's namespace
 	HTTP       *http.Client
 	Token      func() (string, error)
 	Out        io.Writer
+}
+
+type daemonSets interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (*appsv1.DaemonSet, error)
+}
+
+type podLister interface {
+	List(ctx context.Context, opts metav1.ListOptions) (*corev1.PodList, error)
 }
 
 // runCheck is `keeplog check`, the chart's `helm test`: it parses its own flags, connects in-cluster and checks.
@@ -60,7 +67,7 @@ func runCheck(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return checkPlugins(ctx, c, checkDeps{DaemonSets: kc.AppsV1(), Pods: kc.CoreV1(),
+	return checkPlugins(ctx, c, checkDeps{DaemonSets: kc.DaemonSets(c.Namespace), Pods: kc.Pods(c.Namespace),
 		HTTP: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil}},
 		Token: func() (string, error) {
 			b, err := os.ReadFile(serviceAccountTokenFile)
@@ -84,11 +91,11 @@ func checkPlugins(ctx context.Context, c checkConfig, d checkDeps) error {
 }
 
 func checkOnce(ctx context.Context, c checkConfig, d checkDeps) error {
-	ds, err := d.DaemonSets.DaemonSets(c.Namespace).Get(ctx, c.DaemonSet, metav1.GetOptions{})
+	ds, err := d.DaemonSets.Get(ctx, c.DaemonSet, metav1.GetOptions{})
 	if err != nil {
 		return err
 	}
-	pods, err := d.Pods.Pods(c.Namespace).List(ctx, metav1.ListOptions{LabelSelector: metav1.FormatLabelSelector(ds.Spec.Selector)})
+	pods, err := d.Pods.List(ctx, metav1.ListOptions{LabelSelector: metav1.FormatLabelSelector(ds.Spec.Selector)})
 	if err != nil {
 		return err
 	}

@@ -77,7 +77,7 @@ func TestCheckPlugins(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			err := checkOnce(ctx, checkConfig{Namespace: "ns", DaemonSet: "keeplog", Port: port, WithToken: true, Timeout: time.Second},
-				checkDeps{DaemonSets: cs.AppsV1(), Pods: cs.CoreV1(), HTTP: http.DefaultClient, Out: &out,
+				checkDeps{DaemonSets: cs.AppsV1().DaemonSets("ns"), Pods: cs.CoreV1().Pods("ns"), HTTP: http.DefaultClient, Out: &out,
 					Token: func() (string, error) { return tc.token, nil }})
 			if tc.want == "" && (err != nil || strings.Count(out.String(), "answers") != 2) {
 				t.Errorf("%v\n%s", err, out.String())

@@ -45,13 +45,13 @@ func setupDump(c *components) error {
 	if c.archiver != nil {
 		deps.Pending = c.archiver.Pending
 	}
-	if ex, err := dump.NewAPIExecer(c.restCfg); err != nil {
+	if ex, err := dump.NewAPIExecer(c.restCfg, c.kube); err != nil {
 		klog.InfoS("dump-exec is not available: pods that ask for it get a DumpSkipped Event", "reason", err)
 	} else {
 		deps.Exec = ex
 	}
 	if o.ClusterMax > 0 {
-		sem, err := semaphore.New(c.kube.CoordinationV1(), semaphore.Config{Namespace: c.opts.Namespace,
+		sem, err := semaphore.New(c.kube.Leases(c.opts.Namespace), semaphore.Config{Namespace: c.opts.Namespace,
 			Prefix: dumpLeasePrefix, Slots: o.ClusterMax, Holder: c.opts.NodeID, LeaseDuration: o.LeaseDuration},
 			clock.RealClock{})
 		if err != nil {
@@ -81,7 +81,7 @@ func setupDump(c *components) error {
 		if c.handlers == nil {
 			c.handlers = map[string]http.Handler{}
 		}
-		wh, err := dump.NewWebhook(c.kube.CoreV1(), o.WebhookTokenFile, klog.Background().WithName("dump-webhook"), c.reg)
+		wh, err := dump.NewWebhook(c.kube, o.WebhookTokenFile, klog.Background().WithName("dump-webhook"), c.reg)
 		if err != nil {
 			return err
 		}

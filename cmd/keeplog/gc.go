@@ -45,7 +45,7 @@ func findShared(o *Options) (gc.Shared, error) {
 // deleted.
 func setupGC(c *components) error {
 	o := c.opts.GC
-	deps := gc.Deps{Log: klog.Background(), Store: c.store, Clock: clock.RealClock{}, Kube: c.kube.CoreV1(), Registerer: c.reg, Forget: c.policy.Forget,
+	deps := gc.Deps{Log: klog.Background(), Store: c.store, Clock: clock.RealClock{}, Kube: c.gcAPI(), Registerer: c.reg, Forget: c.policy.Forget,
 		Liveness: c.live.Loop("gc", gcLivenessBound)}
 	if c.archiver != nil {
 		deps.Archive = c.archiver
@@ -80,13 +80,21 @@ func setupGC(c *components) error {
 		return nil
 	}
 	orphans, err := gc.NewOrphanPVs(gc.OrphanConfig{Log: klog.Background(), DriverName: c.opts.DriverName, TopologyKey: api.TopologyKey,
-		Grace: o.OrphanPVGrace, DryRun: o.DryRun}, c.kube.CoreV1(), clock.RealClock{}, g)
+		Grace: o.OrphanPVGrace, DryRun: o.DryRun}, c.gcAPI(), clock.RealClock{}, g)
 	if err != nil {
 		return err
 	}
 	lc := gc.LeaderConfig{Log: klog.Background(), Namespace: c.opts.Namespace, Name: gcLeaseName, Identity: c.opts.NodeID}
 	c.add("garbage collector leader election", func(ctx context.Context) error {
-		return gc.RunElected(ctx, c.kube.CoordinationV1(), lc, func(ctx context.Context) { orphans.Run(ctx, o.Interval) })
+		return gc.RunElected(ctx, c.kube.Leases(c.opts.Namespace), lc, func(ctx context.Context) { orphans.Run(ctx, o.Interval) })
 	})
 	return nil
+}
+
+// gcAPI is c.kube's PV and node clients as the collector's API; nil without API access.
+func (c *components) gcAPI() *gc.API {
+	if c.kube == nil {
+		return nil
+	}
+	return &gc.API{PVs: c.kube.PersistentVolumes(), Nodes: c.kube.Nodes()}
 }

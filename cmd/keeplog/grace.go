@@ -26,7 +26,7 @@ func setupGrace(c *components) error {
 		klog.InfoS("No Kubernetes API access: --stdout-grace does nothing (pods are selected by their annotations and namespace labels)")
 		return nil
 	}
-	namespaces := c.kube.CoreV1().Namespaces()
+	namespaces := c.kube.Namespaces()
 	g, err := podinfo.NewGrace(podinfo.GraceConfig{Root: c.opts.Root, SourceRoot: c.opts.PodLogsDir,
 		RetainFor: c.opts.GC.RetainFor, KeepEnvValues: c.opts.KeepEnvValues},
 		podinfo.GraceDeps{Log: klog.Background(), Store: c.store, Pod: c.pods.Get, Synced: c.pods.WaitSynced,

@@ -65,8 +65,8 @@ func (c *components) metricsHandler() (http.Handler, error) {
 			http.Error(w, "/metrics needs Kubernetes authentication and keeplog has no API access", http.StatusServiceUnavailable)
 		}), nil
 	}
-	g, err := httpauth.New(httpauth.Config{}, httpauth.Deps{Tokens: c.kube.AuthenticationV1().TokenReviews(),
-		Access: c.kube.AuthorizationV1().SubjectAccessReviews(), Clock: clock.RealClock{}})
+	g, err := httpauth.New(httpauth.Config{}, httpauth.Deps{Tokens: c.kube.TokenReviews(),
+		Access: c.kube.SubjectAccessReviews(), Clock: clock.RealClock{}})
 	if err != nil {
 		return nil, err
 	}

@@ -132,9 +132,9 @@ func run(ctx context.Context, o *Options) error {
 	}
 	var live policy.LiveAnnotations
 	if c.kube != nil {
-		c.events = kube.NewEvents(c.kube.CoreV1(), "keeplog", o.NodeID, klog.Background())
+		c.events = kube.NewEvents(c.kube, "keeplog", o.NodeID, klog.Background())
 		defer c.events.Shutdown()
-		c.pods = kube.NewNodePods(c.kube.CoreV1(), o.NodeID, 10*time.Minute)
+		c.pods = kube.NewNodePods(c.kube.Pods(""), o.NodeID, 10*time.Minute)
 		live = c.pods.Annotations
 		c.add("pod informer", func(ctx context.Context) error { c.pods.Run(ctx); return nil })
 	}

@@ -31,8 +31,8 @@ func setupRetrieval(c *components) error {
 	if err != nil {
 		return err
 	}
-	g, err := httpauth.New(httpauth.Config{}, httpauth.Deps{Tokens: c.kube.AuthenticationV1().TokenReviews(),
-		Access: c.kube.AuthorizationV1().SubjectAccessReviews(), Clock: clock.RealClock{}})
+	g, err := httpauth.New(httpauth.Config{}, httpauth.Deps{Tokens: c.kube.TokenReviews(),
+		Access: c.kube.SubjectAccessReviews(), Clock: clock.RealClock{}})
 	if err != nil {
 		return err
 	}

@@ -21,16 +21,24 @@ import (
 	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	authnv1client "k8s.io/client-go/kubernetes/typed/authentication/v1"
-	authzv1client "k8s.io/client-go/kubernetes/typed/authorization/v1"
 	"k8s.io/utils/clock"
 )
 
 // Deps are the guard's side effects: the two review APIs and the clock of the cache.
 type Deps struct {
-	Tokens authnv1client.TokenReviewInterface
-	Access authzv1client.SubjectAccessReviewInterface
+	Tokens TokenReviews
+	Access SubjectAccessReviews
 	Clock  clock.PassiveClock
+}
+
+// TokenReviews creates TokenReviews (authentication.k8s.io/v1).
+type TokenReviews interface {
+	Create(ctx context.Context, review *authnv1.TokenReview, opts metav1.CreateOptions) (*authnv1.TokenReview, error)
+}
+
+// SubjectAccessReviews creates SubjectAccessReviews (authorization.k8s.io/v1).
+type SubjectAccessReviews interface {
+	Create(ctx context.Context, review *authzv1.SubjectAccessReview, opts metav1.CreateOptions) (*authzv1.SubjectAccessReview, error)
 }
 
 // Config bounds the cache. Zero values take the defaults.

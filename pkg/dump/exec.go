@@ -5,12 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/httpstream"
-	"k8s.io/client-go/kubernetes/scheme"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
 	"k8s.io/client-go/util/exec"
@@ -20,34 +19,36 @@ import (
 // remotecommand: WebSocket (v5.channel.k8s.io) first, SPDY when the server does not upgrade to WebSocket.
 // Needs RBAC: create on pods/exec.
 type APIExecer struct {
-	cfg    *rest.Config
-	client corev1client.CoreV1Interface
+	cfg  *rest.Config
+	urls ExecURLs
+}
+
+// ExecURLs makes the URL of a pods/exec request (kube.Clients).
+type ExecURLs interface {
+	PodExecURL(namespace, pod string, opts *corev1.PodExecOptions) *url.URL
 }
 
 // maxExecOutput bounds the output kept from a command.
 const maxExecOutput = 64 << 10
 
-// NewAPIExecer uses cfg's server and credentials.
-func NewAPIExecer(cfg *rest.Config) (*APIExecer, error) {
-	c, err := corev1client.NewForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("exec client for %s: %w", cfg.Host, err)
+// NewAPIExecer dials the URLs urls makes with cfg's credentials.
+func NewAPIExecer(cfg *rest.Config, urls ExecURLs) (*APIExecer, error) {
+	if cfg == nil || urls == nil {
+		return nil, errors.New("exec needs the Kubernetes API")
 	}
-	return &APIExecer{cfg: rest.CopyConfig(cfg), client: c}, nil
+	return &APIExecer{cfg: rest.CopyConfig(cfg), urls: urls}, nil
 }
 
 // Exec runs command in the container and returns its stdout and stderr (at most 64 KiB). A non-zero exit is an
 // error that says the code.
 func (e *APIExecer) Exec(ctx context.Context, namespace, pod, container string, command []string) (string, error) {
 	what := fmt.Sprintf("exec in %s/%s container %s", namespace, pod, container)
-	req := e.client.RESTClient().Post().Resource("pods").Namespace(namespace).Name(pod).SubResource("exec").
-		VersionedParams(&corev1.PodExecOptions{Container: container, Command: command, Stdout: true, Stderr: true},
-			scheme.ParameterCodec)
-	ws, err := remotecommand.NewWebSocketExecutor(e.cfg, "GET", req.URL().String())
+	u := e.urls.PodExecURL(namespace, pod, &corev1.PodExecOptions{Container: container, Command: command, Stdout: true, Stderr: true})
+	ws, err := remotecommand.NewWebSocketExecutor(e.cfg, "GET", u.String())
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", what, err)
 	}
-	spdy, err := remotecommand.NewSPDYExecutor(e.cfg, "POST", req.URL())
+	spdy, err := remotecommand.NewSPDYExecutor(e.cfg, "POST", u)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", what, err)
 	}

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"k8s.io/client-go/rest"
+
+	"github.com/keeplog/keeplog/pkg/kube"
 )
 
 // The exec protocol itself is client-go's (tools/remotecommand); the e2e runs dump-exec through a real API server.
@@ -26,7 +28,12 @@ func TestAPIExecerRequestAndRefusal(t *testing.T) {
 		_, _ = w.Write([]byte(`{"kind":"Status","apiVersion":"v1","status":"Failure","message":"pods \"p\" is forbidden: User \"keeplog\" cannot create resource \"pods/exec\"","reason":"Forbidden","code":403}`))
 	}))
 	t.Cleanup(srv.Close)
-	ex, err := NewAPIExecer(&rest.Config{Host: srv.URL, BearerToken: "tok"})
+	cfg := &rest.Config{Host: srv.URL, BearerToken: "tok"}
+	kc, err := kube.NewClients(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, err := NewAPIExecer(cfg, kc)
 	if err != nil {
 		t.Fatal(err)
 	}

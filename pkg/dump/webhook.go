@@ -17,10 +17,8 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	"github.com/keeplog/keeplog/pkg/api"
 )
@@ -60,7 +58,7 @@ type WebhookResult struct {
 // the keeplog node plugin on the pod's node takes one dump; Alertmanager's repeats of the same alert set the same
 // value and so do not dump again. Only pods that opted in to dumps are patched.
 type Webhook struct {
-	client    corev1client.PodsGetter
+	client    Pods
 	tokenFile string
 	log       logr.Logger
 	requests  *prometheus.CounterVec // by HTTP status code
@@ -68,12 +66,19 @@ type Webhook struct {
 	handler   http.Handler           // serve, counted into requests
 }
 
+// Pods reads and patches pods (kube.Clients).
+type Pods interface {
+	GetPod(ctx context.Context, namespace, name string) (*corev1.Pod, error)
+	// PatchPod applies a JSON merge patch.
+	PatchPod(ctx context.Context, namespace, name string, mergePatch []byte) error
+}
+
 // webhookResults are the values of WebhookResult.Result (the labels of keeplog_dump_webhook_alerts_total).
 var webhookResults = []string{"requested", "unchanged", "resolved", "no-pod", "not-found", "not-opted-in", "error"}
 
 // NewWebhook patches pods with client. With tokenFile, requests must carry "Authorization: Bearer <the file's
 // content>" (read at each request, so it can be rotated). Its metrics go to reg (nil: not registered).
-func NewWebhook(client corev1client.PodsGetter, tokenFile string, log logr.Logger, reg prometheus.Registerer) (*Webhook, error) {
+func NewWebhook(client Pods, tokenFile string, log logr.Logger, reg prometheus.Registerer) (*Webhook, error) {
 	w := &Webhook{client: client, tokenFile: tokenFile, log: log,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: api.MetricDumpWebhookRequestsTotal,
 			Help: "Requests to the Alertmanager receiver by HTTP status answered (401: bad token, 400: bad payload, 500: an API error Alertmanager retries)."},
@@ -185,7 +190,7 @@ func (w *Webhook) handle(ctx context.Context, a amAlert) WebhookResult {
 		return res
 	}
 	res.Value = RequestValue(a.Fingerprint, a.Labels, a.StartsAt)
-	p, err := w.client.Pods(ns).Get(ctx, pod, metav1.GetOptions{})
+	p, err := w.client.GetPod(ctx, ns, pod)
 	if apierrors.IsNotFound(err) {
 		res.Result = "not-found"
 		return res
@@ -204,7 +209,7 @@ func (w *Webhook) handle(ctx context.Context, a amAlert) WebhookResult {
 	}
 	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{
 		"annotations": map[string]string{api.AnnotationDumpRequested: res.Value}}})
-	if _, err := w.client.Pods(ns).Patch(ctx, pod, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+	if err := w.client.PatchPod(ctx, ns, pod, patch); err != nil {
 		if apierrors.IsNotFound(err) {
 			res.Result = "not-found"
 			return res

@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/klog/v2"
@@ -70,7 +71,7 @@ func post(t *testing.T, h http.Handler, body, auth string) (*httptest.ResponseRe
 func TestWebhookPatchesFiringAlertsOnce(t *testing.T) {
 	plain := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "plain"}}
 	client := fake.NewClientset(optedInPod("java-0", nil), plain, optedInPod("java-1", nil))
-	w, err := NewWebhook(client.CoreV1(), "", klog.Background(), prometheus.NewRegistry())
+	w, err := NewWebhook(fakePods{client}, "", klog.Background(), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +134,7 @@ func TestWebhookErrorsAndAuth(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	w, err := NewWebhook(client.CoreV1(), tokenFile, klog.Background(), prometheus.NewRegistry())
+	w, err := NewWebhook(fakePods{client}, tokenFile, klog.Background(), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,4 +186,16 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return out.GetCounter().GetValue()
+}
+
+// fakePods is a fake clientset as the webhook's Pods (keeplog's are kube.Clients').
+type fakePods struct{ *fake.Clientset }
+
+func (f fakePods) GetPod(ctx context.Context, ns, name string) (*corev1.Pod, error) {
+	return f.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+}
+
+func (f fakePods) PatchPod(ctx context.Context, ns, name string, patch []byte) error {
+	_, err := f.CoreV1().Pods(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
+	return err
 }

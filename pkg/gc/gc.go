@@ -28,7 +28,9 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 
 	"github.com/keeplog/keeplog/internal/liveness"
@@ -116,11 +118,26 @@ func validWatermarks(what string, high, low, hard float64) error {
 }
 
 // API is the part of the Kubernetes API the collector uses: PVs (Released ones let go, those of vanished nodes
-// deleted) and nodes (whether a PV's node still exists). The typed core/v1 client is one (a fake clientset's
-// CoreV1() in tests); keeplog does not link the full clientset for two resources.
-type API interface {
-	corev1client.PersistentVolumesGetter
-	corev1client.NodesGetter
+// deleted) and nodes (whether a PV's node still exists). kube.Clients' PV and node clients are these (a fake
+// clientset's in tests).
+type API struct {
+	PVs   PersistentVolumes
+	Nodes Nodes
+}
+
+// PersistentVolumes reads and changes PVs.
+type PersistentVolumes interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (*corev1.PersistentVolume, error)
+	List(ctx context.Context, opts metav1.ListOptions) (*corev1.PersistentVolumeList, error)
+	Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions,
+		subresources ...string) (*corev1.PersistentVolume, error)
+	Update(ctx context.Context, pv *corev1.PersistentVolume, opts metav1.UpdateOptions) (*corev1.PersistentVolume, error)
+	Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error
+}
+
+// Nodes reads nodes.
+type Nodes interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (*corev1.Node, error)
 }
 
 // Deps are the collector's side effects.
@@ -135,7 +152,7 @@ type Deps struct {
 	// Archive is nil when archiving is off: nothing is ever pending.
 	Archive Archive
 	// Kube is nil without API access: Released PVs are then left alone.
-	Kube API
+	Kube *API
 	// Live gives a live pod's annotations (nil: the ones recorded in the store).
 	Live policy.LiveAnnotations
 	// Events is nil for no Events.
@@ -157,7 +174,7 @@ type GC struct {
 	clock   clock.WithTicker
 	statfs  func(string) (DiskUsage, error)
 	archive Archive
-	kube    API
+	kube    *API
 	live    policy.LiveAnnotations
 	events  Recorder
 	forget  func(string)

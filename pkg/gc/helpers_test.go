@@ -164,9 +164,14 @@ func deletedDirs(res Result) []string {
 }
 
 // api is the fixture's fake clientset as the collector's API; nil when the test gave none (no API access).
-func (f *fixture) api() API {
+func (f *fixture) api() *API {
 	if f.kube == nil {
 		return nil
 	}
-	return f.kube.CoreV1()
+	return fakeAPI(f.kube)
+}
+
+// fakeAPI is a fake clientset's PV and node clients as the collector's API.
+func fakeAPI(cs kubernetes.Interface) *API {
+	return &API{PVs: cs.CoreV1().PersistentVolumes(), Nodes: cs.CoreV1().Nodes()}
 }

@@ -1,6 +1,7 @@
 package gc
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -91,17 +92,13 @@ func (g *GC) inventory() (*inventory, error) {
 		if v.Deleting {
 			continue
 		}
-		dirs, targets := r.dirs, r.targets // the cache's own: read, never changed
-		vs := &volumeState{v: v, targets: len(targets)}
+		dirs := r.dirs // the cache's own: read, never changed
+		vs := &volumeState{v: v, targets: len(r.inUse)}
 		inv.volumes = append(inv.volumes, vs)
-		inUse := make(map[string]bool, len(targets))
-		for _, t := range targets {
-			inUse[t.PodDir] = true
-		}
 		for i := range dirs {
 			pd := &dirs[i]
 			owned[pd.Dir] = true
-			if inUse[pd.Dir] {
+			if slices.Contains(r.inUse, pd.Dir) { // a volume has a few targets at most
 				vs.published++
 				inv.published++
 				continue

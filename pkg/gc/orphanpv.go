@@ -12,15 +12,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
-	"k8s.io/client-go/tools/leaderelection"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/clock"
 
 	"github.com/go-logr/logr"
 
 	"github.com/keeplog/keeplog/pkg/api"
+	"github.com/keeplog/keeplog/pkg/semaphore"
 )
 
 const (
@@ -46,13 +44,13 @@ type OrphanConfig struct {
 // would make it Lost): it is reported in the log.
 type OrphanPVs struct {
 	cfg     OrphanConfig
-	kube    API
+	kube    *API
 	clock   clock.WithTicker
 	metrics *metrics
 }
 
 // NewOrphanPVs builds the cleaner; g supplies its metrics (may be nil).
-func NewOrphanPVs(cfg OrphanConfig, kube API, clk clock.WithTicker, g *GC) (*OrphanPVs, error) {
+func NewOrphanPVs(cfg OrphanConfig, kube *API, clk clock.WithTicker, g *GC) (*OrphanPVs, error) {
 	if kube == nil {
 		return nil, errors.New("gc: cleaning PVs of vanished nodes needs the Kubernetes API")
 	}
@@ -70,7 +68,7 @@ func NewOrphanPVs(cfg OrphanConfig, kube API, clk clock.WithTicker, g *GC) (*Orp
 func (o *OrphanPVs) Pass(ctx context.Context) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*apiTimeout)
 	defer cancel()
-	list, err := o.kube.PersistentVolumes().List(ctx, metav1.ListOptions{})
+	list, err := o.kube.PVs.List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("gc: list PVs: %w", err)
 	}
@@ -89,7 +87,7 @@ func (o *OrphanPVs) Pass(ctx context.Context) ([]string, error) {
 		}
 		exists, ok := nodes[node]
 		if !ok {
-			_, err := o.kube.Nodes().Get(ctx, node, metav1.GetOptions{})
+			_, err := o.kube.Nodes.Get(ctx, node, metav1.GetOptions{})
 			switch {
 			case err == nil:
 				exists = true
@@ -113,7 +111,7 @@ func (o *OrphanPVs) Pass(ctx context.Context) ([]string, error) {
 }
 
 func (o *OrphanPVs) handle(ctx context.Context, pv *corev1.PersistentVolume, node string, exists bool, now time.Time) (bool, error) {
-	pvs := o.kube.PersistentVolumes()
+	pvs := o.kube.PVs
 	since, marked := pv.Annotations[api.AnnotationPVNodeMissingSince]
 	if exists {
 		if marked && !o.cfg.DryRun {
@@ -212,33 +210,36 @@ type LeaderConfig struct {
 
 // RunElected runs lead while this instance holds the Lease, and campaigns again whenever it loses it, until ctx
 // ends. lead must return when its context ends.
-func RunElected(ctx context.Context, leases coordinationv1client.LeasesGetter, cfg LeaderConfig, lead func(ctx context.Context)) error {
+//
+// The Lease is a one-slot pkg/semaphore, not client-go's leaderelection, whose package links client-go's full
+// clientset and informers (every API group) for its Lease candidates. It keeps leaderelection's record (holder,
+// duration, acquire and renew times, transitions, in the Lease named cfg.Name) and timing: a holder renews every
+// LeaseDuration-RenewDeadline and stops leading when it could not renew for RenewDeadline; a contender retries
+// every RetryPeriod and takes the Lease LeaseDuration after its last renewal; the holder releases it when ctx
+// ends.
+func RunElected(ctx context.Context, leases semaphore.Leases, cfg LeaderConfig, lead func(ctx context.Context)) error {
 	if cfg.LeaseDuration == 0 {
 		cfg.LeaseDuration, cfg.RenewDeadline, cfg.RetryPeriod = 15*time.Second, 10*time.Second, 2*time.Second
 	}
-	lock := &resourcelock.LeaseLock{
-		LeaseMeta:  metav1.ObjectMeta{Namespace: cfg.Namespace, Name: cfg.Name},
-		Client:     leases,
-		LockConfig: resourcelock.ResourceLockConfig{Identity: cfg.Identity},
+	if cfg.RenewDeadline <= 0 || cfg.RenewDeadline >= cfg.LeaseDuration || cfg.RetryPeriod <= 0 {
+		return fmt.Errorf("gc: leader election on Lease %s/%s: the renew deadline %v must be positive and below the lease duration %v, the retry period %v positive",
+			cfg.Namespace, cfg.Name, cfg.RenewDeadline, cfg.LeaseDuration, cfg.RetryPeriod)
 	}
-	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-		Lock: lock, LeaseDuration: cfg.LeaseDuration, RenewDeadline: cfg.RenewDeadline, RetryPeriod: cfg.RetryPeriod,
-		ReleaseOnCancel: true, Name: cfg.Name,
-		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: func(ctx context.Context) {
-				cfg.Log.Info("Leading the cluster-wide garbage collection", "lease", cfg.Namespace+"/"+cfg.Name, "identity", cfg.Identity)
-				lead(ctx)
-			},
-			OnStoppedLeading: func() {
-				cfg.Log.Info("No longer leading the cluster-wide garbage collection", "lease", cfg.Namespace+"/"+cfg.Name)
-			},
-		},
-	})
+	lease, err := semaphore.New(leases, semaphore.Config{Namespace: cfg.Namespace, Prefix: cfg.Name, Slots: 1, Single: true,
+		Holder: cfg.Identity, LeaseDuration: cfg.LeaseDuration, RenewInterval: cfg.LeaseDuration - cfg.RenewDeadline,
+		RetryInterval: cfg.RetryPeriod}, nil)
 	if err != nil {
 		return fmt.Errorf("gc: leader election on Lease %s/%s: %w", cfg.Namespace, cfg.Name, err)
 	}
 	for ctx.Err() == nil {
-		le.Run(ctx)
+		held, release, err := lease.Acquire(ctx)
+		if err != nil {
+			return nil // ctx ended
+		}
+		cfg.Log.Info("Leading the cluster-wide garbage collection", "lease", cfg.Namespace+"/"+cfg.Name, "identity", cfg.Identity)
+		lead(held)
+		release()
+		cfg.Log.Info("No longer leading the cluster-wide garbage collection", "lease", cfg.Namespace+"/"+cfg.Name)
 		select {
 		case <-ctx.Done():
 		case <-time.After(cfg.RetryPeriod):

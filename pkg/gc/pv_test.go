@@ -121,7 +121,7 @@ func TestOrphanPVsOfVanishedNodes(t *testing.T) {
 	if _, err := kube.CoreV1().PersistentVolumes().Create(context.Background(), other, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	o, err := NewOrphanPVs(OrphanConfig{DriverName: "keeplog.csi.io", TopologyKey: topologyKey, Grace: 24 * time.Hour}, kube.CoreV1(), clk, nil)
+	o, err := NewOrphanPVs(OrphanConfig{DriverName: "keeplog.csi.io", TopologyKey: topologyKey, Grace: 24 * time.Hour}, fakeAPI(kube), clk, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +179,7 @@ func TestOrphanPVsDryRun(t *testing.T) {
 	p := pv("pvc-b", "node-b", corev1.VolumeReleased, corev1.PersistentVolumeReclaimRetain)
 	p.Annotations = map[string]string{api.AnnotationPVNodeMissingSince: t0.Add(-48 * time.Hour).Format(time.RFC3339)}
 	kube := fake.NewClientset(p)
-	o, err := NewOrphanPVs(OrphanConfig{DriverName: "keeplog.csi.io", TopologyKey: topologyKey, Grace: time.Hour, DryRun: true}, kube.CoreV1(), clk, nil)
+	o, err := NewOrphanPVs(OrphanConfig{DriverName: "keeplog.csi.io", TopologyKey: topologyKey, Grace: time.Hour, DryRun: true}, fakeAPI(kube), clk, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +195,7 @@ func TestRunElectedOneLeaderAtATime(t *testing.T) {
 	kube := fake.NewClientset()
 	var leading, maxLeading atomic.Int32
 	run := func(ctx context.Context, id string, led chan<- string) {
-		_ = RunElected(ctx, kube.CoordinationV1(), LeaderConfig{Namespace: "kube-system", Name: "keeplog-gc-leader", Identity: id,
+		_ = RunElected(ctx, kube.CoordinationV1().Leases("kube-system"), LeaderConfig{Namespace: "kube-system", Name: "keeplog-gc-leader", Identity: id,
 			// client-go compares Lease records whose renew time has whole-second
 			// precision, so a contender sees the holder's renewals at most once a
 			// second: a Lease shorter than a few seconds can expire in its eyes
@@ -218,6 +218,12 @@ func TestRunElectedOneLeaderAtATime(t *testing.T) {
 	go func() { run(ctxA, "node-a", led); close(doneA) }()
 	if id := waitLeader(t, led); id != "node-a" {
 		t.Fatalf("leader %s", id)
+	}
+	// The record is leaderelection's, in the Lease of that name (not a semaphore slot "<name>-0").
+	l, err := kube.CoordinationV1().Leases("kube-system").Get(context.Background(), "keeplog-gc-leader", metav1.GetOptions{})
+	if err != nil || l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != "node-a" || l.Spec.RenewTime == nil ||
+		l.Spec.LeaseDurationSeconds == nil || *l.Spec.LeaseDurationSeconds != 4 {
+		t.Fatalf("Lease %+v, %v: want held by node-a for 4 s", l, err)
 	}
 	go run(ctxB, "node-b", led)
 	select {

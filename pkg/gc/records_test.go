@@ -2,11 +2,16 @@ package gc
 
 import (
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
+
+	"github.com/keeplog/keeplog/pkg/api"
 )
 
 // TestSteadyPassReadsOnlyWhatChanged: after the first pass, a pass reads the records of the volumes the store
@@ -62,4 +67,53 @@ func readSyscalls(t *testing.T) int64 {
 	}
 	t.Skip("no syscr in /proc/self/io")
 	return 0
+}
+
+// TestCacheKeepsOnlyWhatAPassReads: the records kept between passes hold the parameters policy.Resolve reads and not
+// the CO's csi.storage.k8s.io/* ones, the targets' pod directories and not the target records, and pod references
+// whose strings are the directory name's own bytes; and the pass still decides with them (the volume's retainFor).
+func TestCacheKeepsOnlyWhatAPassReads(t *testing.T) {
+	f := newFixture(t)
+	const id = "v1:node-a:pvc-1"
+	f.volume(id, "persistent", "pvc-1", map[string]string{api.ParamRetainFor: "2h",
+		api.COParameterPrefix + "pv/name": "pvc-1", api.COParameterPrefix + "pvc/name": "data", api.COParameterPrefix + "pvc/namespace": "ns"})
+	published, _ := f.podDir(id, 10)
+	retained, target := f.podDir(id, 10)
+	f.unpublish(id, target)
+	g := f.gc()
+	if res := f.pass(g); res.Retained != 1 || len(res.Deleted) != 0 {
+		t.Fatalf("first pass: retained %d, deleted %v; want the unpublished directory retained", res.Retained, res.Deleted)
+	}
+	r := g.cache.vols[id]
+	if r == nil {
+		t.Fatal("no cached records")
+	}
+	if !maps.Equal(r.v.Parameters, map[string]string{api.ParamRetainFor: "2h"}) {
+		t.Errorf("cached parameters %v, want only retainFor", r.v.Parameters)
+	}
+	if !slices.Equal(r.inUse, []string{published}) {
+		t.Errorf("cached targets %v, want the published directory %s", r.inUse, published)
+	}
+	if len(r.dirs) != 2 {
+		t.Fatalf("cached %d pod directories, want 2", len(r.dirs))
+	}
+	for _, pd := range r.dirs {
+		if pd.Pod == nil || pd.Pod.DirName() != pd.Dir {
+			t.Fatalf("cached pod %+v of %s", pd.Pod, pd.Dir)
+		}
+		start := uintptr(unsafe.Pointer(unsafe.StringData(pd.Dir)))
+		for _, s := range []string{pd.Pod.Namespace, pd.Pod.Name, pd.Pod.UID} {
+			if p := uintptr(unsafe.Pointer(unsafe.StringData(s))); p < start || p >= start+uintptr(len(pd.Dir)) {
+				t.Errorf("%s: pod field %q is a copy, not the directory name's bytes", pd.Dir, s)
+			}
+		}
+	}
+	f.clk.Step(2*time.Hour - time.Minute)
+	if res := f.pass(g); len(res.Deleted) != 0 {
+		t.Fatalf("before the volume's retainFor: deleted %v", res.Deleted)
+	}
+	f.clk.Step(time.Minute)
+	if res := f.pass(g); !slices.Equal(deletedDirs(res), []string{retained}) {
+		t.Fatalf("at the volume's retainFor (2h, not the default 7 days): deleted %v, want %s", deletedDirs(res), retained)
+	}
 }

@@ -70,7 +70,7 @@ func (g *GC) deleteRecord(v *store.Volume, why string, res *Result) error {
 func (g *GC) reclaimPV(ctx context.Context, v *store.Volume, now time.Time, res *Result) error {
 	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
 	defer cancel()
-	pvs := g.kube.PersistentVolumes()
+	pvs := g.kube.PVs
 	pv, err := pvs.Get(ctx, v.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		if now.Sub(v.CreatedAt) < max(g.cfg.OrphanGrace, newVolumeGrace) {

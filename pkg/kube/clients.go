@@ -3,32 +3,29 @@ package kube
 import (
 	"errors"
 	"fmt"
+	"net/http"
 
-	appsv1client "k8s.io/client-go/kubernetes/typed/apps/v1"
-	authnv1client "k8s.io/client-go/kubernetes/typed/authentication/v1"
-	authzv1client "k8s.io/client-go/kubernetes/typed/authorization/v1"
-	batchv1client "k8s.io/client-go/kubernetes/typed/batch/v1"
-	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	authnv1 "k8s.io/api/authentication/v1"
+	authzv1 "k8s.io/api/authorization/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/flowcontrol"
 )
 
-// Clients are the typed clients of the only API groups keeplog talks to: core/v1 (pods, PVs, nodes, events,
+// Clients are REST clients of the only API groups keeplog talks to: core/v1 (pods, PVs, nodes, namespaces, events,
 // replication controllers), apps/v1 and batch/v1 (a pod's owner chain), coordination/v1 (Leases) and
-// authentication/v1 and authorization/v1 (TokenReviews and SubjectAccessReviews for /metrics). keeplog does
-// not use client-go's full clientset (kubernetes.Interface), which builds a client, and links the code, of every
-// API group and the discovery client; the methods have the clientset's names, so a fake clientset satisfies the
-// same interfaces in tests.
-//
-// A nil *Clients (no API access) answers nil interfaces, so callers can hand its clients on and test them for nil.
+// authentication/v1 and authorization/v1 (TokenReviews and SubjectAccessReviews for /metrics). They are built on
+// keeplog's own scheme of these groups (scheme.go), not on client-go's typed clients, each of which imports
+// client-go's kubernetes/scheme and so links and registers every API group. The resource clients they hand out are
+// client-go's generic ones (gentype), with the methods and behaviour of the typed clients (protobuf where those
+// prefer it), so the interfaces callers define are satisfied by a fake clientset's clients in tests too.
 type Clients struct {
-	core         corev1client.CoreV1Interface
-	apps         appsv1client.AppsV1Interface
-	batch        batchv1client.BatchV1Interface
-	coordination coordinationv1client.CoordinationV1Interface
-	authn        authnv1client.AuthenticationV1Interface
-	authz        authzv1client.AuthorizationV1Interface
+	codecs                                 *codecs
+	core, apps, batch, coord, authn, authz *rest.RESTClient
 }
 
 // NewClients builds the clients from cfg as kubernetes.NewForConfig builds its groups: one HTTP client (one
@@ -50,72 +47,35 @@ func NewClients(cfg *rest.Config) (*Clients, error) {
 	if err != nil {
 		return nil, fmt.Errorf("HTTP client for %s: %w", cfg.Host, err)
 	}
-	c := &Clients{}
-	if c.core, err = corev1client.NewForConfigAndClient(cfg, hc); err != nil {
-		return nil, fmt.Errorf("core/v1 client: %w", err)
+	cs, err := newCodecs()
+	if err != nil {
+		return nil, fmt.Errorf("scheme: %w", err)
 	}
-	if c.apps, err = appsv1client.NewForConfigAndClient(cfg, hc); err != nil {
-		return nil, fmt.Errorf("apps/v1 client: %w", err)
-	}
-	if c.batch, err = batchv1client.NewForConfigAndClient(cfg, hc); err != nil {
-		return nil, fmt.Errorf("batch/v1 client: %w", err)
-	}
-	if c.coordination, err = coordinationv1client.NewForConfigAndClient(cfg, hc); err != nil {
-		return nil, fmt.Errorf("coordination/v1 client: %w", err)
-	}
-	if c.authn, err = authnv1client.NewForConfigAndClient(cfg, hc); err != nil {
-		return nil, fmt.Errorf("authentication/v1 client: %w", err)
-	}
-	if c.authz, err = authzv1client.NewForConfigAndClient(cfg, hc); err != nil {
-		return nil, fmt.Errorf("authorization/v1 client: %w", err)
+	c := &Clients{codecs: cs}
+	for _, g := range []struct {
+		client  **rest.RESTClient
+		gv      schema.GroupVersion
+		apiPath string
+	}{
+		{&c.core, corev1.SchemeGroupVersion, "/api"},
+		{&c.apps, appsv1.SchemeGroupVersion, "/apis"},
+		{&c.batch, batchv1.SchemeGroupVersion, "/apis"},
+		{&c.coord, coordinationv1.SchemeGroupVersion, "/apis"},
+		{&c.authn, authnv1.SchemeGroupVersion, "/apis"},
+		{&c.authz, authzv1.SchemeGroupVersion, "/apis"},
+	} {
+		if *g.client, err = c.restClient(cfg, hc, g.gv, g.apiPath); err != nil {
+			return nil, fmt.Errorf("%s client: %w", g.gv, err)
+		}
 	}
 	return c, nil
 }
 
-// CoreV1 is the core/v1 client; nil for a nil *Clients.
-func (c *Clients) CoreV1() corev1client.CoreV1Interface {
-	if c == nil {
-		return nil
-	}
-	return c.core
-}
-
-// AppsV1 is the apps/v1 client; nil for a nil *Clients.
-func (c *Clients) AppsV1() appsv1client.AppsV1Interface {
-	if c == nil {
-		return nil
-	}
-	return c.apps
-}
-
-// BatchV1 is the batch/v1 client; nil for a nil *Clients.
-func (c *Clients) BatchV1() batchv1client.BatchV1Interface {
-	if c == nil {
-		return nil
-	}
-	return c.batch
-}
-
-// CoordinationV1 is the coordination/v1 client; nil for a nil *Clients.
-func (c *Clients) CoordinationV1() coordinationv1client.CoordinationV1Interface {
-	if c == nil {
-		return nil
-	}
-	return c.coordination
-}
-
-// AuthenticationV1 is the authentication/v1 client (TokenReviews); nil for a nil *Clients.
-func (c *Clients) AuthenticationV1() authnv1client.AuthenticationV1Interface {
-	if c == nil {
-		return nil
-	}
-	return c.authn
-}
-
-// AuthorizationV1 is the authorization/v1 client (SubjectAccessReviews); nil for a nil *Clients.
-func (c *Clients) AuthorizationV1() authzv1client.AuthorizationV1Interface {
-	if c == nil {
-		return nil
-	}
-	return c.authz
+// restClient is the REST client of one group version, configured as client-gen's setConfigDefaults configures it.
+func (c *Clients) restClient(cfg *rest.Config, hc *http.Client, gv schema.GroupVersion, apiPath string) (*rest.RESTClient, error) {
+	g := *cfg
+	g.GroupVersion = &gv
+	g.APIPath = apiPath
+	g.NegotiatedSerializer = rest.CodecFactoryForGeneratedClient(c.codecs.scheme, c.codecs.factory).WithoutConversion()
+	return rest.RESTClientForConfigAndClient(&g, hc)
 }

@@ -1,10 +1,11 @@
 package kube
 
 import (
+	"context"
+
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
 
 	"github.com/go-logr/logr"
@@ -19,13 +20,13 @@ type Events struct {
 	log         logr.Logger
 }
 
-// NewEvents starts an event broadcaster that writes to the API as component on host (the node). Call Shutdown at
-// the end to flush. Each Event is also logged to log at V(2).
-func NewEvents(client typedcorev1.EventsGetter, component, host string, log logr.Logger) *Events {
+// NewEvents starts an event broadcaster that writes to the API through c as component on host (the node). Call
+// Shutdown at the end to flush. Each Event is also logged to log at V(2).
+func NewEvents(c *Clients, component, host string, log logr.Logger) *Events {
 	b := record.NewBroadcaster()
 	b.StartStructuredLogging(4)
-	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.Events("")})
-	rec := b.NewRecorder(scheme(), corev1.EventSource{Component: component, Host: host})
+	b.StartRecordingToSink(&eventSink{core: c.core})
+	rec := b.NewRecorder(c.codecs.scheme, corev1.EventSource{Component: component, Host: host})
 	return &Events{broadcaster: b, recorder: rec, log: log}
 }
 
@@ -51,8 +52,24 @@ func PodObject(pod store.PodRef) *corev1.ObjectReference {
 		UID: types.UID(pod.UID)}
 }
 
-func scheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	_ = corev1.AddToScheme(s)
-	return s
+// eventSink writes the broadcaster's Events in their own namespace, as client-go's typed EventSinkImpl does
+// (create, update of a series, strategic-merge patch of an aggregated one).
+type eventSink struct{ core rest.Interface }
+
+func (s *eventSink) Create(ev *corev1.Event) (*corev1.Event, error) {
+	return s.do(s.core.Post().NamespaceIfScoped(ev.Namespace, ev.Namespace != "").Resource("events").Body(ev))
+}
+
+func (s *eventSink) Update(ev *corev1.Event) (*corev1.Event, error) {
+	return s.do(s.core.Put().NamespaceIfScoped(ev.Namespace, ev.Namespace != "").Resource("events").Name(ev.Name).Body(ev))
+}
+
+func (s *eventSink) Patch(ev *corev1.Event, data []byte) (*corev1.Event, error) {
+	return s.do(s.core.Patch(types.StrategicMergePatchType).NamespaceIfScoped(ev.Namespace, ev.Namespace != "").
+		Resource("events").Name(ev.Name).Body(data))
+}
+
+func (s *eventSink) do(req *rest.Request) (*corev1.Event, error) {
+	out := &corev1.Event{}
+	return out, req.Do(context.Background()).Into(out)
 }

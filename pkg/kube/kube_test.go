@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"encoding/json"
 	"sync"
 	"testing"
 	"time"
@@ -24,7 +25,7 @@ func pod(name, uid string, ann map[string]string) *corev1.Pod {
 
 func TestNodePodsGetChecksUIDAndReportsChanges(t *testing.T) {
 	client := fake.NewClientset(pod("app", "uid-1", map[string]string{"keeplog.csi.io/first-only": "true"}))
-	n := NewNodePods(client.CoreV1(), "node-a", 0)
+	n := NewNodePods(client.CoreV1().Pods(""), "node-a", 0)
 	var mu sync.Mutex
 	changes := map[string]int{}
 	if err := n.OnChange(func(p *corev1.Pod) { mu.Lock(); changes[p.Name]++; mu.Unlock() }); err != nil {
@@ -67,24 +68,19 @@ func TestEventsOnPods(t *testing.T) {
 	nilEvents.PodEvent(store.PodRef{Namespace: "ns", Name: "x", UID: "u"}, "Normal", "R", "m") // no API: no panic
 	nilEvents.Shutdown()
 
-	client := fake.NewClientset()
-	e := NewEvents(client.CoreV1(), "keeplog", "node-a", logr.Discard())
+	api := newAPI(t)
+	e := NewEvents(api.clients(t), "keeplog", "node-a", logr.Discard())
 	defer e.Shutdown()
 	ref := store.PodRef{Namespace: "ns", Name: "deleted-already", UID: "uid-7"}
 	e.PodEvent(ref, corev1.EventTypeWarning, "ArchiveFailed", "cannot read x.hprof")
-	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
-		evs, err := client.CoreV1().Events("ns").List(ctx, metav1.ListOptions{})
-		if err != nil || len(evs.Items) == 0 {
-			return false, nil
-		}
-		ev := evs.Items[0]
-		if ev.InvolvedObject.UID != "uid-7" || ev.InvolvedObject.Kind != "Pod" || ev.Reason != "ArchiveFailed" ||
-			ev.Type != corev1.EventTypeWarning || ev.Source.Component != "keeplog" || ev.Source.Host != "node-a" {
-			t.Fatalf("event %+v", ev)
-		}
-		return true, nil
-	})
-	if err != nil {
-		t.Fatal("no event recorded")
+	req := api.wait(t, "POST /api/v1/namespaces/ns/events")
+	ev := &corev1.Event{}
+	if err := json.Unmarshal(req.body, ev); err != nil {
+		t.Fatalf("event body %q: %v", req.body, err)
+	}
+	if ev.InvolvedObject.UID != "uid-7" || ev.InvolvedObject.Kind != "Pod" || ev.Reason != "ArchiveFailed" ||
+		ev.Type != corev1.EventTypeWarning || ev.Source.Component != "keeplog" || ev.Source.Host != "node-a" ||
+		ev.Namespace != "ns" || ev.APIVersion != "v1" || ev.Kind != "Event" {
+		t.Fatalf("event %+v", ev)
 	}
 }

@@ -1,5 +1,3 @@
-// Package kube is the small API surface keeplog's node plugin needs: the typed clients of the API groups it uses
-// (Clients), a cache of the pods on its node (their annotations drive policy and heap dumps) and Events on pods.
 package kube
 
 import (
@@ -12,7 +10,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	listersv1 "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
@@ -25,15 +22,20 @@ type NodePods struct {
 	lister   listersv1.PodLister
 }
 
-// NewNodePods watches the pods whose spec.nodeName is node. Add handlers with OnChange before Run.
+// PodListWatcher lists and watches pods (Clients.Pods of all namespaces, "").
+type PodListWatcher interface {
+	List(ctx context.Context, opts metav1.ListOptions) (*corev1.PodList, error)
+	Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error)
+}
+
+// NewNodePods watches, through pods, the pods whose spec.nodeName is node. Add handlers with OnChange before Run.
 //
 // The informer is built for pods only, as client-go's NewFilteredPodInformer builds it (same ListWatch, namespace
 // index and resync), not through the shared informer factory, which would link informers and clients of every API
 // group.
-func NewNodePods(client corev1client.PodsGetter, node string, resync time.Duration) *NodePods {
+func NewNodePods(pods PodListWatcher, node string, resync time.Duration) *NodePods {
 	selector := fields.OneTermEqualSelector("spec.nodeName", node).String()
 	onNode := func(o metav1.ListOptions) metav1.ListOptions { o.FieldSelector = selector; return o }
-	pods := client.Pods(metav1.NamespaceAll)
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			return pods.List(ctx, onNode(o))

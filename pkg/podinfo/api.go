@@ -1,16 +1,23 @@
 package podinfo
 
 import (
-	appsv1client "k8s.io/client-go/kubernetes/typed/apps/v1"
-	batchv1client "k8s.io/client-go/kubernetes/typed/batch/v1"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"context"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // API is the part of the Kubernetes API podinfo reads and writes: the pod and its PV (core/v1) and the pod's owner
-// chain (apps/v1, batch/v1 and core/v1 replication controllers). keeplog's kube.Clients is one, and so is a fake
-// clientset in tests; asking for these groups only keeps client-go's full clientset out of the binary.
+// chain (apps/v1, batch/v1 and core/v1 replication controllers). keeplog builds it on kube.Clients; tests on a fake
+// clientset.
 type API interface {
-	CoreV1() corev1client.CoreV1Interface
-	AppsV1() appsv1client.AppsV1Interface
-	BatchV1() batchv1client.BatchV1Interface
+	// GetPod reads a pod.
+	GetPod(ctx context.Context, namespace, name string) (*corev1.Pod, error)
+	// GetPV reads a PersistentVolume.
+	GetPV(ctx context.Context, name string) (*corev1.PersistentVolume, error)
+	// PatchPV applies a JSON merge patch to a PersistentVolume.
+	PatchPV(ctx context.Context, name string, mergePatch []byte) error
+	// Owner reads the object of an owner reference by API group ("" for core), kind, namespace and name; false
+	// for a kind podinfo does not follow (custom resources).
+	Owner(ctx context.Context, group, kind, namespace, name string) (metav1.Object, bool, error)
 }

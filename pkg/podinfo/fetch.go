@@ -8,7 +8,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/keeplog/keeplog/pkg/store"
 )
@@ -75,7 +74,7 @@ func (f *Fetcher) Fetch(ctx context.Context, ref store.PodRef) (*corev1.Pod, err
 	}
 	done := make(chan result, 1) // buffered: an abandoned read does not block forever
 	go func() {
-		pod, err := f.Client.CoreV1().Pods(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		pod, err := f.Client.GetPod(ctx, ref.Namespace, ref.Name)
 		done <- result{pod, err}
 	}()
 	var r result

@@ -42,7 +42,7 @@ func TestFetcher(t *testing.T) {
 			if tc.reactor != nil {
 				client.PrependReactor("get", "pods", tc.reactor)
 			}
-			pod, err := (&Fetcher{Client: client}).Fetch(context.Background(), testRef)
+			pod, err := (&Fetcher{Client: fakeAPI{client}}).Fetch(context.Background(), testRef)
 			if tc.wantKind == nil {
 				if err != nil || pod == nil || string(pod.UID) != testRef.UID {
 					t.Fatalf("Fetch = %v, %v", pod, err)
@@ -73,7 +73,7 @@ func TestFetcherTimeoutDoesNotWaitForAStuckClient(t *testing.T) {
 		<-release // ignores any context, as a hung connection might
 		return true, nil, errors.New("too late")
 	})
-	f := &Fetcher{Client: client, Timeout: 50 * time.Millisecond}
+	f := &Fetcher{Client: fakeAPI{client}, Timeout: 50 * time.Millisecond}
 	start := time.Now()
 	_, err := f.Fetch(context.Background(), testRef)
 	elapsed := time.Since(start)

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/keeplog/keeplog/pkg/api"
@@ -91,7 +89,7 @@ func (a *PVAnnotator) Annotate(ctx context.Context, pvName string, pod store.Pod
 		return errors.New("annotate PV: no PV name")
 	}
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		pv, err := a.Client.CoreV1().PersistentVolumes().Get(ctx, pvName, metav1.GetOptions{})
+		pv, err := a.Client.GetPV(ctx, pvName)
 		if err != nil {
 			return err
 		}
@@ -105,8 +103,7 @@ func (a *PVAnnotator) Annotate(ctx context.Context, pvName string, pod store.Pod
 		if err != nil {
 			return err
 		}
-		_, err = a.Client.CoreV1().PersistentVolumes().Patch(ctx, pvName, types.MergePatchType, patch, metav1.PatchOptions{})
-		return err
+		return a.Client.PatchPV(ctx, pvName, patch)
 	})
 	if err != nil {
 		return fmt.Errorf("annotate PV %s with pod %s: %w", pvName, pod, err)

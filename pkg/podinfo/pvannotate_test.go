@@ -126,7 +126,7 @@ func TestPVAnnotatorWithFakeClient(t *testing.T) {
 	pv := &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "pvc-1", ResourceVersion: "7",
 		Annotations: map[string]string{"pv.kubernetes.io/provisioned-by": "keeplog.csi.io"}}}
 	client := fake.NewClientset(pv)
-	a := &PVAnnotator{Client: client}
+	a := &PVAnnotator{Client: fakeAPI{client}}
 	ctx := context.Background()
 	if err := a.Annotate(ctx, "pvc-1", podN(1), "node-1", "/var/log/keeplog/"+podN(1).DirName()); err != nil {
 		t.Fatal(err)
@@ -181,14 +181,14 @@ func TestPVAnnotatorRetriesOnConflict(t *testing.T) {
 		}
 		return false, nil, nil
 	})
-	if err := (&PVAnnotator{Client: client}).Annotate(context.Background(), "pvc-1", podN(1), "node-1", "/x"); err != nil {
+	if err := (&PVAnnotator{Client: fakeAPI{client}}).Annotate(context.Background(), "pvc-1", podN(1), "node-1", "/x"); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := client.CoreV1().PersistentVolumes().Get(context.Background(), "pvc-1", metav1.GetOptions{})
 	if n := names(podList(t, got.Annotations)); n != "web-9,web-1" || conflicts != 2 {
 		t.Errorf("pods = %s after %d conflicts: the concurrent pod must be kept", n, conflicts)
 	}
-	if err := (&PVAnnotator{Client: client}).Annotate(context.Background(), "missing", podN(1), "node-1", "/x"); err == nil ||
+	if err := (&PVAnnotator{Client: fakeAPI{client}}).Annotate(context.Background(), "missing", podN(1), "node-1", "/x"); err == nil ||
 		!apierrors.IsNotFound(err) || !strings.Contains(err.Error(), "annotate PV missing") {
 		t.Errorf("missing PV: %v", err)
 	}

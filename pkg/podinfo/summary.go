@@ -57,27 +57,8 @@ func APIOwnerLookup(client API) OwnerLookup {
 		} else {
 			group = ""
 		}
-		var (
-			meta metav1.Object
-			err  error
-		)
-		opts := metav1.GetOptions{}
-		switch group + "/" + ref.Kind {
-		case "apps/ReplicaSet":
-			meta, err = client.AppsV1().ReplicaSets(ns).Get(ctx, ref.Name, opts)
-		case "apps/Deployment":
-			meta, err = client.AppsV1().Deployments(ns).Get(ctx, ref.Name, opts)
-		case "apps/StatefulSet":
-			meta, err = client.AppsV1().StatefulSets(ns).Get(ctx, ref.Name, opts)
-		case "apps/DaemonSet":
-			meta, err = client.AppsV1().DaemonSets(ns).Get(ctx, ref.Name, opts)
-		case "batch/Job":
-			meta, err = client.BatchV1().Jobs(ns).Get(ctx, ref.Name, opts)
-		case "batch/CronJob":
-			meta, err = client.BatchV1().CronJobs(ns).Get(ctx, ref.Name, opts)
-		case "/ReplicationController":
-			meta, err = client.CoreV1().ReplicationControllers(ns).Get(ctx, ref.Name, opts)
-		default:
+		meta, followed, err := client.Owner(ctx, group, ref.Kind, ns, ref.Name)
+		if !followed {
 			return nil, nil
 		}
 		if err != nil {

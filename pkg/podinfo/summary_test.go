@@ -74,19 +74,19 @@ func TestAPIOwnerLookupWithFakeClient(t *testing.T) {
 	)
 	pod := testPod()
 	pod.OwnerReferences = []metav1.OwnerReference{ctrl("ReplicaSet", "web-7d9f8")}
-	chain := OwnerChain(context.Background(), APIOwnerLookup(client), pod)
+	chain := OwnerChain(context.Background(), APIOwnerLookup(fakeAPI{client}), pod)
 	if got := fmt.Sprint(chain); got != "[ReplicaSet/web-7d9f8 Deployment/web]" {
 		t.Errorf("chain = %s", got)
 	}
 	// A ReplicaSet recreated under the same name is not the owner any more.
 	pod.OwnerReferences[0].UID = "another-uid"
-	chain = OwnerChain(context.Background(), APIOwnerLookup(client), pod)
+	chain = OwnerChain(context.Background(), APIOwnerLookup(fakeAPI{client}), pod)
 	if len(chain) != 1 || !strings.Contains(chain[0].Err, "recreated") {
 		t.Errorf("chain with a stale uid = %+v", chain)
 	}
 	// A missing object ends the chain with an error naming it.
 	pod.OwnerReferences = []metav1.OwnerReference{ctrl("DaemonSet", "gone")}
-	chain = OwnerChain(context.Background(), APIOwnerLookup(client), pod)
+	chain = OwnerChain(context.Background(), APIOwnerLookup(fakeAPI{client}), pod)
 	if len(chain) != 1 || !strings.Contains(chain[0].Err, "DaemonSet shop/gone") {
 		t.Errorf("chain with a missing owner = %+v", chain)
 	}

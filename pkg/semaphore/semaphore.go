@@ -21,7 +21,6 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	coordclient "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/utils/clock"
 )
 
@@ -33,6 +32,9 @@ type Config struct {
 	Prefix string
 	// Slots is the number of holders allowed at once (>= 1).
 	Slots int
+	// Single names the one slot's Lease Prefix itself rather than "<Prefix>-0" (Slots must be 1): a leader
+	// election's Lease.
+	Single bool
 	// Holder is written as holderIdentity (the node name; required).
 	Holder string
 	// LeaseDuration after the last renewal at which a slot counts as free.
@@ -49,16 +51,23 @@ type Config struct {
 // archiver.Semaphore.
 type Semaphore struct {
 	cfg    Config
-	leases coordclient.LeasesGetter
+	leases Leases
 	clk    clock.Clock
 
 	mu   sync.Mutex
 	held map[string]bool // slots held by this process
 }
 
-// New checks cfg. leases is typically kubernetes.Interface.CoordinationV1();
-// clk may be nil (real clock).
-func New(leases coordclient.LeasesGetter, cfg Config, clk clock.Clock) (*Semaphore, error) {
+// Leases reads and writes the Leases of the semaphore's namespace.
+type Leases interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (*coordinationv1.Lease, error)
+	Create(ctx context.Context, lease *coordinationv1.Lease, opts metav1.CreateOptions) (*coordinationv1.Lease, error)
+	Update(ctx context.Context, lease *coordinationv1.Lease, opts metav1.UpdateOptions) (*coordinationv1.Lease, error)
+}
+
+// New checks cfg. leases is the Lease client of cfg.Namespace; clk may be
+// nil (real clock).
+func New(leases Leases, cfg Config, clk clock.Clock) (*Semaphore, error) {
 	var errs []error
 	if leases == nil {
 		errs = append(errs, errors.New("leases client: required"))
@@ -74,6 +83,9 @@ func New(leases coordclient.LeasesGetter, cfg Config, clk clock.Clock) (*Semapho
 	}
 	if cfg.Slots < 1 {
 		errs = append(errs, fmt.Errorf("slots %d: must be at least 1", cfg.Slots))
+	}
+	if cfg.Single && cfg.Slots != 1 {
+		errs = append(errs, fmt.Errorf("slots %d: a single Lease is one slot", cfg.Slots))
 	}
 	if cfg.LeaseDuration == 0 {
 		cfg.LeaseDuration = 30 * time.Second
@@ -103,7 +115,12 @@ func New(leases coordclient.LeasesGetter, cfg Config, clk clock.Clock) (*Semapho
 }
 
 // Name of slot i's Lease.
-func (s *Semaphore) Name(i int) string { return s.cfg.Prefix + "-" + strconv.Itoa(i) }
+func (s *Semaphore) Name(i int) string {
+	if s.cfg.Single {
+		return s.cfg.Prefix
+	}
+	return s.cfg.Prefix + "-" + strconv.Itoa(i)
+}
 
 // Acquire blocks until this process holds a slot or ctx ends. The returned
 // context is cancelled when the slot is lost (renewal failed until the lease
@@ -178,7 +195,7 @@ func (s *Semaphore) tryAcquire(ctx context.Context, name string) (*coordinationv
 	if mine {
 		return nil, nil
 	}
-	api := s.leases.Leases(s.cfg.Namespace)
+	api := s.leases
 	now := s.clk.Now()
 	secs := int32((s.cfg.LeaseDuration + time.Second - 1) / time.Second)
 	holder := s.cfg.Holder
@@ -249,7 +266,7 @@ func (s *Semaphore) hold(ctx context.Context, name string, lease *coordinationv1
 			mt := metav1.NewMicroTime(now)
 			l.Spec.RenewTime = &mt
 			rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RenewInterval)
-			updated, err := s.leases.Leases(s.cfg.Namespace).Update(rctx, l, metav1.UpdateOptions{})
+			updated, err := s.leases.Update(rctx, l, metav1.UpdateOptions{})
 			cancel()
 			switch {
 			case err == nil:
@@ -284,7 +301,7 @@ func (s *Semaphore) hold(ctx context.Context, name string, lease *coordinationv1
 				l.Spec.AcquireTime, l.Spec.RenewTime = nil, nil
 				rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				// A conflict means someone else has it now: nothing to do.
-				_, _ = s.leases.Leases(s.cfg.Namespace).Update(rctx, l, metav1.UpdateOptions{})
+				_, _ = s.leases.Update(rctx, l, metav1.UpdateOptions{})
 				cancel()
 			}
 			s.mu.Lock()

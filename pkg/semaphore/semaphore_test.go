@@ -64,7 +64,7 @@ func newFake(t *testing.T) *fake.Clientset {
 
 func newSem(t *testing.T, cs *fake.Clientset, holder string, slots int, clk *clocktesting.FakeClock) *Semaphore {
 	t.Helper()
-	s, err := New(cs.CoordinationV1(), Config{Namespace: ns, Prefix: "upload", Slots: slots, Holder: holder,
+	s, err := New(cs.CoordinationV1().Leases(ns), Config{Namespace: ns, Prefix: "upload", Slots: slots, Holder: holder,
 		LeaseDuration: 30 * time.Second, RenewInterval: 10 * time.Second, RetryInterval: 2 * time.Second}, clk)
 	if err != nil {
 		t.Fatal(err)
@@ -122,9 +122,10 @@ func TestConfigValidation(t *testing.T) {
 		"no prefix":      {Namespace: ns, Slots: 1, Holder: "n"},
 		"no holder":      {Namespace: ns, Prefix: "p", Slots: 1},
 		"zero slots":     {Namespace: ns, Prefix: "p", Holder: "n"},
+		"single of two":  {Namespace: ns, Prefix: "p", Slots: 2, Holder: "n", Single: true},
 		"renew too slow": {Namespace: ns, Prefix: "p", Slots: 1, Holder: "n", LeaseDuration: 10 * time.Second, RenewInterval: 10 * time.Second},
 	} {
-		if _, err := New(cs.CoordinationV1(), cfg, nil); err == nil {
+		if _, err := New(cs.CoordinationV1().Leases(ns), cfg, nil); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
