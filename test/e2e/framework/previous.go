@@ -27,7 +27,9 @@ type Release struct {
 
 // BuildPreviousRelease checks out commit into a temporary git worktree under dir, runs `make build` there and
 // writes its binary as an image with this checkout's image writer (hack/image) on the base `make image` made
-// (bin/image/rootfs-GOARCH): the same base, the old binary and the old chart. Remove the worktree with Remove.
+// (bin/image/rootfs-GOARCH): the same base, the old binary and the old chart. The image writer wants a keeplog-api
+// binary too: the previous release's when it built one, else this checkout's (a release before keeplog-api never
+// runs it: its chart has no Deployment of it). Remove the worktree with Remove.
 func BuildPreviousRelease(ctx context.Context, repo, commit, dir string, logf func(string, ...any)) (*Release, error) {
 	wt := filepath.Join(dir, "previous")
 	if out, err := run(ctx, repo, "git", "worktree", "add", "--detach", wt, commit); err != nil {
@@ -42,9 +44,13 @@ func BuildPreviousRelease(ctx context.Context, repo, commit, dir string, logf fu
 	if _, err := os.Stat(rootfs); err != nil {
 		return r, fmt.Errorf("no image base %s (make image makes it): %w", rootfs, err)
 	}
+	api := filepath.Join(wt, "bin", "keeplog-api")
+	if _, err := os.Stat(api); err != nil {
+		api = filepath.Join(repo, "bin", "keeplog-api")
+	}
 	out := filepath.Join(dir, "previous-image")
 	if o, err := run(ctx, repo, "go", "run", "./hack/image", "write", "-out", out, "-ref", PreviousImageRef,
-		"-version", "previous", "-platform", "linux/"+runtime.GOARCH+"="+filepath.Join(wt, "bin", "keeplog")+","+rootfs); err != nil {
+		"-version", "previous", "-platform", "linux/"+runtime.GOARCH+"="+filepath.Join(wt, "bin", "keeplog")+","+rootfs+","+api); err != nil {
 		return r, fmt.Errorf("image of the previous release: %w\n%s", err, o)
 	}
 	r.Image = filepath.Join(out, "keeplog-linux-"+runtime.GOARCH+".tar")
