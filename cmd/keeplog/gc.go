@@ -50,6 +50,9 @@ func setupGC(c *components) error {
 	if c.archiver != nil {
 		deps.Archive = c.archiver
 	}
+	if c.usage != nil {
+		deps.Sizes = c.usage // run after setupUsage: the tracker already knows every directory's size
+	}
 	if c.pods != nil {
 		deps.Live = c.pods.Annotations
 	}

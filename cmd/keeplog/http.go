@@ -53,7 +53,10 @@ func isLoopbackAddress(addr string) bool {
 // metricsHandler is /metrics as --metrics-auth says: open, or behind Kubernetes authentication and authorization.
 // Without API access nothing can be checked, so a guarded /metrics answers 503 rather than opening up.
 func (c *components) metricsHandler() (http.Handler, error) {
-	h := promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{})
+	// Uncompressed: the page is tens of kilobytes, and gzip allocates about a megabyte of compressor state for each
+	// scrape (its pool is emptied by every garbage collection), which was the largest single allocation of an idle
+	// node plugin.
+	h := promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{DisableCompression: true})
 	mode := metricsAuthMode(c.opts.MetricsAuth, c.opts.HTTPAddress)
 	if mode == metricsAuthNone {
 		klog.InfoS("/metrics is served without authentication", "address", c.opts.HTTPAddress, "metricsAuth", c.opts.MetricsAuth)

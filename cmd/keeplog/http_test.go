@@ -54,6 +54,24 @@ func TestGuardedMetricsWithoutAPIAccessIsUnavailable(t *testing.T) {
 	}
 }
 
+// TestMetricsAreNotCompressed: /metrics answers a scraper that accepts gzip uncompressed (gzip cost about a megabyte
+// of compressor state per scrape for a page of tens of kilobytes).
+func TestMetricsAreNotCompressed(t *testing.T) {
+	c := &components{opts: &Options{MetricsAuth: "none", HTTPAddress: "127.0.0.1:9808"}, reg: prometheus.NewRegistry()}
+	c.reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "keeplog_test_total", Help: "a test counter"}))
+	h, err := c.metricsHandler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if enc := rec.Header().Get("Content-Encoding"); enc != "" || !strings.Contains(rec.Body.String(), "keeplog_test_total 0") {
+		t.Fatalf("/metrics with Accept-Encoding gzip: Content-Encoding %q, body %.80q; want plain text", enc, rec.Body.String())
+	}
+}
+
 // TestWebhookWithoutTokenOnlyOnLoopbackOrWhenAllowed: --dump-webhook without a token file is refused on a public
 // address unless explicitly allowed.
 func TestWebhookWithoutTokenOnlyOnLoopbackOrWhenAllowed(t *testing.T) {

@@ -29,6 +29,7 @@ import (
 	"github.com/keeplog/keeplog/pkg/podinfo"
 	"github.com/keeplog/keeplog/pkg/policy"
 	"github.com/keeplog/keeplog/pkg/store"
+	"github.com/keeplog/keeplog/pkg/usage"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -90,6 +91,7 @@ type components struct {
 	archivePolicies *policy.ArchivePolicies
 	archiver        *archiver.Archiver // nil without --archive-target
 	gc              *gc.GC
+	usage           *usage.Tracker
 	deps            driver.Deps
 	runners         []runner
 	// handlers are served on --http-address beside /healthz and /metrics, by path (dump.go's webhook).
@@ -164,7 +166,7 @@ func run(ctx context.Context, o *Options) error {
 		}
 	}
 	c.deps = driver.Deps{Log: klog.Background(), Store: st, Mounter: mount.New(""), Metrics: c.reg, Describer: describer}
-	for _, part := range []func(*components) error{setupArchiver, setupGC, setupUsage, setupDump, setupGrace, setupRetrieval} {
+	for _, part := range []func(*components) error{setupArchiver, setupUsage, setupGC, setupDump, setupGrace, setupRetrieval} {
 		if err := part(c); err != nil {
 			return err
 		}

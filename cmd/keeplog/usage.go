@@ -42,7 +42,7 @@ func setupUsage(c *components) error {
 	if err != nil {
 		return err
 	}
-	c.deps.Usage = tr
+	c.deps.Usage, c.usage = tr, tr
 	c.add("usage", tr.Run)
 	return nil
 }

@@ -161,6 +161,9 @@ type Deps struct {
 	Registerer prometheus.Registerer
 	// Forget is told each deleted directory (the policy resolver's cache); nil means nobody.
 	Forget func(dir string)
+	// Sizes gives the retained directories' sizes for the retained-bytes gauge (the usage tracker, which keeps
+	// them anyway); nil, or a directory it does not know, means the collector measures that directory itself.
+	Sizes DirSizes
 	// Liveness records the loop's progress (each pass, each directory deleted, and a heartbeat while it waits for
 	// the next pass), so that /healthz fails when the collector is wedged; nil records nothing.
 	Liveness *liveness.Loop
@@ -179,14 +182,20 @@ type GC struct {
 	events  Recorder
 	forget  func(string)
 	loop    *liveness.Loop
+	sizer   DirSizes
 	metrics *metrics
 
 	mu         sync.Mutex
-	sizes      map[string]sizeEntry // pass goroutine only, behind mu for tests
+	sizes      map[string]sizeEntry // what this collector measured itself (sizer has no figure); pass goroutine only, behind mu for tests
 	heldMounts map[string]bool      // directories reported kept for a mount inside (mounts.go), behind mu
 
 	// cache keeps the records between passes (records.go); the store tells it what changed.
 	cache recordCache
+}
+
+// DirSizes gives a pod directory's (by name) allocated bytes; false when it has no figure for it.
+type DirSizes interface {
+	DirBytes(name string) (int64, bool)
 }
 
 type sizeEntry struct {
@@ -219,7 +228,7 @@ func New(cfg Config, deps Deps) (*GC, error) {
 		m.shares.WithLabelValues(with).Set(boolGauge(shared))
 	}
 	g := &GC{cfg: cfg, log: deps.Log, store: deps.Store, clock: deps.Clock, statfs: deps.Statfs, archive: deps.Archive,
-		kube: deps.Kube, live: deps.Live, events: deps.Events, forget: deps.Forget, loop: deps.Liveness, metrics: m,
+		kube: deps.Kube, live: deps.Live, events: deps.Events, forget: deps.Forget, loop: deps.Liveness, sizer: deps.Sizes, metrics: m,
 		sizes: map[string]sizeEntry{}}
 	// For the collector's lifetime, which is the store's: the subscription only marks volumes.
 	deps.Store.Subscribe(g.cache.note)

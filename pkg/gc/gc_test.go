@@ -312,3 +312,47 @@ func TestRetainedSizesAreMeasuredRarely(t *testing.T) {
 		t.Fatalf("retained bytes after an hour: %v, want the 1 MiB written since (%v + 1 MiB)", got, first)
 	}
 }
+
+// trackedSizes is Deps.Sizes as the usage tracker gives it: a figure for the directories it knows.
+type trackedSizes map[string]int64
+
+func (s trackedSizes) DirBytes(name string) (int64, bool) {
+	b, ok := s[name]
+	return b, ok
+}
+
+// TestRetainedSizesComeFromTheTracker: with Deps.Sizes, a retained directory the tracker knows is never measured by
+// the collector (10,000 retained directories were walked twice: by the tracker and by the collector), the gauge shows
+// the tracker's figure at every pass, and a directory the tracker does not know is measured as before.
+func TestRetainedSizesComeFromTheTracker(t *testing.T) {
+	f := newFixture(t)
+	f.cfg.Policy.RetainFor = 24 * time.Hour
+	f.volume("v1:node-a:pvc-1", store.Persistent, "pvc-1", nil)
+	dir1, target1 := f.podDir("v1:node-a:pvc-1", 64<<10)
+	f.unpublish("v1:node-a:pvc-1", target1)
+	f.volume("v2:node-a:pvc-2", store.Persistent, "pvc-2", nil)
+	dir2, target2 := f.podDir("v2:node-a:pvc-2", 64<<10)
+	f.unpublish("v2:node-a:pvc-2", target2)
+	f.disk = func() (DiskUsage, error) { return DiskUsage{Size: 1000, Used: 250, Avail: 750}, nil }
+	tracked := trackedSizes{dir1: 7 << 20}
+	f.sizes = tracked
+	g := f.gc()
+	f.pass(g)
+	measured, _ := dirSize(filepath.Join(f.root, dir2))
+	if got, want := gather(t, f, "keeplog_gc_retained_bytes"), float64(7<<20+measured); got != want {
+		t.Fatalf("retained bytes %v, want the tracker's %d for %s plus %d measured for %s", got, 7<<20, dir1, measured, dir2)
+	}
+	g.mu.Lock()
+	_, own1 := g.sizes[dir1]
+	_, own2 := g.sizes[dir2]
+	g.mu.Unlock()
+	if own1 || !own2 {
+		t.Fatalf("the collector measured %s: %v (want false: the tracker has it), %s: %v (want true)", dir1, own1, dir2, own2)
+	}
+	tracked[dir1] = 9 << 20 // the tracker saw writes: the next pass shows them, no 30-minute wait
+	f.clk.Step(time.Minute)
+	f.pass(g)
+	if got, want := gather(t, f, "keeplog_gc_retained_bytes"), float64(9<<20+measured); got != want {
+		t.Fatalf("retained bytes after the tracker's figure changed: %v, want %v", got, want)
+	}
+}

@@ -70,6 +70,7 @@ type fixture struct {
 	cfg     Config
 	kube    kubernetes.Interface
 	disk    func() (DiskUsage, error)
+	sizes   DirSizes // Deps.Sizes; nil: the collector measures every retained directory itself
 	n       int
 }
 
@@ -92,7 +93,7 @@ func newFixture(t *testing.T) *fixture {
 func (f *fixture) gc() *GC {
 	f.t.Helper()
 	g, err := New(f.cfg, Deps{Store: f.st, Clock: f.clk, Archive: f.archive, Events: f.events, Registerer: f.reg,
-		Kube: f.api(), Statfs: func(string) (DiskUsage, error) { return f.disk() }})
+		Kube: f.api(), Sizes: f.sizes, Statfs: func(string) (DiskUsage, error) { return f.disk() }})
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -33,7 +33,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		retainedDirs: prometheus.NewGauge(prometheus.GaugeOpts{Name: api.MetricGCRetainedDirectories,
 			Help: "Unpublished pod directories kept on this node (retention not expired, archive pending, or kept by disk-pressure order)."}),
 		retainedBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: api.MetricGCRetainedBytes,
-			Help: "Bytes allocated by the retained pod directories (each directory measured every 30 to 60 minutes)."}),
+			Help: "Bytes allocated by the retained pod directories, as the usage tracker counts them (a directory it has no figure for is measured every 30 to 60 minutes)."}),
 		oldest: prometheus.NewGauge(prometheus.GaugeOpts{Name: api.MetricGCOldestRetainedSeconds,
 			Help: "Age of the oldest retained pod directory since its retention clock started (0 when none)."}),
 		usedRatio: prometheus.NewGauge(prometheus.GaugeOpts{Name: api.MetricGCDiskUsedRatio,
@@ -64,37 +64,41 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-// observe sets the gauges after a pass, measuring the retained directories whose size is unknown or stale.
+// observe sets the gauges after a pass. A retained directory's size is the usage tracker's (Deps.Sizes) when it has
+// one, which costs nothing; otherwise the collector measures the directory itself, again when that is stale.
 func (g *GC) observe(inv *inventory, now time.Time, res *Result) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	root := g.store.Root()
-	seen := make(map[string]bool, len(inv.candidates))
+	seen := map[string]bool{}
+	var n int
+	var bytes int64
+	var oldest time.Duration
 	var stale []string
 	for _, c := range inv.candidates {
 		if c.gone {
 			continue
 		}
-		seen[c.dir] = true
-		if s, ok := g.sizes[c.dir]; !ok || now.Sub(s.at) >= sizeTTL+jitter.Offset(c.dir, sizeTTL) || now.Before(s.at) {
-			stale = append(stale, c.dir)
+		n++
+		oldest = max(oldest, now.Sub(c.start))
+		if g.sizer != nil {
+			if b, ok := g.sizer.DirBytes(c.dir); ok {
+				bytes += b
+				continue
+			}
 		}
+		seen[c.dir] = true
+		if s, ok := g.sizes[c.dir]; ok && now.Sub(s.at) < sizeTTL+jitter.Offset(c.dir, sizeTTL) && !now.Before(s.at) {
+			bytes += s.bytes
+			continue
+		}
+		stale = append(stale, c.dir)
 	}
 	measured := make([]int64, len(stale))
 	parallel(len(stale), func(i int) { measured[i], _ = dirSize(filepath.Join(root, stale[i])) })
 	for i, dir := range stale {
 		g.sizes[dir] = sizeEntry{bytes: measured[i], at: now}
-	}
-	var n int
-	var bytes int64
-	var oldest time.Duration
-	for _, c := range inv.candidates {
-		if c.gone {
-			continue
-		}
-		n++
-		bytes += g.sizes[c.dir].bytes
-		oldest = max(oldest, now.Sub(c.start))
+		bytes += measured[i]
 	}
 	for dir := range g.sizes {
 		if !seen[dir] {

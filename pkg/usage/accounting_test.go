@@ -137,6 +137,16 @@ func TestMissingDirectory(t *testing.T) {
 	if len(s.Missing) != 1 || s.Missing[0] != filepath.Base(dirs[0]) {
 		t.Fatalf("missing = %v, want [%s]", s.Missing, filepath.Base(dirs[0]))
 	}
+	// DirBytes (the garbage collector's retained-bytes gauge): the directory that is there has its figure, the
+	// missing one and a name the tracker never saw have none.
+	if b, ok := f.tr.DirBytes(filepath.Base(dirs[1])); !ok || b != du(t, dirs[1]).Bytes {
+		t.Fatalf("DirBytes(%s) = %d, %v; want %d, true", filepath.Base(dirs[1]), b, ok, du(t, dirs[1]).Bytes)
+	}
+	for _, name := range []string{filepath.Base(dirs[0]), "ns_unknown_0000"} {
+		if b, ok := f.tr.DirBytes(name); ok {
+			t.Fatalf("DirBytes(%s) = %d, true; want no figure", name, b)
+		}
+	}
 }
 
 // TestNewVolumeAndPodDirectory: volumes and pod directories that appear after the start are found from the

@@ -185,6 +185,19 @@ func (t *Tracker) Status(volumeID string) (Status, bool) {
 	return t.statusLocked(v), true
 }
 
+// DirBytes is what one pod directory (by name) holds, in allocated bytes, as the last walk and the events since left
+// it; false when the tracker has not measured it (not started, not a tracked volume's, or missing from the disk).
+// The garbage collector's retained-bytes gauge reads it instead of walking every retained directory again.
+func (t *Tracker) DirBytes(name string) (int64, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	d := t.dirs[name]
+	if d == nil || !t.started || !d.present {
+		return 0, false
+	}
+	return d.usage.Bytes, true
+}
+
 func (t *Tracker) statusLocked(v *volState) Status {
 	s := Status{LimitBytes: v.limit, Action: v.action, OverLimit: v.over, MeasuredAt: t.updatedAt}
 	for _, name := range v.dirs {
