@@ -113,7 +113,7 @@ type Archiver struct {
 	rejected   map[podDir]map[string]string
 	watched    map[podDir]map[string]bool // pod directory → the directories inside it that are watched ("" itself)
 	known      map[string]podDir          // the watched pod directories by name: discover's shortcut
-	nextScan   map[podDir]time.Time       // unpublished pod directory → when a rescan walks it next (retained.go)
+	nextScan   map[string]time.Time       // unpublished pod directory (name: 10,000 on a busy node) → when a rescan walks it next (retained.go)
 	statusSums map[podDir][32]byte        // what each pod directory's status file says now (all but its time)
 }
 
@@ -168,7 +168,7 @@ func New(cfg Config, deps Deps) (*Archiver, error) {
 		isRetained: deps.Retained, unpublished: map[string]bool{}, unpubAt: map[string]time.Time{},
 		newUnpub: map[string]bool{}, newPub: map[string]bool{}, wantScan: map[string]bool{}, dirty: map[podDir]bool{},
 		wake: make(chan struct{}, 1), settler: newSettler(cfg.QuietPeriod), rejected: map[podDir]map[string]string{},
-		watched: map[podDir]map[string]bool{}, known: map[string]podDir{}, nextScan: map[podDir]time.Time{},
+		watched: map[podDir]map[string]bool{}, known: map[string]podDir{}, nextScan: map[string]time.Time{},
 		statusSums: map[podDir][32]byte{},
 	}, nil
 }

@@ -50,7 +50,7 @@ func (a *Archiver) busyPods() map[string]bool {
 
 // scanDue says whether a rescan walks an unpublished pod directory now.
 func (a *Archiver) scanDue(pod podDir, now time.Time) bool {
-	next, ok := a.nextScan[pod]
+	next, ok := a.nextScan[pod.name]
 	return !ok || !now.Before(next)
 }
 
@@ -60,13 +60,13 @@ func (a *Archiver) scheduleScan(pod podDir, now time.Time, busy bool) {
 	at, known := a.unpubAt[pod.name]
 	a.mu.Unlock()
 	if busy || (known && now.Sub(at) < a.cfg.RecentlyUnpublished) {
-		a.nextScan[pod] = now // the next rescan, like a watched one
+		a.nextScan[pod.name] = now // the next rescan, like a watched one
 		return
 	}
-	if next, ok := a.nextScan[pod]; ok && next.After(now) {
+	if next, ok := a.nextScan[pod.name]; ok && next.After(now) {
 		return
 	}
-	a.nextScan[pod] = now.Add(a.cfg.RetainedRescanInterval/2 + jitter.Offset(pod.name, a.cfg.RetainedRescanInterval/2))
+	a.nextScan[pod.name] = now.Add(a.cfg.RetainedRescanInterval/2 + jitter.Offset(pod.name, a.cfg.RetainedRescanInterval/2))
 }
 
 // requestScan asks the main loop to walk an unpublished pod directory now (Archived found a file it has not
@@ -114,7 +114,7 @@ func (a *Archiver) handleWake(w *fswatch.Watcher) {
 	now := a.clk.Now()
 	for name := range pub {
 		if p, ok := a.discover(name); ok {
-			delete(a.nextScan, p)
+			delete(a.nextScan, p.name)
 			a.scanPod(w, p)
 		}
 	}
@@ -122,7 +122,7 @@ func (a *Archiver) handleWake(w *fswatch.Watcher) {
 		if p, ok := a.discover(name); ok {
 			a.unwatchPod(w, p)
 			a.scanPod(w, p)
-			a.nextScan[p] = now
+			a.nextScan[p.name] = now
 		}
 	}
 	for name := range want {

@@ -306,7 +306,7 @@ func (a *Archiver) podGone(pod podDir) {
 	delete(a.statusSums, pod)
 	delete(a.watched, pod)
 	delete(a.known, pod.name)
-	delete(a.nextScan, pod)
+	delete(a.nextScan, pod.name)
 	for _, it := range a.journal.PodItems(pod.name) {
 		if it.State.terminal() {
 			if err := a.journal.Remove(it.ID); err != nil {

@@ -129,9 +129,6 @@ func (g *GC) readVolume(v *store.Volume) *volumeRecords {
 	if r.dirs, r.err = g.store.PodDirs(v.ID); r.err != nil {
 		return r
 	}
-	for i := range r.dirs {
-		sharePodRef(&r.dirs[i])
-	}
 	targets, err := g.store.Targets(v.ID)
 	if r.err = err; err != nil {
 		return r
@@ -159,15 +156,4 @@ func policyParameters(params map[string]string) map[string]string {
 		out[k] = v
 	}
 	return out
-}
-
-// sharePodRef points the pod reference's fields into the directory's name when the directory is the pod's own
-// (<namespace>_<name>_<uid>), so the three strings are not kept twice.
-func sharePodRef(pd *store.PodDir) {
-	p := pd.Pod
-	if p == nil || pd.Dir != p.DirName() {
-		return
-	}
-	ns, rest := pd.Dir[:len(p.Namespace)], pd.Dir[len(p.Namespace)+1:]
-	pd.Pod = &store.PodRef{Namespace: ns, Name: rest[:len(p.Name)], UID: rest[len(p.Name)+1:]}
 }

@@ -316,10 +316,23 @@ func (s *Store) PodDirs(volumeID string) ([]PodDir, error) {
 		if err := readJSON(path, &p); err != nil {
 			return err
 		}
-		out = append(out, p)
+		out = append(out, sharePodRef(p))
 		return nil
 	})
 	return out, err
+}
+
+// sharePodRef points the pod reference's fields into the directory's name when the directory is the pod's own
+// (<namespace>_<name>_<uid>), so the three strings are not kept twice: the usage tracker, the garbage collector and
+// the archiver keep a PodDir of each of a node's (thousands of) retained directories.
+func sharePodRef(pd PodDir) PodDir {
+	p := pd.Pod
+	if p == nil || pd.Dir != p.DirName() {
+		return pd
+	}
+	ns, rest := pd.Dir[:len(p.Namespace)], pd.Dir[len(p.Namespace)+1:]
+	pd.Pod = &PodRef{Namespace: ns, Name: rest[:len(p.Name)], UID: rest[len(p.Name)+1:]}
+	return pd
 }
 
 // Targets lists where a volume is published right now.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	clocktesting "k8s.io/utils/clock/testing"
 
@@ -303,5 +304,37 @@ func TestOwnerIndexFollowsTheRecords(t *testing.T) {
 	}
 	if err := claim("v1:n:a", "p3"); err != nil {
 		t.Fatalf("claim after the record was removed by hand: %v", err)
+	}
+}
+
+// TestPodDirsShareThePodRefWithTheName: a pod's own directory's reference points into the directory's name (the
+// usage tracker, the garbage collector and the archiver keep a PodDir of each of thousands of retained directories;
+// the three strings were kept twice), and it is still the pod's reference.
+func TestPodDirsShareThePodRefWithTheName(t *testing.T) {
+	s, _ := openStore(t)
+	if _, err := s.CreateVolume(&Volume{ID: "v1:n:a", Kind: Persistent}); err != nil {
+		t.Fatal(err)
+	}
+	ref := &PodRef{Namespace: "ns", Name: "p", UID: "0f8c6a3e-1d2b-4c5d-8e9f-0a1b2c3d4e5f"}
+	if _, err := s.ClaimPodDir("v1:n:a", ref.DirName(), ref); err != nil {
+		t.Fatal(err)
+	}
+	dirs, err := s.PodDirs("v1:n:a")
+	if err != nil || len(dirs) != 1 || dirs[0].Pod == nil {
+		t.Fatalf("PodDirs: %+v, %v", dirs, err)
+	}
+	d := dirs[0]
+	if *d.Pod != *ref {
+		t.Fatalf("pod %+v, want %+v", *d.Pod, *ref)
+	}
+	inName := func(f string) bool {
+		start := uintptr(unsafe.Pointer(unsafe.StringData(d.Dir)))
+		p := uintptr(unsafe.Pointer(unsafe.StringData(f)))
+		return p >= start && p+uintptr(len(f)) <= start+uintptr(len(d.Dir))
+	}
+	for _, f := range []string{d.Pod.Namespace, d.Pod.Name, d.Pod.UID} {
+		if !inName(f) {
+			t.Errorf("%q is a copy, not part of the directory name %q", f, d.Dir)
+		}
 	}
 }

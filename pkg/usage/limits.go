@@ -76,6 +76,9 @@ func (t *Tracker) evaluate() {
 				continue
 			}
 			if over && v.published[name] && d.pod != nil && !v.notified[name] {
+				if v.notified == nil {
+					v.notified = map[string]bool{}
+				}
 				v.notified[name] = true
 				events = append(events, podEvent{*d.pod, "Warning", api.ReasonVolumeOverLimit, overMessage(id, s, v, t.deps.Enforcer != nil)})
 			}

@@ -118,8 +118,9 @@ func (t *Tracker) readVolume(v *store.Volume) (*volState, []store.PodDir, error)
 		return nil, nil, fmt.Errorf("usage: publications of volume %s: %w", v.ID, err)
 	}
 	p, _ := policy.Resolve(v.Parameters, nil, policy.Defaults{})
-	vs := &volState{limit: v.CapacityBytes, action: p.LimitAction, published: map[string]bool{},
-		notified: map[string]bool{}}
+	// published and notified stay nil until they hold something: most of a node's volumes are retained ones,
+	// and a full walk reads every volume's records again.
+	vs := &volState{limit: v.CapacityBytes, action: p.LimitAction}
 	if vs.limit <= 0 {
 		vs.limit = p.SizeBytes
 	}
@@ -128,6 +129,9 @@ func (t *Tracker) readVolume(v *store.Volume) (*volState, []store.PodDir, error)
 	}
 	sort.Strings(vs.dirs)
 	for _, tg := range targets {
+		if vs.published == nil {
+			vs.published = map[string]bool{}
+		}
 		vs.published[tg.PodDir] = true
 	}
 	return vs, pods, nil

@@ -125,9 +125,9 @@ type volState struct {
 	limit     int64
 	action    policy.LimitAction
 	dirs      []string        // pod directory names
-	published map[string]bool // pod directory name -> published now
+	published map[string]bool // pod directory name -> published now; nil when none is
 	over      bool
-	notified  map[string]bool // pod directories told about the current excess
+	notified  map[string]bool // pod directories told about the current excess; nil until one is
 }
 
 type dirState struct {
