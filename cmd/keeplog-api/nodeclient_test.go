@@ -1,12 +1,22 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // TestNodeClient: the nodes' CA is trusted and nothing else; --node-server-name is the name checked instead of the
@@ -22,7 +32,7 @@ func TestNodeClient(t *testing.T) {
 		ca, name string
 		ok       bool
 	}{{ca, "", true}, {ca, "example.com", true}, {ca, "keeplog-node.other", false}, {"", "", false}} {
-		hc, err := nodeClient(tc.ca, tc.name)
+		hc, err := nodeClient(t.Context(), tc.ca, tc.name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -34,7 +44,117 @@ func TestNodeClient(t *testing.T) {
 			t.Errorf("CA %q, server name %q: %v, want ok %v", tc.ca, tc.name, err, tc.ok)
 		}
 	}
-	if _, err := nodeClient(filepath.Join(t.TempDir(), "none"), ""); err == nil {
+	if _, err := nodeClient(t.Context(), filepath.Join(t.TempDir(), "none"), ""); err == nil {
 		t.Error("a missing CA file was accepted")
+	}
+}
+
+// nodeServer is a node plugin's endpoint stand-in: an HTTPS server on loopback with its own self-signed certificate
+// for 127.0.0.1, returned in PEM.
+func nodeServer(t *testing.T) (*httptest.Server, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "keeplog-node"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+}
+
+// caVolume holds ca.crt as kubelet lays out a Secret volume, and replaces it as kubelet does: the new content in a
+// new timestamped directory, ..data swapped to it by a rename, the previous directory removed.
+type caVolume struct {
+	t   *testing.T
+	dir string
+	gen int
+}
+
+func (v *caVolume) write(ca string) {
+	v.t.Helper()
+	v.gen++
+	old, _ := os.Readlink(filepath.Join(v.dir, "..data"))
+	ts := fmt.Sprintf("..2026_12_01_20_00_%02d", v.gen)
+	if err := os.Mkdir(filepath.Join(v.dir, ts), 0o755); err != nil {
+		v.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(v.dir, ts, "ca.crt"), []byte(ca), 0o644); err != nil {
+		v.t.Fatal(err)
+	}
+	if old == "" {
+		if err := os.Symlink(filepath.Join("..data", "ca.crt"), filepath.Join(v.dir, "ca.crt")); err != nil {
+			v.t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(ts, filepath.Join(v.dir, "..data_tmp")); err != nil {
+		v.t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(v.dir, "..data_tmp"), filepath.Join(v.dir, "..data")); err != nil {
+		v.t.Fatal(err)
+	}
+	if old != "" {
+		if err := os.RemoveAll(filepath.Join(v.dir, old)); err != nil {
+			v.t.Fatal(err)
+		}
+	}
+}
+
+// TestNodeClientFollowsARenewedCA: --node-ca-file in a kubelet-style Secret volume trusts node A; after the Secret
+// is changed to B's CA, new connections trust B and no longer A, without a new client (no restart); a bundle that
+// does not parse keeps B trusted. Every request is a new connection (no kept-alive one hides the change).
+func TestNodeClientFollowsARenewedCA(t *testing.T) {
+	a, caA := nodeServer(t)
+	b, caB := nodeServer(t)
+	vol := &caVolume{t: t, dir: t.TempDir()}
+	vol.write(caA)
+	hc, err := nodeClient(t.Context(), filepath.Join(vol.dir, "ca.crt"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(srv *httptest.Server) error {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Close = true
+		resp, err := hc.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	if err := get(a); err != nil {
+		t.Fatalf("node A with A's CA: %v", err)
+	}
+	if err := get(b); err == nil {
+		t.Fatal("node B was trusted with A's CA")
+	}
+	vol.write(caB)
+	deadline := time.Now().Add(30 * time.Second)
+	for get(b) != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("node B still not trusted 30 s after the CA file changed to B's: %v", get(b))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := get(a); err == nil {
+		t.Fatal("node A is still trusted after the CA file changed to B's")
+	}
+	vol.write("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+	for i := range 10 {
+		if err := get(b); err != nil {
+			t.Fatalf("request %d after a broken CA bundle was written: %v (want B's CA kept)", i, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -45,7 +43,7 @@ func run(ctx context.Context, o *Options) error {
 	if err != nil {
 		return err
 	}
-	hc, err := nodeClient(o.NodeCAFile, o.NodeServerName)
+	hc, err := nodeClient(ctx, o.NodeCAFile, o.NodeServerName)
 	if err != nil {
 		return err
 	}
@@ -109,25 +107,6 @@ func (o *Options) nodeLister() (retrievalapi.NodeLister, error) {
 		return nil, errors.New("--node-namespace or $POD_NAMESPACE is required to find the node plugins")
 	}
 	return podNodes{client: cs, namespace: ns, selector: o.NodeSelector, port: o.NodePort}, nil
-}
-
-// nodeClient is the HTTP client towards the nodes: their CA when given, the system's otherwise, and the name their
-// certificates hold when they are not issued for each node's IP; never insecure.
-func nodeClient(caFile, serverName string) (*http.Client, error) {
-	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, err
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--node-ca-file %s holds no certificate", caFile)
-		}
-		tlsCfg.RootCAs = pool
-	}
-	return &http.Client{Transport: &http.Transport{Proxy: nil, TLSClientConfig: tlsCfg, MaxIdleConnsPerHost: 4,
-		IdleConnTimeout: time.Minute, ResponseHeaderTimeout: 30 * time.Second}}, nil
 }
 
 // tokenFile reads the token at each call.
