@@ -49,9 +49,8 @@ func TestNodeClient(t *testing.T) {
 	}
 }
 
-// nodeServer is a node plugin's endpoint stand-in: an HTTPS server on loopback with its own self-signed certificate
-// for 127.0.0.1, returned in PEM.
-func nodeServer(t *testing.T) (*httptest.Server, string) {
+// selfSigned is a new key and a certificate for 127.0.0.1 it signs itself (a CA too), in PEM.
+func selfSigned(t *testing.T) (certPEM, keyPEM string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -65,22 +64,39 @@ func nodeServer(t *testing.T) (*httptest.Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	return srv, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	kd, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}))
 }
 
-// caVolume holds ca.crt as kubelet lays out a Secret volume, and replaces it as kubelet does: the new content in a
-// new timestamped directory, ..data swapped to it by a rename, the previous directory removed.
-type caVolume struct {
+// nodeServer is a node plugin's endpoint stand-in: an HTTPS server on loopback with its own self-signed certificate
+// for 127.0.0.1, returned in PEM.
+func nodeServer(t *testing.T) (*httptest.Server, string) {
+	t.Helper()
+	certPEM, keyPEM := selfSigned(t)
+	pair, err := tls.X509KeyPair([]byte(certPEM), []byte(keyPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv, certPEM
+}
+
+// secretVolume holds files as kubelet lays out a Secret volume, and replaces them as kubelet does: the new content
+// in a new timestamped directory, ..data swapped to it by a rename, the previous directory removed.
+type secretVolume struct {
 	t   *testing.T
 	dir string
 	gen int
 }
 
-func (v *caVolume) write(ca string) {
+func (v *secretVolume) write(files map[string]string) {
 	v.t.Helper()
 	v.gen++
 	old, _ := os.Readlink(filepath.Join(v.dir, "..data"))
@@ -88,12 +104,14 @@ func (v *caVolume) write(ca string) {
 	if err := os.Mkdir(filepath.Join(v.dir, ts), 0o755); err != nil {
 		v.t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(v.dir, ts, "ca.crt"), []byte(ca), 0o644); err != nil {
-		v.t.Fatal(err)
-	}
-	if old == "" {
-		if err := os.Symlink(filepath.Join("..data", "ca.crt"), filepath.Join(v.dir, "ca.crt")); err != nil {
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(v.dir, ts, name), []byte(content), 0o600); err != nil {
 			v.t.Fatal(err)
+		}
+		if old == "" {
+			if err := os.Symlink(filepath.Join("..data", name), filepath.Join(v.dir, name)); err != nil {
+				v.t.Fatal(err)
+			}
 		}
 	}
 	if err := os.Symlink(ts, filepath.Join(v.dir, "..data_tmp")); err != nil {
@@ -115,8 +133,8 @@ func (v *caVolume) write(ca string) {
 func TestNodeClientFollowsARenewedCA(t *testing.T) {
 	a, caA := nodeServer(t)
 	b, caB := nodeServer(t)
-	vol := &caVolume{t: t, dir: t.TempDir()}
-	vol.write(caA)
+	vol := &secretVolume{t: t, dir: t.TempDir()}
+	vol.write(map[string]string{"ca.crt": caA})
 	hc, err := nodeClient(t.Context(), filepath.Join(vol.dir, "ca.crt"), "")
 	if err != nil {
 		t.Fatal(err)
@@ -139,7 +157,7 @@ func TestNodeClientFollowsARenewedCA(t *testing.T) {
 	if err := get(b); err == nil {
 		t.Fatal("node B was trusted with A's CA")
 	}
-	vol.write(caB)
+	vol.write(map[string]string{"ca.crt": caB})
 	deadline := time.Now().Add(30 * time.Second)
 	for get(b) != nil {
 		if time.Now().After(deadline) {
@@ -150,7 +168,7 @@ func TestNodeClientFollowsARenewedCA(t *testing.T) {
 	if err := get(a); err == nil {
 		t.Fatal("node A is still trusted after the CA file changed to B's")
 	}
-	vol.write("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+	vol.write(map[string]string{"ca.crt": "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n"})
 	for i := range 10 {
 		if err := get(b); err != nil {
 			t.Fatalf("request %d after a broken CA bundle was written: %v (want B's CA kept)", i, err)

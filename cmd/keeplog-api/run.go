@@ -24,11 +24,8 @@ import (
 // run wires k8s.io/apiserver's secure serving, delegated authentication and authorization around the API and
 // serves until ctx ends.
 func run(ctx context.Context, o *Options) error {
-	if err := o.Serving.MaybeDefaultWithSelfSignedCerts("localhost", o.ServiceDNS, []net.IP{net.ParseIP("127.0.0.1")}); err != nil {
-		return fmt.Errorf("self-signed serving certificate: %w", err)
-	}
-	var serving *server.SecureServingInfo
-	if err := o.Serving.ApplyTo(&serving); err != nil {
+	serving, err := o.secureServing()
+	if err != nil {
 		return err
 	}
 	var authn server.AuthenticationInfo
@@ -73,6 +70,20 @@ func unauthorized(w http.ResponseWriter, _ *http.Request) {
 	w.WriteHeader(http.StatusUnauthorized)
 	_, _ = fmt.Fprintf(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","message":"Unauthorized","reason":%q,"code":401}`,
 		metav1.StatusReasonUnauthorized)
+}
+
+// secureServing is the listener and serving certificate: --tls-cert-file/--tls-private-key-file (a
+// dynamiccertificates content that Serve watches: a rotated pair applies to the next handshake), else a self-signed
+// one for --service-dns.
+func (o *Options) secureServing() (*server.SecureServingInfo, error) {
+	if err := o.Serving.MaybeDefaultWithSelfSignedCerts("localhost", o.ServiceDNS, []net.IP{net.ParseIP("127.0.0.1")}); err != nil {
+		return nil, fmt.Errorf("self-signed serving certificate: %w", err)
+	}
+	var serving *server.SecureServingInfo
+	if err := o.Serving.ApplyTo(&serving); err != nil {
+		return nil, err
+	}
+	return serving, nil
 }
 
 // nodeLister is --node-endpoint's fixed list, or the DaemonSet's pods.
