@@ -1,12 +1,22 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // TestNodeClient: the nodes' CA is trusted and nothing else; --node-server-name is the name checked instead of the
@@ -22,7 +32,7 @@ func TestNodeClient(t *testing.T) {
 		ca, name string
 		ok       bool
 	}{{ca, "", true}, {ca, "example.com", true}, {ca, "keeplog-node.other", false}, {"", "", false}} {
-		hc, err := nodeClient(tc.ca, tc.name)
+		hc, err := nodeClient(t.Context(), tc.ca, tc.name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -34,7 +44,135 @@ func TestNodeClient(t *testing.T) {
 			t.Errorf("CA %q, server name %q: %v, want ok %v", tc.ca, tc.name, err, tc.ok)
 		}
 	}
-	if _, err := nodeClient(filepath.Join(t.TempDir(), "none"), ""); err == nil {
+	if _, err := nodeClient(t.Context(), filepath.Join(t.TempDir(), "none"), ""); err == nil {
 		t.Error("a missing CA file was accepted")
+	}
+}
+
+// selfSigned is a new key and a certificate for 127.0.0.1 it signs itself (a CA too), in PEM.
+func selfSigned(t *testing.T) (certPEM, keyPEM string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "keeplog-node"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kd, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}))
+}
+
+// nodeServer is a node plugin's endpoint stand-in: an HTTPS server on loopback with its own self-signed certificate
+// for 127.0.0.1, returned in PEM.
+func nodeServer(t *testing.T) (*httptest.Server, string) {
+	t.Helper()
+	certPEM, keyPEM := selfSigned(t)
+	pair, err := tls.X509KeyPair([]byte(certPEM), []byte(keyPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv, certPEM
+}
+
+// secretVolume holds files as kubelet lays out a Secret volume, and replaces them as kubelet does: the new content
+// in a new timestamped directory, ..data swapped to it by a rename, the previous directory removed.
+type secretVolume struct {
+	t   *testing.T
+	dir string
+	gen int
+}
+
+func (v *secretVolume) write(files map[string]string) {
+	v.t.Helper()
+	v.gen++
+	old, _ := os.Readlink(filepath.Join(v.dir, "..data"))
+	ts := fmt.Sprintf("..2026_12_01_20_00_%02d", v.gen)
+	if err := os.Mkdir(filepath.Join(v.dir, ts), 0o755); err != nil {
+		v.t.Fatal(err)
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(v.dir, ts, name), []byte(content), 0o600); err != nil {
+			v.t.Fatal(err)
+		}
+		if old == "" {
+			if err := os.Symlink(filepath.Join("..data", name), filepath.Join(v.dir, name)); err != nil {
+				v.t.Fatal(err)
+			}
+		}
+	}
+	if err := os.Symlink(ts, filepath.Join(v.dir, "..data_tmp")); err != nil {
+		v.t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(v.dir, "..data_tmp"), filepath.Join(v.dir, "..data")); err != nil {
+		v.t.Fatal(err)
+	}
+	if old != "" {
+		if err := os.RemoveAll(filepath.Join(v.dir, old)); err != nil {
+			v.t.Fatal(err)
+		}
+	}
+}
+
+// TestNodeClientFollowsARenewedCA: --node-ca-file in a kubelet-style Secret volume trusts node A; after the Secret
+// is changed to B's CA, new connections trust B and no longer A, without a new client (no restart); a bundle that
+// does not parse keeps B trusted. Every request is a new connection (no kept-alive one hides the change).
+func TestNodeClientFollowsARenewedCA(t *testing.T) {
+	a, caA := nodeServer(t)
+	b, caB := nodeServer(t)
+	vol := &secretVolume{t: t, dir: t.TempDir()}
+	vol.write(map[string]string{"ca.crt": caA})
+	hc, err := nodeClient(t.Context(), filepath.Join(vol.dir, "ca.crt"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(srv *httptest.Server) error {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Close = true
+		resp, err := hc.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	if err := get(a); err != nil {
+		t.Fatalf("node A with A's CA: %v", err)
+	}
+	if err := get(b); err == nil {
+		t.Fatal("node B was trusted with A's CA")
+	}
+	vol.write(map[string]string{"ca.crt": caB})
+	deadline := time.Now().Add(30 * time.Second)
+	for get(b) != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("node B still not trusted 30 s after the CA file changed to B's: %v", get(b))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := get(a); err == nil {
+		t.Fatal("node A is still trusted after the CA file changed to B's")
+	}
+	vol.write(map[string]string{"ca.crt": "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n"})
+	for i := range 10 {
+		if err := get(b); err != nil {
+			t.Fatalf("request %d after a broken CA bundle was written: %v (want B's CA kept)", i, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

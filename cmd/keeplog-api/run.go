@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -26,11 +24,8 @@ import (
 // run wires k8s.io/apiserver's secure serving, delegated authentication and authorization around the API and
 // serves until ctx ends.
 func run(ctx context.Context, o *Options) error {
-	if err := o.Serving.MaybeDefaultWithSelfSignedCerts("localhost", o.ServiceDNS, []net.IP{net.ParseIP("127.0.0.1")}); err != nil {
-		return fmt.Errorf("self-signed serving certificate: %w", err)
-	}
-	var serving *server.SecureServingInfo
-	if err := o.Serving.ApplyTo(&serving); err != nil {
+	serving, err := o.secureServing()
+	if err != nil {
 		return err
 	}
 	var authn server.AuthenticationInfo
@@ -45,7 +40,7 @@ func run(ctx context.Context, o *Options) error {
 	if err != nil {
 		return err
 	}
-	hc, err := nodeClient(o.NodeCAFile, o.NodeServerName)
+	hc, err := nodeClient(ctx, o.NodeCAFile, o.NodeServerName)
 	if err != nil {
 		return err
 	}
@@ -75,6 +70,20 @@ func unauthorized(w http.ResponseWriter, _ *http.Request) {
 	w.WriteHeader(http.StatusUnauthorized)
 	_, _ = fmt.Fprintf(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","message":"Unauthorized","reason":%q,"code":401}`,
 		metav1.StatusReasonUnauthorized)
+}
+
+// secureServing is the listener and serving certificate: --tls-cert-file/--tls-private-key-file (a
+// dynamiccertificates content that Serve watches: a rotated pair applies to the next handshake), else a self-signed
+// one for --service-dns.
+func (o *Options) secureServing() (*server.SecureServingInfo, error) {
+	if err := o.Serving.MaybeDefaultWithSelfSignedCerts("localhost", o.ServiceDNS, []net.IP{net.ParseIP("127.0.0.1")}); err != nil {
+		return nil, fmt.Errorf("self-signed serving certificate: %w", err)
+	}
+	var serving *server.SecureServingInfo
+	if err := o.Serving.ApplyTo(&serving); err != nil {
+		return nil, err
+	}
+	return serving, nil
 }
 
 // nodeLister is --node-endpoint's fixed list, or the DaemonSet's pods.
@@ -109,25 +118,6 @@ func (o *Options) nodeLister() (retrievalapi.NodeLister, error) {
 		return nil, errors.New("--node-namespace or $POD_NAMESPACE is required to find the node plugins")
 	}
 	return podNodes{client: cs, namespace: ns, selector: o.NodeSelector, port: o.NodePort}, nil
-}
-
-// nodeClient is the HTTP client towards the nodes: their CA when given, the system's otherwise, and the name their
-// certificates hold when they are not issued for each node's IP; never insecure.
-func nodeClient(caFile, serverName string) (*http.Client, error) {
-	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, err
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--node-ca-file %s holds no certificate", caFile)
-		}
-		tlsCfg.RootCAs = pool
-	}
-	return &http.Client{Transport: &http.Transport{Proxy: nil, TLSClientConfig: tlsCfg, MaxIdleConnsPerHost: 4,
-		IdleConnTimeout: time.Minute, ResponseHeaderTimeout: 30 * time.Second}}, nil
 }
 
 // tokenFile reads the token at each call.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
+	"github.com/keeplog/keeplog/internal/certreload"
 	"github.com/keeplog/keeplog/internal/httpauth"
 	"github.com/keeplog/keeplog/pkg/retrieval"
 )
@@ -36,14 +38,23 @@ func setupRetrieval(c *components) error {
 	if err != nil {
 		return err
 	}
+	var cert *certreload.Pair
+	if o.TLSCertFile != "" {
+		if cert, err = certreload.New(certreload.Config{CertFile: o.TLSCertFile, KeyFile: o.TLSKeyFile},
+			certreload.Deps{Log: klog.Background().WithName("retrieval-tls")}); err != nil {
+			return fmt.Errorf("--retrieval-tls-cert-file: %w", err)
+		}
+	}
 	mux := http.NewServeMux()
 	mux.Handle(retrieval.PathPrefix+"/", g.Protect(h))
-	c.add("retrieval", func(ctx context.Context) error { return serveRetrieval(ctx, o, mux) })
+	c.add("retrieval", func(ctx context.Context) error { return serveRetrieval(ctx, o, mux, cert) })
 	return nil
 }
 
-// serveRetrieval serves handler on the retrieval address (HTTPS when a certificate is given) until ctx ends.
-func serveRetrieval(ctx context.Context, o RetrievalOptions, handler http.Handler) error {
+// serveRetrieval serves handler on the retrieval address until ctx ends: HTTPS with cert when there is one (read
+// again when its files change: a rotated certificate is served without a restart), plain HTTP (loopback only,
+// Validate) when nil.
+func serveRetrieval(ctx context.Context, o RetrievalOptions, handler http.Handler, cert *certreload.Pair) error {
 	l, err := net.Listen("tcp", o.Address)
 	if err != nil {
 		return fmt.Errorf("listen for retrieval on %s: %w", o.Address, err)
@@ -55,11 +66,11 @@ func serveRetrieval(ctx context.Context, o RetrievalOptions, handler http.Handle
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	tls := o.TLSCertFile != ""
-	klog.InfoS("Serving retained pod directories to authorized callers", "address", l.Addr().String(), "tls", tls,
+	klog.InfoS("Serving retained pod directories to authorized callers", "address", l.Addr().String(), "tls", cert != nil,
 		"bandwidth", o.bytesPerSecond, "maxStreams", o.MaxStreams)
-	if tls {
-		err = srv.ServeTLS(l, o.TLSCertFile, o.TLSKeyFile)
+	if cert != nil {
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: cert.GetCertificate}
+		err = srv.ServeTLS(l, "", "")
 	} else {
 		err = srv.Serve(l)
 	}

@@ -16,6 +16,10 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/keeplog/keeplog/internal/certreload"
 )
 
 // selfSigned writes a certificate for 127.0.0.1 and its key, and returns their paths and the certificate.
@@ -60,9 +64,13 @@ func TestServeRetrievalTLS(t *testing.T) {
 	l.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	pair, err := certreload.New(certreload.Config{CertFile: cf, KeyFile: kf}, certreload.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	go func() {
 		done <- serveRetrieval(ctx, RetrievalOptions{Address: addr, TLSCertFile: cf, TLSKeyFile: kf, bytesPerSecond: 1, MaxStreams: 1},
-			http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }))
+			http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }), pair)
 	}()
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
@@ -83,6 +91,86 @@ func TestServeRetrievalTLS(t *testing.T) {
 			t.Error("plain HTTP was served")
 		}
 		plain.Body.Close()
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// pemFiles is a certificate file and a key file's content, as a Secret volume's keys.
+func pemFiles(t *testing.T, certFile, keyFile string) map[string]string {
+	t.Helper()
+	kv := map[string]string{}
+	for k, f := range map[string]string{"tls.crt": certFile, "tls.key": keyFile} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kv[k] = string(b)
+	}
+	return kv
+}
+
+// TestServeRetrievalRotatedCertificate: the retrieval endpoint's certificate comes from a kubelet-style Secret
+// volume (secretVolume, archivetarget_test.go); after the Secret changes (..data swapped) and the reload interval passed, the next handshake gets the new
+// certificate without a restart; a broken rotation (a certificate with another one's key) leaves the last good one
+// served.
+func TestServeRetrievalRotatedCertificate(t *testing.T) {
+	cfA, kfA, certA := selfSigned(t)
+	cfB, kfB, certB := selfSigned(t)
+	cfC, _, certC := selfSigned(t)
+	vol := &secretVolume{t: t, dir: t.TempDir()}
+	vol.write(pemFiles(t, cfA, kfA)) // archivetarget_test.go
+	clk := clocktesting.NewFakePassiveClock(time.Now())
+	cf, kf := filepath.Join(vol.dir, "tls.crt"), filepath.Join(vol.dir, "tls.key")
+	pair, err := certreload.New(certreload.Config{CertFile: cf, KeyFile: kf}, certreload.Deps{Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- serveRetrieval(ctx, RetrievalOptions{Address: addr, TLSCertFile: cf, TLSKeyFile: kf, bytesPerSecond: 1, MaxStreams: 1},
+			http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }), pair)
+	}()
+	pool := x509.NewCertPool()
+	for _, c := range []*x509.Certificate{certA, certB, certC} {
+		pool.AddCert(c)
+	}
+	served := func() *x509.Certificate {
+		t.Helper()
+		var c *tls.Conn
+		for i := 0; i < 50; i++ {
+			if c, err = tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}); err == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatalf("handshake: %v", err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0]
+	}
+	if !served().Equal(certA) {
+		t.Fatal("the first certificate is not served")
+	}
+	vol.write(pemFiles(t, cfB, kfB))
+	clk.SetTime(clk.Now().Add(certreload.DefaultInterval))
+	if !served().Equal(certB) {
+		t.Fatal("the rotated certificate is not served after the reload interval")
+	}
+	vol.write(pemFiles(t, cfC, kfB)) // half a rotation: C's certificate with B's key
+	clk.SetTime(clk.Now().Add(certreload.DefaultInterval))
+	if !served().Equal(certB) {
+		t.Fatal("a broken rotation is served, or broke serving: want the last good certificate")
 	}
 	cancel()
 	if err := <-done; err != nil {

@@ -91,6 +91,7 @@ type Archiver struct {
 	writers WriterChecker
 	log     logr.Logger
 	queue   *queue
+	retryEv *retryEvents // when each failing item last sent ArchiveRetrying (retryevents.go)
 	running atomic.Bool
 	loop    *liveness.Loop // the main loop's progress
 	drain   *liveness.Loop // the watch drain goroutine's progress
@@ -163,7 +164,7 @@ func New(cfg Config, deps Deps) (*Archiver, error) {
 	return &Archiver{
 		cfg: cfg, clk: deps.Clock, fs: pfs, journal: j, m: m, limiter: newLimiter(cfg.BytesPerSecond),
 		dialer: deps.Dialer, rec: deps.Recorder, sem: deps.Semaphore, policy: deps.Policy, writers: deps.Writers,
-		log: deps.Log.WithName("archiver"), queue: newQueue(deps.Clock),
+		log: deps.Log.WithName("archiver"), queue: newQueue(deps.Clock), retryEv: newRetryEvents(),
 		loop: deps.Liveness.Loop("archiver", cfg.LoopBound), drain: deps.Liveness.Loop("archiver-watch", cfg.LoopBound),
 		isRetained: deps.Retained, unpublished: map[string]bool{}, unpubAt: map[string]time.Time{},
 		newUnpub: map[string]bool{}, newPub: map[string]bool{}, wantScan: map[string]bool{}, dirty: map[podDir]bool{},
@@ -425,6 +426,7 @@ func (a *Archiver) process(ctx context.Context, conn Remote, it Item) Remote {
 			return conn
 		}
 		a.m.uploads.WithLabelValues(ResultFailed).Inc()
+		a.retryEv.forget(it.ID)
 		a.log.Info("Cannot archive file; giving up", "pod", ref.String(), "file", it.Rel, "err", err.Error())
 		a.rec.PodEvent(ref, "Warning", api.ReasonArchiveFailed, fmt.Sprintf("%s cannot be archived: %v", it.Rel, err))
 		a.markDirty(it.podDir())
@@ -438,25 +440,28 @@ func (a *Archiver) process(ctx context.Context, conn Remote, it Item) Remote {
 
 // afterDone deletes the local file of a done item (deleteAfterUpload) and updates the status.
 func (a *Archiver) afterDone(it Item) {
+	a.retryEv.forget(it.ID)
 	if it.DeleteAfterUpload {
 		a.deleteLocal(it)
 	}
 	a.markDirty(it.podDir())
 }
 
-// retry records a failed attempt and schedules the next one.
+// retry records a failed attempt and schedules the next one. The ArchiveRetrying Event goes out at the first
+// failure, when the error changes, and again every retryEventInterval while the same error persists.
 func (a *Archiver) retry(it Item, err error) {
 	ref, _ := it.podRef()
 	now := a.clk.Now()
 	it, perr := a.journal.Retry(it, err, now)
 	delay := backoff(it.Attempts, a.cfg.MinBackoff, a.cfg.MaxBackoff, nil)
 	if a.journalFailed(perr, "Cannot record upload retry", it) && errors.Is(perr, errIllegalTransition) {
+		a.retryEv.forget(it.ID)
 		return // not queued or uploading any more: nothing to retry
 	}
 	a.m.uploads.WithLabelValues(ResultRetry).Inc()
 	a.log.Info("Upload failed; will retry", "pod", ref.String(), "file", it.Rel, "attempt", it.Attempts, "retryIn", delay, "err", err.Error())
-	if it.Attempts == 1 {
-		a.rec.PodEvent(ref, "Warning", api.ReasonArchiveRetrying, fmt.Sprintf("%s: upload failed, retrying: %v", it.Rel, err))
+	if a.retryEv.due(it.ID, err, now) {
+		a.rec.PodEvent(ref, "Warning", api.ReasonArchiveRetrying, retryingMessage(it, err))
 	}
 	a.queue.add(it.ID, now.Add(delay))
 	a.markDirty(it.podDir())

@@ -11,9 +11,16 @@ import (
 	"github.com/keeplog/keeplog/pkg/store"
 )
 
-// archiveCacheMax bounds the cache: past it, an arbitrary entry makes room (a node keeps thousands of retained pod
-// directories, each visited once an hour; the ones written to now are asked for again at once).
+// archiveCacheMax bounds the cache of published pod directories' policies: past it, an arbitrary entry makes room.
+// These are the ones asked for again at once (the archiver asks for every file written).
 const archiveCacheMax = 1024
+
+// retainedCacheMax bounds the separate cache of unpublished (retained) pod directories' policies. A node keeps
+// thousands of them, each walked once an hour by the archiver's retained rescan and asked about by each garbage
+// collection pass: cached with the live ones, they would push the live pods' entries out every hour. In their own
+// small cache they displace only each other; it serves a retained directory that has work (a dump settling or
+// uploading, walked at every rescan), not the hourly walk of all of them.
+const retainedCacheMax = 256
 
 // Recorder sends Events on pods (*kube.Events implements it).
 type Recorder interface {
@@ -43,9 +50,10 @@ type ArchivePolicies struct {
 	// changed with its own lock held, while For holds mu across the store's calls.
 	gen atomic.Uint64
 
-	mu     sync.Mutex
-	cache  map[string]cachedArchive
-	warned map[string]string
+	mu       sync.Mutex
+	cache    map[string]cachedArchive // published pod directories
+	retained map[string]cachedArchive // unpublished ones, and those no volume owns
+	warned   map[string]string
 }
 
 type cachedArchive struct {
@@ -56,7 +64,8 @@ type cachedArchive struct {
 // NewArchivePolicies caches r's archive policies, and subscribes to r's store so that every change of a record
 // makes them stale.
 func NewArchivePolicies(r *Resolver, deps ArchiveDeps) *ArchivePolicies {
-	a := &ArchivePolicies{r: r, deps: deps, cache: map[string]cachedArchive{}, warned: map[string]string{}}
+	a := &ArchivePolicies{r: r, deps: deps, cache: map[string]cachedArchive{}, retained: map[string]cachedArchive{},
+		warned: map[string]string{}}
 	r.store.Subscribe(a.changed)
 	return a
 }
@@ -65,7 +74,8 @@ func NewArchivePolicies(r *Resolver, deps ArchiveDeps) *ArchivePolicies {
 func (a *ArchivePolicies) changed(string) { a.gen.Add(1) }
 
 // For returns the archive policy of a pod directory (its base name). A directory no volume owns archives with the
-// defaults.
+// defaults. A published directory's answer is cached with the other published ones, an unpublished one's in the
+// retained cache (retainedCacheMax), so that asking about every retained directory never displaces a live pod's.
 func (a *ArchivePolicies) For(dir string) ArchivePolicy {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -73,7 +83,10 @@ func (a *ArchivePolicies) For(dir string) ArchivePolicy {
 	if c, ok := a.cache[dir]; ok && c.gen == gen {
 		return c.p
 	}
-	p, warns, err := a.r.For(dir)
+	if c, ok := a.retained[dir]; ok && c.gen == gen {
+		return c.p
+	}
+	p, warns, published, err := a.r.resolve(dir)
 	if err != nil {
 		a.deps.Log.V(2).Info("Archive policy from defaults", "dir", dir, "reason", err)
 	}
@@ -87,15 +100,27 @@ func (a *ArchivePolicies) For(dir string) ArchivePolicy {
 		}
 	}
 	ap := p.ArchivePolicy()
-	if _, ok := a.cache[dir]; !ok && len(a.cache) >= archiveCacheMax {
-		for d := range a.cache { // any one: map order is random
-			delete(a.cache, d)
+	delete(a.cache, dir) // a directory published or unpublished since it was cached moves to the other cache
+	delete(a.retained, dir)
+	if published {
+		a.admit(a.cache, archiveCacheMax, dir, cachedArchive{p: ap, gen: gen})
+	} else {
+		a.admit(a.retained, retainedCacheMax, dir, cachedArchive{p: ap, gen: gen})
+	}
+	return ap
+}
+
+// admit caches an entry in m, making room first when m holds limit entries: an arbitrary one goes (map order is
+// random), with its warning's memory.
+func (a *ArchivePolicies) admit(m map[string]cachedArchive, limit int, dir string, c cachedArchive) {
+	if len(m) >= limit {
+		for d := range m {
+			delete(m, d)
 			delete(a.warned, d)
 			break
 		}
 	}
-	a.cache[dir] = cachedArchive{p: ap, gen: gen}
-	return ap
+	m[dir] = c
 }
 
 // Patterns returns which files of a pod directory are archived (Off and Patterns only), uncached and without

@@ -32,22 +32,29 @@ func NewResolver(st *store.Store, live LiveAnnotations, d Defaults) *Resolver {
 // For returns the policy of a pod directory (its base name), with warnings about ignored annotations or
 // parameters. A directory no volume owns gets the defaults and an error saying so.
 func (r *Resolver) For(dir string) (Policy, []error, error) {
+	p, warns, _, err := r.resolve(dir)
+	return p, warns, err
+}
+
+// resolve is For, and says whether the directory is published according to its record (false when no volume
+// owns it): what the archive-policy cache admits.
+func (r *Resolver) resolve(dir string) (p Policy, warns []error, published bool, err error) {
 	vol, pd, err := r.store.Owner(dir)
 	if err != nil {
 		p, _ := Resolve(nil, nil, r.defaults)
-		return p, nil, fmt.Errorf("policy of %s: %w", dir, err)
+		return p, nil, false, fmt.Errorf("policy of %s: %w", dir, err)
 	}
 	ann := pd.Annotations
 	if pd.Pod != nil && r.live != nil {
 		if a, ok := r.live(*pd.Pod); ok {
 			ann = KeeplogAnnotations(a)
 			if err := r.remember(vol.ID, dir, ann); err != nil {
-				return Policy{}, nil, err
+				return Policy{}, nil, false, err
 			}
 		}
 	}
-	p, warns := Resolve(vol.Parameters, ann, r.defaults)
-	return p, warns, nil
+	p, warns = Resolve(vol.Parameters, ann, r.defaults)
+	return p, warns, pd.UnpublishedAt.IsZero(), nil
 }
 
 // Observe records a live pod's keeplog annotations for its directory, so they outlive the pod. The informer calls

@@ -1,0 +1,124 @@
+package certreload
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/utils/clock"
+)
+
+// DefaultInterval is how often at most the files are read again: a handshake costs no file read, and a rotation
+// is served within seconds.
+const DefaultInterval = 5 * time.Second
+
+// Config names the files.
+type Config struct {
+	CertFile, KeyFile string
+	// Interval between reads of the files (at handshakes); DefaultInterval when zero.
+	Interval time.Duration
+}
+
+// Deps are a Pair's side effects.
+type Deps struct {
+	// Clock; the real clock when nil.
+	Clock clock.PassiveClock
+	// Log gets a line when a new pair is served and one when a changed pair cannot be loaded.
+	Log logr.Logger
+}
+
+// Pair is a certificate and key read from files, read again when they change. Safe for concurrent use.
+type Pair struct {
+	cfg  Config
+	deps Deps
+
+	mu      sync.Mutex
+	cert    *tls.Certificate
+	sum     [32]byte  // digest of the files of cert
+	failed  [32]byte  // digest of the content (or read error) last found unusable: logged once
+	checked time.Time // when the files were last read
+}
+
+// New reads the pair; it fails when the files do not hold a usable certificate and key.
+func New(cfg Config, deps Deps) (*Pair, error) {
+	if cfg.CertFile == "" || cfg.KeyFile == "" {
+		return nil, errors.New("certreload: a certificate file and a key file are required")
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = DefaultInterval
+	}
+	if deps.Clock == nil {
+		deps.Clock = clock.RealClock{}
+	}
+	p := &Pair{cfg: cfg, deps: deps}
+	sum, cert, err := p.read()
+	if err != nil {
+		return nil, err
+	}
+	p.cert, p.sum, p.checked = cert, sum, deps.Clock.Now()
+	return p, nil
+}
+
+// GetCertificate is tls.Config's: the pair to serve, the files read again first when the interval has passed.
+func (p *Pair) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if now := p.deps.Clock.Now(); now.Sub(p.checked) >= p.cfg.Interval || now.Before(p.checked) {
+		p.checked = now
+		p.reload()
+	}
+	return p.cert, nil
+}
+
+// reload serves the files' pair when their content changed and loads; it logs once for content that does not.
+func (p *Pair) reload() {
+	sum, cert, err := p.read()
+	switch {
+	case sum == p.sum:
+	case err != nil:
+		if sum != p.failed {
+			p.failed = sum
+			p.deps.Log.Error(err, "Cannot load the changed serving certificate; serving the previous one",
+				"certFile", p.cfg.CertFile, "keyFile", p.cfg.KeyFile, "serving", describe(p.cert))
+		}
+	default:
+		p.cert, p.sum, p.failed = cert, sum, [32]byte{}
+		p.deps.Log.Info("Serving a new certificate", "certFile", p.cfg.CertFile, "certificate", describe(cert))
+	}
+}
+
+// read reads both files and parses them. sum is the digest of their content, or of the error when one cannot be
+// read, so that the same failure is recognised again.
+func (p *Pair) read() (sum [32]byte, cert *tls.Certificate, err error) {
+	certPEM, err := os.ReadFile(p.cfg.CertFile)
+	if err != nil {
+		return sha256.Sum256([]byte(err.Error())), nil, fmt.Errorf("read certificate: %w", err)
+	}
+	keyPEM, err := os.ReadFile(p.cfg.KeyFile)
+	if err != nil {
+		return sha256.Sum256([]byte(err.Error())), nil, fmt.Errorf("read key: %w", err)
+	}
+	h := sha256.New()
+	_, _ = fmt.Fprintf(h, "%d\x00", len(certPEM))
+	h.Write(certPEM)
+	h.Write(keyPEM)
+	h.Sum(sum[:0])
+	c, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return sum, nil, fmt.Errorf("certificate %s and key %s: %w", p.cfg.CertFile, p.cfg.KeyFile, err)
+	}
+	return sum, &c, nil
+}
+
+// describe names a certificate in the log: subject, serial and expiry, nothing secret.
+func describe(c *tls.Certificate) string {
+	if c == nil || c.Leaf == nil {
+		return ""
+	}
+	return fmt.Sprintf("%s (serial %s, expires %s)", c.Leaf.Subject, c.Leaf.SerialNumber, c.Leaf.NotAfter.UTC().Format(time.RFC3339))
+}

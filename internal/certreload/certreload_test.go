@@ -1,0 +1,214 @@
+package certreload
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/funcr"
+	clocktesting "k8s.io/utils/clock/testing"
+)
+
+// pair is a self-signed certificate for 127.0.0.1 and its key, in PEM.
+type pair struct {
+	cert    *x509.Certificate
+	certPEM []byte
+	keyPEM  []byte
+}
+
+func newPair(t *testing.T, serial int64) pair {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "keeplog-node"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kd, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pair{cert: cert, certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		keyPEM: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd})}
+}
+
+// secretVolume is a directory laid out as kubelet lays out a Secret volume: the files in a timestamped directory,
+// a ..data symlink to it, and each name a symlink through ..data. Write swaps ..data atomically, as kubelet does.
+type secretVolume struct {
+	t   *testing.T
+	Dir string
+	gen int
+}
+
+func newsecretVolume(t *testing.T, certPEM, keyPEM []byte) *secretVolume {
+	v := &secretVolume{t: t, Dir: t.TempDir()}
+	v.Write(certPEM, keyPEM)
+	for _, name := range []string{"tls.crt", "tls.key"} {
+		if err := os.Symlink(filepath.Join("..data", name), filepath.Join(v.Dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return v
+}
+
+// Write puts new content in a new timestamped directory, points ..data at it and removes the previous one.
+func (v *secretVolume) Write(certPEM, keyPEM []byte) {
+	v.t.Helper()
+	v.gen++
+	old, _ := os.Readlink(filepath.Join(v.Dir, "..data"))
+	ts := filepath.Join(v.Dir, "..2026_12_01_20_00_0"+string(rune('0'+v.gen)))
+	if err := os.Mkdir(ts, 0o755); err != nil {
+		v.t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{"tls.crt": certPEM, "tls.key": keyPEM} {
+		if err := os.WriteFile(filepath.Join(ts, name), b, 0o600); err != nil {
+			v.t.Fatal(err)
+		}
+	}
+	tmp := filepath.Join(v.Dir, "..data_tmp")
+	if err := os.Symlink(filepath.Base(ts), tmp); err != nil {
+		v.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(v.Dir, "..data")); err != nil {
+		v.t.Fatal(err)
+	}
+	if old != "" {
+		if err := os.RemoveAll(filepath.Join(v.Dir, old)); err != nil {
+			v.t.Fatal(err)
+		}
+	}
+}
+
+// serve answers TLS handshakes with cfg on a loopback port until the test ends, and returns its address.
+func serve(t *testing.T, cfg *tls.Config) string {
+	t.Helper()
+	l, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { l.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.(*tls.Conn).Handshake()
+			_ = c.Close()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// served makes a verified handshake (trusting roots) and returns the serial of the certificate the server sent.
+func served(t *testing.T, addr string, roots *x509.CertPool) int64 {
+	t.Helper()
+	c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatalf("handshake: %v", err)
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
+}
+
+// TestPairFollowsAsecretVolume: real handshakes against a server whose GetCertificate is a Pair over a kubelet-style
+// Secret volume. It serves A; after the volume's ..data is swapped to B it still serves A until the interval passed,
+// then B; a broken rotation (B's successor's certificate with another key: a half-written update) keeps B served and
+// is logged once however many handshakes see it; the fixed rotation is served.
+func TestPairFollowsAsecretVolume(t *testing.T) {
+	a, b, c, other := newPair(t, 1), newPair(t, 2), newPair(t, 3), newPair(t, 4)
+	roots := x509.NewCertPool()
+	for _, p := range []pair{a, b, c, other} {
+		roots.AddCert(p.cert)
+	}
+	vol := newsecretVolume(t, a.certPEM, a.keyPEM)
+	clk := clocktesting.NewFakePassiveClock(time.Unix(1700000000, 0))
+	var mu sync.Mutex
+	var errorsLogged []string
+	log := funcr.New(func(prefix, args string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if strings.Contains(args, `"error"=`) {
+			errorsLogged = append(errorsLogged, args)
+		}
+	}, funcr.Options{})
+	logged := func() int { mu.Lock(); defer mu.Unlock(); return len(errorsLogged) }
+	p, err := New(Config{CertFile: filepath.Join(vol.Dir, "tls.crt"), KeyFile: filepath.Join(vol.Dir, "tls.key")},
+		Deps{Clock: clk, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serve(t, &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: p.GetCertificate})
+	step := func() { clk.SetTime(clk.Now().Add(DefaultInterval)) }
+
+	if got := served(t, addr, roots); got != 1 {
+		t.Fatalf("serves %d, want A (1)", got)
+	}
+	vol.Write(b.certPEM, b.keyPEM)
+	if got := served(t, addr, roots); got != 1 {
+		t.Fatalf("serves %d before the interval passed, want A (1): the files are not read at every handshake", got)
+	}
+	step()
+	if got := served(t, addr, roots); got != 2 {
+		t.Fatalf("serves %d after the swap to B and the interval, want B (2)", got)
+	}
+
+	vol.Write(c.certPEM, other.keyPEM) // a certificate and a key that do not go together
+	for range 3 {
+		step()
+		if got := served(t, addr, roots); got != 2 {
+			t.Fatalf("serves %d with a broken pair in the files, want the previous one, B (2)", got)
+		}
+	}
+	if n := logged(); n != 1 {
+		t.Fatalf("%d error lines for the broken pair, want 1: %q", n, errorsLogged)
+	}
+	if !strings.Contains(errorsLogged[0], "private key does not match public key") {
+		t.Errorf("the error line does not say what is wrong: %s", errorsLogged[0])
+	}
+
+	vol.Write(c.certPEM, c.keyPEM)
+	step()
+	if got := served(t, addr, roots); got != 3 {
+		t.Fatalf("serves %d after the rotation was completed, want C (3)", got)
+	}
+	if n := logged(); n != 1 {
+		t.Fatalf("%d error lines, want still 1", n)
+	}
+}
+
+// TestNewRefusesABrokenPair: at start there is no previous pair to fall back to.
+func TestNewRefusesABrokenPair(t *testing.T) {
+	a, b := newPair(t, 1), newPair(t, 2)
+	vol := newsecretVolume(t, a.certPEM, b.keyPEM)
+	if _, err := New(Config{CertFile: filepath.Join(vol.Dir, "tls.crt"), KeyFile: filepath.Join(vol.Dir, "tls.key")}, Deps{}); err == nil {
+		t.Fatal("a certificate with another certificate's key was accepted")
+	}
+	if _, err := New(Config{CertFile: filepath.Join(vol.Dir, "none.crt"), KeyFile: filepath.Join(vol.Dir, "tls.key")}, Deps{}); err == nil {
+		t.Fatal("a missing certificate file was accepted")
+	}
+}

@@ -1,0 +1,15 @@
+// Package certreload serves a TLS certificate and key from files that change while the process runs: a
+// cert-manager rotation, or a Secret the chart changes, which kubelet applies to a mounted Secret volume by
+// writing the new files into a fresh directory and swapping its ..data symlink. net/http's ServeTLS reads the pair
+// once, so a rotated certificate would only be served after a restart (and an expired one until then).
+//
+// A Pair is a tls.Config's GetCertificate: at a handshake, at most once per interval, it reads both files again
+// and compares their digest with the pair it serves; different content is parsed and served from then on. Reading
+// the content (not watching or stat'ing the names) sees every way the files can change: the ..data swap, a file
+// rewritten in place, a symlink pointed elsewhere. A pair that does not load (the certificate and key of two
+// rotations half way through a write, a truncated file) changes nothing: the previous pair is served and the
+// failure is logged once for that content, so a broken rotation never breaks serving and never floods the log.
+//
+// k8s.io/apiserver's dynamiccertificates does the same for an API server, but would link the API server's packages
+// into the node plugin; this is the one piece of it keeplog needs.
+package certreload
