@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -64,6 +65,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "keeplog: %v\n", err)
 		os.Exit(2)
 	}
+	applyGCPercent(os.LookupEnv, debug.SetGCPercent)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := run(ctx, opts); err != nil {
