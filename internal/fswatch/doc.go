@@ -20,6 +20,7 @@
 // Events are reported as this package's own Op (Create, Write, Remove, Rename, Chmod), with the meaning fsnotify
 // gives the same names, so that nothing of fsnotify is linked into keeplog (test/arch checks it is not).
 //
-// A batch says what happened to each name, not in which order across names within one Coalesce: a test that
-// needs every event in order (which of two files was created first) reads inotify itself (internal/fstest).
+// A batch keeps names in the order they were first seen and joins each name's ops: it does not say in which order
+// one name's ops came, nor where among the other names a file created and gone within one Coalesce went
+// (fstest.TempWatch, which counts upload temporaries live at once, is written with that in mind).
 package fswatch
