@@ -6,11 +6,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
+
+	"github.com/minio/minio-go/v7"
 )
 
 // RcloneEnv is an environment that configures rclone's remote "s3k" for the server, with no config file: Debian's
@@ -35,37 +37,45 @@ func (s *Server) Remote(key string) string { return "s3k:" + s.Bucket + "/" + ke
 // Rclone runs Debian's rclone with args and the remote "s3k" configured for the server (RcloneEnv), and returns
 // what it wrote to its standard output; an error carries what it wrote to its standard error.
 func (s *Server) Rclone(ctx context.Context, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, "rclone", args...)
-	cmd.Env = s.RcloneEnv()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("rclone %s: %w\n%s", strings.Join(args, " "), err, stderr.Bytes())
-	}
-	return out, nil
+	var out bytes.Buffer
+	err := s.rclone(ctx, &out, args...)
+	return out.Bytes(), err
 }
 
-// RcloneSHA256 downloads an object with `rclone copyto` (into the server's directory, removed after) and returns
-// the copy's sha256 in hex.
+// RcloneSHA256 downloads an object with `rclone cat` and returns the sha256 of what rclone read, in hex. rclone
+// says nothing of an object that is not there (it reads a "directory" with no files), so the object is looked up
+// first, and what rclone read must be its size.
 func (s *Server) RcloneSHA256(ctx context.Context, key string) (string, error) {
-	dir, err := os.MkdirTemp(s.Dir, "rclone-copy-")
+	oi, err := s.Client().StatObject(ctx, s.Bucket, key, minio.StatObjectOptions{})
 	if err != nil {
+		return "", fmt.Errorf("stat %s: %w", key, err)
+	}
+	h := &countingHash{Hash: sha256.New()}
+	if err := s.rclone(ctx, h, "cat", s.Remote(key)); err != nil {
 		return "", err
 	}
-	defer os.RemoveAll(dir)
-	copied := filepath.Join(dir, "object")
-	if _, err := s.Rclone(ctx, "copyto", "--s3-no-check-bucket", s.Remote(key), copied); err != nil {
-		return "", err
-	}
-	f, err := os.Open(copied)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
+	if h.n != oi.Size {
+		return "", fmt.Errorf("rclone cat %s read %d bytes of %d", s.Remote(key), h.n, oi.Size)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+type countingHash struct {
+	hash.Hash
+	n int64
+}
+
+func (c *countingHash) Write(p []byte) (int, error) {
+	c.n += int64(len(p))
+	return c.Hash.Write(p)
+}
+
+func (s *Server) rclone(ctx context.Context, stdout io.Writer, args ...string) error {
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, "rclone", args...)
+	cmd.Env, cmd.Stdout, cmd.Stderr = s.RcloneEnv(), stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("rclone %s: %w\n%s", strings.Join(args, " "), err, stderr.Bytes())
+	}
+	return nil
 }
