@@ -14,27 +14,10 @@ import (
 	"github.com/keeplog/keeplog/pkg/retrievalapi"
 )
 
-const archiveStatus = `{"namespace":"ns1","pod":"api-7d9f-x2k4","updated":"2026-12-01T10:05:00Z","files":[
- {"path":"app/dumps/heap.hprof","state":"done","remote":"sftp://archive/ns1/api-7d9f-x2k4/app/dumps/heap.hprof"},
- {"path":"app/dumps/heap2.hprof","state":"done","sameAs":"app/dumps/heap.hprof"},
- {"path":"app/core","state":"failed","error":"connection refused"},
- {"path":"app/late.hprof","state":"settling"}]}
-`
-
-// stateFixture: alice's pod with an archive status file (2 done, 1 failed, 1 settling) and one without.
-func stateFixture(t *testing.T) (*cluster, map[string]string) {
-	c := newCluster(t)
-	files := map[string]string{"app/dumps/heap.hprof": strings.Repeat("h", 3<<20), ".keeplog/archive-status.json": archiveStatus,
-		"app/gc.log": "gc\n"}
-	c.pod("v1:n:a", refA, files)
-	c.pod("v1:n:a2", refA2, map[string]string{"w.log": "w\n"})
-	return c, files
-}
-
 // ls shows the archive state and the expiry for every pod, the size with -o wide; -o json and yaml carry both as
 // the API's fields.
 func TestLsArchiveAndExpiry(t *testing.T) {
-	c, files := stateFixture(t)
+	c, _, files := fixture(t)
 	alice := c.kubeconfig("alice", "ns1")
 	out, errs, code := kk(t, alice, "ls")
 	lines := strings.Split(out, "\n")
@@ -87,7 +70,7 @@ func TestLsArchiveAndExpiry(t *testing.T) {
 
 // describe shows the expiry, the archive summary and each archived file's state and where its copy is.
 func TestDescribeArchiveAndExpiry(t *testing.T) {
-	c, _ := stateFixture(t)
+	c, _, _ := fixture(t)
 	out, errs, code := kk(t, c.kubeconfig("alice", "ns1"), "describe", refA.Name)
 	for _, want := range []string{"Expires:", "Archive:", "2/4 done, 1 failed, 1 pending", "Archived copies",
 		"sftp://archive/ns1/api-7d9f-x2k4/app/dumps/heap.hprof", "same content as app/dumps/heap.hprof",

@@ -16,49 +16,10 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/keeplog/keeplog/pkg/retrievalapi"
-	"github.com/keeplog/keeplog/pkg/store"
 )
-
-var (
-	refA  = store.PodRef{Namespace: "ns1", Name: "api-7d9f-x2k4", UID: "0b7c8f6e-1111-4c3e-9d6a-000000000001"}
-	refA2 = store.PodRef{Namespace: "ns1", Name: "worker-0", UID: "0b7c8f6e-3333-4c3e-9d6a-000000000003"}
-	refB  = store.PodRef{Namespace: "ns2", Name: "web-0", UID: "0b7c8f6e-2222-4c3e-9d6a-000000000002"}
-)
-
-const podYAMLOwnedByRS = `metadata:
-  name: api-7d9f-x2k4
-  ownerReferences:
-  - {apiVersion: apps/v1, kind: ReplicaSet, name: api-7d9f, uid: x}
-`
-
-const statusOOM = `apiVersion: keeplog.csi.io/v1
-kind: EndState
-containers:
-- name: app
-  state: terminated
-  terminated: {exitCode: 137, reason: OOMKilled}
-`
-
-func fixture(t *testing.T) (*cluster, string) {
-	c := newCluster(t)
-	dir := c.pod("v1:n:a", refA, map[string]string{
-		"app/gc.log":                  "gc pause 12ms\n",
-		"app/dumps/heap.hprof":        strings.Repeat("heap", 100000),
-		".keeplog/pod.yaml":           podYAMLOwnedByRS,
-		".keeplog/status.yaml":        statusOOM,
-		".keeplog/pod.txt":            "Pod ns1/api-7d9f-x2k4\nOwner: Deployment api\n",
-		".keeplog/ended.txt":          "app: OOMKilled (exit 137)\n",
-		".keeplog/logs/app/0.log":     "2026-12-01T10:00:00.000000000Z stdout F first run\n",
-		".keeplog/logs/app/1.log":     "2026-12-01T10:01:00.000000000Z stdout F second run\n2026-12-01T10:01:01.000000000Z stderr F oops\n",
-		".keeplog/logs/sidecar/0.log": "2026-12-01T10:00:00.000000000Z stdout F side\n",
-	})
-	c.pod("v1:n:a2", refA2, map[string]string{".keeplog/status.yaml": "containers:\n- name: w\n  terminated: {reason: Completed}\n"})
-	c.pod("v1:n:b", refB, map[string]string{"app/x.log": "b\n"})
-	return c, dir
-}
 
 func TestLs(t *testing.T) {
-	c, _ := fixture(t)
+	c, _, _ := fixture(t)
 	alice := c.kubeconfig("alice", "ns1")
 	out, errs, code := kk(t, alice, "ls")
 	if code != 0 || !strings.HasPrefix(out, "NAME ") || !strings.Contains(out, "api-7d9f-x2k4") || !strings.Contains(out, "worker-0") ||
@@ -116,7 +77,7 @@ func TestLs(t *testing.T) {
 }
 
 func TestLogs(t *testing.T) {
-	c, _ := fixture(t)
+	c, _, _ := fixture(t)
 	alice := c.kubeconfig("alice", "ns1")
 	for _, tc := range []struct {
 		args []string
@@ -142,7 +103,7 @@ func TestLogs(t *testing.T) {
 }
 
 func TestCp(t *testing.T) {
-	c, dir := fixture(t)
+	c, dir, _ := fixture(t)
 	alice := c.kubeconfig("alice", "ns1")
 	data, err := os.ReadFile(filepath.Join(dir, "app", "dumps", "heap.hprof"))
 	if err != nil {
@@ -227,7 +188,7 @@ func sha(t *testing.T, path string) string {
 }
 
 func TestDescribe(t *testing.T) {
-	c, _ := fixture(t)
+	c, _, _ := fixture(t)
 	out, errs, code := kk(t, c.kubeconfig("alice", "ns1"), "describe", "api-7d9f-x2k4")
 	for _, want := range []string{"Name:", "api-7d9f-x2k4", "Node:", "node-1", "Owner: Deployment api", "OOMKilled (exit 137)",
 		"app/dumps/heap.hprof", "400000"} {
@@ -241,7 +202,7 @@ func TestDescribe(t *testing.T) {
 }
 
 func TestUsage(t *testing.T) {
-	c, _ := fixture(t)
+	c, _, _ := fixture(t)
 	if _, _, code := kk(t, c.kubeconfig("alice", "ns1"), "frobnicate"); code != 2 {
 		t.Errorf("unknown verb: exit %d", code)
 	}
@@ -266,7 +227,7 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 // TestLogsFollow: -f prints the file, then what is appended to it (fetched from the offset with Range), until the
 // context ends.
 func TestLogsFollow(t *testing.T) {
-	c, dir := fixture(t)
+	c, dir, _ := fixture(t)
 	alice := c.kubeconfig("alice", "ns1")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -1,21 +1,3 @@
-// Package fswatch watches directories with inotify so that a node with pods writing costs keeplog a few wake-ups a
-// second, not one per write, and so that the watcher never waits for keeplog.
-//
-// Why not fsnotify: fsnotify reads its inotify descriptor through Go's netpoller as soon as it is readable and hands
-// each event to the consumer on a channel, so 100 pods appending a line a second woke keeplog (the reader, the
-// consumer, and the runtime's scheduler and sysmon around them) about 200 times a second for its two watchers: most
-// of its CPU on such a node. It cannot be asked to read less often. fsnotify (v1.10) also sends on its unbuffered
-// Errors channel while holding the mutex that Add and Remove take (after IN_MOVE_SELF of a directory whose watch is
-// already gone, which keeplog's own garbage collector causes by renaming pod directories into its trash), so a
-// consumer that adds watches while it must also read Errors deadlocks.
-//
-// Here one goroutine per Watcher waits in poll(2) until the descriptor is readable, then lets the kernel queue
-// events for Coalesce before it reads them all at once (the kernel merges repeats of the same event meanwhile), and
-// goes on reading every Coalesce while they keep coming; it records the changed names in a set under a short mutex
-// of its own, and the consumer takes them in batches (Ready, Take). While it waits nothing in keeplog runs at all. Add and Remove are plain system calls under that mutex: they
-// never wait for the reader or the consumer. A kernel queue overflow (or too many pending names) is remembered as a
-// flag, so the consumer rescans instead of trusting what it lost. Events are reported as fsnotify's ops (Batch.Ops),
-// the vocabulary keeplog's consumers already read.
 package fswatch
 
 import (
@@ -24,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"golang.org/x/sys/unix"
 	"k8s.io/utils/clock"
 
@@ -58,7 +39,7 @@ type Watcher struct {
 	paths    map[string]*watch // by path
 	names    map[string]int    // index in order and ops
 	order    []string
-	ops      []fsnotify.Op
+	ops      []Op
 	overflow bool
 	errs     int
 	lastErr  error
@@ -68,8 +49,8 @@ type Watcher struct {
 type Batch struct {
 	Names []string // changed paths, in first-seen order, each once
 	// Ops are what happened to each of Names (the union of its events' ops): a consumer may skip a name that was
-	// only written to (fsnotify.Write: a file's content, never a directory's entries) without a syscall.
-	Ops      []fsnotify.Op
+	// only written to (Write: a file's content, never a directory's entries) without a syscall.
+	Ops      []Op
 	Overflow bool // events were lost: rescan
 	Errs     int  // other watch errors (events were not lost)
 	LastErr  error
@@ -94,7 +75,7 @@ func New(_ clock.Clock, progress *liveness.Loop) (*Watcher, error) {
 	return w, nil
 }
 
-func (w *Watcher) add(name string, op fsnotify.Op) {
+func (w *Watcher) add(name string, op Op) {
 	if i, ok := w.names[name]; ok {
 		w.ops[i] |= op
 	} else if !w.overflow {
@@ -109,12 +90,8 @@ func (w *Watcher) add(name string, op fsnotify.Op) {
 }
 
 func (w *Watcher) fail(err error) {
-	if errors.Is(err, fsnotify.ErrEventOverflow) {
-		w.overflow = true
-	} else {
-		w.errs++
-		w.lastErr = err
-	}
+	w.errs++
+	w.lastErr = err
 }
 
 func (w *Watcher) signal() {

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"k8s.io/utils/clock"
 )
 
@@ -63,9 +62,9 @@ func TestAddNeverWaitsForTheConsumer(t *testing.T) {
 // and carries no names (the consumer rescans).
 func TestBatchDeduplicatesAndOverflows(t *testing.T) {
 	w := &Watcher{ready: make(chan struct{}, 1), names: map[string]int{}}
-	w.add("/a", fsnotify.Write)
-	w.add("/b", fsnotify.Create)
-	w.add("/a", fsnotify.Chmod)
+	w.add("/a", Write)
+	w.add("/b", Create)
+	w.add("/a", Chmod)
 	w.signal()
 	select {
 	case <-w.Ready():
@@ -74,11 +73,11 @@ func TestBatchDeduplicatesAndOverflows(t *testing.T) {
 	}
 	if b := w.Take(); len(b.Names) != 2 || b.Names[0] != "/a" || b.Names[1] != "/b" || b.Overflow {
 		t.Fatalf("batch %+v, want [/a /b]", b)
-	} else if b.Ops[0] != fsnotify.Write|fsnotify.Chmod || b.Ops[1] != fsnotify.Create {
+	} else if b.Ops[0] != Write|Chmod || b.Ops[1] != Create {
 		t.Fatalf("ops %v, want [WRITE|CHMOD CREATE]: each name's ops joined", b.Ops)
 	}
 	for i := 0; i <= MaxPendingNames; i++ {
-		w.add(fmt.Sprint("/", i), fsnotify.Write)
+		w.add(fmt.Sprint("/", i), Write)
 	}
 	if b := w.Take(); !b.Overflow || b.Names != nil {
 		t.Fatalf("after %d names: overflow %v, %d names", MaxPendingNames+1, b.Overflow, len(b.Names))

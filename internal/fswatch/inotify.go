@@ -7,7 +7,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/fsnotify/fsnotify"
 	"golang.org/x/sys/unix"
 
 	"github.com/keeplog/keeplog/internal/liveness"
@@ -189,7 +188,7 @@ func (w *Watcher) parse(b []byte) {
 // event records one inotify event, with fsnotify's meaning for each mask (w.mu held).
 func (w *Watcher) event(wd int32, mask uint32, name string) {
 	if mask&unix.IN_Q_OVERFLOW != 0 {
-		w.fail(fsnotify.ErrEventOverflow)
+		w.overflow = true
 		return
 	}
 	wt := w.watches[wd]
@@ -222,23 +221,23 @@ func (w *Watcher) event(wd int32, mask uint32, name string) {
 	w.add(path, opOf(mask))
 }
 
-// opOf is fsnotify's op for an inotify mask.
-func opOf(mask uint32) fsnotify.Op {
-	var op fsnotify.Op
+// opOf is the Op for an inotify mask.
+func opOf(mask uint32) Op {
+	var op Op
 	if mask&(unix.IN_CREATE|unix.IN_MOVED_TO) != 0 {
-		op |= fsnotify.Create
+		op |= Create
 	}
 	if mask&(unix.IN_DELETE|unix.IN_DELETE_SELF) != 0 {
-		op |= fsnotify.Remove
+		op |= Remove
 	}
 	if mask&unix.IN_MODIFY != 0 {
-		op |= fsnotify.Write
+		op |= Write
 	}
 	if mask&(unix.IN_MOVED_FROM|unix.IN_MOVE_SELF) != 0 {
-		op |= fsnotify.Rename
+		op |= Rename
 	}
 	if mask&unix.IN_ATTRIB != 0 {
-		op |= fsnotify.Chmod
+		op |= Chmod
 	}
 	return op
 }

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"k8s.io/utils/clock"
 )
 
@@ -27,9 +26,9 @@ func newWatcher(t *testing.T, dirs ...string) *Watcher {
 }
 
 // collect takes batches until want says it has what it waits for, or fails after 5 s; it returns the names' ops.
-func collect(t *testing.T, w *Watcher, want func(map[string]fsnotify.Op) bool) map[string]fsnotify.Op {
+func collect(t *testing.T, w *Watcher, want func(map[string]Op) bool) map[string]Op {
 	t.Helper()
-	got := map[string]fsnotify.Op{}
+	got := map[string]Op{}
 	deadline := time.After(5 * time.Second)
 	for !want(got) {
 		select {
@@ -48,10 +47,10 @@ func collect(t *testing.T, w *Watcher, want func(map[string]fsnotify.Op) bool) m
 	return got
 }
 
-// TestReportsFsnotifyOps: what happens in a watched directory is reported with fsnotify's ops under the watched
+// TestReportsOps: what happens in a watched directory is reported with its Ops (fsnotify's meanings) under the watched
 // path; a watched directory that is renamed away or removed loses its watch (its events would name a path that is
 // something else now), and a directory added again under its new name reports under that name.
-func TestReportsFsnotifyOps(t *testing.T) {
+func TestReportsOps(t *testing.T) {
 	root := t.TempDir()
 	sub := filepath.Join(root, "sub")
 	if err := os.Mkdir(sub, 0o755); err != nil {
@@ -71,11 +70,11 @@ func TestReportsFsnotifyOps(t *testing.T) {
 	if err := os.Remove(filepath.Join(sub, "b.log")); err != nil {
 		t.Fatal(err)
 	}
-	got := collect(t, w, func(m map[string]fsnotify.Op) bool { return m[filepath.Join(sub, "b.log")].Has(fsnotify.Remove) })
-	if want := fsnotify.Create | fsnotify.Write | fsnotify.Chmod | fsnotify.Rename; got[f] != want {
+	got := collect(t, w, func(m map[string]Op) bool { return m[filepath.Join(sub, "b.log")].Has(Remove) })
+	if want := Create | Write | Chmod | Rename; got[f] != want {
 		t.Fatalf("%s: %v, want %v", f, got[f], want)
 	}
-	if want := fsnotify.Create | fsnotify.Remove; got[filepath.Join(sub, "b.log")] != want {
+	if want := Create | Remove; got[filepath.Join(sub, "b.log")] != want {
 		t.Fatalf("b.log: %v, want %v", got[filepath.Join(sub, "b.log")], want)
 	}
 
@@ -83,8 +82,8 @@ func TestReportsFsnotifyOps(t *testing.T) {
 	if err := os.Rename(sub, moved); err != nil {
 		t.Fatal(err)
 	}
-	collect(t, w, func(m map[string]fsnotify.Op) bool {
-		return m[moved].Has(fsnotify.Create) && m[sub].Has(fsnotify.Rename)
+	collect(t, w, func(m map[string]Op) bool {
+		return m[moved].Has(Create) && m[sub].Has(Rename)
 	})
 	time.Sleep(2 * Coalesce) // the moved directory's own IN_MOVE_SELF, if it came in a later read
 	w.Take()
@@ -97,12 +96,12 @@ func TestReportsFsnotifyOps(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(moved, "c.log"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	collect(t, w, func(m map[string]fsnotify.Op) bool { return m[filepath.Join(moved, "c.log")].Has(fsnotify.Create) })
+	collect(t, w, func(m map[string]Op) bool { return m[filepath.Join(moved, "c.log")].Has(Create) })
 
 	if err := os.RemoveAll(moved); err != nil {
 		t.Fatal(err)
 	}
-	collect(t, w, func(m map[string]fsnotify.Op) bool { return m[moved].Has(fsnotify.Remove) })
+	collect(t, w, func(m map[string]Op) bool { return m[moved].Has(Remove) })
 	time.Sleep(2 * Coalesce)
 	w.Take()
 	if l := w.WatchList(); !slices.Equal(l, []string{root}) {

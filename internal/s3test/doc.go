@@ -8,4 +8,8 @@
 // $KEEPLOG_CACHE/bin/weed-<version>/weed. When it is missing the test fails and says how to build it: it never
 // skips. The process is stopped by its PID (Stop, and t.Cleanup), and Start brings it back on the same ports and
 // data, so that tests can take the server away in the middle of an upload.
+//
+// A test reads an object's bytes back with a client keeplog does not use, Debian's rclone (Rclone, RcloneSHA256),
+// and lists the bucket with minio-go (Objects, Uploads). These return errors rather than fail the test, so that
+// they can be called from a poll or a subtest.
 package s3test

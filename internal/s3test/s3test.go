@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -123,22 +122,6 @@ func (s *Server) Client() *minio.Client {
 	return c
 }
 
-// RcloneEnv is an environment that configures rclone's remote "s3k" for the server, with no config file: Debian's
-// rclone is the independent client tests read objects back with. This machine's AWS_* variables (AWS_CA_BUNDLE) are
-// left out: rclone would use them.
-func (s *Server) RcloneEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "AWS_") {
-			env = append(env, kv)
-		}
-	}
-	return append(env, "RCLONE_CONFIG=/dev/null", "RCLONE_CONFIG_S3K_TYPE=s3", "RCLONE_CONFIG_S3K_PROVIDER=SeaweedFS",
-		"RCLONE_CONFIG_S3K_ENDPOINT="+s.Endpoint, "RCLONE_CONFIG_S3K_ACCESS_KEY_ID="+s.AccessKey,
-		"RCLONE_CONFIG_S3K_SECRET_ACCESS_KEY="+s.SecretKey, "RCLONE_CONFIG_S3K_REGION=us-east-1",
-		"RCLONE_CONFIG_S3K_FORCE_PATH_STYLE=true")
-}
-
 // Start (re)starts the process on the same ports and data and waits until the S3 port answers.
 func (s *Server) Start() {
 	s.t.Helper()
@@ -233,6 +216,18 @@ func (s *Server) PID() int {
 		return 0
 	}
 	return s.cmd.Process.Pid
+}
+
+// Objects lists the bucket's keys (sorted, as S3 lists them).
+func (s *Server) Objects(ctx context.Context) ([]string, error) {
+	var out []string
+	for o := range s.Client().ListObjects(ctx, s.Bucket, minio.ListObjectsOptions{Recursive: true}) {
+		if o.Err != nil {
+			return nil, fmt.Errorf("ListObjects: %w", o.Err)
+		}
+		out = append(out, o.Key)
+	}
+	return out, nil
 }
 
 // Uploads lists the multipart uploads in progress in the bucket (key -> upload IDs).

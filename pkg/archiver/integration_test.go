@@ -20,10 +20,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
+	"github.com/keeplog/keeplog/internal/fstest"
 	"github.com/keeplog/keeplog/internal/loopfs"
 	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/policy"
@@ -389,50 +389,6 @@ func TestUnknownHostKeyRefused(t *testing.T) {
 	}
 }
 
-// maxConcurrentTemps watches the server directories with inotify (one queue,
-// events in order) and returns the highest number of upload temporary files
-// that existed at the same time.
-func maxConcurrentTemps(t *testing.T, dirs []string) (stop func() int) {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range dirs {
-		if err := w.Add(d); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var mu sync.Mutex
-	live := map[string]bool{}
-	peak := 0
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for ev := range w.Events {
-			base := filepath.Base(ev.Name)
-			if !strings.Contains(base, api.TempFileMarker) || strings.Contains(base, manifestSuffix) {
-				continue
-			}
-			mu.Lock()
-			switch {
-			case ev.Op&fsnotify.Create != 0:
-				live[ev.Name] = true
-			case ev.Op&(fsnotify.Rename|fsnotify.Remove) != 0:
-				delete(live, ev.Name)
-			}
-			peak = max(peak, len(live))
-			mu.Unlock()
-		}
-	}()
-	return func() int {
-		_ = w.Close()
-		<-done
-		mu.Lock()
-		defer mu.Unlock()
-		return peak
-	}
-}
-
 // TestClusterSemaphoreSerialisesArchivers runs two archivers (two "nodes")
 // sharing a semaphore: with one slot the server never sees two uploads at
 // once; with two slots (the control) it does.
@@ -460,7 +416,12 @@ func TestClusterSemaphoreSerialisesArchivers(t *testing.T) {
 			}
 			uid, gid := ownerOf(t, e.srv.DataDir)
 			_ = filepath.Walk(e.srv.DataDir, func(p string, _ os.FileInfo, _ error) error { return os.Chown(p, uid, gid) })
-			stop := maxConcurrentTemps(t, dirs)
+			tw, err := fstest.WatchTemps(dirs, func(base string) bool {
+				return strings.Contains(base, api.TempFileMarker) && !strings.Contains(base, manifestSuffix)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
 			cfg := e.config()
 			cfg.BytesPerSecond = 32 << 20 // half a second per file and node
 			cfg.NodeName = "node-a"
@@ -476,8 +437,12 @@ func TestClusterSemaphoreSerialisesArchivers(t *testing.T) {
 				}
 				return n == 6
 			})
-			peak := stop()
+			rep := tw.Stop()
+			peak := rep.Peak
 			t.Logf("at most %d uploads at once on the server", peak)
+			if rep.Lost {
+				t.Fatalf("the watch on the server lost events (an inotify queue overflow): %+v", rep)
+			}
 			if slots == 1 && peak != 1 {
 				t.Fatalf("%d uploads at once with a semaphore of 1", peak)
 			}

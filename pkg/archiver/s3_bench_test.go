@@ -57,7 +57,7 @@ func BenchmarkS3UploadVsRclone(b *testing.B) {
 	// One untimed upload first: SeaweedFS's first writes to a new bucket allocate its volumes (the first round was
 	// twice as slow as the others).
 	warm := exec.Command("rclone", "copyto", "--s3-no-check-bucket", local, "s3k:"+e.s3.Bucket+"/warm-up.bin")
-	warm.Env = e.rcloneEnv()
+	warm.Env = e.s3.RcloneEnv()
 	if out, err := warm.CombinedOutput(); err != nil {
 		b.Fatalf("rclone copyto: %v: %s", err, out)
 	}
@@ -79,7 +79,7 @@ func BenchmarkS3UploadVsRclone(b *testing.B) {
 			ourWall, ourCPU = ourWall+w, ourCPU+c
 
 			cmd := exec.Command("rclone", "copyto", "--s3-no-check-bucket", local, fmt.Sprintf("s3k:%s/rclone/%d.bin", e.s3.Bucket, i))
-			cmd.Env = e.rcloneEnv()
+			cmd.Env = e.s3.RcloneEnv()
 			t1 := time.Now()
 			if out, err := cmd.CombinedOutput(); err != nil {
 				b.Fatalf("rclone copyto: %v: %s", err, out)

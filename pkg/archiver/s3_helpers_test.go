@@ -1,14 +1,10 @@
 package archiver
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -80,52 +76,25 @@ func (e *s3Env) object(key string) (minio.ObjectInfo, bool) {
 // rcloneSHA256 downloads an object with Debian's rclone (an independent S3 client) and returns its sha256.
 func (e *s3Env) rcloneSHA256(key string) string {
 	e.t.Helper()
-	out := filepath.Join(e.t.TempDir(), "rclone-copy")
-	cmd := exec.Command("rclone", "copyto", "--s3-no-check-bucket", "s3k:"+e.s3.Bucket+"/"+key, out)
-	cmd.Env = e.rcloneEnv()
-	if b, err := cmd.CombinedOutput(); err != nil {
-		e.t.Fatalf("rclone copyto %s: %v\n%s", key, err, b)
-	}
-	b, err := os.ReadFile(out)
+	sum, err := e.s3.RcloneSHA256(context.Background(), key)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	defer os.Remove(out)
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
+	return sum
 }
 
 // rcloneManifest reads an object's manifest through rclone.
 func (e *s3Env) rcloneManifest(key string) Manifest {
 	e.t.Helper()
-	cmd := exec.Command("rclone", "cat", "s3k:"+e.s3.Bucket+"/"+key+manifestSuffix)
-	cmd.Env = e.rcloneEnv()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	b, err := cmd.Output()
+	b, err := e.s3.Rclone(context.Background(), "cat", e.s3.Remote(key+manifestSuffix))
 	if err != nil {
-		e.t.Fatalf("rclone cat %s: %v\n%s", key+manifestSuffix, err, stderr.String())
+		e.t.Fatal(err)
 	}
 	var m Manifest
-	if err := json.NewDecoder(bytes.NewReader(b)).Decode(&m); err != nil {
+	if err := json.Unmarshal(b, &m); err != nil {
 		e.t.Fatalf("manifest of %s: %v\n%s", key, err, b)
 	}
 	return m
-}
-
-// rcloneEnv is the environment that configures rclone's remote "s3k" for the server (no config file). The AWS_*
-// variables of this machine's environment (AWS_CA_BUNDLE) are left out: rclone would use them.
-func (e *s3Env) rcloneEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "AWS_") {
-			env = append(env, kv)
-		}
-	}
-	return append(env, "RCLONE_CONFIG=/dev/null", "RCLONE_CONFIG_S3K_TYPE=s3", "RCLONE_CONFIG_S3K_PROVIDER=SeaweedFS",
-		"RCLONE_CONFIG_S3K_ENDPOINT="+e.s3.Endpoint, "RCLONE_CONFIG_S3K_ACCESS_KEY_ID="+e.s3.AccessKey,
-		"RCLONE_CONFIG_S3K_SECRET_ACCESS_KEY="+e.s3.SecretKey, "RCLONE_CONFIG_S3K_REGION=us-east-1",
-		"RCLONE_CONFIG_S3K_FORCE_PATH_STYLE=true")
 }
 
 // noUploads fails when a multipart upload is left in the bucket.

@@ -153,12 +153,8 @@ func TestS3SIGKILLResumesTheMultipartUpload(t *testing.T) {
 		t.Fatalf("manifest %+v; rclone's copy sha256 %s; local %s", m, got, sum)
 	}
 	e.noUploads()
-	var objs []string
-	for o := range e.s3.Client().ListObjects(context.Background(), e.s3.Bucket, minio.ListObjectsOptions{Recursive: true}) {
-		objs = append(objs, o.Key)
-	}
-	if len(objs) != 2 {
-		t.Errorf("objects %v, want the dump and its manifest", objs)
+	if objs, err := e.s3.Objects(context.Background()); err != nil || len(objs) != 2 {
+		t.Errorf("objects %v (%v), want the dump and its manifest", objs, err)
 	}
 	t.Logf("%d parts of %d MiB; %d parts sent again over %d kills", (size+8<<20-1)/(8<<20), 8, resent, kills)
 	if resent > kills {

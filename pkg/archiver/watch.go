@@ -8,7 +8,6 @@ import (
 	"path"
 	"strings"
 
-	"github.com/fsnotify/fsnotify"
 	"golang.org/x/sys/unix"
 
 	"github.com/keeplog/keeplog/internal/fswatch"
@@ -74,7 +73,7 @@ func (a *Archiver) handleBatch(w *fswatch.Watcher, b fswatch.Batch) {
 	}
 }
 
-func (a *Archiver) handleEvent(w *fswatch.Watcher, name string, op fsnotify.Op) {
+func (a *Archiver) handleEvent(w *fswatch.Watcher, name string, op fswatch.Op) {
 	pod, rel, ok := a.splitEvent(name)
 	if !ok {
 		return
@@ -86,7 +85,7 @@ func (a *Archiver) handleEvent(w *fswatch.Watcher, name string, op fsnotify.Op) 
 	if inOwnDir(rel) || policy.IsOwnFile(path.Base(rel)) { // keeplog's own names: known before any syscall
 		return
 	}
-	if op == fsnotify.Write && a.onlyWritten(pod, rel) {
+	if op == fswatch.Write && a.onlyWritten(pod, rel) {
 		return
 	}
 	st, err := a.fs.lstat(pod.name, rel)

@@ -8,8 +8,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/fsnotify/fsnotify"
-
+	"github.com/keeplog/keeplog/internal/fswatch"
 	"github.com/keeplog/keeplog/pkg/api"
 )
 
@@ -29,7 +28,7 @@ func (t *Tracker) update(ctx context.Context) {
 	t.mu.Unlock()
 	sort.Strings(paths) // parents before children
 	// What is gone leaves first and its directories' watches are removed, so that a directory renamed to a path
-	// applied in the second pass gets a watch under its new name (inotify keeps one watch per inode, and fsnotify
+	// applied in the second pass gets a watch under its new name (inotify keeps one watch per inode, and the watcher
 	// would report the moved directory's events under its old name). Each path is stat-ed once: the result sorts it
 	// and is what its tree records.
 	var gone, there []pathStat
@@ -108,13 +107,13 @@ func (t *Tracker) takeEvents() {
 }
 
 // entriesChanged are the ops that add or remove a directory's entries, and so change its size (and link count).
-const entriesChanged = fsnotify.Create | fsnotify.Remove | fsnotify.Rename
+const entriesChanged = fswatch.Create | fswatch.Remove | fswatch.Rename
 
 // markDirtyLocked records a path an event named, and its parent when an entry came or went (a file only written to
 // or chmod-ed, a log line appended, leaves its directory as it was). keeplog's own names are recognised before any
 // syscall: the state directory at the top of the root and a pod directory's own .keeplog (which is never watched
 // either).
-func (t *Tracker) markDirtyLocked(path string, op fsnotify.Op) {
+func (t *Tracker) markDirtyLocked(path string, op fswatch.Op) {
 	rest, ok := strings.CutPrefix(path, t.root+"/")
 	if !ok || strings.HasPrefix(rest, ".") {
 		return

@@ -11,11 +11,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
-
+	"github.com/keeplog/keeplog/internal/fstest"
 	"github.com/keeplog/keeplog/pkg/archiver"
 )
 
@@ -105,99 +103,11 @@ func FileSHA256(p string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// TempWatch counts the upload temporaries open at once in a set of server directories, from inotify events (a
-// temporary is created when an upload starts and renamed away when it ends): peak > 1 means two uploads at once.
-type TempWatch struct {
-	w    *fsnotify.Watcher
-	done chan struct{}
-
-	mu   sync.Mutex
-	live map[string]time.Time
-	peak int
-	seen int // temporaries seen at all
-	// overlaps describes each moment two or more were live.
-	overlaps []string
-	// timeline is every temporary's creation and end, as the server's disk saw them.
-	timeline []string
-}
-
-// WatchTemps starts watching dirs (which must exist: create the remote directories first, owned by the SFTP user).
-func WatchTemps(dirs []string) (*TempWatch, error) {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return nil, err
-	}
-	for _, d := range dirs {
-		if err := w.Add(d); err != nil {
-			w.Close()
-			return nil, fmt.Errorf("watch %s: %w", d, err)
-		}
-	}
-	tw := &TempWatch{w: w, done: make(chan struct{}), live: map[string]time.Time{}}
-	go tw.run()
-	return tw, nil
-}
-
-func (tw *TempWatch) run() {
-	defer close(tw.done)
-	for {
-		select {
-		case ev, ok := <-tw.w.Events:
-			if !ok {
-				return
-			}
-			tw.handle(ev)
-		case _, ok := <-tw.w.Errors:
-			if !ok {
-				return
-			}
-		}
-	}
-}
-
-func (tw *TempWatch) handle(ev fsnotify.Event) {
-	// A manifest's temporary belongs to the upload of its data file (same item), written just before the data
-	// file's rename: only data temporaries are uploads.
-	base := filepath.Base(ev.Name)
-	if !strings.Contains(base, TempMarker) || strings.Contains(base, ManifestSuffix+TempMarker) {
-		return
-	}
-	tw.mu.Lock()
-	defer tw.mu.Unlock()
-	switch {
-	case ev.Op&fsnotify.Create != 0:
-		tw.live[ev.Name] = time.Now()
-		tw.seen++
-		tw.timeline = append(tw.timeline, time.Now().Format("15:04:05.000 start ")+filepath.Base(ev.Name))
-		if len(tw.live) > 1 {
-			var names []string
-			for n := range tw.live {
-				names = append(names, filepath.Base(n))
-			}
-			tw.overlaps = append(tw.overlaps, time.Now().Format("15:04:05.000 ")+strings.Join(names, " + "))
-		}
-		tw.peak = max(tw.peak, len(tw.live))
-	case ev.Op&(fsnotify.Rename|fsnotify.Remove) != 0:
-		if _, ok := tw.live[ev.Name]; ok {
-			tw.timeline = append(tw.timeline, time.Now().Format("15:04:05.000 end   ")+filepath.Base(ev.Name))
-		}
-		delete(tw.live, ev.Name)
-	}
-}
-
-// TempReport is what a TempWatch saw.
-type TempReport struct {
-	// Peak is the most temporaries live at once; Seen how many were created.
-	Peak, Seen int
-	// Overlaps describes each moment two or more were live; Timeline every start and end.
-	Overlaps, Timeline []string
-}
-
-// Stop ends the watch and reports.
-func (tw *TempWatch) Stop() TempReport {
-	_ = tw.w.Close()
-	<-tw.done
-	tw.mu.Lock()
-	defer tw.mu.Unlock()
-	return TempReport{Peak: tw.peak, Seen: tw.seen, Overlaps: tw.overlaps, Timeline: tw.timeline}
+// WatchTemps counts the upload temporaries live at once in dirs (which must exist: create the remote directories
+// first, owned by the SFTP user): fstest.TempWatch. A manifest's temporary belongs to the upload of its data file
+// (same item), written just before the data file's rename: only data temporaries are uploads.
+func WatchTemps(dirs []string) (*fstest.TempWatch, error) {
+	return fstest.WatchTemps(dirs, func(base string) bool {
+		return strings.Contains(base, TempMarker) && !strings.Contains(base, ManifestSuffix+TempMarker)
+	})
 }

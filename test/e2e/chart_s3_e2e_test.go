@@ -5,14 +5,11 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/minio/minio-go/v7"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -75,8 +72,8 @@ func TestChartS3(t *testing.T) {
 	if got := sha(t, local); got != want {
 		t.Errorf("the dump changed on the node while its upload failed: %s, want %s", got, want)
 	}
-	if objs := chartS3Objects(ctx, t, s3); len(objs) != 0 {
-		t.Errorf("objects %v after a refused upload", objs)
+	if objs, err := s3.Objects(ctx); err != nil || len(objs) != 0 {
+		t.Errorf("objects %v (%v) after a refused upload", objs, err)
 	}
 
 	secret.StringData["secretAccessKey"] = s3.SecretKey
@@ -85,21 +82,29 @@ func TestChartS3(t *testing.T) {
 	}
 	key := strings.Join([]string{"e2e", ns, pod.Name, string(pod.UID), "app", "java_pid1.hprof"}, "/")
 	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
-		return len(chartS3Objects(ctx, t, s3)) >= 2, nil
+		objs, err := s3.Objects(ctx)
+		return len(objs) >= 2, err
 	})
+	objs, lerr := s3.Objects(ctx)
 	if err != nil {
-		t.Fatalf("the dump was not archived after the fix: objects %v\n%s", chartS3Objects(ctx, t, s3), keeplogDiagnostics(ctx, env))
+		t.Fatalf("the dump was not archived after the fix: %v; objects %v (%v)\n%s", err, objs, lerr, keeplogDiagnostics(ctx, env))
 	}
-	if objs := chartS3Objects(ctx, t, s3); len(objs) != 2 || objs[0] != key || objs[1] != key+".manifest.json" {
-		t.Fatalf("objects %v, want %s and its manifest", objs, key)
+	if lerr != nil || len(objs) != 2 || objs[0] != key || objs[1] != key+".manifest.json" {
+		t.Fatalf("objects %v (%v), want %s and its manifest", objs, lerr, key)
 	}
 	var m archiver.Manifest
-	if err := json.Unmarshal([]byte(chartRclone(t, s3, "cat", "s3k:"+s3.Bucket+"/"+key+".manifest.json")), &m); err != nil {
+	mb, err := s3.Rclone(ctx, "cat", s3.Remote(key+".manifest.json"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	copied := filepath.Join(t.TempDir(), "copy")
-	chartRclone(t, s3, "copyto", "--s3-no-check-bucket", "s3k:"+s3.Bucket+"/"+key, copied)
-	if got := sha(t, copied); got != want || m.SHA256 != want || m.StoredSHA256 != want {
+	if err := json.Unmarshal(mb, &m); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s3.RcloneSHA256(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want || m.SHA256 != want || m.StoredSHA256 != want {
 		t.Fatalf("rclone's copy sha256 %s, manifest %s (stored %s), the node's file %s", got, m.SHA256, m.StoredSHA256, want)
 	}
 	if m.Namespace != ns || m.Pod != pod.Name || m.UID != string(pod.UID) || m.Node != env.Lab.NodeName() || m.Container != "app" {
@@ -127,30 +132,4 @@ func TestChartS3(t *testing.T) {
 	}
 	t.Logf("after the fix, without a restart: %s (%d bytes, sha256 %s) archived and read back with rclone", key, m.Size, want)
 	chartNoRBACDenials(ctx, t, env)
-}
-
-// chartS3Objects lists the bucket's keys (sorted, as S3 lists them).
-func chartS3Objects(ctx context.Context, t *testing.T, s3 *s3test.Server) []string {
-	t.Helper()
-	var out []string
-	for o := range s3.Client().ListObjects(ctx, s3.Bucket, minio.ListObjectsOptions{Recursive: true}) {
-		if o.Err != nil {
-			t.Fatalf("ListObjects: %v", o.Err)
-		}
-		out = append(out, o.Key)
-	}
-	return out
-}
-
-// chartRclone runs Debian's rclone (an independent S3 client) with the remote "s3k" configured for s3.
-func chartRclone(t *testing.T, s3 *s3test.Server, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("rclone", args...)
-	cmd.Env = s3.RcloneEnv()
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("rclone %v: %v", args, err)
-	}
-	return string(out)
 }

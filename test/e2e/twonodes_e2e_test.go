@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keeplog/keeplog/internal/fstest"
 	"github.com/keeplog/keeplog/test/binary"
 	"github.com/keeplog/keeplog/test/e2e/framework"
 	"github.com/keeplog/keeplog/test/e2e/lab"
@@ -21,8 +22,8 @@ import (
 // TestTwoNodesShareOneUploadSlot runs two bin/keeplog processes with different node IDs against the lab's one API
 // server and one OpenSSH sshd, with --archive-cluster-uploads=1: the Lease semaphore must serialise their uploads,
 // and the server's disk shows it (an upload's temporary file is created when it starts and renamed when it ends;
-// inotify on the server's directories sees every one). The control run with two slots must see two at once, or the
-// check could not see an overlap at all.
+// inotify on the server's directories sees every one: fstest.TempWatch). The control run with two slots must see
+// two at once, or the check could not see an overlap at all.
 //
 // It is an e2e test, not part of the short soak: the semaphore needs an API server, and the lab (one per machine,
 // behind /run/keeplog-lab.lock, about 630 MB and 15 s to start) is the e2e suite's; the soak stays sshd-only so
@@ -47,6 +48,8 @@ func TestTwoNodesShareOneUploadSlot(t *testing.T) {
 			}
 			t.Logf("%d uploads, at most %d at once on the server", rep.Seen, rep.Peak)
 			switch {
+			case rep.Lost:
+				t.Fatalf("the watch on the server lost events (an inotify queue overflow): %+v", rep)
 			case rep.Seen < 8:
 				t.Fatalf("the server saw %d upload temporaries, want at least 8", rep.Seen)
 			case slots == 1 && rep.Peak != 1:
@@ -71,7 +74,7 @@ type slotNode struct {
 
 // uploadOnTwoNodes starts node-a and node-b, publishes two pods on each, writes the dumps, unpublishes all four
 // pods at once and waits until the server has all eight files.
-func uploadOnTwoNodes(t *testing.T, ctx context.Context, l *lab.Lab, sftp *framework.SFTP, slots int) binary.TempReport {
+func uploadOnTwoNodes(t *testing.T, ctx context.Context, l *lab.Lab, sftp *framework.SFTP, slots int) fstest.TempReport {
 	var dirs []string
 	var nodes []*slotNode
 	for _, id := range []string{"node-a", "node-b"} {

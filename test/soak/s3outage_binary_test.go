@@ -119,12 +119,17 @@ func s3WaitArchived(t *testing.T, e *archEnv, s3 *s3test.Server, sum string, siz
 		t.Fatalf("objects %v, want the dump and its manifest", objs)
 	}
 	var m archiver.Manifest
-	if err := json.Unmarshal([]byte(rclone(t, s3, "cat", "s3k:"+s3.Bucket+"/"+key+".manifest.json")), &m); err != nil {
+	mb, err := s3.Rclone(context.Background(), "cat", s3.Remote(key+".manifest.json"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(t.TempDir(), "copy")
-	rclone(t, s3, "copyto", "--s3-no-check-bucket", "s3k:"+s3.Bucket+"/"+key, out)
-	got := fileSHA256(t, out)
+	if err := json.Unmarshal(mb, &m); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s3.RcloneSHA256(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if got != sum || m.SHA256 != sum || m.StoredSHA256 != sum || m.Size != size {
 		t.Fatalf("rclone's copy sha256 %s; manifest %+v; the dump's %s", got, m, sum)
 	}

@@ -10,7 +10,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -158,15 +157,14 @@ func s3InProgress(t *testing.T, s3 *s3test.Server) (string, int) {
 	return "", 0
 }
 
+// s3Objects lists the bucket (s3test's Objects), failing the test when it cannot.
 func s3Objects(t *testing.T, s3 *s3test.Server) []string {
-	var out []string
-	for o := range s3.Client().ListObjects(context.Background(), s3.Bucket, minio.ListObjectsOptions{Recursive: true}) {
-		if o.Err != nil {
-			t.Fatalf("ListObjects: %v", o.Err)
-		}
-		out = append(out, o.Key)
+	t.Helper()
+	objs, err := s3.Objects(context.Background())
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return objs
 }
 
 // s3JournalParts is the number of parts keeplog's journal records for its upload under way (its item files, each
@@ -187,17 +185,6 @@ func s3JournalParts(t *testing.T, root string) int {
 		}
 	}
 	return 0
-}
-
-// rclone runs Debian's rclone with the remote "s3k" configured for s3 through the environment.
-func rclone(t *testing.T, s3 *s3test.Server, args ...string) string {
-	cmd := exec.Command("rclone", args...)
-	cmd.Env = s3.RcloneEnv()
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("rclone %v: %v", args, err)
-	}
-	return string(out)
 }
 
 // writeRandomFile writes size pseudo-random bytes and returns their sha256.
