@@ -71,7 +71,8 @@ func negotiated(nc net.Conn, sc ssh.Conn) {
 }
 
 // negotiated tells the connection the cipher its writes use from now on (the client's first choice the server
-// has: a key re-exchange picks the same one).
+// has: a key re-exchange picks the same one; a server that offered another one then could at worst delay a 4 KiB
+// packet until the next write, the keepalive's at the latest, which it can do anyway by not reading).
 func (c *packetConn) negotiated(cipher string) {
 	c.gcm.Store(cipher == ssh.CipherAES128GCM || cipher == ssh.CipherAES256GCM)
 }
