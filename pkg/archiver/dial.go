@@ -148,12 +148,14 @@ func (d *SSHDialer) Dial(ctx context.Context) (Remote, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = tcp.SetDeadline(dl)
 	}
-	c, chans, reqs, err := ssh.NewClientConn(tcp, addr, d.config)
+	pc := newPacketConn(tcp)
+	c, chans, reqs, err := ssh.NewClientConn(pc, addr, d.config)
 	if err != nil {
 		stop()
 		_ = tcp.Close()
 		return nil, fmt.Errorf("ssh handshake with %s as user %q: %w", addr, d.target.User, err)
 	}
+	negotiated(pc, c)
 	client := ssh.NewClient(c, chans, reqs)
 	sc, err := newSFTPClient(client, d.sftpOptions...)
 	if !stop() || ctx.Err() != nil {
