@@ -44,14 +44,23 @@ func fileStatus(t *testing.T, e *archEnv, pod binary.Pod, rel string) archiver.F
 // line.
 func waitStatusError(t *testing.T, e *archEnv, pod binary.Pod, want string) archiver.FileStatus {
 	t.Helper()
+	return waitStatus(t, e, pod, want, func(st archiver.FileStatus) bool {
+		return strings.Contains(st.Error, want) && st.State != string(archiver.StateDone)
+	})
+}
+
+// waitStatus waits until the dump's line of the pod's status file satisfies ok (what describes it for the failure
+// message), and returns the line. The status file is rewritten shortly after the journal changes, not at once.
+func waitStatus(t *testing.T, e *archEnv, pod binary.Pod, what string, ok func(archiver.FileStatus) bool) archiver.FileStatus {
+	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
 		st := fileStatus(t, e, pod, dumpName(0))
-		if strings.Contains(st.Error, want) && st.State != string(archiver.StateDone) {
+		if ok(st) {
 			return st
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the status file does not say %q after a minute: %+v; keeplog's log:\n%s", want, st, e.kl.LogTail(20))
+			t.Fatalf("the status file does not say %q after a minute: %+v; keeplog's log:\n%s", what, st, e.kl.LogTail(20))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -83,9 +83,9 @@ func TestBinaryS3WrongCredentials(t *testing.T) {
 	if up := m.Series(api.MetricArchiverUploadsTotal); up[`{result="success"}`] != 1 {
 		t.Errorf("uploads after the fix %v, want one success", up)
 	}
-	if st := fileStatus(t, e, pod, dumpName(0)); st.State != string(archiver.StateDone) || !st.Deleted || st.Error != "" {
-		t.Errorf("status after the fix %+v, want done, deleted after upload, no error", st)
-	}
+	waitStatus(t, e, pod, "done, deleted after upload, no error", func(st archiver.FileStatus) bool {
+		return st.State == string(archiver.StateDone) && st.Deleted && st.Error == ""
+	})
 	if k, n := s3InProgress(t, s3); k != "" {
 		t.Errorf("a multipart upload of %s (%d parts) is left", k, n)
 	}

@@ -137,9 +137,9 @@ func TestBinarySFTPRotatedCredentials(t *testing.T) {
 	if up := m.Series(api.MetricArchiverUploadsTotal); up[`{result="success"}`] != 1 || up[`{result="retry"}`] < 3 {
 		t.Errorf("uploads %v, want one success after at least three retries", up)
 	}
-	if st := fileStatus(t, e, pod, dumpName(0)); st.State != string(archiver.StateDone) || st.Error != "" || st.SHA256 != sum {
-		t.Errorf("status after the rotation %+v, want done with the dump's sha256 and no error", st)
-	}
+	waitStatus(t, e, pod, "done with the dump's sha256 and no error", func(st archiver.FileStatus) bool {
+		return st.State == string(archiver.StateDone) && st.Error == "" && st.SHA256 == sum
+	})
 	noSecrets(t, ctx, e, pod, secrets...)
 }
 
