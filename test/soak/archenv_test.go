@@ -22,7 +22,8 @@ type archEnv struct {
 	t    testing.TB
 	work string
 	sftp *framework.SFTP
-	// secret is the S3 target Secret's directory (newS3ArchEnv); empty for SFTP.
+	// secret is the target Secret's directory when a test rewrites it (newS3ArchEnv, the SFTP rotation test);
+	// empty for newArchEnv.
 	secret string
 	kl     *binary.Keeplog
 	csi    *binary.CSI
