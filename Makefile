@@ -80,10 +80,12 @@ heapdumps:
 # _BANDWIDTH and _VARIANTS change its shape, KEEPLOG_BIN the binary. Issue 15 through bin/keeplog and a real
 # SeaweedFS S3 server: TestBinaryS3Resume (the same 10 SIGKILLs of a 1 GiB multipart upload), TestBinaryS3ServerOutage
 # (the server SIGKILLed by its PID mid-part and down for 60 s, KEEPLOG_S3_OUTAGE; about 2.5 minutes) and
-# TestBinaryS3WrongCredentials (a wrong secretAccessKey, then a missing bucket, then fixed; about 30 s).
+# TestBinaryS3WrongCredentials (a wrong secretAccessKey, then a missing bucket, then fixed; about 30 s). The SFTP
+# Secret rotated as kubelet does (a refused key, then a new server host key refused, then the right key and
+# knownHosts taken by the same PID): TestBinarySFTPRotatedCredentials, about 10 s.
 .PHONY: resume-binary
 resume-binary: build seaweedfs
-	$(GO) test -tags soak -count=1 -timeout 30m -v -run '^(TestBinaryResume|TestBinaryS3Resume|TestBinaryS3ServerOutage|TestBinaryS3WrongCredentials)$$' ./test/soak/
+	$(GO) test -tags soak -count=1 -timeout 30m -v -run '^(TestBinaryResume|TestBinaryS3Resume|TestBinaryS3ServerOutage|TestBinaryS3WrongCredentials|TestBinarySFTPRotatedCredentials)$$' ./test/soak/
 
 
 # The chart e2e installs `make image`'s docker-archive for this machine's architecture (both are built by `make image`).

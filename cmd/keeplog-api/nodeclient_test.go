@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"fmt"
 	"math/big"
 	"net"
 	"net/http"
@@ -17,6 +16,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/keeplog/keeplog/internal/fstest"
 )
 
 // TestNodeClient: the nodes' CA is trusted and nothing else; --node-server-name is the name checked instead of the
@@ -88,54 +89,14 @@ func nodeServer(t *testing.T) (*httptest.Server, string) {
 	return srv, certPEM
 }
 
-// secretVolume holds files as kubelet lays out a Secret volume, and replaces them as kubelet does: the new content
-// in a new timestamped directory, ..data swapped to it by a rename, the previous directory removed.
-type secretVolume struct {
-	t   *testing.T
-	dir string
-	gen int
-}
-
-func (v *secretVolume) write(files map[string]string) {
-	v.t.Helper()
-	v.gen++
-	old, _ := os.Readlink(filepath.Join(v.dir, "..data"))
-	ts := fmt.Sprintf("..2026_12_01_20_00_%02d", v.gen)
-	if err := os.Mkdir(filepath.Join(v.dir, ts), 0o755); err != nil {
-		v.t.Fatal(err)
-	}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(v.dir, ts, name), []byte(content), 0o600); err != nil {
-			v.t.Fatal(err)
-		}
-		if old == "" {
-			if err := os.Symlink(filepath.Join("..data", name), filepath.Join(v.dir, name)); err != nil {
-				v.t.Fatal(err)
-			}
-		}
-	}
-	if err := os.Symlink(ts, filepath.Join(v.dir, "..data_tmp")); err != nil {
-		v.t.Fatal(err)
-	}
-	if err := os.Rename(filepath.Join(v.dir, "..data_tmp"), filepath.Join(v.dir, "..data")); err != nil {
-		v.t.Fatal(err)
-	}
-	if old != "" {
-		if err := os.RemoveAll(filepath.Join(v.dir, old)); err != nil {
-			v.t.Fatal(err)
-		}
-	}
-}
-
 // TestNodeClientFollowsARenewedCA: --node-ca-file in a kubelet-style Secret volume trusts node A; after the Secret
 // is changed to B's CA, new connections trust B and no longer A, without a new client (no restart); a bundle that
 // does not parse keeps B trusted. Every request is a new connection (no kept-alive one hides the change).
 func TestNodeClientFollowsARenewedCA(t *testing.T) {
 	a, caA := nodeServer(t)
 	b, caB := nodeServer(t)
-	vol := &secretVolume{t: t, dir: t.TempDir()}
-	vol.write(map[string]string{"ca.crt": caA})
-	hc, err := nodeClient(t.Context(), filepath.Join(vol.dir, "ca.crt"), "")
+	vol := fstest.NewSecretVolume(t, t.TempDir(), map[string]string{"ca.crt": caA})
+	hc, err := nodeClient(t.Context(), filepath.Join(vol.Dir, "ca.crt"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +118,7 @@ func TestNodeClientFollowsARenewedCA(t *testing.T) {
 	if err := get(b); err == nil {
 		t.Fatal("node B was trusted with A's CA")
 	}
-	vol.write(map[string]string{"ca.crt": caB})
+	vol.Write(map[string]string{"ca.crt": caB})
 	deadline := time.Now().Add(30 * time.Second)
 	for get(b) != nil {
 		if time.Now().After(deadline) {
@@ -168,7 +129,7 @@ func TestNodeClientFollowsARenewedCA(t *testing.T) {
 	if err := get(a); err == nil {
 		t.Fatal("node A is still trusted after the CA file changed to B's")
 	}
-	vol.write(map[string]string{"ca.crt": "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n"})
+	vol.Write(map[string]string{"ca.crt": "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n"})
 	for i := range 10 {
 		if err := get(b); err != nil {
 			t.Fatalf("request %d after a broken CA bundle was written: %v (want B's CA kept)", i, err)

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/keeplog/keeplog/internal/fstest"
 )
 
 // TestServingCertificateFollowsTheSecret: keeplog-api's serving certificate (--tls-cert-file and
@@ -18,11 +20,10 @@ func TestServingCertificateFollowsTheSecret(t *testing.T) {
 	certA, keyA := selfSigned(t)
 	certB, keyB := selfSigned(t)
 	certC, _ := selfSigned(t)
-	vol := &secretVolume{t: t, dir: t.TempDir()}
-	vol.write(map[string]string{"tls.crt": certA, "tls.key": keyA})
+	vol := fstest.NewSecretVolume(t, t.TempDir(), map[string]string{"tls.crt": certA, "tls.key": keyA})
 	o := newOptions()
-	o.Serving.ServerCert.CertKey.CertFile = filepath.Join(vol.dir, "tls.crt")
-	o.Serving.ServerCert.CertKey.KeyFile = filepath.Join(vol.dir, "tls.key")
+	o.Serving.ServerCert.CertKey.CertFile = filepath.Join(vol.Dir, "tls.crt")
+	o.Serving.ServerCert.CertKey.KeyFile = filepath.Join(vol.Dir, "tls.key")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +56,7 @@ func TestServingCertificateFollowsTheSecret(t *testing.T) {
 	if served() != certA {
 		t.Fatal("the first certificate is not served")
 	}
-	vol.write(map[string]string{"tls.crt": certB, "tls.key": keyB})
+	vol.Write(map[string]string{"tls.crt": certB, "tls.key": keyB})
 	deadline := time.Now().Add(30 * time.Second)
 	for served() != certB {
 		if time.Now().After(deadline) {
@@ -63,7 +64,7 @@ func TestServingCertificateFollowsTheSecret(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	vol.write(map[string]string{"tls.crt": certC, "tls.key": keyB}) // C's certificate with B's key
+	vol.Write(map[string]string{"tls.crt": certC, "tls.key": keyB}) // C's certificate with B's key
 	for i := range 10 {
 		if served() != certB {
 			t.Fatalf("handshake %d after a broken pair was written: not the last good certificate", i)

@@ -20,6 +20,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/keeplog/keeplog/internal/certreload"
+	"github.com/keeplog/keeplog/internal/fstest"
 )
 
 // selfSigned writes a certificate for 127.0.0.1 and its key, and returns their paths and the certificate.
@@ -113,17 +114,16 @@ func pemFiles(t *testing.T, certFile, keyFile string) map[string]string {
 }
 
 // TestServeRetrievalRotatedCertificate: the retrieval endpoint's certificate comes from a kubelet-style Secret
-// volume (secretVolume, archivetarget_test.go); after the Secret changes (..data swapped) and the reload interval passed, the next handshake gets the new
+// volume (fstest.SecretVolume); after the Secret changes (..data swapped) and the reload interval passed, the next handshake gets the new
 // certificate without a restart; a broken rotation (a certificate with another one's key) leaves the last good one
 // served.
 func TestServeRetrievalRotatedCertificate(t *testing.T) {
 	cfA, kfA, certA := selfSigned(t)
 	cfB, kfB, certB := selfSigned(t)
 	cfC, _, certC := selfSigned(t)
-	vol := &secretVolume{t: t, dir: t.TempDir()}
-	vol.write(pemFiles(t, cfA, kfA)) // archivetarget_test.go
+	vol := fstest.NewSecretVolume(t, t.TempDir(), pemFiles(t, cfA, kfA))
 	clk := clocktesting.NewFakePassiveClock(time.Now())
-	cf, kf := filepath.Join(vol.dir, "tls.crt"), filepath.Join(vol.dir, "tls.key")
+	cf, kf := filepath.Join(vol.Dir, "tls.crt"), filepath.Join(vol.Dir, "tls.key")
 	pair, err := certreload.New(certreload.Config{CertFile: cf, KeyFile: kf}, certreload.Deps{Clock: clk})
 	if err != nil {
 		t.Fatal(err)
@@ -162,12 +162,12 @@ func TestServeRetrievalRotatedCertificate(t *testing.T) {
 	if !served().Equal(certA) {
 		t.Fatal("the first certificate is not served")
 	}
-	vol.write(pemFiles(t, cfB, kfB))
+	vol.Write(pemFiles(t, cfB, kfB))
 	clk.SetTime(clk.Now().Add(certreload.DefaultInterval))
 	if !served().Equal(certB) {
 		t.Fatal("the rotated certificate is not served after the reload interval")
 	}
-	vol.write(pemFiles(t, cfC, kfB)) // half a rotation: C's certificate with B's key
+	vol.Write(pemFiles(t, cfC, kfB)) // half a rotation: C's certificate with B's key
 	clk.SetTime(clk.Now().Add(certreload.DefaultInterval))
 	if !served().Equal(certB) {
 		t.Fatal("a broken rotation is served, or broke serving: want the last good certificate")

@@ -10,7 +10,6 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -19,6 +18,8 @@ import (
 
 	"github.com/go-logr/logr/funcr"
 	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/keeplog/keeplog/internal/fstest"
 )
 
 // pair is a self-signed certificate for 127.0.0.1 and its key, in PEM.
@@ -53,51 +54,9 @@ func newPair(t *testing.T, serial int64) pair {
 		keyPEM: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd})}
 }
 
-// secretVolume is a directory laid out as kubelet lays out a Secret volume: the files in a timestamped directory,
-// a ..data symlink to it, and each name a symlink through ..data. Write swaps ..data atomically, as kubelet does.
-type secretVolume struct {
-	t   *testing.T
-	Dir string
-	gen int
-}
-
-func newsecretVolume(t *testing.T, certPEM, keyPEM []byte) *secretVolume {
-	v := &secretVolume{t: t, Dir: t.TempDir()}
-	v.Write(certPEM, keyPEM)
-	for _, name := range []string{"tls.crt", "tls.key"} {
-		if err := os.Symlink(filepath.Join("..data", name), filepath.Join(v.Dir, name)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return v
-}
-
-// Write puts new content in a new timestamped directory, points ..data at it and removes the previous one.
-func (v *secretVolume) Write(certPEM, keyPEM []byte) {
-	v.t.Helper()
-	v.gen++
-	old, _ := os.Readlink(filepath.Join(v.Dir, "..data"))
-	ts := filepath.Join(v.Dir, "..2026_12_01_20_00_0"+string(rune('0'+v.gen)))
-	if err := os.Mkdir(ts, 0o755); err != nil {
-		v.t.Fatal(err)
-	}
-	for name, b := range map[string][]byte{"tls.crt": certPEM, "tls.key": keyPEM} {
-		if err := os.WriteFile(filepath.Join(ts, name), b, 0o600); err != nil {
-			v.t.Fatal(err)
-		}
-	}
-	tmp := filepath.Join(v.Dir, "..data_tmp")
-	if err := os.Symlink(filepath.Base(ts), tmp); err != nil {
-		v.t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(v.Dir, "..data")); err != nil {
-		v.t.Fatal(err)
-	}
-	if old != "" {
-		if err := os.RemoveAll(filepath.Join(v.Dir, old)); err != nil {
-			v.t.Fatal(err)
-		}
-	}
+// tlsFiles is a kubernetes.io/tls Secret's keys.
+func tlsFiles(certPEM, keyPEM []byte) map[string]string {
+	return map[string]string{"tls.crt": string(certPEM), "tls.key": string(keyPEM)}
 }
 
 // serve answers TLS handshakes with cfg on a loopback port until the test ends, and returns its address.
@@ -135,17 +94,17 @@ func served(t *testing.T, addr string, roots *x509.CertPool) int64 {
 	return c.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
 }
 
-// TestPairFollowsAsecretVolume: real handshakes against a server whose GetCertificate is a Pair over a kubelet-style
+// TestPairFollowsASecretVolume: real handshakes against a server whose GetCertificate is a Pair over a kubelet-style
 // Secret volume. It serves A; after the volume's ..data is swapped to B it still serves A until the interval passed,
 // then B; a broken rotation (B's successor's certificate with another key: a half-written update) keeps B served and
 // is logged once however many handshakes see it; the fixed rotation is served.
-func TestPairFollowsAsecretVolume(t *testing.T) {
+func TestPairFollowsASecretVolume(t *testing.T) {
 	a, b, c, other := newPair(t, 1), newPair(t, 2), newPair(t, 3), newPair(t, 4)
 	roots := x509.NewCertPool()
 	for _, p := range []pair{a, b, c, other} {
 		roots.AddCert(p.cert)
 	}
-	vol := newsecretVolume(t, a.certPEM, a.keyPEM)
+	vol := fstest.NewSecretVolume(t, t.TempDir(), tlsFiles(a.certPEM, a.keyPEM))
 	clk := clocktesting.NewFakePassiveClock(time.Unix(1700000000, 0))
 	var mu sync.Mutex
 	var errorsLogged []string
@@ -168,7 +127,7 @@ func TestPairFollowsAsecretVolume(t *testing.T) {
 	if got := served(t, addr, roots); got != 1 {
 		t.Fatalf("serves %d, want A (1)", got)
 	}
-	vol.Write(b.certPEM, b.keyPEM)
+	vol.Write(tlsFiles(b.certPEM, b.keyPEM))
 	if got := served(t, addr, roots); got != 1 {
 		t.Fatalf("serves %d before the interval passed, want A (1): the files are not read at every handshake", got)
 	}
@@ -177,7 +136,7 @@ func TestPairFollowsAsecretVolume(t *testing.T) {
 		t.Fatalf("serves %d after the swap to B and the interval, want B (2)", got)
 	}
 
-	vol.Write(c.certPEM, other.keyPEM) // a certificate and a key that do not go together
+	vol.Write(tlsFiles(c.certPEM, other.keyPEM)) // a certificate and a key that do not go together
 	for range 3 {
 		step()
 		if got := served(t, addr, roots); got != 2 {
@@ -191,7 +150,7 @@ func TestPairFollowsAsecretVolume(t *testing.T) {
 		t.Errorf("the error line does not say what is wrong: %s", errorsLogged[0])
 	}
 
-	vol.Write(c.certPEM, c.keyPEM)
+	vol.Write(tlsFiles(c.certPEM, c.keyPEM))
 	step()
 	if got := served(t, addr, roots); got != 3 {
 		t.Fatalf("serves %d after the rotation was completed, want C (3)", got)
@@ -204,7 +163,7 @@ func TestPairFollowsAsecretVolume(t *testing.T) {
 // TestNewRefusesABrokenPair: at start there is no previous pair to fall back to.
 func TestNewRefusesABrokenPair(t *testing.T) {
 	a, b := newPair(t, 1), newPair(t, 2)
-	vol := newsecretVolume(t, a.certPEM, b.keyPEM)
+	vol := fstest.NewSecretVolume(t, t.TempDir(), tlsFiles(a.certPEM, b.keyPEM))
 	if _, err := New(Config{CertFile: filepath.Join(vol.Dir, "tls.crt"), KeyFile: filepath.Join(vol.Dir, "tls.key")}, Deps{}); err == nil {
 		t.Fatal("a certificate with another certificate's key was accepted")
 	}

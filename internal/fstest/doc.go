@@ -1,6 +1,7 @@
 // Package fstest holds the filesystem fixtures that several packages' tests need, so that each is written (and
-// reviewed) once: an inotify probe that tells whether a node was opened, a bind mount that is always undone, and
-// the garbage collector's trash churn.
+// reviewed) once: an inotify probe that tells whether a node was opened, a bind mount that is always undone, the
+// garbage collector's trash churn, and a Secret volume laid out and changed as kubelet does (..data swapped), which
+// the credentials and certificates keeplog reloads without a restart are read from.
 //
 // Why these exist: keeplog runs as root on trees that untrusted pods wrote. "Never open a device node or FIFO" and
 // "never cross a mount" are properties no return value shows, so tests observe them from the outside: IN_OPEN on

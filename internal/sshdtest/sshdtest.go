@@ -1,5 +1,5 @@
 // Package sshdtest starts a real OpenSSH sshd on 127.0.0.1 for tests: its own
-// ed25519 host key, a throw-away user with an authorized ed25519 client key
+// ed25519 host key (RotateHostKey replaces it), a throw-away user with an authorized ed25519 client key
 // (and optionally a password), and an internal-sftp chroot. Everything it
 // creates (the user, the directories, the sshd processes) is removed in
 // t.Cleanup. It needs root and /usr/sbin/sshd (Debian: openssh-server); when
@@ -26,7 +26,6 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 // SSHDPath is where Debian's openssh-server installs the daemon.
@@ -187,10 +186,7 @@ func Start(t TB, opts ...Options) *Server {
 	if lastErr != nil {
 		t.Fatalf("sshdtest: %v", lastErr)
 	}
-	s.KnownHostsLine = knownhosts.Line([]string{knownhosts.Normalize(net.JoinHostPort(s.Host, strconv.Itoa(s.Port)))}, s.HostPublicKey)
-	if err := os.WriteFile(s.KnownHostsFile, []byte(s.KnownHostsLine+"\n"), 0o644); err != nil {
-		t.Fatalf("sshdtest: %v", err)
-	}
+	s.writeKnownHosts()
 	return s
 }
 

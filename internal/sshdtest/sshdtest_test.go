@@ -1,6 +1,8 @@
 package sshdtest
 
 import (
+	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -64,4 +66,34 @@ func TestServerSFTPAndRestart(t *testing.T) {
 	}
 	s.Start()
 	put("c", ssh.PublicKeys(signer))
+}
+
+// After RotateHostKey, a client that trusts the old known_hosts line is refused by its host key check (a mismatch
+// for this host, not an unknown host), and one that trusts the new line logs in, on the same port.
+func TestRotateHostKey(t *testing.T) {
+	s := Start(t)
+	signer, err := ssh.ParsePrivateKey(s.ClientKeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, oldLine, port := s.HostPublicKey, s.KnownHostsLine, s.Port
+	oldCB, err := knownhosts.New(s.KnownHostsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.RotateHostKey()
+	if s.Port != port || s.KnownHostsLine == oldLine || bytes.Equal(s.HostPublicKey.Marshal(), old.Marshal()) {
+		t.Fatalf("after the rotation: port %d (was %d), known_hosts line changed %v, host key changed %v", s.Port, port,
+			s.KnownHostsLine != oldLine, !bytes.Equal(s.HostPublicKey.Marshal(), old.Marshal()))
+	}
+	_, err = ssh.Dial("tcp", s.Addr(), &ssh.ClientConfig{User: s.User, Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeyCallback: oldCB})
+	var ke *knownhosts.KeyError
+	if !errors.As(err, &ke) || len(ke.Want) != 1 || !bytes.Equal(ke.Want[0].Key.Marshal(), old.Marshal()) {
+		t.Fatalf("the old known_hosts line: %v, want a key mismatch against the old key", err)
+	}
+	c, err := dial(t, s, ssh.PublicKeys(signer))
+	if err != nil {
+		t.Fatalf("the new known_hosts line: %v\nsshd log:\n%s", err, s.Log())
+	}
+	c.Close()
 }

@@ -22,7 +22,8 @@ type archEnv struct {
 	t    testing.TB
 	work string
 	sftp *framework.SFTP
-	// secret is the S3 target Secret's directory (newS3ArchEnv); empty for SFTP.
+	// secret is the target Secret's directory when a test rewrites it (newS3ArchEnv, the SFTP rotation test);
+	// empty for newArchEnv.
 	secret string
 	kl     *binary.Keeplog
 	csi    *binary.CSI
@@ -32,19 +33,24 @@ type archEnv struct {
 func newArchEnv(t testing.TB, ctx context.Context, args ...string) *archEnv {
 	e := &archEnv{t: t, work: t.TempDir()}
 	e.sftp = framework.StartSFTP(t)
-	t.Cleanup(func() { unmountUnder(t, e.work) })
-	kl, err := binary.StartKeeplog(ctx, binary.Config{WorkDir: filepath.Join(e.work, "keeplog"),
-		ArchiveTarget: e.sftp.TargetDir, Args: args})
+	e.start(ctx, e.sftp.TargetDir, args)
+	return e
+}
+
+// start starts keeplog archiving to target with args and dials its CSI socket; cleanups stop it by PID and unmount
+// what a failed test left.
+func (e *archEnv) start(ctx context.Context, target string, args []string) {
+	e.t.Cleanup(func() { unmountUnder(e.t, e.work) })
+	kl, err := binary.StartKeeplog(ctx, binary.Config{WorkDir: filepath.Join(e.work, "keeplog"), ArchiveTarget: target, Args: args})
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
 	e.kl = kl
-	t.Cleanup(func() { _ = kl.Stop() })
+	e.t.Cleanup(func() { _ = kl.Stop() })
 	if e.csi, err = binary.DialCSI(kl.Socket); err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
-	t.Cleanup(func() { e.csi.Close() })
-	return e
+	e.t.Cleanup(func() { e.csi.Close() })
 }
 
 // podWithDumps publishes an inline volume with attrs for a new pod, copies each source file into it (the name is

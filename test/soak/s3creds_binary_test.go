@@ -4,8 +4,6 @@ package soak
 
 import (
 	"context"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,10 +37,10 @@ func TestBinaryS3WrongCredentials(t *testing.T) {
 	pod := e.podWithDumps(ctx, "s3-creds", map[string]string{api.ParamDeleteAfterUpload: "true"}, []string{src})
 	local := filepath.Join(e.kl.Root, pod.DirName(), dumpName(0))
 
-	st := s3WaitError(t, e, pod, "wrong credentials: the server refused accessKeyID/secretAccessKey")
+	st := waitStatusError(t, e, pod, "wrong credentials: the server refused accessKeyID/secretAccessKey")
 	t.Logf("wrong secretAccessKey: the status file says %q", st.Error)
-	s3LogSays(t, e, "wrong credentials")
-	s3NoSecrets(t, ctx, e, pod, s3.SecretKey, bad)
+	logSaysRetry(t, e, "wrong credentials")
+	noSecrets(t, ctx, e, pod, s3.SecretKey, bad)
 	if got := fileSHA256(t, local); got != sum {
 		t.Errorf("the dump changed or went: %s, want %s", got, sum)
 	}
@@ -53,9 +51,9 @@ func TestBinaryS3WrongCredentials(t *testing.T) {
 	missing := "keeplog-missing-" + s3.Bucket[len("keeplog-"):]
 	pid := e.kl.Pid()
 	writeS3Secret(t, e.secret, s3, map[string]string{"bucket": missing})
-	st = s3WaitError(t, e, pod, "missing bucket: bucket "+missing+" does not exist")
+	st = waitStatusError(t, e, pod, "missing bucket: bucket "+missing+" does not exist")
 	t.Logf("missing bucket: the status file says %q", st.Error)
-	s3LogSays(t, e, "missing bucket: bucket "+missing)
+	logSaysRetry(t, e, "missing bucket: bucket "+missing)
 	if _, err := os.Stat(local); err != nil {
 		t.Errorf("the dump went while its bucket is missing: %v", err)
 	}
@@ -74,7 +72,7 @@ func TestBinaryS3WrongCredentials(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("deleteAfterUpload: the dump is still there a minute after its upload; status %+v", s3FileStatus(t, e, pod, dumpName(0)))
+			t.Fatalf("deleteAfterUpload: the dump is still there a minute after its upload; status %+v", fileStatus(t, e, pod, dumpName(0)))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -85,84 +83,11 @@ func TestBinaryS3WrongCredentials(t *testing.T) {
 	if up := m.Series(api.MetricArchiverUploadsTotal); up[`{result="success"}`] != 1 {
 		t.Errorf("uploads after the fix %v, want one success", up)
 	}
-	if st := s3FileStatus(t, e, pod, dumpName(0)); st.State != string(archiver.StateDone) || !st.Deleted || st.Error != "" {
-		t.Errorf("status after the fix %+v, want done, deleted after upload, no error", st)
-	}
+	waitStatus(t, e, pod, "done, deleted after upload, no error", func(st archiver.FileStatus) bool {
+		return st.State == string(archiver.StateDone) && st.Deleted && st.Error == ""
+	})
 	if k, n := s3InProgress(t, s3); k != "" {
 		t.Errorf("a multipart upload of %s (%d parts) is left", k, n)
 	}
-	s3NoSecrets(t, ctx, e, pod, s3.SecretKey, bad)
-}
-
-// s3WaitError waits until the pod's status file gives the dump an error that contains want, and returns its line.
-func s3WaitError(t *testing.T, e *archEnv, pod binary.Pod, want string) archiver.FileStatus {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		st := s3FileStatus(t, e, pod, dumpName(0))
-		if strings.Contains(st.Error, want) && st.State != string(archiver.StateDone) {
-			return st
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the status file does not say %q after a minute: %+v; keeplog's log:\n%s", want, st, e.kl.LogTail(20))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// s3LogSays checks that keeplog logged the failed attempt with its cause.
-func s3LogSays(t *testing.T, e *archEnv, cause string) {
-	t.Helper()
-	b, err := os.ReadFile(e.kl.LogPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.Contains(l, "Upload failed; will retry") && strings.Contains(l, cause) {
-			return
-		}
-	}
-	t.Errorf("keeplog logged no retry that says %q:\n%s", cause, e.kl.LogTail(20))
-}
-
-// s3NoSecrets checks that no secret appears in keeplog's log, the pod's status file, the journal or /metrics.
-func s3NoSecrets(t *testing.T, ctx context.Context, e *archEnv, pod binary.Pod, secrets ...string) {
-	t.Helper()
-	texts := map[string]string{}
-	for name, p := range map[string]string{"log": e.kl.LogPath, "status file": filepath.Join(e.kl.Root, pod.DirName(), api.ArchiveStatusPath)} {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		texts[name] = string(b)
-	}
-	journal, _ := filepath.Glob(filepath.Join(e.kl.Root, ".keeplog", "archiver", "items", "*.json"))
-	for _, p := range journal {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		texts["journal "+filepath.Base(p)] = string(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+e.kl.HTTPAddr+"/metrics", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	texts["metrics"] = string(b)
-	for name, text := range texts {
-		for _, s := range secrets {
-			if strings.Contains(text, s) {
-				t.Errorf("keeplog's %s quotes a secretAccessKey", name)
-			}
-		}
-	}
+	noSecrets(t, ctx, e, pod, s3.SecretKey, bad)
 }

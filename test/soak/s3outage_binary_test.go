@@ -59,7 +59,7 @@ func TestBinaryS3ServerOutage(t *testing.T) {
 	stoppedAt := s3JournalParts(t, e.kl.Root)
 	t.Logf("SeaweedFS (pid %d) killed with %d of %d parts journalled; down for %v", pid, stoppedAt, size/chunkSize, down)
 	time.Sleep(down)
-	st := s3FileStatus(t, e, pod, dumpName(0))
+	st := fileStatus(t, e, pod, dumpName(0))
 	if st.State == string(archiver.StateDone) || st.Error == "" || st.Attempts == 0 {
 		t.Errorf("after %v without a server the status file says %+v, want a retried upload with its error", down, st)
 	}
@@ -134,23 +134,4 @@ func s3WaitArchived(t *testing.T, e *archEnv, s3 *s3test.Server, sum string, siz
 		t.Fatalf("rclone's copy sha256 %s; manifest %+v; the dump's %s", got, m, sum)
 	}
 	return key
-}
-
-// s3FileStatus is file rel's line of the pod's archive status file (the zero line when there is none yet).
-func s3FileStatus(t *testing.T, e *archEnv, pod binary.Pod, rel string) archiver.FileStatus {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(e.kl.Root, pod.DirName(), api.ArchiveStatusPath))
-	if err != nil {
-		return archiver.FileStatus{}
-	}
-	var ps archiver.PodStatus
-	if err := json.Unmarshal(b, &ps); err != nil {
-		t.Fatalf("status file: %v", err)
-	}
-	for _, f := range ps.Files {
-		if f.Path == rel {
-			return f
-		}
-	}
-	return archiver.FileStatus{}
 }

@@ -98,17 +98,7 @@ func newS3ArchEnv(t *testing.T, ctx context.Context, s3 *s3test.Server, over map
 		t.Fatal(err)
 	}
 	writeS3Secret(t, e.secret, s3, over)
-	t.Cleanup(func() { unmountUnder(t, e.work) })
-	kl, err := binary.StartKeeplog(ctx, binary.Config{WorkDir: filepath.Join(e.work, "keeplog"), ArchiveTarget: e.secret, Args: args})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.kl = kl
-	t.Cleanup(func() { _ = kl.Stop() })
-	if e.csi, err = binary.DialCSI(kl.Socket); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.csi.Close() })
+	e.start(ctx, e.secret, args)
 	return e
 }
 
