@@ -153,7 +153,7 @@ func (d *SSHDialer) Dial(ctx context.Context) (Remote, error) {
 	if err != nil {
 		stop()
 		_ = tcp.Close()
-		return nil, fmt.Errorf("ssh handshake with %s as user %q: %w", addr, d.target.User, err)
+		return nil, fmt.Errorf("%sssh handshake with %s as user %q: %w", handshakeCause(err), addr, d.target.User, err)
 	}
 	negotiated(pc, c)
 	client := ssh.NewClient(c, chans, reqs)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/pem"
 	"errors"
 	"os"
 	"os/exec"
@@ -362,13 +363,14 @@ func TestUnknownHostKeyRefused(t *testing.T) {
 	d := e.dialer(tg)
 	_, err := d.Dial(context.Background())
 	var ke *knownhosts.KeyError
-	if !errors.As(err, &ke) || len(ke.Want) == 0 {
-		t.Fatalf("dial with a wrong host key: %v, want a knownhosts key mismatch", err)
+	if !errors.As(err, &ke) || len(ke.Want) == 0 || !strings.HasPrefix(err.Error(), "the server's host key is not the one knownHosts names") {
+		t.Fatalf("dial with a wrong host key: %v, want a knownhosts key mismatch that says so first", err)
 	}
 	// A host not in known_hosts at all.
 	tg.KnownHosts = knownhosts.Line([]string{"[other.example]:22"}, other) + "\n"
-	if _, err := e.dialer(tg).Dial(context.Background()); !errors.As(err, &ke) || len(ke.Want) != 0 {
-		t.Fatalf("dial with an unknown host: %v, want knownhosts: key is unknown", err)
+	if _, err := e.dialer(tg).Dial(context.Background()); !errors.As(err, &ke) || len(ke.Want) != 0 ||
+		!strings.HasPrefix(err.Error(), "the server is not in knownHosts") {
+		t.Fatalf("dial with an unknown host: %v, want knownhosts: key is unknown, said first", err)
 	}
 	// The archiver does not upload through it.
 	pod := e.pod("ns", "hostkey")
@@ -672,5 +674,25 @@ func TestFileWrittenDuringTheWriterSearchSettlesAgain(t *testing.T) {
 	}
 	if files := e.serverFiles(); slices.ContainsFunc(files, func(f string) bool { return strings.Contains(f, "heap.2.hprof") }) {
 		t.Fatalf("a second generation on the server: %v", files)
+	}
+}
+
+// TestWrongKeySaysWrongCredentials: a private key the real sshd does not accept fails the handshake with the cause
+// first (as S3's wrong key says "wrong credentials"), x/crypto/ssh's own text after it, and no key material.
+func TestWrongKeySaysWrongCredentials(t *testing.T) {
+	e := newEnv(t)
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := e.target()
+	tg.PrivateKey = string(pem.EncodeToMemory(block))
+	_, err = e.dialer(tg).Dial(context.Background())
+	if err == nil || !strings.HasPrefix(err.Error(), "wrong credentials") || !strings.Contains(err.Error(), "unable to authenticate") {
+		t.Fatalf("dial with a key the server does not accept: %v, want wrong credentials first", err)
+	}
+	if strings.Contains(err.Error(), "PRIVATE KEY") {
+		t.Fatalf("the error quotes the key: %v", err)
 	}
 }
