@@ -43,7 +43,8 @@ const (
 // the lab's API server, as two nodes' plugins: the one holding the Lease keeplog-gc-leader deletes a PV of a
 // vanished node while the other does nothing; SIGKILLed, it stops renewing, and the other takes the Lease once it
 // has expired (not before) and deletes the next such PV, once; restarted, the killed one stays a follower while the
-// survivor renews. A PV of node-a, whose plugin is dead but whose Node exists, is never touched.
+// survivor renews, and takes over at once when the survivor is stopped with SIGTERM (it clears the Lease). A PV of
+// node-a, a Node that exists (its plugin killed while it led, when node-a led), is never touched.
 func TestGCLeaderHandOff(t *testing.T) {
 	ctx := context.Background()
 	l, err := lab.Start(ctx, lab.Config{Logf: t.Logf})
@@ -113,11 +114,38 @@ func TestGCLeaderHandOff(t *testing.T) {
 	tl.at("pv-ghost-3 deleted by "+follower+" (its log)", wantDeletedBy(t, procs, "pv-ghost-3", follower))
 	wantNotLeading(t, procs[leader], restarted)
 	wantCleanups(ctx, t, procs[leader], 0)
+	// Stopped with SIGTERM, the survivor clears the Lease: the restarted one takes it before it would have expired.
+	handOffOnStop(ctx, t, c, tl, procs, follower, leader)
 	if pv, err := c.CoreV1().PersistentVolumes().Get(ctx, live.Name, metav1.GetOptions{}); err != nil {
 		t.Fatalf("the PV of node-a (a Node that exists, its plugin dead for a while) was deleted: %v", err)
 	} else if v, ok := pv.Annotations[api.AnnotationPVNodeMissingSince]; ok {
 		t.Fatalf("the PV of node-a, which exists, was marked %s=%s", api.AnnotationPVNodeMissingSince, v)
 	}
+}
+
+// handOffOnStop stops the holder with SIGTERM and checks that next takes the Lease before the holder's last
+// renewal would have expired (it was cleared, not left to expire) and then deletes a PV of a vanished node.
+func handOffOnStop(ctx context.Context, t *testing.T, c kubernetes.Interface, tl *timeline, procs map[string]*binary.Keeplog, holder, next string) {
+	t.Helper()
+	last := getLease(ctx, t, c)
+	if holderOf(last) != holder || last.Spec.RenewTime == nil {
+		t.Fatalf("Lease before the SIGTERM: holder %q, renew time %v; want %s's", holderOf(last), last.Spec.RenewTime, holder)
+	}
+	tl.at("last renewal by "+holder+" before its SIGTERM", last.Spec.RenewTime.Time)
+	if err := procs[holder].Stop(); err != nil {
+		t.Fatal(err)
+	}
+	tl.at("SIGTERM "+holder+" (exited)", time.Now())
+	taken := waitLease(ctx, t, c, "holder "+next, func(l *coordinationv1.Lease) bool { return holderOf(l) == next })
+	tl.at("Lease taken by "+next, taken.Spec.AcquireTime.Time)
+	// A Lease left to expire could not be taken before its last renewal (this one or a later one) plus 15 s.
+	if expiry := last.Spec.RenewTime.Add(leaderLeaseDuration); !taken.Spec.AcquireTime.Time.Before(expiry) {
+		t.Fatalf("%s took the Lease at %s, not before %s's last renewal expired at %s: the stopped holder did not clear it",
+			next, taken.Spec.AcquireTime.Format(time.StampMilli), holder, expiry.Format(time.StampMilli))
+	}
+	pv := createPV(ctx, t, c, "pv-ghost-4", "ghost-4")
+	waitPVDeleted(ctx, t, c, pv, procs)
+	tl.at("pv-ghost-4 deleted by "+next+" (its log)", wantDeletedBy(t, procs, "pv-ghost-4", next))
 }
 
 // startGCNode starts a keeplog as node id's plugin: its own root and socket, the lab's kubeconfig, a GC pass every
