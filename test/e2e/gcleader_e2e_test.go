@@ -68,7 +68,7 @@ func TestGCLeaderHandOff(t *testing.T) {
 	live := createPV(ctx, t, c, "pv-of-node-a", "node-a")
 	procs := map[string]*binary.Keeplog{}
 	for _, id := range ids {
-		procs[id] = startGCNode(ctx, t, l, id)
+		procs[id] = startGCNode(ctx, t, l.Kubeconfig(), id)
 	}
 	lease := waitLease(ctx, t, c, "a holder", func(l *coordinationv1.Lease) bool { return holderOf(l) != "" })
 	leader := holderOf(lease)
@@ -148,11 +148,11 @@ func handOffOnStop(ctx context.Context, t *testing.T, c kubernetes.Interface, tl
 	tl.at("pv-ghost-4 deleted by "+next+" (its log)", wantDeletedBy(t, procs, "pv-ghost-4", next))
 }
 
-// startGCNode starts a keeplog as node id's plugin: its own root and socket, the lab's kubeconfig, a GC pass every
-// second and a 2 s grace for PVs of vanished nodes, JSON logs.
-func startGCNode(ctx context.Context, t *testing.T, l *lab.Lab, id string) *binary.Keeplog {
+// startGCNode starts a keeplog as node id's plugin: its own root and socket, the kubeconfig (the lab's, or one
+// through a proxy), a GC pass every second and a 2 s grace for PVs of vanished nodes, JSON logs.
+func startGCNode(ctx context.Context, t *testing.T, kubeconfig, id string) *binary.Keeplog {
 	kl, err := binary.StartKeeplog(ctx, binary.Config{WorkDir: filepath.Join(t.TempDir(), id), NodeID: id,
-		Kubeconfig: l.Kubeconfig(), Args: []string{"--namespace=" + leaderNS, "--gc-interval=1s",
+		Kubeconfig: kubeconfig, Args: []string{"--namespace=" + leaderNS, "--gc-interval=1s",
 			"--orphan-pv-grace=2s", "--log-format=json"}})
 	if err != nil {
 		t.Fatal(err)
