@@ -48,7 +48,7 @@ func TestGCLeaderPartitioned(t *testing.T) {
 	startGCNode(ctx, t, l.Kubeconfig(), "node-b")
 	// Freeze right after a renewal, so that the next one is the first to hang.
 	renewed := lease.Spec.RenewTime.Time
-	lease = waitLease(ctx, t, c, "a renewal by node-a", func(l *coordinationv1.Lease) bool { return l.Spec.RenewTime.After(renewed) })
+	waitLease(ctx, t, c, "a renewal by node-a", func(l *coordinationv1.Lease) bool { return l.Spec.RenewTime.After(renewed) })
 	fr.Freeze()
 	tl.at("proxy frozen", time.Now())
 	last := getLease(ctx, t, c)
