@@ -2,7 +2,6 @@ package semaphore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -11,9 +10,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
-
-// errStopped ends a renewal because the slot is being released or its context ended.
-var errStopped = errors.New("renewal stopped")
 
 // holding is one held slot: the last Lease written, read by release once the renewer has stopped.
 type holding struct {
@@ -80,9 +76,10 @@ func (s *Semaphore) lostAfter() time.Duration {
 
 // renew renews the held lease every RenewInterval until stop closes or held ends. A renewal that fails is retried
 // after RetryInterval (at most RenewInterval). The slot is lost (lose) when someone else wrote the Lease, or when
-// no renewal has succeeded for lostAfter: at that moment, even while a renewal is still in flight (an API server
-// behind a partition may hold a request for longer than any of these intervals), so that the holder stops before
-// a contender, which waits LeaseDuration after the last renewal, can take the slot.
+// no renewal has succeeded for lostAfter: at that moment, even while a renewal is still in flight (each one is
+// bounded by the time left: an API server behind a partition may hold a request for longer than any of these
+// intervals), so that the holder stops before a contender, which waits LeaseDuration after the last renewal, can
+// take the slot.
 func (s *Semaphore) renew(held context.Context, lose context.CancelCauseFunc, stop <-chan struct{}, h *holding) {
 	lastOK := s.clk.Now()
 	wait := s.cfg.RenewInterval
@@ -99,64 +96,48 @@ func (s *Semaphore) renew(held context.Context, lose context.CancelCauseFunc, st
 		now := s.clk.Now()
 		left := lastOK.Add(s.lostAfter()).Sub(now)
 		if left <= 0 {
-			cause := fmt.Errorf("lease %s/%s not renewed for %v", s.cfg.Namespace, h.name, s.lostAfter())
-			if failed != nil {
-				cause = fmt.Errorf("%w: %w", cause, failed)
-			}
-			lose(cause)
+			lose(s.notRenewed(h.name, failed))
 			return
 		}
-		updated, err := s.renewOnce(held, stop, h.get(), now, min(left, s.cfg.RenewInterval))
+		updated, err := s.renewOnce(h.get(), now, min(left, s.cfg.RenewInterval))
 		switch {
 		case err == nil:
 			h.set(updated)
 			lastOK, wait, failed = now, s.cfg.RenewInterval, nil
-		case errors.Is(err, errStopped):
-			return
 		case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
 			lose(fmt.Errorf("lease %s/%s lost: %w", s.cfg.Namespace, h.name, err))
 			return
 		default:
 			// Keep trying while the lease is still ours for sure.
 			failed = err
-			wait = max(0, min(retry, lastOK.Add(s.lostAfter()).Sub(s.clk.Now())))
+			left = lastOK.Add(s.lostAfter()).Sub(s.clk.Now())
+			if left <= 0 {
+				lose(s.notRenewed(h.name, failed))
+				return
+			}
+			wait = min(retry, left)
 		}
 	}
 }
 
-// renewOnce writes l with renew time now, giving up after limit on the semaphore's clock (or when stop closes or
-// held ends). A write that completes after renewOnce gave up leaves the Lease with a resourceVersion the holder
-// does not know: its next renewal conflicts and the slot counts as lost, the safe side.
-func (s *Semaphore) renewOnce(held context.Context, stop <-chan struct{}, l *coordinationv1.Lease, now time.Time, limit time.Duration) (*coordinationv1.Lease, error) {
+// notRenewed is why a slot was given up after lostAfter without a renewal; failed is the last renewal's error
+// (nil if none was tried).
+func (s *Semaphore) notRenewed(name string, failed error) error {
+	err := fmt.Errorf("lease %s/%s not renewed for %v", s.cfg.Namespace, name, s.lostAfter())
+	if failed != nil {
+		err = fmt.Errorf("%w: %w", err, failed)
+	}
+	return err
+}
+
+// renewOnce writes l with renew time now, giving up after limit. The bound is on the real clock (a request's
+// context), which is the semaphore's own in production. A write that completes after renewOnce gave up leaves the
+// Lease with a resourceVersion the holder does not know: its next renewal conflicts and the slot counts as lost,
+// the safe side.
+func (s *Semaphore) renewOnce(l *coordinationv1.Lease, now time.Time, limit time.Duration) (*coordinationv1.Lease, error) {
 	mt := metav1.NewMicroTime(now)
 	l.Spec.RenewTime = &mt
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	type result struct {
-		l   *coordinationv1.Lease
-		err error
-	}
-	ch := make(chan result, 1)
-	// A timer stopped on return, not After: a fake clock would keep an After's waiter past the renewal.
-	timeout := s.clk.NewTimer(limit)
-	defer timeout.Stop()
-	go func() {
-		u, err := s.leases.Update(ctx, l, metav1.UpdateOptions{})
-		ch <- result{u, err}
-	}()
-	select {
-	case r := <-ch:
-		return r.l, r.err
-	case <-timeout.C():
-		select {
-		case r := <-ch: // it answered as the limit came
-			return r.l, r.err
-		default:
-		}
-		return nil, fmt.Errorf("renewal of lease %s/%s took longer than %v", s.cfg.Namespace, l.Name, limit)
-	case <-stop:
-		return nil, errStopped
-	case <-held.Done():
-		return nil, errStopped
-	}
+	return s.leases.Update(ctx, l, metav1.UpdateOptions{})
 }

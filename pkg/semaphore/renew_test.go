@@ -35,16 +35,16 @@ func (h *hangingLeases) Update(ctx context.Context, l *coordinationv1.Lease, opt
 }
 
 // A holder whose renewals hang loses its slot LeaseDuration-RenewInterval after its last renewal, while the renewal
-// is still in flight, so before the lease expires for a contender; before the fix it waited for the hung request
-// (a real-time RenewInterval) and then a whole RenewInterval more before it checked, so it still held the slot
-// when the contender took it.
+// is still in flight, so before the lease expires for a contender. Before the fix it waited for the hung request
+// for a whole RenewInterval and then another RenewInterval before it checked, so a contender took the slot while it
+// still held it. Real clock, 6 s lease renewed every 2 s: the holder gives up at about 4 s, the contender takes it
+// after 6 s (before the fix: at 8 s).
 func TestHungRenewalLosesTheSlotBeforeTheLeaseExpires(t *testing.T) {
 	cs := newFake(t)
-	clk := clocktesting.NewFakeClock(time.Now())
 	leases := &hangingLeases{Leases: cs.CoordinationV1().Leases(ns)}
-	cfg := Config{Namespace: ns, Prefix: "upload", Slots: 1, Holder: "node-a", LeaseDuration: 30 * time.Second,
-		RenewInterval: 10 * time.Second, RetryInterval: 2 * time.Second}
-	a, err := New(leases, cfg, clk)
+	cfg := Config{Namespace: ns, Prefix: "upload", Slots: 1, Holder: "node-a", LeaseDuration: 6 * time.Second,
+		RenewInterval: 2 * time.Second, RetryInterval: 200 * time.Millisecond}
+	a, err := New(leases, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,48 +53,32 @@ func TestHungRenewalLosesTheSlotBeforeTheLeaseExpires(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer release()
-	renewed := getLease(t, cs, "upload-0").Spec.RenewTime.Time
 	leases.hang.Store(true)
-	eventually(t, "the renewer waiting", func() bool { return clk.HasWaiters() })
-	// The renewal at +10s hangs; time goes on (1 s steps of the fake clock, whether anyone waits or not) up to +29s,
-	// one second before the lease expires for everyone else.
-	for step := 1; step <= 29; step++ {
-		clk.Step(time.Second)
-		time.Sleep(20 * time.Millisecond)
-		if lost := held.Err() != nil; lost && step < 20 {
-			t.Fatalf("slot lost %v after the last renewal, before LeaseDuration-RenewInterval (20s)", clk.Since(renewed))
-		}
-	}
-	deadline := time.Now().Add(2 * time.Second)
-	for held.Err() == nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("the holder still holds the slot %v after its last renewal (its renewal hung), 1 s before the lease expires", clk.Since(renewed))
-		}
-		time.Sleep(time.Millisecond)
-	}
-	// Only now may a contender take it: not before the lease's expiry at +30s.
 	cfg.Holder = "node-b"
-	b, err := New(cs.CoordinationV1().Leases(ns), cfg, clk)
+	b, err := New(cs.CoordinationV1().Leases(ns), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := acquireAsync(context.Background(), b)
 	var r result
-	eventually(t, "node-b takes the expired lease", func() bool {
-		clk.Step(time.Second)
-		select {
-		case r = <-got:
-			return true
-		default:
-			return false
-		}
-	})
+	select {
+	case <-held.Done():
+	case r = <-got:
+		t.Fatalf("node-b took the slot (%v) while node-a, its renewals hanging, still held it", r.err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("node-a still holds the slot 20 s after its renewals began to hang")
+	}
+	select {
+	case r = <-got:
+	case <-time.After(20 * time.Second):
+		t.Fatal("node-b did not take the expired slot")
+	}
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	defer r.release()
-	if since := clk.Since(renewed); since <= 30*time.Second {
-		t.Fatalf("node-b took the lease %v after node-a's last renewal, before its 30 s expiry", since)
+	r.release()
+	if l := getLease(t, cs, "upload-0"); l.Spec.LeaseTransitions == nil || *l.Spec.LeaseTransitions != 1 {
+		t.Fatalf("transitions %v, want node-b's take-over", l.Spec.LeaseTransitions)
 	}
 }
 
@@ -129,6 +113,20 @@ func TestFailedRenewalRetriedSoon(t *testing.T) {
 	if held.Err() != nil || getLease(t, cs, "upload-0").ResourceVersion == before {
 		t.Fatalf("%d renewal attempts, slot lost: %v: not renewed within 3 s of the failure", leases.calls.Load(), context.Cause(held))
 	}
+}
+
+// stepUntil moves the fake clock on by a second whenever someone waits on it, until cond.
+func stepUntil(t *testing.T, clk *clocktesting.FakeClock, what string, cond func() bool) {
+	t.Helper()
+	eventually(t, what, func() bool {
+		if cond() {
+			return true
+		}
+		if clk.HasWaiters() {
+			clk.Step(time.Second)
+		}
+		return false
+	})
 }
 
 // A RenewInterval of more than half the LeaseDuration still renews: the slot is lost only halfway between the

@@ -100,21 +100,6 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// stepUntil moves the fake clock on by a second whenever someone waits on it, until cond: a renewer that waits on
-// more than one timer (its next renewal, the bound of one in flight) cannot miss a step.
-func stepUntil(t *testing.T, clk *clocktesting.FakeClock, what string, cond func() bool) {
-	t.Helper()
-	eventually(t, what, func() bool {
-		if cond() {
-			return true
-		}
-		if clk.HasWaiters() {
-			clk.Step(time.Second)
-		}
-		return false
-	})
-}
-
 type result struct {
 	held    context.Context
 	release func()
@@ -253,8 +238,10 @@ func TestRenewKeepsTheSlotAndLossCancels(t *testing.T) {
 	first := getLease(t, cs, "upload-0").Spec.RenewTime.Time
 	// Many lease durations pass: renewals keep it.
 	for i := 0; i < 12; i++ {
+		eventually(t, "the renewer waiting", func() bool { return clk.HasWaiters() })
 		before := getLease(t, cs, "upload-0").ResourceVersion
-		stepUntil(t, clk, "a renewal", func() bool { return getLease(t, cs, "upload-0").ResourceVersion != before })
+		clk.Step(10 * time.Second)
+		eventually(t, "a renewal", func() bool { return getLease(t, cs, "upload-0").ResourceVersion != before })
 	}
 	l := getLease(t, cs, "upload-0")
 	if !l.Spec.RenewTime.After(first.Add(100*time.Second)) || held.Err() != nil || holderOf(l) != "node-a" {
@@ -267,7 +254,9 @@ func TestRenewKeepsTheSlotAndLossCancels(t *testing.T) {
 	if _, err := cs.CoordinationV1().Leases(ns).Update(context.Background(), l, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	stepUntil(t, clk, "loss noticed", func() bool { return held.Err() != nil })
+	eventually(t, "the renewer waiting", func() bool { return clk.HasWaiters() })
+	clk.Step(10 * time.Second)
+	eventually(t, "loss noticed", func() bool { return held.Err() != nil })
 	release()
 	if h := holderOf(getLease(t, cs, "upload-0")); h != "node-x" {
 		t.Fatalf("release after loss changed the lease: holder %q", h)
