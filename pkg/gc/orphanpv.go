@@ -214,7 +214,9 @@ type LeaderConfig struct {
 // The Lease is a one-slot pkg/semaphore, not client-go's leaderelection, whose package links client-go's full
 // clientset and informers (every API group) for its Lease candidates. It keeps leaderelection's record (holder,
 // duration, acquire and renew times, transitions, in the Lease named cfg.Name) and timing: a holder renews every
-// LeaseDuration-RenewDeadline and stops leading when it could not renew for RenewDeadline; a contender retries
+// LeaseDuration-RenewDeadline and stops leading when it could not renew for RenewDeadline (a renewal still in
+// flight included; with a RenewDeadline of at least two thirds of LeaseDuration, as the defaults: pkg/semaphore
+// lengthens a shorter one to LeaseDuration less half of it, so that a renewal can be tried); a contender retries
 // every RetryPeriod and takes the Lease LeaseDuration after its last renewal; the holder releases it when ctx
 // ends.
 func RunElected(ctx context.Context, leases semaphore.Leases, cfg LeaderConfig, lead func(ctx context.Context)) error {

@@ -5,6 +5,11 @@
 // concurrency (resourceVersion); the holder renews it while it holds it and
 // clears it on release. A holder that dies stops renewing, so its slot is
 // free again after LeaseDuration: a crashed node never blocks the cluster.
+// A holder that cannot renew (the API server refuses, or a request hangs
+// behind a partition) gives the slot up before that: its context ends once
+// no renewal has succeeded for LeaseDuration-RenewInterval (lostAfter),
+// whether a renewal is still in flight or not, so that it stops before a
+// contender may take the slot (renew.go).
 //
 // Needs RBAC: get, create, update on leases in the namespace.
 package semaphore
@@ -236,78 +241,4 @@ func (s *Semaphore) tryAcquire(ctx context.Context, name string) (*coordinationv
 		return nil, fmt.Errorf("take lease %s/%s: %w", s.cfg.Namespace, name, err)
 	}
 	return updated, nil
-}
-
-// hold starts renewing a taken lease.
-func (s *Semaphore) hold(ctx context.Context, name string, lease *coordinationv1.Lease) (context.Context, func(), error) {
-	s.mu.Lock()
-	s.held[name] = true
-	s.mu.Unlock()
-	held, lose := context.WithCancelCause(ctx)
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	var mu sync.Mutex
-	last := lease
-	go func() {
-		defer close(done)
-		lastOK := s.clk.Now()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-held.Done():
-				return
-			case <-s.clk.After(s.cfg.RenewInterval):
-			}
-			mu.Lock()
-			l := last.DeepCopy()
-			mu.Unlock()
-			now := s.clk.Now()
-			mt := metav1.NewMicroTime(now)
-			l.Spec.RenewTime = &mt
-			rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RenewInterval)
-			updated, err := s.leases.Update(rctx, l, metav1.UpdateOptions{})
-			cancel()
-			switch {
-			case err == nil:
-				mu.Lock()
-				last = updated
-				mu.Unlock()
-				lastOK = now
-			case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
-				lose(fmt.Errorf("lease %s/%s lost: %w", s.cfg.Namespace, name, err))
-				return
-			default:
-				// Keep trying while the lease is still ours for sure.
-				if now.Sub(lastOK) >= s.cfg.LeaseDuration-s.cfg.RenewInterval {
-					lose(fmt.Errorf("lease %s/%s not renewed in time: %w", s.cfg.Namespace, name, err))
-					return
-				}
-			}
-		}
-	}()
-	var once sync.Once
-	release := func() {
-		once.Do(func() {
-			close(stop)
-			<-done
-			lost := held.Err() != nil && context.Cause(held) != context.Canceled && ctx.Err() == nil
-			lose(context.Canceled)
-			if !lost {
-				mu.Lock()
-				l := last.DeepCopy()
-				mu.Unlock()
-				l.Spec.HolderIdentity = nil
-				l.Spec.AcquireTime, l.Spec.RenewTime = nil, nil
-				rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				// A conflict means someone else has it now: nothing to do.
-				_, _ = s.leases.Update(rctx, l, metav1.UpdateOptions{})
-				cancel()
-			}
-			s.mu.Lock()
-			delete(s.held, name)
-			s.mu.Unlock()
-		})
-	}
-	return held, release, nil
 }

@@ -55,20 +55,7 @@ func gcFlags() []string {
 // GC leader Lease; the PVs of the live node are not touched.
 func gcVanishedNode(ctx context.Context, t *testing.T, env *framework.Env) {
 	ghost := "ghost-node"
-	pv := &corev1.PersistentVolume{
-		ObjectMeta: metav1.ObjectMeta{Name: "pvc-ghost", Finalizers: []string{"external-provisioner.volume.kubernetes.io/finalizer"}},
-		Spec: corev1.PersistentVolumeSpec{
-			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("64Mi")},
-			AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
-			StorageClassName:              gcClass,
-			PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{
-				Driver: framework.DriverName, VolumeHandle: "v1:" + ghost + ":pvc-ghost"}},
-			NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
-				MatchExpressions: []corev1.NodeSelectorRequirement{{Key: api.TopologyKey, Operator: corev1.NodeSelectorOpIn,
-					Values: []string{ghost}}}}}}},
-		},
-	}
+	pv := framework.NodePV("pvc-ghost", ghost, gcClass)
 	created, err := env.Client.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
