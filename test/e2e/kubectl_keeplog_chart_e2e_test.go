@@ -7,12 +7,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
@@ -38,9 +40,12 @@ var kkListen kkPorts
 // retrieval.enabled, shaped for a lab without kube-proxy or pod network (what docs/retrieval.md calls a
 // kube-apiserver that reaches no cluster IP): keeplog-api on the host's network on loopback behind an ExternalName
 // Service "localhost", the node endpoint on loopback as a fixed --node-endpoint. It waits until the plugin and
-// keeplog-api run and the aggregator reports the APIService Available; cleanup uninstalls and stops the lab.
-func kkInstall(ctx context.Context, t *testing.T) *framework.Env {
+// keeplog-api run and the aggregator reports the APIService Available; cleanup uninstalls and stops the lab. The
+// release archives to a real OpenSSH sftp server on the host's loopback (its Secret in kkSystem), so that ls and
+// describe show a real archive state.
+func kkInstall(ctx context.Context, t *testing.T) (*framework.Env, *framework.SFTP) {
 	t.Helper()
+	sftp := framework.StartSFTP(t) // stopped after the release is uninstalled (cleanups run last first)
 	env, err := framework.SetupLabOnly(ctx, t.Logf)
 	if err != nil {
 		t.Fatal(err)
@@ -62,6 +67,17 @@ func kkInstall(ctx context.Context, t *testing.T) *framework.Env {
 		}
 	})
 	mustNamespace(ctx, t, env, kkSystem)
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "keeplog-sftp", Namespace: kkSystem}, Data: map[string][]byte{}}
+	for _, k := range []string{"host", "port", "user", "privateKey", "knownHosts", "baseDir"} {
+		b, err := os.ReadFile(filepath.Join(sftp.TargetDir, k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		secret.Data[k] = b
+	}
+	if _, err := env.Client.CoreV1().Secrets(kkSystem).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	if err := env.ImportChartImages(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -75,6 +91,7 @@ func kkInstall(ctx context.Context, t *testing.T) *framework.Env {
 			"nodeEndpoints": []any{env.Lab.NodeName() + "=https://127.0.0.1:" + strconv.Itoa(kkListen.node)},
 			"service":       map[string]any{"externalName": "localhost"}, "verbosity": 4}}
 	values["gc"] = map[string]any{"retainFor": kkRetainFor.String()}
+	values["archive"] = map[string]any{"secretName": secret.Name}
 	path, err := env.WriteValues("kk-values.yaml", values)
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +115,7 @@ func kkInstall(ctx context.Context, t *testing.T) *framework.Env {
 	}); err != nil {
 		t.Fatalf("APIService not Available: %q", last)
 	}
-	return env
+	return env, sftp
 }
 
 func portOf(t *testing.T, addr string) int {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -17,9 +18,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/keeplog/keeplog/pkg/retrievalapi"
+	"github.com/keeplog/keeplog/pkg/store"
 	"github.com/keeplog/keeplog/test/e2e/framework"
 )
 
@@ -38,7 +41,7 @@ const (
 // straight to the node endpoint without a token are refused; a path with ".." and the pod's symlink are refused.
 func TestKubectlKeeplog(t *testing.T) {
 	ctx := context.Background()
-	env := kkInstall(ctx, t)
+	env, sftp := kkInstall(ctx, t)
 	for _, ns := range []string{kkNS1, kkNS2} {
 		mustNamespace(ctx, t, env, ns)
 	}
@@ -66,10 +69,30 @@ func TestKubectlKeeplog(t *testing.T) {
 		}
 		return string(out), code
 	}
-	out, code := kk(kcA, "ls", "-n", kkNS1)
-	if code != 0 || !strings.Contains(out, "oom-app") || !strings.Contains(out, "Retained") {
+	// The release archives: ls's ARCHIVE column says every matching file of the dead pod is done once the server
+	// has them (the dump, at least), and describe says where the copy is.
+	ref, err := store.ParsePodDirName(filepath.Base(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out string
+	var code int
+	done := regexp.MustCompile(`oom-app .* (\d+)/(\d+) done`)
+	if err := wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(context.Context) (bool, error) {
+		out, code = kk(kcA, "ls", "-n", kkNS1)
+		m := done.FindStringSubmatch(out)
+		return code == 0 && m != nil && m[1] == m[2] && m[1] != "0", nil
+	}); err != nil {
+		t.Fatalf("A: ls -n %s never showed oom-app's files archived: exit %d\n%s", kkNS1, code, out)
+	}
+	if !strings.Contains(out, "Retained") {
 		t.Fatalf("A: ls -n %s: exit %d\n%s", kkNS1, code, out)
 	}
+	remote := sftp.Archived(t, ref, "dumps/heap.hprof")
+	if got, want := fileSHA256(t, remote), fileSHA256(t, filepath.Join(dir, "dumps", "heap.hprof")); got != want {
+		t.Errorf("the server's copy %s has sha256 %s, want the node's %s", remote, got, want)
+	}
+	t.Logf("A: ls -n %s after the archive:\n%s", kkNS1, out)
 	if header := strings.Fields(strings.SplitN(out, "\n", 2)[0]); !slices.Contains(header, "ARCHIVE") || !slices.Contains(header, "EXPIRES") {
 		t.Errorf("A: ls header %v, want ARCHIVE and EXPIRES", header)
 	}
@@ -91,8 +114,8 @@ func TestKubectlKeeplog(t *testing.T) {
 		t.Errorf("A: logs --file gc.log: exit %d %q", code, out)
 	}
 	if out, code := kk(kcA, "describe", "-n", kkNS1, "oom-app"); code != 0 || !strings.Contains(out, "dumps/heap.hprof") ||
-		!strings.Contains(out, "Node:") {
-		t.Errorf("A: describe: exit %d\n%s", code, out)
+		!strings.Contains(out, "Node:") || !strings.Contains(out, "Archived copies") || !strings.Contains(out, "/archive/") {
+		t.Errorf("A: describe: exit %d, want the dump's archived copy named\n%s", code, out)
 	}
 	for _, path := range []string{"shadow", "../" + filepath.Base(dir) + "/gc.log", "dumps/../gc.log"} {
 		if out, code := kk(kcA, "cp", "-n", kkNS1, "oom-app:"+path, filepath.Join(work, "refused")); code != 1 ||
