@@ -24,7 +24,6 @@ import (
 	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/test/binary"
 	"github.com/keeplog/keeplog/test/e2e/framework"
-	"github.com/keeplog/keeplog/test/e2e/lab"
 )
 
 const (
@@ -47,15 +46,7 @@ const (
 // node-a, a Node that exists (its plugin killed while it led, when node-a led), is never touched.
 func TestGCLeaderHandOff(t *testing.T) {
 	ctx := context.Background()
-	l, err := lab.Start(ctx, lab.Config{Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
+	l := startLab(ctx, t)
 	c := l.Client()
 	tl := &timeline{t: t, begin: time.Now()}
 	t.Cleanup(tl.print)

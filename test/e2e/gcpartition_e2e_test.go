@@ -29,15 +29,7 @@ const msgNotLeading = "No longer leading the cluster-wide garbage collection"
 // 20 s after it.
 func TestGCLeaderPartitioned(t *testing.T) {
 	ctx := context.Background()
-	l, err := lab.Start(ctx, lab.Config{Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
+	l := startLab(ctx, t)
 	c := l.Client()
 	tl := &timeline{t: t, begin: time.Now()}
 	t.Cleanup(tl.print)

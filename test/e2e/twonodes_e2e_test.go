@@ -30,15 +30,7 @@ import (
 // that make test's 2 minutes are spent on the archive path itself.
 func TestTwoNodesShareOneUploadSlot(t *testing.T) {
 	ctx := context.Background()
-	l, err := lab.Start(ctx, lab.Config{Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
+	l := startLab(ctx, t)
 	sftp := framework.StartSFTP(t)
 	for _, slots := range []int{1, 2} {
 		t.Run("cluster-uploads="+strconv.Itoa(slots), func(t *testing.T) {
@@ -182,4 +174,20 @@ func countFinals(dirs []string) int {
 		}
 	}
 	return n
+}
+
+// startLab starts a bare lab (no keeplog of its own: the test runs bin/keeplog processes against its API server),
+// stopped when the test ends.
+func startLab(ctx context.Context, t *testing.T) *lab.Lab {
+	t.Helper()
+	l, err := lab.Start(ctx, lab.Config{Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return l
 }
