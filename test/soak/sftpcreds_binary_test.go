@@ -73,8 +73,8 @@ func TestBinarySFTPRotatedCredentials(t *testing.T) {
 	// 1. A key the server does not accept.
 	target := "ssh handshake with " + srv.Addr() + " as user \"" + srv.User + "\""
 	st := waitStatusError(t, e, pod, "unable to authenticate")
-	if !strings.HasPrefix(st.Error, target) {
-		t.Errorf("the status file's error %q does not name the server and user (%s)", st.Error, target)
+	if !strings.HasPrefix(st.Error, "wrong credentials") || !strings.Contains(st.Error, target) {
+		t.Errorf("the status file's error %q does not say wrong credentials first and name the server and user (%s)", st.Error, target)
 	}
 	t.Logf("a key the server does not accept: the status file says %q", st.Error)
 	logSaysRetry(t, e, "unable to authenticate")
@@ -89,6 +89,9 @@ func TestBinarySFTPRotatedCredentials(t *testing.T) {
 	srv.RotateHostKey()
 	sshdFrom := len(srv.Log())
 	st = waitStatusError(t, e, pod, "knownhosts: key mismatch")
+	if !strings.HasPrefix(st.Error, "the server's host key is not the one knownHosts names") {
+		t.Errorf("the status file's error %q does not say first that the host key changed", st.Error)
+	}
 	t.Logf("a host key the Secret's knownHosts does not list: the status file says %q", st.Error)
 	logSaysRetry(t, e, "knownhosts: key mismatch")
 
