@@ -44,7 +44,7 @@ const (
 	MetricGCOldestRetainedSeconds = "keeplog_gc_oldest_retained_seconds"
 	// MetricGCPVCleanupsTotal is pVs the garbage collector let go: released (reclaim policy set to Delete), node_gone (deleted by the leader).
 	MetricGCPVCleanupsTotal = "keeplog_gc_pv_cleanups_total"
-	// MetricGCRetainedBytes is bytes allocated by the retained pod directories (measured at most every 10 minutes per directory).
+	// MetricGCRetainedBytes is bytes allocated by the retained pod directories, as the usage tracker counts them (0 until its first walk has ended).
 	MetricGCRetainedBytes = "keeplog_gc_retained_bytes"
 	// MetricGCRetainedDirectories is unpublished pod directories kept on this node (retention not expired, archive pending, or kept by disk-pressure order).
 	MetricGCRetainedDirectories = "keeplog_gc_retained_directories"

@@ -162,7 +162,8 @@ type Deps struct {
 	// Forget is told each deleted directory (the policy resolver's cache); nil means nobody.
 	Forget func(dir string)
 	// Sizes gives the retained directories' sizes for the retained-bytes gauge (the usage tracker, which keeps
-	// them anyway); nil, or a directory it does not know, means the collector measures that directory itself.
+	// them anyway); nil, or a directory it does not know, means the collector measures that directory itself. While
+	// it is not ready (its first walk runs) the gauge waits for it.
 	Sizes DirSizes
 	// Liveness records the loop's progress (each pass, each directory deleted, and a heartbeat while it waits for
 	// the next pass), so that /healthz fails when the collector is wedged; nil records nothing.
@@ -193,9 +194,10 @@ type GC struct {
 	cache recordCache
 }
 
-// DirSizes gives a pod directory's (by name) allocated bytes; false when it has no figure for it.
+// DirSizes sums the allocated bytes of pod directories (by name) in one call: unknown lists the names it has no
+// figure for; ready is false while it has measured nothing yet.
 type DirSizes interface {
-	DirBytes(name string) (int64, bool)
+	SumDirBytes(names []string) (sum int64, unknown []string, ready bool)
 }
 
 type sizeEntry struct {

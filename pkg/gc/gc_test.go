@@ -313,12 +313,25 @@ func TestRetainedSizesAreMeasuredRarely(t *testing.T) {
 	}
 }
 
-// trackedSizes is Deps.Sizes as the usage tracker gives it: a figure for the directories it knows.
-type trackedSizes map[string]int64
+// trackedSizes is Deps.Sizes as the usage tracker gives it: a figure for the directories it knows; none at all
+// while walking is set (its first walk runs).
+type trackedSizes struct {
+	bytes   map[string]int64
+	walking bool
+}
 
-func (s trackedSizes) DirBytes(name string) (int64, bool) {
-	b, ok := s[name]
-	return b, ok
+func (s *trackedSizes) SumDirBytes(names []string) (sum int64, unknown []string, ready bool) {
+	if s.walking {
+		return 0, nil, false
+	}
+	for _, name := range names {
+		if b, ok := s.bytes[name]; ok {
+			sum += b
+		} else {
+			unknown = append(unknown, name)
+		}
+	}
+	return sum, unknown, true
 }
 
 // TestRetainedSizesComeFromTheTracker: with Deps.Sizes, a retained directory the tracker knows is never measured by
@@ -334,7 +347,7 @@ func TestRetainedSizesComeFromTheTracker(t *testing.T) {
 	dir2, target2 := f.podDir("v2:node-a:pvc-2", 64<<10)
 	f.unpublish("v2:node-a:pvc-2", target2)
 	f.disk = func() (DiskUsage, error) { return DiskUsage{Size: 1000, Used: 250, Avail: 750}, nil }
-	tracked := trackedSizes{dir1: 7 << 20}
+	tracked := &trackedSizes{bytes: map[string]int64{dir1: 7 << 20}}
 	f.sizes = tracked
 	g := f.gc()
 	f.pass(g)
@@ -349,10 +362,45 @@ func TestRetainedSizesComeFromTheTracker(t *testing.T) {
 	if own1 || !own2 {
 		t.Fatalf("the collector measured %s: %v (want false: the tracker has it), %s: %v (want true)", dir1, own1, dir2, own2)
 	}
-	tracked[dir1] = 9 << 20 // the tracker saw writes: the next pass shows them, no 30-minute wait
+	tracked.bytes[dir1] = 9 << 20 // the tracker saw writes: the next pass shows them, no 30-minute wait
 	f.clk.Step(time.Minute)
 	f.pass(g)
 	if got, want := gather(t, f, "keeplog_gc_retained_bytes"), float64(9<<20+measured); got != want {
 		t.Fatalf("retained bytes after the tracker's figure changed: %v, want %v", got, want)
+	}
+}
+
+// TestRetainedBytesWaitForTheTrackersFirstWalk: while the usage tracker's first walk runs (Deps.Sizes not ready) the
+// collector measures no retained directory itself (at 20,000 directories that was a second walk of the whole root
+// beside the tracker's, 2 of 10 cpu-s at the start) and leaves the gauge as it was; the next pass after the walk shows
+// the tracker's figures.
+func TestRetainedBytesWaitForTheTrackersFirstWalk(t *testing.T) {
+	f := newFixture(t)
+	f.cfg.Policy.RetainFor = 24 * time.Hour
+	f.volume("v1:node-a:pvc-1", store.Persistent, "pvc-1", nil)
+	dir, target := f.podDir("v1:node-a:pvc-1", 64<<10)
+	f.unpublish("v1:node-a:pvc-1", target)
+	f.disk = func() (DiskUsage, error) { return DiskUsage{Size: 1000, Used: 250, Avail: 750}, nil }
+	tracked := &trackedSizes{bytes: map[string]int64{dir: 5 << 20}, walking: true}
+	f.sizes = tracked
+	g := f.gc()
+	f.pass(g)
+	g.mu.Lock()
+	own := len(g.sizes)
+	g.mu.Unlock()
+	if own != 0 {
+		t.Fatalf("the collector measured %d retained directories itself while the tracker's first walk ran", own)
+	}
+	if got := gather(t, f, "keeplog_gc_retained_bytes"); got != 0 {
+		t.Fatalf("retained bytes %v before the tracker has figures, want 0 (not measured yet)", got)
+	}
+	if got := gather(t, f, "keeplog_gc_retained_directories"); got != 1 {
+		t.Fatalf("retained directories %v, want 1: only the bytes wait for the tracker", got)
+	}
+	tracked.walking = false
+	f.clk.Step(time.Minute)
+	f.pass(g)
+	if got := gather(t, f, "keeplog_gc_retained_bytes"); got != 5<<20 {
+		t.Fatalf("retained bytes after the tracker's first walk: %v, want its %d", got, 5<<20)
 	}
 }

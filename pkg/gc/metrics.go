@@ -33,7 +33,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		retainedDirs: prometheus.NewGauge(prometheus.GaugeOpts{Name: api.MetricGCRetainedDirectories,
 			Help: "Unpublished pod directories kept on this node (retention not expired, archive pending, or kept by disk-pressure order)."}),
 		retainedBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: api.MetricGCRetainedBytes,
-			Help: "Bytes allocated by the retained pod directories, as the usage tracker counts them (a directory it has no figure for is measured every 30 to 60 minutes)."}),
+			Help: "Bytes allocated by the retained pod directories, as the usage tracker counts them (0 until its first walk after a start has ended; a directory it has no figure for is measured every 30 to 60 minutes)."}),
 		oldest: prometheus.NewGauge(prometheus.GaugeOpts{Name: api.MetricGCOldestRetainedSeconds,
 			Help: "Age of the oldest retained pod directory since its retention clock started (0 when none)."}),
 		usedRatio: prometheus.NewGauge(prometheus.GaugeOpts{Name: api.MetricGCDiskUsedRatio,
@@ -64,36 +64,55 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-// observe sets the gauges after a pass. A retained directory's size is the usage tracker's (Deps.Sizes) when it has
-// one, which costs nothing; otherwise the collector measures the directory itself, again when that is stale.
+// observe sets the gauges after a pass. The retained directories' sizes are the usage tracker's (Deps.Sizes), asked
+// for all of them at once, which costs nothing; a directory it has no figure for is measured by the collector itself,
+// again when that is stale. While the tracker's first walk runs it has no figures yet: the bytes gauge then stays as
+// it was until a later pass, rather than this pass walking every retained directory beside that walk.
 func (g *GC) observe(inv *inventory, now time.Time, res *Result) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	root := g.store.Root()
-	seen := map[string]bool{}
 	var n int
-	var bytes int64
 	var oldest time.Duration
-	var stale []string
+	dirs := make([]string, 0, len(inv.candidates))
 	for _, c := range inv.candidates {
 		if c.gone {
 			continue
 		}
 		n++
 		oldest = max(oldest, now.Sub(c.start))
-		if g.sizer != nil {
-			if b, ok := g.sizer.DirBytes(c.dir); ok {
-				bytes += b
-				continue
-			}
+		dirs = append(dirs, c.dir)
+	}
+	if bytes, ok := g.retainedBytes(dirs, now); ok {
+		g.metrics.retainedBytes.Set(float64(bytes))
+	}
+	res.Retained = n
+	g.metrics.retainedDirs.Set(float64(n))
+	g.metrics.oldest.Set(oldest.Seconds())
+	g.metrics.usedRatio.Set(res.UsedPercent / 100)
+	g.metrics.inodesRatio.Set(res.InodesUsedPercent / 100)
+}
+
+// retainedBytes is what the retained directories hold; false while the tracker has no figures yet. Called with mu.
+func (g *GC) retainedBytes(dirs []string, now time.Time) (int64, bool) {
+	var bytes int64
+	unknown := dirs
+	if g.sizer != nil {
+		var ready bool
+		if bytes, unknown, ready = g.sizer.SumDirBytes(dirs); !ready {
+			return 0, false
 		}
-		seen[c.dir] = true
-		if s, ok := g.sizes[c.dir]; ok && now.Sub(s.at) < sizeTTL+jitter.Offset(c.dir, sizeTTL) && !now.Before(s.at) {
+	}
+	seen := make(map[string]bool, len(unknown))
+	var stale []string
+	for _, dir := range unknown {
+		seen[dir] = true
+		if s, ok := g.sizes[dir]; ok && now.Sub(s.at) < sizeTTL+jitter.Offset(dir, sizeTTL) && !now.Before(s.at) {
 			bytes += s.bytes
 			continue
 		}
-		stale = append(stale, c.dir)
+		stale = append(stale, dir)
 	}
+	root := g.store.Root()
 	measured := make([]int64, len(stale))
 	parallel(len(stale), func(i int) { measured[i], _ = dirSize(filepath.Join(root, stale[i])) })
 	for i, dir := range stale {
@@ -105,10 +124,5 @@ func (g *GC) observe(inv *inventory, now time.Time, res *Result) {
 			delete(g.sizes, dir)
 		}
 	}
-	res.Retained = n
-	g.metrics.retainedDirs.Set(float64(n))
-	g.metrics.retainedBytes.Set(float64(bytes))
-	g.metrics.oldest.Set(oldest.Seconds())
-	g.metrics.usedRatio.Set(res.UsedPercent / 100)
-	g.metrics.inodesRatio.Set(res.InodesUsedPercent / 100)
+	return bytes, true
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -137,15 +138,12 @@ func TestMissingDirectory(t *testing.T) {
 	if len(s.Missing) != 1 || s.Missing[0] != filepath.Base(dirs[0]) {
 		t.Fatalf("missing = %v, want [%s]", s.Missing, filepath.Base(dirs[0]))
 	}
-	// DirBytes (the garbage collector's retained-bytes gauge): the directory that is there has its figure, the
-	// missing one and a name the tracker never saw have none.
-	if b, ok := f.tr.DirBytes(filepath.Base(dirs[1])); !ok || b != du(t, dirs[1]).Bytes {
-		t.Fatalf("DirBytes(%s) = %d, %v; want %d, true", filepath.Base(dirs[1]), b, ok, du(t, dirs[1]).Bytes)
-	}
-	for _, name := range []string{filepath.Base(dirs[0]), "ns_unknown_0000"} {
-		if b, ok := f.tr.DirBytes(name); ok {
-			t.Fatalf("DirBytes(%s) = %d, true; want no figure", name, b)
-		}
+	// SumDirBytes (the garbage collector's retained-bytes gauge): the directory that is there has its figure, the
+	// missing one and a name the tracker never saw are unknown.
+	names := []string{filepath.Base(dirs[0]), filepath.Base(dirs[1]), "ns_unknown_0000"}
+	sum, unknown, ready := f.tr.SumDirBytes(names)
+	if !ready || sum != du(t, dirs[1]).Bytes || !slices.Equal(unknown, []string{names[0], names[2]}) {
+		t.Fatalf("SumDirBytes(%v) = %d, %v, %v; want %d, [%s %s], true", names, sum, unknown, ready, du(t, dirs[1]).Bytes, names[0], names[2])
 	}
 }
 

@@ -185,17 +185,24 @@ func (t *Tracker) Status(volumeID string) (Status, bool) {
 	return t.statusLocked(v), true
 }
 
-// DirBytes is what one pod directory (by name) holds, in allocated bytes, as the last walk and the events since left
-// it; false when the tracker has not measured it (not started, not a tracked volume's, or missing from the disk).
+// SumDirBytes is what the named pod directories hold together, in allocated bytes, as the last walk and the events
+// since left them, read under one lock; unknown lists the names it has no figure for (not a tracked volume's, or
+// missing from the disk). ready is false until the first walk has ended, when it has no figure for anything yet.
 // The garbage collector's retained-bytes gauge reads it instead of walking every retained directory again.
-func (t *Tracker) DirBytes(name string) (int64, bool) {
+func (t *Tracker) SumDirBytes(names []string) (sum int64, unknown []string, ready bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	d := t.dirs[name]
-	if d == nil || !t.started || !d.present {
-		return 0, false
+	if !t.started {
+		return 0, nil, false
 	}
-	return d.usage.Bytes, true
+	for _, name := range names {
+		if d := t.dirs[name]; d != nil && d.present {
+			sum += d.usage.Bytes
+		} else {
+			unknown = append(unknown, name)
+		}
+	}
+	return sum, unknown, true
 }
 
 func (t *Tracker) statusLocked(v *volState) Status {
