@@ -197,7 +197,8 @@ func syncfs(path string) error {
 	return unix.Syncfs(int(f.Fd()))
 }
 
-// dirSize is the bytes allocated at and below path (st_blocks, as du counts) and the entries there. The pod wrote
+// dirSize is the bytes allocated at and below path (st_blocks, as du counts: a hard-linked file once) and the
+// entries there. The pod wrote
 // this tree, so it is walked with safefs.Walk: no symlink followed, nothing but directories opened, and no other
 // mount entered (a bind mount inside a pod directory is not the pod directory's: counting it made its retained size,
 // and a dry run's estimate of what deleting it frees, wrong).
@@ -216,8 +217,16 @@ func dirSize(path string) (bytes, entries int64) {
 	if err := unix.Fstat(int(top.Fd()), &st); err == nil {
 		bytes, entries = st.Blocks*512, 1
 	}
+	linked := map[[2]uint64]bool{} // a file with more than one link is counted once, as du and the usage tracker count it
 	_, _ = safefs.Walk(top, "", func(e safefs.Entry) bool {
 		entries++
+		if e.Stat.Nlink > 1 && e.Kind() != unix.S_IFDIR {
+			id := [2]uint64{e.Stat.Dev, e.Stat.Ino}
+			if linked[id] {
+				return true
+			}
+			linked[id] = true
+		}
 		bytes += e.Stat.Blocks * 512
 		return true
 	})

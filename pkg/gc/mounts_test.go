@@ -3,8 +3,10 @@ package gc
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -113,5 +115,30 @@ func writeBlocks(t *testing.T, p string, size int) {
 	if f, err := os.Open(p); err == nil {
 		_ = f.Sync()
 		f.Close()
+	}
+}
+
+// TestDirSizeCountsAHardLinkOnce: a file linked twice in a pod directory takes its blocks once, and dirSize says what
+// du says (the usage tracker counts the same way, and the retained-bytes gauge adds the two).
+func TestDirSizeCountsAHardLinkOnce(t *testing.T) {
+	pod := filepath.Join(t.TempDir(), "ns_pod_uid")
+	if err := os.MkdirAll(filepath.Join(pod, "app"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeBlocks(t, filepath.Join(pod, "app", "gc.log"), 1<<20)
+	writeBlocks(t, filepath.Join(pod, "app", "heap.hprof"), 2<<20)
+	if err := os.Link(filepath.Join(pod, "app", "heap.hprof"), filepath.Join(pod, "heap.hprof")); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("du", "-s", "-B1", pod).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := strconv.ParseInt(strings.Fields(string(out))[0], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := dirSize(pod); got != want {
+		t.Fatalf("dirSize %d, du -s -B1 %d (the 2 MiB file linked twice counted twice?)", got, want)
 	}
 }
