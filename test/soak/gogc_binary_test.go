@@ -20,8 +20,9 @@ const metricGOGC = "go_gc_gogc_percent"
 // environment keeplog collects at 50 (the Go default is 100), and GOGC in the environment (the chart's extraEnv)
 // wins, here GOGC=100. Both read from keeplog's own /metrics.
 func TestBinaryGOGCDefault(t *testing.T) {
-	t.Setenv("GOGC", "") // restores the caller's GOGC after the test
-	if err := os.Unsetenv("GOGC"); err != nil { // keeplog inherits the test's environment: no GOGC at all
+	// keeplog inherits the test's environment: no GOGC at all there (t.Setenv restores the caller's afterwards).
+	t.Setenv("GOGC", "")
+	if err := os.Unsetenv("GOGC"); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
