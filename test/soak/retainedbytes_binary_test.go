@@ -34,19 +34,9 @@ func TestBinaryRetainedBytes(t *testing.T) {
 		t.Fatal("must run as root (keeplog bind-mounts)")
 	}
 	ctx := context.Background()
-	work := t.TempDir()
-	t.Cleanup(func() { unmountUnder(t, work) })
-	kl, err := binary.StartKeeplog(ctx, binary.Config{WorkDir: filepath.Join(work, "keeplog"), Args: []string{
-		"--retain-for=1h", "--gc-interval=1s", "--usage-walk-interval=100ms", "--usage-update-interval=100ms"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = kl.Stop() })
-	c, err := binary.DialCSI(kl.Socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	e := &archEnv{t: t, work: t.TempDir()} // no archive target: archiving is off, the directories stay
+	e.start(ctx, "", []string{"--retain-for=1h", "--gc-interval=1s", "--usage-walk-interval=100ms", "--usage-update-interval=100ms"})
+	kl, c, work := e.kl, e.csi, e.work
 
 	sizes := [][]int64{{1 << 20, 300 << 10, 10}, {2<<20 + 7}, {512 << 10, 64 << 10}}
 	var dirs []string
