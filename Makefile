@@ -82,10 +82,12 @@ heapdumps:
 # (the server SIGKILLed by its PID mid-part and down for 60 s, KEEPLOG_S3_OUTAGE; about 2.5 minutes) and
 # TestBinaryS3WrongCredentials (a wrong secretAccessKey, then a missing bucket, then fixed; about 30 s). The SFTP
 # Secret rotated as kubelet does (a refused key, then a new server host key refused, then the right key and
-# knownHosts taken by the same PID): TestBinarySFTPRotatedCredentials, about 10 s.
+# knownHosts taken by the same PID): TestBinarySFTPRotatedCredentials, about 10 s. Two gauges read from the binary's
+# /metrics: TestBinaryGOGCDefault (go_gc_gogc_percent 50 without GOGC, 100 with GOGC=100) and TestBinaryRetainedBytes
+# (keeplog_gc_retained_bytes equal to du -s -B1 of the retained directories, and following a grown file), about 5 s.
 .PHONY: resume-binary
 resume-binary: build seaweedfs
-	$(GO) test -tags soak -count=1 -timeout 30m -v -run '^(TestBinaryResume|TestBinaryS3Resume|TestBinaryS3ServerOutage|TestBinaryS3WrongCredentials|TestBinarySFTPRotatedCredentials)$$' ./test/soak/
+	$(GO) test -tags soak -count=1 -timeout 30m -v -run '^(TestBinaryResume|TestBinaryS3Resume|TestBinaryS3ServerOutage|TestBinaryS3WrongCredentials|TestBinarySFTPRotatedCredentials|TestBinaryGOGCDefault|TestBinaryRetainedBytes)$$' ./test/soak/
 
 
 # The chart e2e installs `make image`'s docker-archive for this machine's architecture (both are built by `make image`).

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
+	"github.com/keeplog/keeplog/internal/certreload"
 	"github.com/keeplog/keeplog/pkg/retrievalapi"
 )
 
@@ -40,7 +41,7 @@ func run(ctx context.Context, o *Options) error {
 	if err != nil {
 		return err
 	}
-	hc, err := nodeClient(ctx, o.NodeCAFile, o.NodeServerName)
+	hc, err := nodeClient(o.NodeCAFile, o.NodeServerName, certreload.Deps{Log: klog.Background().WithName("node-ca")})
 	if err != nil {
 		return err
 	}

@@ -37,22 +37,11 @@ func selfSigned(t *testing.T) (string, string, *x509.Certificate) {
 // client that trusts the certificate reaches the handler.
 func TestServeRetrievalTLS(t *testing.T) {
 	cf, kf, cert := selfSigned(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
 	pair, err := certreload.New(certreload.Config{CertFile: cf, KeyFile: kf}, certreload.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		done <- serveRetrieval(ctx, RetrievalOptions{Address: addr, TLSCertFile: cf, TLSKeyFile: kf, bytesPerSecond: 1, MaxStreams: 1},
-			http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }), pair)
-	}()
+	addr := startRetrieval(t, cf, kf, pair)
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
@@ -73,10 +62,32 @@ func TestServeRetrievalTLS(t *testing.T) {
 		}
 		plain.Body.Close()
 	}
-	cancel()
-	if err := <-done; err != nil {
+}
+
+// startRetrieval serves the retrieval endpoint over TLS with pair (certFile and keyFile are the options' names of
+// its files) on a free loopback port, answering "ok" to every request, until the test ends; it returns the address.
+// Whether it started is the caller's first request to find out.
+func startRetrieval(t *testing.T, certFile, keyFile string, pair *certreload.Pair) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
 		t.Fatal(err)
 	}
+	addr := l.Addr().String()
+	l.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- serveRetrieval(ctx, RetrievalOptions{Address: addr, TLSCertFile: certFile, TLSKeyFile: keyFile, bytesPerSecond: 1, MaxStreams: 1},
+			http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }), pair)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serveRetrieval: %v", err)
+		}
+	})
+	return addr
 }
 
 // pemFiles is a certificate file and a key file's content, as a Secret volume's keys.
@@ -108,18 +119,7 @@ func TestServeRetrievalRotatedCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- serveRetrieval(ctx, RetrievalOptions{Address: addr, TLSCertFile: cf, TLSKeyFile: kf, bytesPerSecond: 1, MaxStreams: 1},
-			http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }), pair)
-	}()
+	addr := startRetrieval(t, cf, kf, pair)
 	pool := x509.NewCertPool()
 	for _, c := range []*x509.Certificate{certA, certB, certC} {
 		pool.AddCert(c)
@@ -151,9 +151,5 @@ func TestServeRetrievalRotatedCertificate(t *testing.T) {
 	clk.SetTime(clk.Now().Add(certreload.DefaultInterval))
 	if !served().Equal(certB) {
 		t.Fatal("a broken rotation is served, or broke serving: want the last good certificate")
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
 	}
 }

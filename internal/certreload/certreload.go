@@ -40,7 +40,7 @@ type Pair struct {
 	mu      sync.Mutex
 	cert    *tls.Certificate
 	sum     [32]byte  // digest of the files of cert
-	failed  [32]byte  // digest of the content (or read error) last found unusable: logged once
+	fails   failures  // the content last found unusable: logged once, and its recovery once
 	checked time.Time // when the files were last read
 }
 
@@ -75,19 +75,24 @@ func (p *Pair) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return p.cert, nil
 }
 
-// reload serves the files' pair when their content changed and loads; it logs once for content that does not.
+// reload serves the files' pair when their content changed and loads; it logs once for content that does not, and
+// once when the files hold the served pair again.
 func (p *Pair) reload() {
 	sum, cert, err := p.read()
 	switch {
 	case sum == p.sum:
+		if p.fails.ok() {
+			p.deps.Log.Info("The serving certificate files hold the served pair again", "certFile", p.cfg.CertFile,
+				"certificate", describe(p.cert))
+		}
 	case err != nil:
-		if sum != p.failed {
-			p.failed = sum
+		if p.fails.fail(sum) {
 			p.deps.Log.Error(err, "Cannot load the changed serving certificate; serving the previous one",
 				"certFile", p.cfg.CertFile, "keyFile", p.cfg.KeyFile, "serving", describe(p.cert))
 		}
 	default:
-		p.cert, p.sum, p.failed = cert, sum, [32]byte{}
+		p.cert, p.sum = cert, sum
+		p.fails.ok()
 		p.deps.Log.Info("Serving a new certificate", "certFile", p.cfg.CertFile, "certificate", describe(cert))
 	}
 }

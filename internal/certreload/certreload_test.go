@@ -72,7 +72,8 @@ func served(t *testing.T, addr string, roots *x509.CertPool) int64 {
 // TestPairFollowsASecretVolume: real handshakes against a server whose GetCertificate is a Pair over a kubelet-style
 // Secret volume. It serves A; after the volume's ..data is swapped to B it still serves A until the interval passed,
 // then B; a broken rotation (B's successor's certificate with another key: a half-written update) keeps B served and
-// is logged once however many handshakes see it; the fixed rotation is served.
+// is logged once however many handshakes see it; the fixed rotation is served. Broken again, then back to the served
+// pair: one more error line, and one line saying the files hold the served pair again.
 func TestPairFollowsASecretVolume(t *testing.T) {
 	a, b, c, other := newPair(t, 1), newPair(t, 2), newPair(t, 3), newPair(t, 4)
 	roots := x509.NewCertPool()
@@ -83,14 +84,19 @@ func TestPairFollowsASecretVolume(t *testing.T) {
 	clk := clocktesting.NewFakePassiveClock(time.Unix(1700000000, 0))
 	var mu sync.Mutex
 	var errorsLogged []string
+	recovered := 0
 	log := funcr.New(func(prefix, args string) {
 		mu.Lock()
 		defer mu.Unlock()
 		if strings.Contains(args, `"error"=`) {
 			errorsLogged = append(errorsLogged, args)
 		}
+		if strings.Contains(args, "hold the served pair again") {
+			recovered++
+		}
 	}, funcr.Options{})
 	logged := func() int { mu.Lock(); defer mu.Unlock(); return len(errorsLogged) }
+	recoveries := func() int { mu.Lock(); defer mu.Unlock(); return recovered }
 	p, err := New(Config{CertFile: filepath.Join(vol.Dir, "tls.crt"), KeyFile: filepath.Join(vol.Dir, "tls.key")},
 		Deps{Clock: clk, Log: log})
 	if err != nil {
@@ -132,6 +138,34 @@ func TestPairFollowsASecretVolume(t *testing.T) {
 	}
 	if n := logged(); n != 1 {
 		t.Fatalf("%d error lines, want still 1", n)
+	}
+
+	vol.Write(tlsFiles(c.certPEM, other.keyPEM))
+	step()
+	served(t, addr, roots)
+	vol.Write(tlsFiles(c.certPEM, c.keyPEM))
+	for range 3 {
+		step()
+		if got := served(t, addr, roots); got != 3 {
+			t.Fatalf("serves %d with C back in the files, want C (3)", got)
+		}
+	}
+	if n, r := logged(), recoveries(); n != 2 || r != 1 {
+		t.Fatalf("broken again, then C back: %d error lines in all and %d recovery lines, want 2 and 1", n, r)
+	}
+}
+
+// TestNewCARefusesABrokenBundle: at start there is no previous bundle to fall back to.
+func TestNewCARefusesABrokenBundle(t *testing.T) {
+	a := newPair(t, 1)
+	vol := fstest.NewSecretVolume(t, t.TempDir(), map[string]string{"ca.crt": string(a.certPEM), "bad.crt": "not PEM"})
+	if _, err := NewCA(CAConfig{File: filepath.Join(vol.Dir, "ca.crt")}, Deps{}); err != nil {
+		t.Fatalf("a bundle of one certificate: %v", err)
+	}
+	for _, f := range []string{"bad.crt", "none.crt"} {
+		if _, err := NewCA(CAConfig{File: filepath.Join(vol.Dir, f)}, Deps{}); err == nil {
+			t.Errorf("CA file %s was accepted", f)
+		}
 	}
 }
 

@@ -10,6 +10,11 @@
 // rotations half way through a write, a truncated file) changes nothing: the previous pair is served and the
 // failure is logged once for that content, so a broken rotation never breaks serving and never floods the log.
 //
+// A CA is the same for a client's CA bundle (keeplog-api's --node-ca-file): read again at a connection at most once
+// per interval, a bundle that does not parse keeping the previous one. Both log a broken file once per distinct
+// content (or read error) and once when the files load again: a broken Secret stays broken for hours, and a line at
+// every handshake or retry would bury everything else.
+//
 // k8s.io/apiserver's dynamiccertificates does the same for an API server, but would link the API server's packages
 // into the node plugin; this is the one piece of it keeplog needs.
 package certreload

@@ -9,6 +9,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
 	clocktesting "k8s.io/utils/clock/testing"
 )
 
@@ -34,6 +35,24 @@ func (h *hangingLeases) Update(ctx context.Context, l *coordinationv1.Lease, opt
 	return h.Leases.Update(ctx, l, opts)
 }
 
+// holdSlot makes node-a's one "upload" slot on leases with cfg's timings (Namespace, Prefix, Slots and Holder are
+// filled in) and clk (nil: the real clock), and acquires it; the slot is released when the test ends. It returns
+// the held slot's context and the Config, for a contender to reuse.
+func holdSlot(t *testing.T, leases Leases, cfg Config, clk clock.Clock) (context.Context, Config) {
+	t.Helper()
+	cfg.Namespace, cfg.Prefix, cfg.Slots, cfg.Holder = ns, "upload", 1, "node-a"
+	s, err := New(leases, cfg, clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, release, err := s.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(release)
+	return held, cfg
+}
+
 // A holder whose renewals hang loses its slot LeaseDuration-RenewInterval after its last renewal, while the renewal
 // is still in flight, so before the lease expires for a contender. Before the fix it waited for the hung request
 // for a whole RenewInterval and then another RenewInterval before it checked, so a contender took the slot while it
@@ -42,17 +61,8 @@ func (h *hangingLeases) Update(ctx context.Context, l *coordinationv1.Lease, opt
 func TestHungRenewalLosesTheSlotBeforeTheLeaseExpires(t *testing.T) {
 	cs := newFake(t)
 	leases := &hangingLeases{Leases: cs.CoordinationV1().Leases(ns)}
-	cfg := Config{Namespace: ns, Prefix: "upload", Slots: 1, Holder: "node-a", LeaseDuration: 6 * time.Second,
-		RenewInterval: 2 * time.Second, RetryInterval: 200 * time.Millisecond}
-	a, err := New(leases, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	held, release, err := a.Acquire(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer release()
+	held, cfg := holdSlot(t, leases, Config{LeaseDuration: 6 * time.Second, RenewInterval: 2 * time.Second,
+		RetryInterval: 200 * time.Millisecond}, nil)
 	leases.hang.Store(true)
 	cfg.Holder = "node-b"
 	b, err := New(cs.CoordinationV1().Leases(ns), cfg, nil)
@@ -89,16 +99,8 @@ func TestFailedRenewalRetriedSoon(t *testing.T) {
 	cs := newFake(t)
 	clk := clocktesting.NewFakeClock(time.Now())
 	leases := &hangingLeases{Leases: cs.CoordinationV1().Leases(ns)}
-	s, err := New(leases, Config{Namespace: ns, Prefix: "upload", Slots: 1, Holder: "node-a", LeaseDuration: 30 * time.Second,
-		RenewInterval: 10 * time.Second, RetryInterval: 2 * time.Second}, clk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	held, release, err := s.Acquire(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer release()
+	held, _ := holdSlot(t, leases, Config{LeaseDuration: 30 * time.Second, RenewInterval: 10 * time.Second,
+		RetryInterval: 2 * time.Second}, clk)
 	leases.fail.Store(true)
 	eventually(t, "the renewer waiting", func() bool { return clk.HasWaiters() })
 	clk.Step(10 * time.Second) // the renewal at +10s fails
@@ -134,16 +136,7 @@ func stepUntil(t *testing.T, clk *clocktesting.FakeClock, what string, cond func
 func TestLongRenewIntervalKeepsTheSlot(t *testing.T) {
 	cs := newFake(t)
 	clk := clocktesting.NewFakeClock(time.Now())
-	s, err := New(cs.CoordinationV1().Leases(ns), Config{Namespace: ns, Prefix: "upload", Slots: 1, Holder: "node-a",
-		LeaseDuration: 30 * time.Second, RenewInterval: 20 * time.Second}, clk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	held, release, err := s.Acquire(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer release()
+	held, _ := holdSlot(t, cs.CoordinationV1().Leases(ns), Config{LeaseDuration: 30 * time.Second, RenewInterval: 20 * time.Second}, clk)
 	for i := 0; i < 5; i++ {
 		before := getLease(t, cs, "upload-0").ResourceVersion
 		stepUntil(t, clk, "a renewal", func() bool { return getLease(t, cs, "upload-0").ResourceVersion != before || held.Err() != nil })

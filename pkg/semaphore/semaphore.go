@@ -1,17 +1,3 @@
-// Package semaphore is a cluster-wide counting semaphore made of Kubernetes
-// Leases (coordination.k8s.io/v1): Slots Lease objects "<prefix>-0" ..
-// "<prefix>-<Slots-1>" in one namespace. Acquiring creates a free slot's
-// Lease or takes over one that is released or expired, with optimistic
-// concurrency (resourceVersion); the holder renews it while it holds it and
-// clears it on release. A holder that dies stops renewing, so its slot is
-// free again after LeaseDuration: a crashed node never blocks the cluster.
-// A holder that cannot renew (the API server refuses, or a request hangs
-// behind a partition) gives the slot up before that: its context ends once
-// no renewal has succeeded for LeaseDuration-RenewInterval (lostAfter),
-// whether a renewal is still in flight or not, so that it stops before a
-// contender may take the slot (renew.go).
-//
-// Needs RBAC: get, create, update on leases in the namespace.
 package semaphore
 
 import (

@@ -30,6 +30,8 @@ type Config struct {
 	Kubeconfig string
 	// Args are further flags (they come last and override).
 	Args []string
+	// Env are further environment variables ("NAME=value"), after the test's own and the empty in-cluster ones.
+	Env []string
 	// ReadyTimeout bounds each start's wait for the CSI socket and /healthz (default 1m): a root of thousands of
 	// retained directories on a loaded machine takes longer.
 	ReadyTimeout time.Duration
@@ -131,7 +133,7 @@ func (k *Keeplog) Start(ctx context.Context) error {
 		return err
 	}
 	// Empty values: no in-cluster configuration, whatever the caller's environment says.
-	env := []string{"KUBERNETES_SERVICE_HOST=", "KUBERNETES_SERVICE_PORT=", "KUBECONFIG="}
+	env := append([]string{"KUBERNETES_SERVICE_HOST=", "KUBERNETES_SERVICE_PORT=", "KUBECONFIG="}, k.cfg.Env...)
 	p, err := lab.StartProcess("keeplog", k.argv(), env, k.LogPath)
 	if err != nil {
 		return err
