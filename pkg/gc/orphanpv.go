@@ -159,12 +159,18 @@ func (o *OrphanPVs) handle(ctx context.Context, pv *corev1.PersistentVolume, nod
 		_, err = pvs.Update(ctx, cur, metav1.UpdateOptions{})
 		return err
 	})
-	if err != nil && !apierrors.IsNotFound(err) {
+	if apierrors.IsNotFound(err) {
+		return o.goneMeanwhile(pv)
+	}
+	if err != nil {
 		return false, fmt.Errorf("gc: remove csi-provisioner's finalizer from PV %s (node %s gone): %w", pv.Name, node, err)
 	}
 	uid := pv.UID
 	err = pvs.Delete(ctx, pv.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
-	if err != nil && !apierrors.IsNotFound(err) {
+	if apierrors.IsNotFound(err) {
+		return o.goneMeanwhile(pv)
+	}
+	if err != nil {
 		return false, fmt.Errorf("gc: delete PV %s (node %s gone since %s): %w", pv.Name, node, since, err)
 	}
 	if o.metrics != nil {
@@ -172,6 +178,13 @@ func (o *OrphanPVs) handle(ctx context.Context, pv *corev1.PersistentVolume, nod
 	}
 	o.cfg.Log.Info("Deleted the PV of a vanished node", "pv", pv.Name, "node", node, "missingSince", since)
 	return true, nil
+}
+
+// goneMeanwhile: the PV was deleted by someone else (an admin, a previous leader) since the list; it is not counted
+// or reported as this collector's deletion.
+func (o *OrphanPVs) goneMeanwhile(pv *corev1.PersistentVolume) (bool, error) {
+	o.cfg.Log.V(2).Info("PV of a vanished node was deleted meanwhile by someone else", "pv", pv.Name)
+	return false, nil
 }
 
 // pvNode is the node a keeplog PV lives on: its node affinity on the topology key, else the node in its volume
