@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 )
 
 // RecordFormat is the format of the JSON records keeplog writes under its root — pkg/store's volume, pod-directory
@@ -29,6 +30,9 @@ type formatHeader struct {
 
 // CheckFormat fails with ErrNewerFormat when data (the record at path) carries a format this binary does not read.
 func CheckFormat(path string, data []byte) error {
+	if currentFormat(data) {
+		return nil
+	}
 	var h formatHeader
 	if err := json.Unmarshal(data, &h); err != nil {
 		return fmt.Errorf("decode %s: %w", path, err)
@@ -41,6 +45,20 @@ func CheckFormat(path string, data []byte) error {
 			path, *h.Format, RecordFormat, ErrNewerFormat)
 	}
 	return fmt.Errorf("%s has record format %d, which no keeplog writes", path, *h.Format)
+}
+
+// currentFormat reports whether data begins the way stampFormat writes a record of RecordFormat: "{", a newline, two
+// spaces, "format": N, then the comma before the next field or the newline before "}". CheckFormat then skips a
+// second decode of the whole record (readJSON decodes it anyway): at 20,000 retained directories that decode was 7 %
+// of keeplog's CPU at the start. Anything else is decoded. (keeplog never writes a second "format" further down,
+// which a full decode would take instead.)
+func currentFormat(data []byte) bool {
+	rest, ok := bytes.CutPrefix(data, []byte("{\n  \"format\": "))
+	if !ok {
+		return false
+	}
+	rest, ok = bytes.CutPrefix(rest, strconv.AppendInt(make([]byte, 0, 4), RecordFormat, 10))
+	return ok && len(rest) > 0 && (rest[0] == ',' || rest[0] == '\n')
 }
 
 // stampFormat puts "format": RecordFormat first in an encoded JSON object, and indents it.

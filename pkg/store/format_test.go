@@ -99,3 +99,35 @@ func jsonEqual(a, b any) bool {
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)
 }
+
+// TestCurrentFormatFastPath: what stampFormat writes is recognised without a second decode, and for every input the
+// fast path and the full decode agree (a record of another format, or laid out otherwise, is decoded).
+func TestCurrentFormatFastPath(t *testing.T) {
+	for _, in := range []string{`{}`, `{"a":1,"b":{"format":2}}`} {
+		out, err := stampFormat([]byte(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !currentFormat(out) {
+			t.Errorf("stampFormat(%s) = %q is not recognised as format %d: every read decodes it twice", in, out, RecordFormat)
+		}
+	}
+	for in, fast := range map[string]bool{
+		"{\n  \"format\": 1,\n  \"a\": 1\n}":  true,
+		"{\n  \"format\": 1\n}":               true,
+		"{\n  \"format\": 12,\n  \"a\": 1\n}": false, // format 12, not 1
+		"{\n  \"format\": 2\n}":               false,
+		`{"format":1}`:                        false, // not stampFormat's layout: decoded, and fine
+		`{"a":1}`:                             false,
+		"{\n  \"format\": 1":                  false, // cut short: decoded, and refused
+	} {
+		if got := currentFormat([]byte(in)); got != fast {
+			t.Errorf("currentFormat(%q) = %v, want %v", in, got, fast)
+		}
+		var h formatHeader
+		decodedOK := json.Unmarshal([]byte(in), &h) == nil && (h.Format == nil || *h.Format == RecordFormat)
+		if err := CheckFormat("rec.json", []byte(in)); (err == nil) != decodedOK {
+			t.Errorf("CheckFormat(%q) = %v; a full decode says accepted=%v", in, err, decodedOK)
+		}
+	}
+}
