@@ -139,7 +139,7 @@ func Statfs(path string) (FSStats, error) {
 
 // Reconcile brings the publish records in line with the mount table; called once at start, before serving.
 func (d *Driver) Reconcile() error {
-	dropped, err := d.store.Reconcile(d.mounter.IsMountPoint)
+	dropped, kept, err := d.store.Reconcile(d.mounter.IsMountPoint)
 	if err != nil {
 		return fmt.Errorf("reconcile publish records with the mount table: %w", err)
 	}
@@ -149,19 +149,23 @@ func (d *Driver) Reconcile() error {
 	if d.describer == nil {
 		return nil
 	}
-	vols, err := d.store.ListVolumes()
-	if err != nil {
-		return err
-	}
-	for _, v := range vols {
-		targets, err := d.store.Targets(v.ID)
-		if err != nil {
-			return err
-		}
-		for _, t := range targets {
-			if u, ok := d.use(v, t.PodDir); ok {
-				d.describer.Resume(u)
+	vols := map[string]*store.Volume{}
+	for _, p := range kept {
+		v, ok := vols[p.VolumeID]
+		if !ok {
+			if v, err = d.store.GetVolume(p.VolumeID); errors.Is(err, store.ErrNotFound) {
+				vols[p.VolumeID] = nil // a half-created or half-deleted volume: nothing to describe
+				continue
+			} else if err != nil {
+				return err
 			}
+			vols[p.VolumeID] = v
+		}
+		if v == nil {
+			continue
+		}
+		if u, ok := d.use(v, p.Target.PodDir); ok {
+			d.describer.Resume(u)
 		}
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -336,5 +337,40 @@ func TestPodDirsShareThePodRefWithTheName(t *testing.T) {
 		if !inName(f) {
 			t.Errorf("%q is a copy, not part of the directory name %q", f, d.Dir)
 		}
+	}
+}
+
+// TestReconcileReadsOnlyPublications: Reconcile drops the publication whose target is not mounted, returns the kept
+// one with its volume, and reads no main record of a volume it has no publication of (20,000 retained volumes were
+// each read at every start): a retained volume whose record this binary cannot read does not stop it.
+func TestReconcileReadsOnlyPublications(t *testing.T) {
+	s, _ := openStore(t)
+	for _, id := range []string{"v1:n:a", "v1:n:retained"} {
+		if _, err := s.CreateVolume(&Volume{ID: id, Kind: Persistent}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ref := &PodRef{Namespace: "ns", Name: "p", UID: "0f8c6a3e-1d2b-4c5d-8e9f-0a1b2c3d4e5f"}
+	if _, err := s.ClaimPodDir("v1:n:a", ref.DirName(), ref); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/mnt/live", "/mnt/gone"} {
+		if err := s.AddTarget("v1:n:a", Target{Path: path, PodDir: ref.DirName()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vdir, err := s.volumeDir("v1:n:retained")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(vdir, api.VolumeRecordFile), []byte("{\n  \"format\": 99\n}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dropped, kept, err := s.Reconcile(func(path string) (bool, error) { return path == "/mnt/live", nil })
+	if err != nil {
+		t.Fatalf("Reconcile read the record of a volume without publications: %v", err)
+	}
+	if !slices.Equal(dropped, []string{"/mnt/gone"}) || len(kept) != 1 || kept[0].VolumeID != "v1:n:a" || kept[0].Target.Path != "/mnt/live" {
+		t.Fatalf("dropped %v, kept %+v; want /mnt/gone dropped and v1:n:a's /mnt/live kept", dropped, kept)
 	}
 }
