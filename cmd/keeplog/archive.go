@@ -61,7 +61,7 @@ func setupArchiver(c *components) error {
 // retained says whether the records say a pod directory is unpublished (the archiver does not watch those).
 func retained(s *store.Store) func(string) bool {
 	return func(dir string) bool {
-		_, p, err := s.Owner(dir)
+		p, err := s.PodDirRecord(dir)
 		return err == nil && !p.UnpublishedAt.IsZero()
 	}
 }

@@ -37,6 +37,34 @@ func (s *Store) Owner(dir string) (*Volume, *PodDir, error) {
 	return v, &p, nil
 }
 
+// PodDirRecord returns a pod directory's own record, without its volume's: the archiver asks of each directory at
+// every rescan whether it is unpublished, and reading the volume record too (Owner) was a third of that. ErrNotFound
+// when no volume owns the directory, or its record is gone.
+func (s *Store) PodDirRecord(dir string) (*PodDir, error) {
+	if _, err := s.PodDirPath(dir); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	err := s.loadOwnersLocked()
+	id := s.owners[dir]
+	s.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if id == "" {
+		return nil, fmt.Errorf("pod directory %s: no volume owns it: %w", dir, ErrNotFound)
+	}
+	vdir, err := s.volumeDir(id)
+	if err != nil {
+		return nil, err
+	}
+	var p PodDir
+	if err := readJSON(filepath.Join(vdir, api.PodRecordsDir, dir+".json"), &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
 // SetPodAnnotations records a pod directory's keeplog annotations; it writes only when they changed.
 func (s *Store) SetPodAnnotations(volumeID, dir string, ann map[string]string) error {
 	s.mu.Lock()

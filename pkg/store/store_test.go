@@ -244,6 +244,11 @@ func TestOwnerIndexFollowsTheRecords(t *testing.T) {
 	owner := func(st *Store, name string) string {
 		t.Helper()
 		v, _, err := st.Owner(ref(name).DirName())
+		// PodDirRecord (the archiver's question: unpublished?) agrees with Owner at every step.
+		if p, perr := st.PodDirRecord(ref(name).DirName()); errors.Is(err, ErrNotFound) != errors.Is(perr, ErrNotFound) ||
+			(perr == nil && p.Dir != ref(name).DirName()) {
+			t.Fatalf("%s: Owner says %v, PodDirRecord %+v, %v", name, err, p, perr)
+		}
 		if errors.Is(err, ErrNotFound) {
 			return ""
 		}
