@@ -89,3 +89,45 @@ func waitBody(t *testing.T, c *otelcoltest.Collector, body string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestCopyCollectorReadsEachLineOnce is the same for a pod with a keeplog volume: the LogCopier's copy, linked into
+// <root>/.pods, is a second inode that starts with kubelet's bytes and lags behind them (copied every third line
+// here). The collector must continue it, never read it from its start: every line exactly once.
+func TestCopyCollectorReadsEachLineOnce(t *testing.T) {
+	e := newLogEnv(t)
+	c := otelcoltest.Start(t, readSnippet(t, "otelcol-filelog.yaml", filepath.Dir(e.podDir), e.source), []string{"filelog/keeplog-stdout"})
+	const lines = 8
+	for i := 1; i <= lines; i++ {
+		e.appendSrc("0.log", fmt.Sprintf("line %d", i))
+		if i%3 == 1 {
+			e.copy()
+		}
+		waitBody(t, c, fmt.Sprintf("line %d", i))
+	}
+	e.copy() // the last copy, before kubelet deletes its files
+	if err := os.RemoveAll(filepath.Dir(e.src)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // ten polls of the receiver: a second reading would be exported by now
+	c.Stop()
+	recs, err := c.Records()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, r := range recs {
+		if r.Resource["k8s.pod.name"] != testRef.Name || r.Resource["k8s.pod.uid"] != testRef.UID ||
+			r.Resource["k8s.namespace.name"] != testRef.Namespace || r.Resource["k8s.container.name"] != "app" {
+			t.Errorf("record %q has resource %v", r.Body, r.Resource)
+		}
+		seen[r.Body]++
+	}
+	for i := 1; i <= lines; i++ {
+		if n := seen[fmt.Sprintf("line %d", i)]; n != 1 {
+			t.Errorf("line %d exported %d times, want once", i, n)
+		}
+	}
+	if len(recs) != lines {
+		t.Errorf("%d records exported, want %d", len(recs), lines)
+	}
+}
