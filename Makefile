@@ -47,7 +47,7 @@ lint:
 	hack/manifests.sh --verify
 	$(GO) test -count=1 ./test/docs/
 
-unit: seaweedfs
+unit: seaweedfs otelcol
 	$(GO) test -race -count=1 -timeout 40m ./pkg/... ./cmd/... ./internal/... ./hack/... ./test/arch/
 
 sanity: build

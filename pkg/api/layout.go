@@ -101,3 +101,13 @@ const (
 	// CollectExcludeDirs is everything below CollectExcludeFiles, excluded too.
 	CollectExcludeDirs = CollectExcludeFiles + "/**"
 )
+
+// CollectStdoutFingerprintSize is the fingerprint_size (bytes) of the OpenTelemetry filelog receiver that reads
+// /var/log/pods and CollectStdoutGlob together: the shortest CRI log line (a 20-character RFC 3339 timestamp,
+// " stdout F ", an empty message, "\n"). The receiver knows a file by its first fingerprint_size bytes; with its
+// default (1000) a file still shorter than that has a fingerprint that grows with it, so the fingerprint it remembers
+// from its last read differs from the one it takes of keeplog's second path to the same inode at the next poll, and
+// it reads the file again from the start. The runtime writes whole lines, so with this size every non-empty file has
+// its whole fingerprint from its first line on, and one inode at two paths always has one fingerprint. Its first
+// bytes hold the first line's timestamp to the nanosecond, so two different files do not share them.
+const CollectStdoutFingerprintSize = 31

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	clocktesting "k8s.io/utils/clock/testing"
 
@@ -218,9 +219,10 @@ func TestCollectorSnippetOpenTelemetry(t *testing.T) {
 	root, pods, stdout, apps := collectTree(t)
 	var cfg struct {
 		Receivers map[string]struct {
-			Include   []string `json:"include"`
-			Exclude   []string `json:"exclude"`
-			Operators []struct {
+			Include         []string `json:"include"`
+			Exclude         []string `json:"exclude"`
+			FingerprintSize int      `json:"fingerprint_size"`
+			Operators       []struct {
 				Type  string `json:"type"`
 				Regex string `json:"regex"`
 			} `json:"operators"`
@@ -233,6 +235,12 @@ func TestCollectorSnippetOpenTelemetry(t *testing.T) {
 	kubelet := filepath.Join(pods, testRef.DirName(), "app")
 	assertFiles(t, "filelog/keeplog-stdout", matching(t, []string{root, pods}, so.Include, so.Exclude),
 		append([]string{filepath.Join(kubelet, "0.log"), filepath.Join(kubelet, "1.log")}, stdout...))
+	// The shortest line the runtime writes: a timestamp without fraction, the stream, the full-line tag, no message.
+	shortest := len(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC).Format(time.RFC3339Nano) + " stdout F \n")
+	if so.FingerprintSize != api.CollectStdoutFingerprintSize || shortest != api.CollectStdoutFingerprintSize {
+		t.Errorf("filelog/keeplog-stdout fingerprint_size %d, the contract's %d, the shortest CRI line %d bytes: want one value",
+			so.FingerprintSize, api.CollectStdoutFingerprintSize, shortest)
+	}
 	if len(so.Operators) != 1 || so.Operators[0].Type != "container" {
 		t.Errorf("filelog/keeplog-stdout operators %+v, want the container operator alone", so.Operators)
 	}

@@ -23,9 +23,11 @@ import (
 	"github.com/keeplog/keeplog/test/e2e/framework"
 )
 
-// graceScript prints numbered lines, then waits for the test's gate file (so the test can look at the disk while
-// every pod runs) and exits.
-const graceScript = `i=1; while [ $i -le LINES ]; do echo "grace NAME $i"; i=$((i+1)); done
+// graceScript prints its first numbered line, pauses (collectors poll the short file, as they do most pods' files:
+// a line, a pause), prints the others at once, then waits for the test's gate file (so the test can look at the disk
+// while every pod runs) and exits.
+const graceScript = `echo "grace NAME 1"; sleep 1
+i=2; while [ $i -le LINES ]; do echo "grace NAME $i"; i=$((i+1)); done
 while [ ! -f /gate/go ]; do sleep 0.2; done`
 
 // graceSize is the number of pods and lines per pod: KEEPLOG_GRACE_PODS x KEEPLOG_GRACE_LINES, 10 x 2,000 by default

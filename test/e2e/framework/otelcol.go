@@ -1,9 +1,7 @@
 package framework
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,28 +10,12 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/keeplog/keeplog/internal/otelcoltest"
 	"github.com/keeplog/keeplog/test/e2e/lab"
 )
 
-// OtelcolVersion is the OpenTelemetry Collector release hack/build-otelcol.sh builds (contrib modules; the core
-// modules are at the matching v0.165.0 / v1.71.0).
-const OtelcolVersion = "v0.165.1"
-
 // OtelcolBin is the collector binary: $KEEPLOG_OTELCOL, else hack/build-otelcol.sh's cache.
-func OtelcolBin() string {
-	if b := os.Getenv("KEEPLOG_OTELCOL"); b != "" {
-		return b
-	}
-	dir := os.Getenv("KEEPLOG_CACHE")
-	if dir == "" {
-		home, err := os.UserHomeDir()
-		if err != nil || home == "" {
-			home = "/root"
-		}
-		dir = filepath.Join(home, ".cache", "keeplog")
-	}
-	return filepath.Join(dir, "bin", "otelcol-"+OtelcolVersion, "otelcol")
-}
+func OtelcolBin() string { return otelcoltest.Binary() }
 
 // SnippetRoot and SnippetPodLogs are the paths the shipped collector snippets are written for (keeplog's default
 // --root and kubelet's /var/log/pods); the tests replace them with the lab's.
@@ -67,19 +49,7 @@ func (e *Env) StartCollector(name, snippet string, receivers []string) (*Collect
 	}
 	cfg := strings.NewReplacer(SnippetRoot, e.Root, SnippetPodLogs, e.PodLogsDir()).Replace(string(data))
 	out := filepath.Join(dir, "records.json")
-	pipeline := fmt.Sprintf(`exporters:
-  file/e2e:
-    path: %s
-    flush_interval: 200ms
-service:
-  telemetry:
-    metrics:
-      level: none
-  pipelines:
-    logs:
-      receivers: [%s]
-      exporters: [file/e2e]
-`, out, strings.Join(receivers, ", "))
+	pipeline := otelcoltest.Pipeline(out, receivers)
 	snippetCfg, pipelineCfg := filepath.Join(dir, "snippet.yaml"), filepath.Join(dir, "pipeline.yaml")
 	if err := os.WriteFile(snippetCfg, []byte(cfg), 0o644); err != nil {
 		return nil, err
@@ -101,72 +71,10 @@ func (c *Collector) Stop() error { return c.proc.Stop(30 * time.Second) }
 func (c *Collector) Log(n int) string { return c.proc.LogTail(n) }
 
 // Record is one ingested log record.
-type Record struct {
-	Body     string
-	Resource map[string]string
-	Attrs    map[string]string
-}
-
-type otlpKV struct {
-	Key   string `json:"key"`
-	Value struct {
-		StringValue string `json:"stringValue"`
-	} `json:"value"`
-}
-
-type otlpLogs struct {
-	ResourceLogs []struct {
-		Resource struct {
-			Attributes []otlpKV `json:"attributes"`
-		} `json:"resource"`
-		ScopeLogs []struct {
-			LogRecords []struct {
-				Body struct {
-					StringValue string `json:"stringValue"`
-				} `json:"body"`
-				Attributes []otlpKV `json:"attributes"`
-			} `json:"logRecords"`
-		} `json:"scopeLogs"`
-	} `json:"resourceLogs"`
-}
-
-func kvMap(kvs []otlpKV) map[string]string {
-	m := make(map[string]string, len(kvs))
-	for _, kv := range kvs {
-		m[kv.Key] = kv.Value.StringValue
-	}
-	return m
-}
+type Record = otelcoltest.Record
 
 // Records reads every record the collector has exported so far.
-func (c *Collector) Records() ([]Record, error) {
-	f, err := os.Open(c.out)
-	if os.IsNotExist(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []Record
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<30)
-	for sc.Scan() {
-		var l otlpLogs
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			continue // a line being written
-		}
-		for _, rl := range l.ResourceLogs {
-			res := kvMap(rl.Resource.Attributes)
-			for _, sl := range rl.ScopeLogs {
-				for _, r := range sl.LogRecords {
-					out = append(out, Record{Body: r.Body.StringValue, Resource: res, Attrs: kvMap(r.Attributes)})
-				}
-			}
-		}
-	}
-	return out, sc.Err()
-}
+func (c *Collector) Records() ([]Record, error) { return otelcoltest.ReadRecords(c.out) }
 
 // WaitRecords waits until the collector has exported at least want records and then nothing new for settle (so
 // that duplicates arriving late are seen too), or timeout; it returns what it read last.
