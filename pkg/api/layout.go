@@ -76,7 +76,7 @@ const (
 
 // The collector contract: which files below keeplog's root a log collector reads, as globs relative to the root
 // (doublestar syntax: '**' is any number of directories). The snippets in charts/keeplog/files/collectors/ use exactly
-// these (TestCollectorSnippets checks them against a tree made by pkg/podinfo), and docs/collectors.md documents
+// these (TestCollectorSnippet* tests check them against a tree made by pkg/podinfo), and docs/collectors.md documents
 // them. They are stable: changing one breaks every user's collector config.
 //
 //   - stdout/stderr: CollectStdoutGlob, keeplog's kubelet-layout tree (PodLogsDir). Added beside a
