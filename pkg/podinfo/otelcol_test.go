@@ -10,6 +10,7 @@ import (
 
 	"github.com/keeplog/keeplog/internal/otelcoltest"
 	"github.com/keeplog/keeplog/pkg/api"
+	"github.com/keeplog/keeplog/pkg/store"
 )
 
 // TestGraceCollectorReadsEachLineOnce runs the real OpenTelemetry Collector with the shipped snippet over a pod whose
@@ -44,14 +45,21 @@ func TestGraceCollectorReadsEachLineOnce(t *testing.T) {
 	e.g.Poll(ctx)
 	time.Sleep(2 * time.Second) // ten polls of the receiver: a second reading would be exported by now
 	c.Stop()
+	checkEachLineOnce(t, c, store.PodRef{Namespace: p.Namespace, Name: p.Name, UID: string(p.UID)}, lines)
+}
+
+// checkEachLineOnce: the stopped collector exported "line 1" .. "line <lines>" exactly once each, every record with
+// the pod's attributes and container app.
+func checkEachLineOnce(t *testing.T, c *otelcoltest.Collector, pod store.PodRef, lines int) {
+	t.Helper()
 	recs, err := c.Records()
 	if err != nil {
 		t.Fatal(err)
 	}
 	seen := map[string]int{}
 	for _, r := range recs {
-		if r.Resource["k8s.pod.name"] != p.Name || r.Resource["k8s.pod.uid"] != string(p.UID) ||
-			r.Resource["k8s.namespace.name"] != p.Namespace || r.Resource["k8s.container.name"] != "app" {
+		if r.Resource["k8s.pod.name"] != pod.Name || r.Resource["k8s.pod.uid"] != pod.UID ||
+			r.Resource["k8s.namespace.name"] != pod.Namespace || r.Resource["k8s.container.name"] != "app" {
 			t.Errorf("record %q has resource %v", r.Body, r.Resource)
 		}
 		seen[r.Body]++
@@ -110,24 +118,5 @@ func TestCopyCollectorReadsEachLineOnce(t *testing.T) {
 	}
 	time.Sleep(2 * time.Second) // ten polls of the receiver: a second reading would be exported by now
 	c.Stop()
-	recs, err := c.Records()
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[string]int{}
-	for _, r := range recs {
-		if r.Resource["k8s.pod.name"] != testRef.Name || r.Resource["k8s.pod.uid"] != testRef.UID ||
-			r.Resource["k8s.namespace.name"] != testRef.Namespace || r.Resource["k8s.container.name"] != "app" {
-			t.Errorf("record %q has resource %v", r.Body, r.Resource)
-		}
-		seen[r.Body]++
-	}
-	for i := 1; i <= lines; i++ {
-		if n := seen[fmt.Sprintf("line %d", i)]; n != 1 {
-			t.Errorf("line %d exported %d times, want once", i, n)
-		}
-	}
-	if len(recs) != lines {
-		t.Errorf("%d records exported, want %d", len(recs), lines)
-	}
+	checkEachLineOnce(t, c, testRef, lines)
 }
