@@ -286,12 +286,8 @@ func counter(c prometheus.Counter) float64 {
 // only after 30 to 60 minutes (its own point in that window), not at every pass nor every 10 minutes: measuring
 // 10,000 retained directories walks every file they hold. Bytes written meanwhile show after the next measurement.
 func TestRetainedSizesAreMeasuredRarely(t *testing.T) {
-	f := newFixture(t)
-	f.cfg.Policy.RetainFor = 24 * time.Hour
-	f.volume("v1:node-a:pvc-1", store.Persistent, "pvc-1", nil)
-	dir, target := f.podDir("v1:node-a:pvc-1", 64<<10)
-	f.unpublish("v1:node-a:pvc-1", target)
-	f.disk = func() (DiskUsage, error) { return DiskUsage{Size: 1000, Used: 250, Avail: 750}, nil }
+	f := newRetentionFixture(t)
+	dir := f.retainedDir("1")
 	g := f.gc()
 	f.pass(g)
 	first := gather(t, f, "keeplog_gc_retained_bytes")
@@ -338,15 +334,8 @@ func (s *trackedSizes) SumDirBytes(names []string) (sum int64, unknown []string,
 // the collector (10,000 retained directories were walked twice: by the tracker and by the collector), the gauge shows
 // the tracker's figure at every pass, and a directory the tracker does not know is measured as before.
 func TestRetainedSizesComeFromTheTracker(t *testing.T) {
-	f := newFixture(t)
-	f.cfg.Policy.RetainFor = 24 * time.Hour
-	f.volume("v1:node-a:pvc-1", store.Persistent, "pvc-1", nil)
-	dir1, target1 := f.podDir("v1:node-a:pvc-1", 64<<10)
-	f.unpublish("v1:node-a:pvc-1", target1)
-	f.volume("v2:node-a:pvc-2", store.Persistent, "pvc-2", nil)
-	dir2, target2 := f.podDir("v2:node-a:pvc-2", 64<<10)
-	f.unpublish("v2:node-a:pvc-2", target2)
-	f.disk = func() (DiskUsage, error) { return DiskUsage{Size: 1000, Used: 250, Avail: 750}, nil }
+	f := newRetentionFixture(t)
+	dir1, dir2 := f.retainedDir("1"), f.retainedDir("2")
 	tracked := &trackedSizes{bytes: map[string]int64{dir1: 7 << 20}}
 	f.sizes = tracked
 	g := f.gc()
@@ -375,12 +364,8 @@ func TestRetainedSizesComeFromTheTracker(t *testing.T) {
 // beside the tracker's, 2 of 10 cpu-s at the start) and leaves the gauge as it was; the next pass after the walk shows
 // the tracker's figures.
 func TestRetainedBytesWaitForTheTrackersFirstWalk(t *testing.T) {
-	f := newFixture(t)
-	f.cfg.Policy.RetainFor = 24 * time.Hour
-	f.volume("v1:node-a:pvc-1", store.Persistent, "pvc-1", nil)
-	dir, target := f.podDir("v1:node-a:pvc-1", 64<<10)
-	f.unpublish("v1:node-a:pvc-1", target)
-	f.disk = func() (DiskUsage, error) { return DiskUsage{Size: 1000, Used: 250, Avail: 750}, nil }
+	f := newRetentionFixture(t)
+	dir := f.retainedDir("1")
 	tracked := &trackedSizes{bytes: map[string]int64{dir: 5 << 20}, walking: true}
 	f.sizes = tracked
 	g := f.gc()
@@ -403,4 +388,21 @@ func TestRetainedBytesWaitForTheTrackersFirstWalk(t *testing.T) {
 	if got := gather(t, f, "keeplog_gc_retained_bytes"); got != 5<<20 {
 		t.Fatalf("retained bytes after the tracker's first walk: %v, want its %d", got, 5<<20)
 	}
+}
+
+// newRetentionFixture: retention 24 h, the disk a quarter used (no pressure).
+func newRetentionFixture(t *testing.T) *fixture {
+	f := newFixture(t)
+	f.cfg.Policy.RetainFor = 24 * time.Hour
+	f.disk = func() (DiskUsage, error) { return DiskUsage{Size: 1000, Used: 250, Avail: 750}, nil }
+	return f
+}
+
+// retainedDir makes volume v<n>:node-a:pvc-<n> with one pod directory holding 64 KiB, unpublished, and returns it.
+func (f *fixture) retainedDir(n string) string {
+	id := "v" + n + ":node-a:pvc-" + n
+	f.volume(id, store.Persistent, "pvc-"+n, nil)
+	dir, target := f.podDir(id, 64<<10)
+	f.unpublish(id, target)
+	return dir
 }
