@@ -10,7 +10,6 @@ import (
 
 // afterDone deletes the local file of a done item (deleteAfterUpload) and updates the status.
 func (a *Archiver) afterDone(it Item) {
-	a.retryEv.forget(it.ID)
 	if it.DeleteAfterUpload {
 		a.deleteLocal(it)
 	}

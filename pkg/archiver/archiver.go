@@ -71,7 +71,7 @@ type Archiver struct {
 	writers WriterChecker
 	log     logr.Logger
 	queue   *queue
-	retryEv *retryEvents // when each failing item last sent ArchiveRetrying (retryevents.go)
+	retryEv *retryEvents // the ArchiveRetrying Events of the last 30 min (retryevents.go)
 	running atomic.Bool
 	loop    *liveness.Loop // the main loop's progress
 	drain   *liveness.Loop // the watch drain goroutine's progress
@@ -144,7 +144,7 @@ func New(cfg Config, deps Deps) (*Archiver, error) {
 	return &Archiver{
 		cfg: cfg, clk: deps.Clock, fs: pfs, journal: j, m: m, limiter: newLimiter(cfg.BytesPerSecond),
 		dialer: deps.Dialer, rec: deps.Recorder, sem: deps.Semaphore, policy: deps.Policy, writers: deps.Writers,
-		log: deps.Log.WithName("archiver"), queue: newQueue(deps.Clock), retryEv: newRetryEvents(),
+		log: deps.Log.WithName("archiver"), queue: newQueue(deps.Clock), retryEv: newRetryEvents(deps.Clock),
 		loop: deps.Liveness.Loop("archiver", cfg.LoopBound), drain: deps.Liveness.Loop("archiver-watch", cfg.LoopBound),
 		isRetained: deps.Retained, unpublished: map[string]bool{}, unpubAt: map[string]time.Time{},
 		newUnpub: map[string]bool{}, newPub: map[string]bool{}, wantScan: map[string]bool{}, dirty: map[podDir]bool{},

@@ -113,7 +113,6 @@ func (a *Archiver) process(ctx context.Context, conn Remote, it Item) Remote {
 			return conn
 		}
 		a.m.uploads.WithLabelValues(ResultFailed).Inc()
-		a.retryEv.forget(it.ID)
 		a.log.Info("Cannot archive file; giving up", "pod", ref.String(), "file", it.Rel, "err", err.Error())
 		a.rec.PodEvent(ref, "Warning", api.ReasonArchiveFailed, fmt.Sprintf("%s cannot be archived: %v", it.Rel, err))
 		a.markDirty(it.podDir())
@@ -142,12 +141,11 @@ func (a *Archiver) retry(it Item, err error) {
 	it, perr := a.journal.Retry(it, err, now)
 	delay := backoff(it.Attempts, a.cfg.MinBackoff, a.cfg.MaxBackoff, nil)
 	if a.journalFailed(perr, "Cannot record upload retry", it) && errors.Is(perr, errIllegalTransition) {
-		a.retryEv.forget(it.ID)
 		return // not queued or uploading any more: nothing to retry
 	}
 	a.m.uploads.WithLabelValues(ResultRetry).Inc()
 	a.log.Info("Upload failed; will retry", "pod", ref.String(), "file", it.Rel, "attempt", it.Attempts, "retryIn", delay, "err", err.Error())
-	if a.retryEv.due(it.ID, err, now) {
+	if a.retryEv.due(it.ID, err) {
 		a.rec.PodEvent(ref, "Warning", api.ReasonArchiveRetrying, retryingMessage(it, err))
 	}
 	a.queue.add(it.ID, now.Add(delay))
