@@ -30,9 +30,6 @@ type servingCert struct {
 	listeners       []dynamiccertificates.Listener
 }
 
-var _ dynamiccertificates.CertKeyContentProvider = (*servingCert)(nil)
-var _ dynamiccertificates.ControllerRunner = (*servingCert)(nil)
-
 // newServingCert reads the pair; it fails when the files do not hold a usable certificate and key. clk is the real
 // clock when nil.
 func newServingCert(cfg certreload.Config, deps certreload.Deps, clk clock.WithTicker) (*servingCert, error) {
@@ -79,7 +76,8 @@ func (s *servingCert) RunOnce(context.Context) error {
 	return nil
 }
 
-// Run reads the files every interval until ctx ends.
+// Run reads the files every interval until ctx ends (dynamiccertificates.ControllerRunner, with RunOnce: Serve
+// starts both; without them the pair would never be read again, which TestServingCertificateFollowsTheSecret sees).
 func (s *servingCert) Run(ctx context.Context, _ int) {
 	t := s.clk.NewTicker(s.every)
 	defer t.Stop()
