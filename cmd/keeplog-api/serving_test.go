@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -24,21 +25,10 @@ import (
 // without a restart, and a pair that does not load keeps the last good one and is logged once however long it stays
 // broken (k8s.io/apiserver's own file content logged it at every retry of its work queue: 9 lines in the 2 s below),
 // and a completed rotation is served with no further error line. Real handshakes through k8s.io/apiserver's
-// SecureServingInfo.Serve; the log is klog's, where apiserver's lines and keeplog-api's go.
+// SecureServingInfo.Serve; the log is klog's (klogLines), where apiserver's lines and keeplog-api's go.
 func TestServingCertificateFollowsTheSecret(t *testing.T) {
-	var mu sync.Mutex
-	var broken []string // error lines that say the broken pair does not load
-	klog.SetLogger(funcr.New(func(_, args string) {
-		if strings.Contains(args, "private key does not match public key") {
-			mu.Lock()
-			broken = append(broken, args)
-			mu.Unlock()
-		}
-	}, funcr.Options{}))
-	// Not cleared after the test: apiserver's goroutines log while they stop after Serve's stop channel, with
-	// nothing to wait for, and klog.ClearLogger would race with them (the race detector sees it). Nothing else in
-	// this package checks klog's output.
-	brokenLines := func() int { mu.Lock(); defer mu.Unlock(); return len(broken) }
+	broken := klogLines.since("private key does not match public key")
+	brokenLines := func() int { return len(broken()) }
 
 	certA, keyA := selfSigned(t)
 	certB, keyB := selfSigned(t)
@@ -107,11 +97,51 @@ func TestServingCertificateFollowsTheSecret(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	if n := brokenLines(); n != 1 {
-		t.Fatalf("%d error lines for the broken pair in 2 s, want 1: %q", n, broken)
+		t.Fatalf("%d error lines for the broken pair in 2 s, want 1: %q", n, broken())
 	}
 	vol.Write(map[string]string{"tls.crt": certC, "tls.key": keyC}) // the rotation completed
 	waitFor(certC, "the completed rotation C")
 	if n := brokenLines(); n != 1 {
-		t.Fatalf("%d error lines for the broken pair, want still 1 after it was fixed: %q", n, broken)
+		t.Fatalf("%d error lines for the broken pair, want still 1 after it was fixed: %q", n, broken())
+	}
+}
+
+// klogLines is what klog logged in this test binary. klog's logger is process-wide and apiserver's goroutines log
+// while they stop, after Serve's stop channel with nothing to wait for: it is set once, in TestMain, before any of
+// them starts (set or cleared in a test, the race detector sees the race).
+var klogLines = &lineLog{}
+
+func TestMain(m *testing.M) {
+	klog.SetLogger(funcr.New(klogLines.add, funcr.Options{}))
+	os.Exit(m.Run())
+}
+
+// lineLog keeps log lines; safe for concurrent use.
+type lineLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *lineLog) add(_, args string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, args)
+}
+
+// since returns a function listing the lines holding text logged from now on.
+func (l *lineLog) since(text string) func() []string {
+	l.mu.Lock()
+	start := len(l.lines)
+	l.mu.Unlock()
+	return func() []string {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		var out []string
+		for _, s := range l.lines[start:] {
+			if strings.Contains(s, text) {
+				out = append(out, s)
+			}
+		}
+		return out
 	}
 }
