@@ -25,7 +25,7 @@ import (
 // run wires k8s.io/apiserver's secure serving, delegated authentication and authorization around the API and
 // serves until ctx ends.
 func run(ctx context.Context, o *Options) error {
-	serving, err := o.secureServing()
+	serving, err := o.secureServing(certreload.Deps{Log: klog.Background().WithName("serving-cert")}, certreload.DefaultInterval)
 	if err != nil {
 		return err
 	}
@@ -73,16 +73,24 @@ func unauthorized(w http.ResponseWriter, _ *http.Request) {
 		metav1.StatusReasonUnauthorized)
 }
 
-// secureServing is the listener and serving certificate: --tls-cert-file/--tls-private-key-file (a
-// dynamiccertificates content that Serve watches: a rotated pair applies to the next handshake), else a self-signed
-// one for --service-dns.
-func (o *Options) secureServing() (*server.SecureServingInfo, error) {
+// secureServing is the listener and serving certificate: --tls-cert-file/--tls-private-key-file, read again every
+// interval (servingCert: a rotated pair applies to the next handshake, a broken one keeps the last good pair and is
+// logged once), else a self-signed one for --service-dns.
+func (o *Options) secureServing(cert certreload.Deps, every time.Duration) (*server.SecureServingInfo, error) {
 	if err := o.Serving.MaybeDefaultWithSelfSignedCerts("localhost", o.ServiceDNS, []net.IP{net.ParseIP("127.0.0.1")}); err != nil {
 		return nil, fmt.Errorf("self-signed serving certificate: %w", err)
 	}
 	var serving *server.SecureServingInfo
 	if err := o.Serving.ApplyTo(&serving); err != nil {
 		return nil, err
+	}
+	if f := o.Serving.ServerCert.CertKey; f.CertFile != "" {
+		// In place of ApplyTo's dynamiccertificates file content, which has not started (Serve starts it).
+		pair, err := newServingCert(certreload.Config{CertFile: f.CertFile, KeyFile: f.KeyFile, Interval: every}, cert, nil)
+		if err != nil {
+			return nil, err
+		}
+		serving.Cert = pair
 	}
 	return serving, nil
 }

@@ -38,8 +38,8 @@ type Pair struct {
 	deps Deps
 
 	mu      sync.Mutex
-	cert    *tls.Certificate
-	sum     [32]byte  // digest of the files of cert
+	cur     loaded    // the pair served
+	sum     [32]byte  // digest of the files of cur
 	fails   failures  // the content last found unusable: logged once, and its recovery once
 	checked time.Time // when the files were last read
 }
@@ -56,57 +56,76 @@ func New(cfg Config, deps Deps) (*Pair, error) {
 		deps.Clock = clock.RealClock{}
 	}
 	p := &Pair{cfg: cfg, deps: deps}
-	sum, cert, err := p.read()
+	sum, cur, err := p.read()
 	if err != nil {
 		return nil, err
 	}
-	p.cert, p.sum, p.checked = cert, sum, deps.Clock.Now()
+	p.cur, p.sum, p.checked = cur, sum, deps.Clock.Now()
 	return p, nil
+}
+
+// loaded is a pair that loads: the parsed certificate and the files' content it was parsed from.
+type loaded struct {
+	cert            *tls.Certificate
+	certPEM, keyPEM []byte
 }
 
 // GetCertificate is tls.Config's: the pair to serve, the files read again first when the interval has passed.
 func (p *Pair) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return p.current().cert, nil
+}
+
+// Content is the served pair's certificate and key (PEM), the files read again first when the interval has passed,
+// as GetCertificate does: for a server that takes the pair as content rather than through GetCertificate
+// (k8s.io/apiserver's CertKeyContentProvider, keeplog-api). A pair that does not load is never returned.
+func (p *Pair) Content() (certPEM, keyPEM []byte) {
+	cur := p.current()
+	return cur.certPEM, cur.keyPEM
+}
+
+// current is the pair to serve, the files read again first when the interval has passed.
+func (p *Pair) current() loaded {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if now := p.deps.Clock.Now(); now.Sub(p.checked) >= p.cfg.Interval || now.Before(p.checked) {
 		p.checked = now
 		p.reload()
 	}
-	return p.cert, nil
+	return p.cur
 }
 
 // reload serves the files' pair when their content changed and loads; it logs once for content that does not, and
 // once when the files hold the served pair again.
 func (p *Pair) reload() {
-	sum, cert, err := p.read()
+	sum, cur, err := p.read()
 	switch {
 	case sum == p.sum:
 		if p.fails.ok() {
 			p.deps.Log.Info("The serving certificate files hold the served pair again", "certFile", p.cfg.CertFile,
-				"certificate", describe(p.cert))
+				"certificate", describe(p.cur.cert))
 		}
 	case err != nil:
 		if p.fails.fail(sum) {
 			p.deps.Log.Error(err, "Cannot load the changed serving certificate; serving the previous one",
-				"certFile", p.cfg.CertFile, "keyFile", p.cfg.KeyFile, "serving", describe(p.cert))
+				"certFile", p.cfg.CertFile, "keyFile", p.cfg.KeyFile, "serving", describe(p.cur.cert))
 		}
 	default:
-		p.cert, p.sum = cert, sum
+		p.cur, p.sum = cur, sum
 		p.fails.ok()
-		p.deps.Log.Info("Serving a new certificate", "certFile", p.cfg.CertFile, "certificate", describe(cert))
+		p.deps.Log.Info("Serving a new certificate", "certFile", p.cfg.CertFile, "certificate", describe(cur.cert))
 	}
 }
 
 // read reads both files and parses them. sum is the digest of their content, or of the error when one cannot be
 // read, so that the same failure is recognised again.
-func (p *Pair) read() (sum [32]byte, cert *tls.Certificate, err error) {
+func (p *Pair) read() (sum [32]byte, cur loaded, err error) {
 	certPEM, err := os.ReadFile(p.cfg.CertFile)
 	if err != nil {
-		return sha256.Sum256([]byte(err.Error())), nil, fmt.Errorf("read certificate: %w", err)
+		return sha256.Sum256([]byte(err.Error())), loaded{}, fmt.Errorf("read certificate: %w", err)
 	}
 	keyPEM, err := os.ReadFile(p.cfg.KeyFile)
 	if err != nil {
-		return sha256.Sum256([]byte(err.Error())), nil, fmt.Errorf("read key: %w", err)
+		return sha256.Sum256([]byte(err.Error())), loaded{}, fmt.Errorf("read key: %w", err)
 	}
 	h := sha256.New()
 	_, _ = fmt.Fprintf(h, "%d\x00", len(certPEM))
@@ -115,9 +134,9 @@ func (p *Pair) read() (sum [32]byte, cert *tls.Certificate, err error) {
 	h.Sum(sum[:0])
 	c, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		return sum, nil, fmt.Errorf("certificate %s and key %s: %w", p.cfg.CertFile, p.cfg.KeyFile, err)
+		return sum, loaded{}, fmt.Errorf("certificate %s and key %s: %w", p.cfg.CertFile, p.cfg.KeyFile, err)
 	}
-	return sum, &c, nil
+	return sum, loaded{cert: &c, certPEM: certPEM, keyPEM: keyPEM}, nil
 }
 
 // describe names a certificate in the log: subject, serial and expiry, nothing secret.

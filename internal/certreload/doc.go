@@ -15,6 +15,8 @@
 // content (or read error) and once when the files load again: a broken Secret stays broken for hours, and a line at
 // every handshake or retry would bury everything else.
 //
-// k8s.io/apiserver's dynamiccertificates does the same for an API server, but would link the API server's packages
-// into the node plugin; this is the one piece of it keeplog needs.
+// keeplog-api serves its own pair (--tls-cert-file) from a Pair too: its Content is handed to k8s.io/apiserver's
+// secure serving as a dynamiccertificates content (cmd/keeplog-api/servingcert.go). dynamiccertificates' own file
+// content reloads the same way but logs a pair that does not load at every retry of its work queue, forever, and
+// would link the API server's packages into the node plugin.
 package certreload

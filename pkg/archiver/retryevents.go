@@ -5,6 +5,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/cache"
+	"k8s.io/utils/clock"
 )
 
 // retryEventInterval is how often a file that keeps failing with the same error sends its ArchiveRetrying Event
@@ -14,75 +17,34 @@ import (
 // never more often for the same file and error (the backoff retries much more often than this at first).
 const retryEventInterval = 30 * time.Minute
 
-// retryEventCauses bounds how many different errors of one file are remembered (an error flapping between a few
-// causes is still sent at most once per interval each).
-const retryEventCauses = 4
-
-// retryEvents remembers, in memory, when each failing item last sent its ArchiveRetrying Event for each error. The
-// attempts and the last error are journalled; this is not: after a restart one more Event is sent, which is fine.
-// An entry older than the interval means the same as none, so such entries are swept when the map grows, and an
-// item's entry goes when it is done or failed. Safe for concurrent use (every upload worker retries).
+// retryEvents remembers, in memory, which (item, error) pairs sent their ArchiveRetrying Event within the last
+// retryEventInterval: that is all the rule needs. A pair is sent when it is not remembered, and then remembered for
+// the interval; an entry past the interval is dropped by the cache (at the next one it stores), so nothing needs to
+// be forgotten when an item is done or failed (it fails no more) and memory holds no Event older than the interval
+// before the latest one. The attempts and the last error are journalled; this is not: after a restart one more Event is sent,
+// which is fine. Safe for concurrent use (every upload worker retries).
 type retryEvents struct {
-	mu    sync.Mutex
-	last  map[string]map[string]time.Time // item ID → error (without request IDs) → when its Event was sent
-	sweep int                             // the size at which entries past the interval are swept next
+	mu   sync.Mutex // makes due's look-up and store one step
+	sent *cache.Expiring
 }
 
-func newRetryEvents() *retryEvents {
-	return &retryEvents{last: map[string]map[string]time.Time{}, sweep: 64}
+// retryEvent is what retryEvents remembers: an item and its error without request IDs (errorCause).
+type retryEvent struct{ id, cause string }
+
+func newRetryEvents(clk clock.Clock) *retryEvents {
+	return &retryEvents{sent: cache.NewExpiringWithClock(clk)}
 }
 
 // due says whether an item's failure with this error sends an Event now, and if so records that it was sent.
-func (r *retryEvents) due(id string, err error, now time.Time) bool {
-	cause := errorCause(err)
+func (r *retryEvents) due(id string, err error) bool {
+	ev := retryEvent{id: id, cause: errorCause(err)}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	sent := r.last[id]
-	if at, ok := sent[cause]; ok && now.Sub(at) < retryEventInterval && !now.Before(at) {
+	if _, ok := r.sent.Get(ev); ok {
 		return false
 	}
-	if sent == nil {
-		r.sweepLocked(now)
-		sent = map[string]time.Time{}
-		r.last[id] = sent
-	}
-	if _, ok := sent[cause]; !ok && len(sent) >= retryEventCauses {
-		oldestCause, oldest := "", now
-		for c, at := range sent {
-			if !at.After(oldest) {
-				oldestCause, oldest = c, at
-			}
-		}
-		delete(sent, oldestCause)
-	}
-	sent[cause] = now
+	r.sent.Set(ev, struct{}{}, retryEventInterval)
 	return true
-}
-
-// forget drops an item that is no longer retried (done, failed).
-func (r *retryEvents) forget(id string) {
-	r.mu.Lock()
-	delete(r.last, id)
-	r.mu.Unlock()
-}
-
-// sweepLocked drops the items whose every Event is past the interval, once the map reaches the sweep size; the
-// next sweep is at twice what is left, so that the cost per failure stays constant.
-func (r *retryEvents) sweepLocked(now time.Time) {
-	if len(r.last) < r.sweep {
-		return
-	}
-	for id, sent := range r.last {
-		for c, at := range sent {
-			if now.Sub(at) >= retryEventInterval {
-				delete(sent, c)
-			}
-		}
-		if len(sent) == 0 {
-			delete(r.last, id)
-		}
-	}
-	r.sweep = max(64, 2*len(r.last))
 }
 
 // errorCause is an error's text without what differs from one attempt to the next for the same cause: an S3

@@ -101,26 +101,32 @@ func TestArchiveRetryingIsSentAgainWhileTheUploadKeepsFailing(t *testing.T) {
 	if !strings.Contains(evs[1], "InsufficientStorage") || !strings.Contains(evs[1], "7 attempts since it was queued at") {
 		t.Errorf("second Event %q does not say the new error and how many attempts failed", evs[1])
 	}
-	// Once the file is archived (or given up) its memory goes.
+	// Once the file is archived (or given up) its memory goes with the interval: another file's failure then
+	// leaves only its own Event remembered.
 	cur, _ := a.journal.Get(it.ID)
 	a.afterDone(cur)
-	if n := len(a.retryEv.last); n != 0 {
-		t.Errorf("%d items remembered after the only one was archived", n)
+	clk.Step(retryEventInterval)
+	if !a.retryEv.due("another item", wrongKey) {
+		t.Fatal("another item's first failure sends no Event")
+	}
+	if n := a.retryEv.sent.Len(); n != 1 {
+		t.Errorf("%d Events remembered an interval after the only failing file was archived, want 1 (another item's)", n)
 	}
 }
 
 // TestRetryEventsStayBounded: items failing once each are not remembered past the interval.
 func TestRetryEventsStayBounded(t *testing.T) {
-	r := newRetryEvents()
-	now := time.Unix(1700000000, 0)
+	clk := clocktesting.NewFakeClock(time.Unix(1700000000, 0))
+	r := newRetryEvents(clk)
 	boom := errors.New("boom")
 	for i := range 10_000 {
-		if !r.due(fmt.Sprint(i), boom, now.Add(time.Duration(i)*time.Second)) {
+		if !r.due(fmt.Sprint(i), boom) {
 			t.Fatalf("item %d's first failure sends no Event", i)
 		}
+		clk.Step(time.Second)
 	}
-	// 10,000 s: the items of the last 30 min (1,800) are remembered, and up to twice that before a sweep.
-	if n := len(r.last); n > 2*int(retryEventInterval/time.Second)+64 {
-		t.Fatalf("%d items remembered, want at most about %d", n, 2*int(retryEventInterval/time.Second))
+	// 10,000 s: only the items of the last 30 min (1,800) are remembered.
+	if n, want := r.sent.Len(), int(retryEventInterval/time.Second); n != want {
+		t.Fatalf("%d items remembered, want %d", n, want)
 	}
 }
