@@ -152,7 +152,7 @@ func TestNodeClientFollowsARenewedCA(t *testing.T) {
 	}
 }
 
-// lines collects a funcr logger's lines.
+// lines collects a funcr logger's lines; safe for concurrent use.
 type lines struct {
 	mu sync.Mutex
 	l  []string

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -109,35 +108,23 @@ func TestServingCertificateFollowsTheSecret(t *testing.T) {
 // klogLines is what klog logged in this test binary. klog's logger is process-wide and apiserver's goroutines log
 // while they stop, after Serve's stop channel with nothing to wait for: it is set once, in TestMain, before any of
 // them starts (set or cleared in a test, the race detector sees the race).
-var klogLines = &lineLog{}
+var klogLines = &lines{}
 
 func TestMain(m *testing.M) {
 	klog.SetLogger(funcr.New(klogLines.add, funcr.Options{}))
 	os.Exit(m.Run())
 }
 
-// lineLog keeps log lines; safe for concurrent use.
-type lineLog struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *lineLog) add(_, args string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.lines = append(l.lines, args)
-}
-
 // since returns a function listing the lines holding text logged from now on.
-func (l *lineLog) since(text string) func() []string {
+func (l *lines) since(text string) func() []string {
 	l.mu.Lock()
-	start := len(l.lines)
+	start := len(l.l)
 	l.mu.Unlock()
 	return func() []string {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		var out []string
-		for _, s := range l.lines[start:] {
+		for _, s := range l.l[start:] {
 			if strings.Contains(s, text) {
 				out = append(out, s)
 			}

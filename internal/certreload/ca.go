@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync"
 	"time"
 
 	certutil "k8s.io/client-go/util/cert"
@@ -23,14 +22,8 @@ type CAConfig struct {
 // CA is a CA bundle (PEM) read from a file, read again when it changes: the pool a client verifies servers with.
 // Safe for concurrent use.
 type CA struct {
-	cfg  CAConfig
-	deps Deps
-
-	mu      sync.Mutex
-	pool    *x509.CertPool
-	sum     [32]byte // digest of the file's content that made pool
-	fails   failures
-	checked time.Time
+	cfg CAConfig
+	r   reloading[*x509.CertPool]
 }
 
 // NewCA reads the bundle; it fails when the file does not hold at least one certificate, or holds one that does
@@ -45,44 +38,22 @@ func NewCA(cfg CAConfig, deps Deps) (*CA, error) {
 	if deps.Clock == nil {
 		deps.Clock = clock.RealClock{}
 	}
-	c := &CA{cfg: cfg, deps: deps}
-	sum, pool, err := c.read()
-	if err != nil {
+	c := &CA{cfg: cfg}
+	c.r = reloading[*x509.CertPool]{interval: cfg.Interval, clock: deps.Clock, read: c.read,
+		changed: func(*x509.CertPool) { deps.Log.Info("Verifying with a new CA bundle", "file", cfg.File) },
+		broken: func(err error, _ *x509.CertPool) {
+			deps.Log.Error(err, "Cannot load the changed CA bundle; verifying with the previous one", "file", cfg.File)
+		},
+		back: func(*x509.CertPool) { deps.Log.Info("The CA file holds the bundle in use again", "file", cfg.File) }}
+	if err := c.r.start(); err != nil {
 		return nil, err
 	}
-	c.pool, c.sum, c.checked = pool, sum, deps.Clock.Now()
 	return c, nil
 }
 
 // Pool is the bundle to verify with now, the file read again first when the interval has passed. A file that does
 // not load keeps the previous bundle; it is logged once for that content, and once when the file loads again.
-func (c *CA) Pool() *x509.CertPool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if now := c.deps.Clock.Now(); now.Sub(c.checked) >= c.cfg.Interval || now.Before(c.checked) {
-		c.checked = now
-		c.reload()
-	}
-	return c.pool
-}
-
-func (c *CA) reload() {
-	sum, pool, err := c.read()
-	switch {
-	case sum == c.sum:
-		if c.fails.ok() {
-			c.deps.Log.Info("The CA file holds the bundle in use again", "file", c.cfg.File)
-		}
-	case err != nil:
-		if c.fails.fail(sum) {
-			c.deps.Log.Error(err, "Cannot load the changed CA bundle; verifying with the previous one", "file", c.cfg.File)
-		}
-	default:
-		c.pool, c.sum = pool, sum
-		c.fails.ok()
-		c.deps.Log.Info("Verifying with a new CA bundle", "file", c.cfg.File)
-	}
-}
+func (c *CA) Pool() *x509.CertPool { return c.r.get() }
 
 // read reads and parses the file; sum is the digest of its content, or of the error when it cannot be read.
 func (c *CA) read() (sum [32]byte, pool *x509.CertPool, err error) {

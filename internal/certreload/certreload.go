@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -34,14 +33,8 @@ type Deps struct {
 
 // Pair is a certificate and key read from files, read again when they change. Safe for concurrent use.
 type Pair struct {
-	cfg  Config
-	deps Deps
-
-	mu      sync.Mutex
-	cur     loaded    // the pair served
-	sum     [32]byte  // digest of the files of cur
-	fails   failures  // the content last found unusable: logged once, and its recovery once
-	checked time.Time // when the files were last read
+	cfg Config
+	r   reloading[loaded]
 }
 
 // New reads the pair; it fails when the files do not hold a usable certificate and key.
@@ -55,12 +48,22 @@ func New(cfg Config, deps Deps) (*Pair, error) {
 	if deps.Clock == nil {
 		deps.Clock = clock.RealClock{}
 	}
-	p := &Pair{cfg: cfg, deps: deps}
-	sum, cur, err := p.read()
-	if err != nil {
+	p := &Pair{cfg: cfg}
+	p.r = reloading[loaded]{interval: cfg.Interval, clock: deps.Clock, read: p.read,
+		changed: func(v loaded) {
+			deps.Log.Info("Serving a new certificate", "certFile", cfg.CertFile, "certificate", describe(v.cert))
+		},
+		broken: func(err error, in loaded) {
+			deps.Log.Error(err, "Cannot load the changed serving certificate; serving the previous one",
+				"certFile", cfg.CertFile, "keyFile", cfg.KeyFile, "serving", describe(in.cert))
+		},
+		back: func(in loaded) {
+			deps.Log.Info("The serving certificate files hold the served pair again", "certFile", cfg.CertFile,
+				"certificate", describe(in.cert))
+		}}
+	if err := p.r.start(); err != nil {
 		return nil, err
 	}
-	p.cur, p.sum, p.checked = cur, sum, deps.Clock.Now()
 	return p, nil
 }
 
@@ -72,48 +75,15 @@ type loaded struct {
 
 // GetCertificate is tls.Config's: the pair to serve, the files read again first when the interval has passed.
 func (p *Pair) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	return p.current().cert, nil
+	return p.r.get().cert, nil
 }
 
 // Content is the served pair's certificate and key (PEM), the files read again first when the interval has passed,
 // as GetCertificate does: for a server that takes the pair as content rather than through GetCertificate
 // (k8s.io/apiserver's CertKeyContentProvider, keeplog-api). A pair that does not load is never returned.
 func (p *Pair) Content() (certPEM, keyPEM []byte) {
-	cur := p.current()
+	cur := p.r.get()
 	return cur.certPEM, cur.keyPEM
-}
-
-// current is the pair to serve, the files read again first when the interval has passed.
-func (p *Pair) current() loaded {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if now := p.deps.Clock.Now(); now.Sub(p.checked) >= p.cfg.Interval || now.Before(p.checked) {
-		p.checked = now
-		p.reload()
-	}
-	return p.cur
-}
-
-// reload serves the files' pair when their content changed and loads; it logs once for content that does not, and
-// once when the files hold the served pair again.
-func (p *Pair) reload() {
-	sum, cur, err := p.read()
-	switch {
-	case sum == p.sum:
-		if p.fails.ok() {
-			p.deps.Log.Info("The serving certificate files hold the served pair again", "certFile", p.cfg.CertFile,
-				"certificate", describe(p.cur.cert))
-		}
-	case err != nil:
-		if p.fails.fail(sum) {
-			p.deps.Log.Error(err, "Cannot load the changed serving certificate; serving the previous one",
-				"certFile", p.cfg.CertFile, "keyFile", p.cfg.KeyFile, "serving", describe(p.cur.cert))
-		}
-	default:
-		p.cur, p.sum = cur, sum
-		p.fails.ok()
-		p.deps.Log.Info("Serving a new certificate", "certFile", p.cfg.CertFile, "certificate", describe(cur.cert))
-	}
 }
 
 // read reads both files and parses them. sum is the digest of their content, or of the error when one cannot be
