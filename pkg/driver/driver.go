@@ -153,13 +153,10 @@ func (d *Driver) Reconcile() error {
 	for _, p := range kept {
 		v, ok := vols[p.VolumeID]
 		if !ok {
-			if v, err = d.store.GetVolume(p.VolumeID); errors.Is(err, store.ErrNotFound) {
-				vols[p.VolumeID] = nil // a half-created or half-deleted volume: nothing to describe
-				continue
-			} else if err != nil {
+			if v, err = d.store.GetVolume(p.VolumeID); err != nil && !errors.Is(err, store.ErrNotFound) {
 				return err
 			}
-			vols[p.VolumeID] = v
+			vols[p.VolumeID] = v // nil for a half-created or half-deleted volume: nothing to describe
 		}
 		if v == nil {
 			continue

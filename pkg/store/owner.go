@@ -26,15 +26,24 @@ func (s *Store) Owner(dir string) (*Volume, *PodDir, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	vdir, err := s.volumeDir(id)
+	p, err := s.readPodDir(id, dir)
 	if err != nil {
 		return nil, nil, err
 	}
+	return v, p, nil
+}
+
+// readPodDir reads the record of pod directory dir in volume id.
+func (s *Store) readPodDir(id, dir string) (*PodDir, error) {
+	vdir, err := s.volumeDir(id)
+	if err != nil {
+		return nil, err
+	}
 	var p PodDir
 	if err := readJSON(filepath.Join(vdir, api.PodRecordsDir, dir+".json"), &p); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return v, &p, nil
+	return &p, nil
 }
 
 // PodDirRecord returns a pod directory's own record, without its volume's: the archiver asks of each directory at
@@ -54,15 +63,7 @@ func (s *Store) PodDirRecord(dir string) (*PodDir, error) {
 	if id == "" {
 		return nil, fmt.Errorf("pod directory %s: no volume owns it: %w", dir, ErrNotFound)
 	}
-	vdir, err := s.volumeDir(id)
-	if err != nil {
-		return nil, err
-	}
-	var p PodDir
-	if err := readJSON(filepath.Join(vdir, api.PodRecordsDir, dir+".json"), &p); err != nil {
-		return nil, err
-	}
-	return &p, nil
+	return s.readPodDir(id, dir)
 }
 
 // SetPodAnnotations records a pod directory's keeplog annotations; it writes only when they changed.
