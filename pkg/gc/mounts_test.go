@@ -3,16 +3,15 @@ package gc
 import (
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/keeplog/keeplog/internal/fstest"
 	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/pkg/store"
 )
@@ -130,14 +129,7 @@ func TestDirSizeCountsAHardLinkOnce(t *testing.T) {
 	if err := os.Link(filepath.Join(pod, "app", "heap.hprof"), filepath.Join(pod, "heap.hprof")); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command("du", "-s", "-B1", pod).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, err := strconv.ParseInt(strings.Fields(string(out))[0], 10, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
+	want := fstest.DuBytes(t, pod)
 	if got, _ := dirSize(pod); got != want {
 		t.Fatalf("dirSize %d, du -s -B1 %d (the 2 MiB file linked twice counted twice?)", got, want)
 	}

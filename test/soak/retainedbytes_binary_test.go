@@ -6,13 +6,11 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/keeplog/keeplog/internal/fstest"
 	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/test/binary"
 )
@@ -63,7 +61,7 @@ func TestBinaryRetainedBytes(t *testing.T) {
 			t.Fatal(err)
 		}
 		dir := kl.PodDir(pod)
-		if du := duBytes(t, dir); du < written {
+		if du := fstest.DuBytes(t, dir); du < written {
 			t.Fatalf("du -s -B1 %s: %d bytes, less than the %d written", dir, du, written)
 		}
 		dirs = append(dirs, dir)
@@ -101,7 +99,7 @@ func waitRetainedBytes(t *testing.T, ctx context.Context, kl *binary.Keeplog, di
 	for {
 		var du int64
 		for _, d := range dirs {
-			du += duBytes(t, d)
+			du += fstest.DuBytes(t, d)
 		}
 		m, err := binary.Scrape(ctx, kl.HTTPAddr)
 		if err != nil {
@@ -118,18 +116,4 @@ func waitRetainedBytes(t *testing.T, ctx context.Context, kl *binary.Keeplog, di
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-// duBytes is `du -s -B1 dir`: the bytes allocated below dir (st_blocks×512), each inode once, directories included.
-func duBytes(t *testing.T, dir string) int64 {
-	t.Helper()
-	out, err := exec.Command("du", "-s", "-B1", dir).Output()
-	if err != nil {
-		t.Fatalf("du -s -B1 %s: %v", dir, err)
-	}
-	n, err := strconv.ParseInt(strings.Fields(string(out))[0], 10, 64)
-	if err != nil {
-		t.Fatalf("du -s -B1 %s: %q: %v", dir, out, err)
-	}
-	return n
 }
