@@ -32,6 +32,9 @@ const (
 	TargetRecordsDir = "targets"
 	// ArchiveJournalDir is <root>/.keeplog/archiver/: the archive journal (one record per file, exactly once).
 	ArchiveJournalDir = "archiver"
+	// ArchiveWalkedDir is <root>/.keeplog/archiver/walked/: an empty file per retained pod directory whose last walk
+	// found nothing for the archiver to do; a restart does not walk those at once (pkg/archiver walked.go).
+	ArchiveWalkedDir = "walked"
 	// DumpStateDir is <root>/.keeplog/dumps/: the heap dump trigger's per-container state (firstOnly, cooldown).
 	DumpStateDir = "dumps"
 	// BlockedRecordsDir is <root>/.keeplog/usage/blocked/: the pod directories blocked by limitAction block.

@@ -143,6 +143,12 @@ type running struct {
 // start runs an archiver until the test ends (or stop is called).
 func (e *env) start(cfg Config, deps Deps) *running {
 	e.t.Helper()
+	return e.startAfter(cfg, deps, nil)
+}
+
+// startAfter is start, calling before (when not nil) between New and Run: what the driver tells at its start.
+func (e *env) startAfter(cfg Config, deps Deps, before func(*Archiver)) *running {
+	e.t.Helper()
 	r := &running{rec: &fakeRecorder{}, reg: prometheus.NewRegistry(), done: make(chan error, 1)}
 	deps.Root, deps.StateDir = e.root, e.state
 	if deps.Dialer == nil {
@@ -158,6 +164,9 @@ func (e *env) start(cfg Config, deps Deps) *running {
 		e.t.Fatalf("New: %v", err)
 	}
 	r.a = a
+	if before != nil {
+		before(a)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	r.t = e.t

@@ -105,14 +105,19 @@ type Journal struct {
 	mu     sync.Mutex
 	items  map[string]*Item
 	first  map[string]firstRecord
-	remote map[string]string // claimed remote path (data and manifest) -> item ID
+	remote map[string]string   // claimed remote path (data and manifest) -> item ID
+	walked map[string]struct{} // walked marks (walked.go)
 }
 
 // OpenJournal loads (or creates) the journal in dir. Unreadable or corrupt
 // entries are moved aside (suffix ".corrupt") and listed in the returned
 // warnings; their files are rediscovered by the next scan.
 func OpenJournal(dir string) (*Journal, []error, error) {
-	j := &Journal{dir: dir, items: map[string]*Item{}, first: map[string]firstRecord{}, remote: map[string]string{}}
+	j := &Journal{dir: dir, items: map[string]*Item{}, first: map[string]firstRecord{}, remote: map[string]string{},
+		walked: map[string]struct{}{}}
+	if err := j.loadWalked(); err != nil {
+		return nil, nil, err
+	}
 	var warnings []error
 	for _, sub := range []string{"items", "first"} {
 		d := filepath.Join(dir, sub)

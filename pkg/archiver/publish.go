@@ -21,8 +21,13 @@ func (a *Archiver) MarkUnpublished(podDir string) {
 
 // MarkPublished tells the archiver that a pod directory's volume is published (again, after a kubelet restart
 // or a pod's second volume): its files settle for the quiet period and it is watched.
+//
+// Its walked mark (walked.go) is dropped before it returns: a restart must not take it for a retained one. The
+// driver's Reconcile tells of every publication still mounted before Run, so a mark left by a crash between a mount
+// and this call goes too.
 func (a *Archiver) MarkPublished(podDir string) {
 	pod := filepath.Base(podDir)
+	a.setWalkedName(pod, false)
 	a.mu.Lock()
 	wasUnpublished := a.unpublished[pod]
 	delete(a.unpublished, pod)

@@ -11,8 +11,8 @@ import (
 	"github.com/keeplog/keeplog/internal/safefs"
 )
 
-// scanPod walks one pod directory.
-func (a *Archiver) scanPod(w *fswatch.Watcher, pod podDir) {
+// scanPod walks one pod directory; true when it walked all of it (nothing it could not enter).
+func (a *Archiver) scanPod(w *fswatch.Watcher, pod podDir) bool {
 	a.loop.Progress() // a rescan of thousands of pod directories is progress too
 	a.watchDir(w, pod, "")
 	a.removeLegacyStatus(pod)
@@ -20,12 +20,13 @@ func (a *Archiver) scanPod(w *fswatch.Watcher, pod podDir) {
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			a.podGone(pod)
-			return
+			return false
 		}
 		a.log.V(2).Info("Cannot scan pod directory", "podDir", pod.name, "err", err.Error())
-		return
+		return false
 	}
 	a.unwalked(pod, res)
+	return len(res.Mounts) == 0 && len(res.TooDeep) == 0
 }
 
 // unwalked reports, once each, the directories a walk did not enter: another mount (never crossed) or deeper
@@ -54,23 +55,30 @@ func (a *Archiver) rescan(w *fswatch.Watcher) {
 		a.log.Error(err, "Cannot list the archive root", "root", a.fs.root)
 		return
 	}
-	if !a.seeded {
-		a.seedUnpublished(names)
-		a.seeded = true
-	}
 	present := map[string]bool{}
 	now := a.clk.Now()
 	busy := a.busyPods()
+	if !a.seeded {
+		a.seedUnpublished(names)
+		a.deferWalked(names, now, busy)
+		a.seeded = true
+	}
 	for _, pod := range names {
 		present[pod.name] = true
 		if !a.isUnpublished(pod.name) {
 			a.scanPod(w, pod)
+			a.setWalked(pod, false) // published: its pod may write
 			continue
 		}
-		if a.scanDue(pod, now) {
-			a.scanPod(w, pod)
+		due := a.scanDue(pod, now)
+		walked := due && a.scanPod(w, pod)
+		quiet := a.scheduleScan(pod, now, busy[pod.name] || a.settler.hasPod(pod))
+		if due {
+			a.setWalked(pod, walked && quiet && len(a.rejected[pod]) == 0)
 		}
-		a.scheduleScan(pod, now, busy[pod.name] || a.settler.hasPod(pod))
+	}
+	if err := a.journal.KeepWalked(present); err != nil {
+		a.log.Error(err, "Cannot prune journal")
 	}
 	gone := map[podDir]bool{}
 	for _, it := range a.journal.Items() {

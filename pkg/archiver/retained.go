@@ -19,7 +19,9 @@ import (
 //     thousands are spread instead of bunched;
 //   - when Archived finds a file not journalled in one (the garbage collector or the dump manager asks), it is
 //     walked at once;
-//   - published again (MarkPublished), it is watched again.
+//   - published again (MarkPublished), it is watched again;
+//   - one whose walk found nothing to do is marked in the journal (walked.go), and a restart neither walks it at
+//     once nor reads its record to know it is retained.
 //
 // "Archived" never depends on any of this: it is always the journal and a fresh walk, so a file the archiver has
 // not found yet only delays the garbage collector, it is never lost.
@@ -54,19 +56,46 @@ func (a *Archiver) scanDue(pod podDir, now time.Time) bool {
 	return !ok || !now.Before(next)
 }
 
-// scheduleScan sets when the next rescan walks an unpublished pod directory after this one.
-func (a *Archiver) scheduleScan(pod podDir, now time.Time, busy bool) {
+// scheduleScan sets when the next rescan walks an unpublished pod directory after this one, and says whether it is
+// quiet: no work in the archiver and not unpublished recently.
+func (a *Archiver) scheduleScan(pod podDir, now time.Time, busy bool) bool {
 	a.mu.Lock()
 	at, known := a.unpubAt[pod.name]
 	a.mu.Unlock()
 	if busy || (known && now.Sub(at) < a.cfg.RecentlyUnpublished) {
 		a.nextScan[pod.name] = now // the next rescan, like a watched one
-		return
+		return false
 	}
 	if next, ok := a.nextScan[pod.name]; ok && next.After(now) {
-		return
+		return true
 	}
 	a.nextScan[pod.name] = now.Add(a.cfg.RetainedRescanInterval/2 + jitter.Offset(pod.name, a.cfg.RetainedRescanInterval/2))
+	return true
+}
+
+// deferWalked, at the first rescan, schedules the unpublished pod directories the journal marks walked (walked.go)
+// for their next retained rescan instead of walking them now; one with work in the archiver is walked now.
+func (a *Archiver) deferWalked(pods []podDir, now time.Time, busy map[string]bool) {
+	n := 0
+	for _, p := range pods {
+		if a.isUnpublished(p.name) && a.journal.Walked(p.name) {
+			a.scheduleScan(p, now, busy[p.name])
+			n++
+		}
+	}
+	if n > 0 {
+		a.log.Info("Retained pod directories walked before the restart are walked again in their next retained rescan",
+			"podDirs", n, "retainedRescanInterval", a.cfg.RetainedRescanInterval)
+	}
+}
+
+// setWalked marks a pod directory walked or drops its mark (walked.go).
+func (a *Archiver) setWalked(pod podDir, on bool) { a.setWalkedName(pod.name, on) }
+
+func (a *Archiver) setWalkedName(pod string, on bool) {
+	if err := a.journal.SetWalked(pod, on); err != nil {
+		a.log.Error(err, "Cannot update the archive journal", "podDir", pod)
+	}
 }
 
 // requestScan asks the main loop to walk an unpublished pod directory now (Archived found a file it has not
@@ -83,7 +112,10 @@ func (a *Archiver) requestScan(pod string) {
 }
 
 // seedUnpublished marks the pod directories the records say are unpublished, at start: a restarted keeplog has
-// not been told of their unpublish, and must not watch them.
+// not been told of their unpublish, and must not watch them. One the journal marks walked is unpublished without
+// reading its record: its mark went when it was published again (MarkPublished drops it before returning), and the
+// driver tells of every publication still mounted before Run, so a mark left by a crash between a mount and
+// MarkPublished goes too.
 func (a *Archiver) seedUnpublished(pods []podDir) {
 	if a.isRetained == nil {
 		return
@@ -91,7 +123,7 @@ func (a *Archiver) seedUnpublished(pods []podDir) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, p := range pods {
-		if _, told := a.unpublished[p.name]; !told && a.isRetained(p.name) {
+		if _, told := a.unpublished[p.name]; !told && (a.journal.Walked(p.name) || a.isRetained(p.name)) {
 			a.unpublished[p.name] = true
 		}
 	}
@@ -113,7 +145,7 @@ func (a *Archiver) handleWake(w *fswatch.Watcher) {
 	pub, unpub, want := a.takeWake()
 	now := a.clk.Now()
 	for name := range pub {
-		if p, ok := a.discover(name); ok {
+		if p, ok := a.discover(name); ok { // MarkPublished dropped its walked mark
 			delete(a.nextScan, p.name)
 			a.scanPod(w, p)
 		}
@@ -121,12 +153,14 @@ func (a *Archiver) handleWake(w *fswatch.Watcher) {
 	for name := range unpub {
 		if p, ok := a.discover(name); ok {
 			a.unwatchPod(w, p)
+			a.setWalked(p, false)
 			a.scanPod(w, p)
 			a.nextScan[p.name] = now
 		}
 	}
 	for name := range want {
 		if p, ok := a.discover(name); ok && a.isUnpublished(name) {
+			a.setWalked(p, false) // Archived found a file the journal does not have
 			a.scanPod(w, p)
 		}
 	}

@@ -63,7 +63,8 @@ type Deps struct {
 // Archiver is told when a pod directory is published and unpublished (pkg/archiver implements it): it watches
 // only published ones.
 type Archiver interface {
-	// MarkPublished is told the pod directory's path after the bind mount.
+	// MarkPublished is told the pod directory's path after the bind mount, and, by Reconcile before the archiver
+	// runs, the name of each pod directory still published.
 	MarkPublished(podDir string)
 	// MarkUnpublished is told the pod directory's path after the unmount and the Describer.
 	MarkUnpublished(podDir string)
@@ -145,6 +146,11 @@ func (d *Driver) Reconcile() error {
 	}
 	for _, t := range dropped {
 		d.log.Info("Target is no longer mounted; its publish record was dropped", "target", t)
+	}
+	if d.archiver != nil {
+		for _, p := range kept { // before the archiver runs: it must watch them, whatever its journal remembers
+			d.archiver.MarkPublished(p.Target.PodDir)
+		}
 	}
 	if d.describer == nil {
 		return nil

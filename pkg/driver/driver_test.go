@@ -378,12 +378,18 @@ func TestRestartKnowsPublishedVolumes(t *testing.T) {
 	}
 	// A reboot unmounted one of them; a new driver on the same root must find out and keep the other.
 	m := mount.NewFakeMounter([]mount.MountPoint{f.m.MountPoints[0]})
-	d2, err := New(Config{NodeID: testNode}, Deps{Store: f.st, Mounter: m, Statfs: f.d.statfs})
+	arc := &archiverRecorder{}
+	d2, err := New(Config{NodeID: testNode}, Deps{Store: f.st, Mounter: m, Statfs: f.d.statfs, Archiver: arc})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := d2.Reconcile(); err != nil {
 		t.Fatal(err)
+	}
+	// The archiver, not running yet, is told which pod directory is still published (so that no walked mark in its
+	// journal makes it one it does not watch), and nothing of the one whose mount is gone.
+	if want := "ns_a_11111111-2222-3333-4444-555555555555"; len(arc.published) != 1 || filepath.Base(arc.published[0]) != want || len(arc.dirs) != 0 {
+		t.Fatalf("archiver told published %v, unpublished %v at Reconcile; want published [%s] only", arc.published, arc.dirs, want)
 	}
 	targets, err := f.st.Targets(id)
 	if err != nil || len(targets) != 1 || targets[0].Path != live {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/keeplog/keeplog/internal/fstest"
+	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/test/binary"
 	"github.com/keeplog/keeplog/test/e2e/framework"
 )
@@ -137,6 +138,11 @@ func measureScale(b *testing.B, plan scalePlan, cached string, size int, sftp *f
 	defer c.Close()
 	live := startLivePods(b, ctx, c, work, plan.live)
 	defer live.end(b, ctx)
+	if archive {
+		// The node as it is after its archiver has seen each retained directory once (their walked marks are in
+		// the journal): what every restart but the first after the upgrade to walked marks finds.
+		waitWalkedMarks(b, kl, filepath.Join(work, "root"), size)
+	}
 	if err := kl.Kill(); err != nil { // the pods keep running and writing; keeplog restarts on the full root
 		b.Fatal(err)
 	}
@@ -148,6 +154,22 @@ func measureScale(b *testing.B, plan scalePlan, cached string, size int, sftp *f
 	waitFirsts(b, ctx, kl, start, &f)
 	measureIdleScale(b, ctx, kl, live, plan.idle, &f)
 	return f
+}
+
+// waitWalkedMarks waits (at most 10 minutes) until the archiver's journal marks every retained pod directory walked.
+func waitWalkedMarks(b *testing.B, kl *binary.Keeplog, root string, size int) {
+	dir := filepath.Join(root, api.KeeplogDir, api.ArchiveJournalDir, api.ArchiveWalkedDir)
+	start := time.Now()
+	for {
+		ents, err := os.ReadDir(dir)
+		if err == nil && len(ents) >= size {
+			return
+		}
+		if time.Since(start) > 10*time.Minute {
+			b.Fatalf("%d of %d retained pod directories marked walked after 10 minutes (%v); log:\n%s", len(ents), size, err, kl.LogTail(30))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
 
 // waitFirsts polls /metrics until the first usage walk and the first GC pass have ended (at most 15 minutes).
