@@ -87,7 +87,7 @@ heapdumps:
 # (keeplog_gc_retained_bytes equal to du -s -B1 of the retained directories, and following a grown file), about 5 s.
 .PHONY: resume-binary
 resume-binary: build seaweedfs
-	$(GO) test -tags soak -count=1 -timeout 30m -v -run '^(TestBinaryResume|TestBinaryS3Resume|TestBinaryS3ServerOutage|TestBinaryS3WrongCredentials|TestBinarySFTPRotatedCredentials|TestBinaryGOGCDefault|TestBinaryRetainedBytes)$$' ./test/soak/
+	$(GO) test -tags soak -count=1 -timeout 30m -v -run '^(TestBinaryResume|TestBinaryS3Resume|TestBinaryS3ServerOutage|TestBinaryS3WrongCredentials|TestBinarySFTPRotatedCredentials|TestBinaryGOGCDefault|TestBinaryRetainedBytes|TestBinaryWalkedMarks)$$' ./test/soak/
 
 
 # The chart e2e installs `make image`'s docker-archive for this machine's architecture (both are built by `make image`).
