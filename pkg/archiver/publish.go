@@ -27,7 +27,7 @@ func (a *Archiver) MarkUnpublished(podDir string) {
 // and this call goes too.
 func (a *Archiver) MarkPublished(podDir string) {
 	pod := filepath.Base(podDir)
-	a.setWalkedName(pod, false)
+	a.setWalked(pod, false)
 	a.mu.Lock()
 	wasUnpublished := a.unpublished[pod]
 	delete(a.unpublished, pod)

@@ -59,22 +59,20 @@ func (a *Archiver) rescan(w *fswatch.Watcher) {
 	now := a.clk.Now()
 	busy := a.busyPods()
 	if !a.seeded {
-		a.seedUnpublished(names)
-		a.deferWalked(names, now, busy)
+		a.deferWalked(a.seedUnpublished(names), now, busy)
 		a.seeded = true
 	}
 	for _, pod := range names {
 		present[pod.name] = true
 		if !a.isUnpublished(pod.name) {
-			a.scanPod(w, pod)
-			a.setWalked(pod, false) // published: its pod may write
+			a.scanPod(w, pod) // never marked: MarkPublished dropped its mark
 			continue
 		}
 		due := a.scanDue(pod, now)
 		walked := due && a.scanPod(w, pod)
 		quiet := a.scheduleScan(pod, now, busy[pod.name] || a.settler.hasPod(pod))
 		if due {
-			a.setWalked(pod, walked && quiet && len(a.rejected[pod]) == 0)
+			a.setWalked(pod.name, walked && quiet && len(a.rejected[pod]) == 0)
 		}
 	}
 	if err := a.journal.KeepWalked(present); err != nil {

@@ -73,26 +73,21 @@ func (a *Archiver) scheduleScan(pod podDir, now time.Time, busy bool) bool {
 	return true
 }
 
-// deferWalked, at the first rescan, schedules the unpublished pod directories the journal marks walked (walked.go)
-// for their next retained rescan instead of walking them now; one with work in the archiver is walked now.
-func (a *Archiver) deferWalked(pods []podDir, now time.Time, busy map[string]bool) {
-	n := 0
-	for _, p := range pods {
-		if a.isUnpublished(p.name) && a.journal.Walked(p.name) {
-			a.scheduleScan(p, now, busy[p.name])
-			n++
-		}
+// deferWalked, at the first rescan, schedules the pod directories seeded unpublished by their walked mark
+// (walked.go) for their next retained rescan instead of walking them now; one with work in the archiver is walked
+// now.
+func (a *Archiver) deferWalked(marked []podDir, now time.Time, busy map[string]bool) {
+	for _, p := range marked {
+		a.scheduleScan(p, now, busy[p.name])
 	}
-	if n > 0 {
+	if len(marked) > 0 {
 		a.log.Info("Retained pod directories walked before the restart are walked again in their next retained rescan",
-			"podDirs", n, "retainedRescanInterval", a.cfg.RetainedRescanInterval)
+			"podDirs", len(marked), "retainedRescanInterval", a.cfg.RetainedRescanInterval)
 	}
 }
 
-// setWalked marks a pod directory walked or drops its mark (walked.go).
-func (a *Archiver) setWalked(pod podDir, on bool) { a.setWalkedName(pod.name, on) }
-
-func (a *Archiver) setWalkedName(pod string, on bool) {
+// setWalked marks a pod directory (its name) walked or drops its mark (walked.go).
+func (a *Archiver) setWalked(pod string, on bool) {
 	if err := a.journal.SetWalked(pod, on); err != nil {
 		a.log.Error(err, "Cannot update the archive journal", "podDir", pod)
 	}
@@ -115,18 +110,25 @@ func (a *Archiver) requestScan(pod string) {
 // not been told of their unpublish, and must not watch them. One the journal marks walked is unpublished without
 // reading its record: its mark went when it was published again (MarkPublished drops it before returning), and the
 // driver tells of every publication still mounted before Run, so a mark left by a crash between a mount and
-// MarkPublished goes too.
-func (a *Archiver) seedUnpublished(pods []podDir) {
+// MarkPublished goes too. It returns those seeded by their mark.
+func (a *Archiver) seedUnpublished(pods []podDir) (marked []podDir) {
 	if a.isRetained == nil {
-		return
+		return nil
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, p := range pods {
-		if _, told := a.unpublished[p.name]; !told && (a.journal.Walked(p.name) || a.isRetained(p.name)) {
+		if _, told := a.unpublished[p.name]; told {
+			continue
+		}
+		if a.journal.Walked(p.name) {
+			a.unpublished[p.name] = true
+			marked = append(marked, p)
+		} else if a.isRetained(p.name) {
 			a.unpublished[p.name] = true
 		}
 	}
+	return marked
 }
 
 // takeWake takes what MarkPublished, MarkUnpublished and requestScan left for the main loop.
@@ -153,14 +155,14 @@ func (a *Archiver) handleWake(w *fswatch.Watcher) {
 	for name := range unpub {
 		if p, ok := a.discover(name); ok {
 			a.unwatchPod(w, p)
-			a.setWalked(p, false)
+			a.setWalked(p.name, false)
 			a.scanPod(w, p)
 			a.nextScan[p.name] = now
 		}
 	}
 	for name := range want {
 		if p, ok := a.discover(name); ok && a.isUnpublished(name) {
-			a.setWalked(p, false) // Archived found a file the journal does not have
+			a.setWalked(p.name, false) // Archived found a file the journal does not have
 			a.scanPod(w, p)
 		}
 	}

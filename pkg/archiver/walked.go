@@ -70,11 +70,7 @@ func (j *Journal) markWalkedLocked(pod string) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("journal walked mark: %w", err)
-	}
-	if err := f.Close(); err != nil {
+	if err := os.WriteFile(p, nil, 0o600); err != nil {
 		return fmt.Errorf("journal walked mark: %w", err)
 	}
 	j.walked[pod] = struct{}{}

@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/keeplog/keeplog/internal/fstest"
 	"github.com/keeplog/keeplog/pkg/api"
 	"github.com/keeplog/keeplog/test/binary"
 )
@@ -20,7 +23,8 @@ import (
 // retained pod directory walked with nothing to do gets its mark, and a restarted keeplog does not walk it at once
 // (it says so) — yet a dump dropped into it while keeplog was down is archived, with the right sha256, before the
 // garbage collector deletes the directory: its Archived check walks the directory afresh, finds the dump, and has
-// it uploaded first. The mark goes with that walk.
+// it uploaded first. The mark goes with that walk. A mark on a directory still published (left by a crash between
+// its mount and MarkPublished) is dropped at the restart, and the directory is watched.
 func TestBinaryWalkedMarks(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("must run as root (keeplog bind-mounts)")
@@ -50,7 +54,19 @@ func TestBinaryWalkedMarks(t *testing.T) {
 	mark := filepath.Join(e.kl.Root, api.KeeplogDir, api.ArchiveJournalDir, api.ArchiveWalkedDir, pod.DirName())
 	waitPath(t, e.kl, mark, true, time.Minute)
 
+	// A second pod stays published, and while keeplog is down it gets a mark by hand: what a crash between its
+	// mount and MarkPublished would leave. Reconcile must drop it before the archiver runs, so that the restarted
+	// keeplog watches the directory instead of taking it for a retained one.
+	live := binary.NewPod("walked", "live")
+	liveTarget := filepath.Join(e.work, "targets", live.UID, "mount")
+	if err := e.csi.Publish(ctx, binary.EphemeralVolumeID(live, "logs"), liveTarget, live, true, nil); err != nil {
+		t.Fatal(err)
+	}
+	liveMark := filepath.Join(filepath.Dir(mark), live.DirName())
 	if err := e.kl.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(liveMark, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	dir := e.kl.PodDir(pod)
@@ -62,6 +78,8 @@ func TestBinaryWalkedMarks(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitLog(t, e.kl, "Retained pod directories walked before the restart are walked again in their next retained rescan", "podDirs", "1", time.Minute)
+	waitPath(t, e.kl, liveMark, false, time.Minute)
+	waitWatched(t, e.kl, e.kl.PodDir(live), time.Minute)
 
 	waitPath(t, e.kl, dir, false, 2*time.Minute) // expired 45 s after the unpublish; deleted once archived
 	inv, err := binary.ReadInventory(e.sftp.Server.DataDir)
@@ -112,6 +130,26 @@ func waitLog(t *testing.T, kl *binary.Keeplog, msg, key, value string, timeout t
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("no log line %q with %s=%s after %s; keeplog's log:\n%s", msg, key, value, timeout, kl.LogTail(30))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitWatched waits until one of keeplog's inotify watches is on dir (the kernel's list, by device and inode).
+func waitWatched(t *testing.T, kl *binary.Keeplog, dir string, timeout time.Duration) {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Lstat(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		watched, err := fstest.InotifyWatched(kl.Pid())
+		if err == nil && watched[fstest.Watched{Dev: uint64(st.Dev), Ino: st.Ino}] {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not watched by keeplog after %s (%v); its log:\n%s", dir, timeout, err, kl.LogTail(30))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
