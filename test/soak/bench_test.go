@@ -22,10 +22,19 @@ import (
 	"github.com/keeplog/keeplog/test/e2e/lab"
 )
 
-// run is one timed upload: wall time and the client's CPU.
+// run is one timed upload: wall time and the client's CPU, whole and split into user and system time.
 type run struct {
 	wall, cpu time.Duration
+	times     binary.Times
 }
+
+func (r run) String() string {
+	return fmt.Sprintf("%s (cpu %s: user %s, system %s)", r.wall.Round(time.Millisecond), r.cpu.Round(time.Millisecond),
+		r.times.User.Round(time.Millisecond), r.times.Sys.Round(time.Millisecond))
+}
+
+// timed is a run of wall and t.
+func timed(wall time.Duration, t binary.Times) run { return run{wall: wall, cpu: t.Total(), times: t} }
 
 // BenchmarkBinaryUpload is issue 12's end-to-end upload bench: through bin/keeplog (a volume published over CSI,
 // a dump written into it, the volume unpublished, until the final name exists on the server; keeplog's CPU from
@@ -93,7 +102,7 @@ func benchRound(b *testing.B, ctx context.Context, kl *binary.Keeplog, c *binary
 	out["sftp-aes128-gcm"] = sftpPut(b, sftp, local, []string{"-c", "aes128-gcm@openssh.com"})
 	out["sha256"] = sha256Of(b, local) // what keeplog does beside sftp's work: the digest its manifest and verify need
 	final := sftp.Archived(b, pod.Ref(), rel)
-	cpu0, _ := binary.CPU(kl.Pid())
+	cpu0, _ := binary.ProcTimes(kl.Pid())
 	start := time.Now()
 	if err := c.Unpublish(ctx, vol, target); err != nil {
 		b.Fatal(err)
@@ -108,12 +117,10 @@ func benchRound(b *testing.B, ctx context.Context, kl *binary.Keeplog, c *binary
 		time.Sleep(10 * time.Millisecond)
 	}
 	wall := time.Since(start)
-	cpu1, _ := binary.CPU(kl.Pid())
-	out["keeplog"] = run{wall: wall, cpu: cpu1 - cpu0}
-	b.Logf("round %d: keeplog %s (cpu %s), sftp %s (cpu %s), sftp aes128-gcm %s (cpu %s), openssl sha256 %s (cpu %s)", i+1,
-		out["keeplog"].wall.Round(time.Millisecond), out["keeplog"].cpu, out["sftp"].wall.Round(time.Millisecond),
-		out["sftp"].cpu, out["sftp-aes128-gcm"].wall.Round(time.Millisecond), out["sftp-aes128-gcm"].cpu,
-		out["sha256"].wall.Round(time.Millisecond), out["sha256"].cpu)
+	cpu1, _ := binary.ProcTimes(kl.Pid())
+	out["keeplog"] = timed(wall, cpu1.Sub(cpu0))
+	b.Logf("round %d: keeplog %s, sftp %s, sftp aes128-gcm %s, openssl sha256 %s", i+1, out["keeplog"], out["sftp"],
+		out["sftp-aes128-gcm"], out["sha256"])
 	_ = os.RemoveAll(filepath.Join(sftp.Server.DataDir, "archive"))
 	return out
 }
@@ -136,7 +143,7 @@ func sftpPut(b *testing.B, s *framework.SFTP, local string, extra []string) run 
 	if err != nil {
 		b.Fatalf("sftp %s: %v: %s", strings.Join(extra, " "), err, outb)
 	}
-	return run{wall: wall, cpu: binary.ChildCPU(cmd.ProcessState)}
+	return timed(wall, binary.ChildTimes(cmd.ProcessState))
 }
 
 // sha256Of runs `openssl dgst -sha256` over the file: the reference for the part of keeplog's CPU that sftp does not
@@ -151,7 +158,7 @@ func sha256Of(b *testing.B, local string) run {
 	if err != nil {
 		b.Fatalf("openssl dgst -sha256 %s: %v: %s", local, err, outb)
 	}
-	return run{wall: wall, cpu: binary.ChildCPU(cmd.ProcessState)}
+	return timed(wall, binary.ChildTimes(cmd.ProcessState))
 }
 
 // printBench prints each client's median and keeplog's ratios to the two sftp variants, and its CPU against
@@ -159,18 +166,18 @@ func sha256Of(b *testing.B, local string) run {
 func printBench(b *testing.B, res map[string][]run, size int64) {
 	med := map[string]run{}
 	for name, rs := range res {
-		w := make([]time.Duration, len(rs))
-		c := make([]time.Duration, len(rs))
+		w, c, u, k := make([]time.Duration, len(rs)), make([]time.Duration, len(rs)), make([]time.Duration, len(rs)), make([]time.Duration, len(rs))
 		for i, r := range rs {
-			w[i], c[i] = r.wall, r.cpu
+			w[i], c[i], u[i], k[i] = r.wall, r.cpu, r.times.User, r.times.Sys
 		}
-		med[name] = run{wall: median(w), cpu: median(c)}
+		med[name] = run{wall: median(w), cpu: median(c), times: binary.Times{User: median(u), Sys: median(k)}}
 	}
 	mib := float64(size) / (1 << 20)
 	for _, name := range []string{"keeplog", "sftp", "sftp-aes128-gcm", "sha256"} {
 		m := med[name]
-		b.Logf("%-16s median of %d: wall %s (%.0f MiB/s), client CPU %s", name, len(res[name]),
-			m.wall.Round(time.Millisecond), mib/m.wall.Seconds(), m.cpu.Round(time.Millisecond))
+		b.Logf("%-16s median of %d: wall %s (%.0f MiB/s), client CPU %s (medians: user %s, system %s)", name, len(res[name]),
+			m.wall.Round(time.Millisecond), mib/m.wall.Seconds(), m.cpu.Round(time.Millisecond),
+			m.times.User.Round(time.Millisecond), m.times.Sys.Round(time.Millisecond))
 	}
 	for _, other := range []string{"sftp", "sftp-aes128-gcm"} {
 		wr := med["keeplog"].wall.Seconds() / med[other].wall.Seconds()
