@@ -116,7 +116,8 @@ test: deps lint unit chart krew sanity soak-short resume-binary e2e
 # The archiver against OpenSSH's sftp put with a 2 GiB file (KEEPLOG_BENCH_SIZE), the rate limit, one GC pass over
 # 10,000 directories; then the upload end to end through bin/keeplog (test/soak BenchmarkBinaryUpload: published
 # over CSI, a KEEPLOG_BINARY_BENCH_SIZE dump written, unpublished, until the final name is on the server),
-# interleaved with sftp -b put and sftp -c aes128-gcm@openssh.com -b put, KEEPLOG_BINARY_BENCH_PAIRS rounds; wall
+# interleaved with sftp -b put and sftp -c aes128-gcm@openssh.com -b put, KEEPLOG_BINARY_BENCH_PAIRS rounds
+# (KEEPLOG_BINARY_BENCH_DELAY=10ms: every client through a proxy delaying each direction by that much); wall
 # and client-CPU ratios are printed, not asserted (a busy machine is slower). ./pkg/... includes
 # BenchmarkS3UploadVsRclone: the archiver against rclone copyto to a SeaweedFS S3 server, interleaved, wall and CPU
 # ratios printed. BenchmarkBinaryIdleEmpty: bin/keeplog's size and its RSS idle on an empty root.

@@ -40,7 +40,9 @@ func timed(wall time.Duration, t binary.Times) run { return run{wall: wall, cpu:
 // a dump written into it, the volume unpublished, until the final name exists on the server; keeplog's CPU from
 // /proc over that period), interleaved with OpenSSH sftp -b put of the same file to the same sshd, with the default
 // cipher and with aes128-gcm@openssh.com (what keeplog negotiates), KEEPLOG_BINARY_BENCH_PAIRS rounds (default 3)
-// of a KEEPLOG_BINARY_BENCH_SIZE file (default 1Gi). Printed, never asserted: a shared machine is slower.
+// of a KEEPLOG_BINARY_BENCH_SIZE file (default 1Gi). KEEPLOG_BINARY_BENCH_DELAY (a duration, "10ms") puts a proxy
+// between the clients and sshd that delays each direction by that much: a longer link than loopback, for every
+// client alike. Printed, never asserted: a shared machine is slower.
 func BenchmarkBinaryUpload(b *testing.B) {
 	size := benchSize(b)
 	rounds := 3
@@ -48,6 +50,16 @@ func BenchmarkBinaryUpload(b *testing.B) {
 		rounds = v
 	}
 	sftp := framework.StartSFTP(b)
+	dest := endpoint{port: sftp.Server.Port, knownHosts: sftp.Server.KnownHostsFile}
+	if v := os.Getenv("KEEPLOG_BINARY_BENCH_DELAY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			b.Fatalf("KEEPLOG_BINARY_BENCH_DELAY %q: not a positive duration", v)
+		}
+		dest.port = startDelayProxy(b, sftp.Server.Host, sftp.Server.Port, d)
+		dest.knownHosts = sftp.Through(b, dest.port)
+		b.Logf("each direction delayed by %s (a round trip of %s) through 127.0.0.1:%d", d, 2*d, dest.port)
+	}
 	work := b.TempDir()
 	b.Cleanup(func() { unmountUnder(b, work) }) // after a failed round; runs before the removal of work
 	ctx := context.Background()
@@ -64,7 +76,7 @@ func BenchmarkBinaryUpload(b *testing.B) {
 	defer c.Close()
 	res := map[string][]run{}
 	for i := 0; i < b.N*rounds; i++ {
-		for name, r := range benchRound(b, ctx, kl, c, sftp, work, i, size) {
+		for name, r := range benchRound(b, ctx, kl, c, sftp, dest, work, i, size) {
 			res[name] = append(res[name], r)
 		}
 	}
@@ -85,7 +97,7 @@ func benchSize(b *testing.B) int64 {
 
 // benchRound publishes a pod, writes the dump, puts it with both sftp variants, then unpublishes and times keeplog's
 // upload; the server's copies are removed afterwards.
-func benchRound(b *testing.B, ctx context.Context, kl *binary.Keeplog, c *binary.CSI, sftp *framework.SFTP, work string, i int, size int64) map[string]run {
+func benchRound(b *testing.B, ctx context.Context, kl *binary.Keeplog, c *binary.CSI, sftp *framework.SFTP, dest endpoint, work string, i int, size int64) map[string]run {
 	pod := binary.NewPod("bench", fmt.Sprintf("bench-%d", i))
 	vol := binary.EphemeralVolumeID(pod, "logs")
 	target := filepath.Join(work, "targets", pod.UID, "mount")
@@ -98,8 +110,8 @@ func benchRound(b *testing.B, ctx context.Context, kl *binary.Keeplog, c *binary
 		b.Fatal(err)
 	}
 	out := map[string]run{}
-	out["sftp"] = sftpPut(b, sftp, local, nil)
-	out["sftp-aes128-gcm"] = sftpPut(b, sftp, local, []string{"-c", "aes128-gcm@openssh.com"})
+	out["sftp"] = sftpPut(b, sftp, dest, local, nil)
+	out["sftp-aes128-gcm"] = sftpPut(b, sftp, dest, local, []string{"-c", "aes128-gcm@openssh.com"})
 	out["sha256"] = sha256Of(b, local) // what keeplog does beside sftp's work: the digest its manifest and verify need
 	final := sftp.Archived(b, pod.Ref(), rel)
 	cpu0, _ := binary.ProcTimes(kl.Pid())
@@ -125,8 +137,14 @@ func benchRound(b *testing.B, ctx context.Context, kl *binary.Keeplog, c *binary
 	return out
 }
 
+// endpoint is where the sftp clients connect: sshd itself, or the delay proxy in front of it.
+type endpoint struct {
+	port       int
+	knownHosts string
+}
+
 // sftpPut runs OpenSSH's sftp in batch mode; CPU is sftp's and its ssh child's, from rusage.
-func sftpPut(b *testing.B, s *framework.SFTP, local string, extra []string) run {
+func sftpPut(b *testing.B, s *framework.SFTP, dest endpoint, local string, extra []string) run {
 	srv := s.Server
 	batch := filepath.Join(b.TempDir(), "batch")
 	name := "bench-" + strconv.FormatInt(time.Now().UnixNano(), 36)
@@ -134,8 +152,8 @@ func sftpPut(b *testing.B, s *framework.SFTP, local string, extra []string) run 
 	if err := os.WriteFile(batch, []byte(fmt.Sprintf("put %s %s/%s\n", local, srv.RemoteDir, name)), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	args := append([]string{"-q", "-b", batch, "-i", srv.ClientKeyFile, "-P", strconv.Itoa(srv.Port),
-		"-o", "UserKnownHostsFile=" + srv.KnownHostsFile, "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"}, extra...)
+	args := append([]string{"-q", "-b", batch, "-i", srv.ClientKeyFile, "-P", strconv.Itoa(dest.port),
+		"-o", "UserKnownHostsFile=" + dest.knownHosts, "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"}, extra...)
 	cmd := exec.Command("sftp", append(args, srv.User+"@"+srv.Host)...)
 	start := time.Now()
 	outb, err := cmd.CombinedOutput()

@@ -1,10 +1,13 @@
 package framework
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/keeplog/keeplog/internal/sshdtest"
 	"github.com/keeplog/keeplog/pkg/archiver"
@@ -45,6 +48,27 @@ func StartSFTP(t sshdtest.TB) *SFTP {
 		}
 	}
 	return s
+}
+
+// Through points keeplog's target at port on the server's host instead of the server's own port (a proxy in front
+// of the server: the upload benchmark's delayed link) and returns a known_hosts file, with the server's host key
+// for that address, for OpenSSH clients that connect there too.
+func (s *SFTP) Through(t sshdtest.TB, port int) string {
+	t.Helper()
+	line := knownhosts.Line([]string{knownhosts.Normalize(net.JoinHostPort(s.Server.Host, strconv.Itoa(port)))}, s.Server.HostPublicKey) + "\n"
+	f, err := os.CreateTemp("", "keeplog-known-hosts-")
+	if err != nil {
+		t.Fatalf("known_hosts for port %d: %v", port, err)
+	}
+	t.Cleanup(func() { _ = os.Remove(f.Name()) })
+	_ = f.Close()
+	for p, v := range map[string]string{filepath.Join(s.TargetDir, "port"): strconv.Itoa(port),
+		filepath.Join(s.TargetDir, "knownHosts"): line, f.Name(): line} {
+		if err := os.WriteFile(p, []byte(v), 0o600); err != nil {
+			t.Fatalf("archive target through port %d: %v", port, err)
+		}
+	}
+	return f.Name()
 }
 
 // Flag is the keeplog flag that archives to this server.
