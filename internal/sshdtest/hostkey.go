@@ -33,10 +33,16 @@ func (s *Server) RotateHostKey() {
 	s.Start()
 }
 
+// KnownHostsLineFor is a known_hosts line with the server's host key for its host at port: its own (KnownHostsLine),
+// or that of a proxy in front of it.
+func (s *Server) KnownHostsLineFor(port int) string {
+	return knownhosts.Line([]string{knownhosts.Normalize(net.JoinHostPort(s.Host, strconv.Itoa(port)))}, s.HostPublicKey)
+}
+
 // writeKnownHosts sets KnownHostsLine from HostPublicKey and writes it to KnownHostsFile.
 func (s *Server) writeKnownHosts() {
 	s.t.Helper()
-	s.KnownHostsLine = knownhosts.Line([]string{knownhosts.Normalize(net.JoinHostPort(s.Host, strconv.Itoa(s.Port)))}, s.HostPublicKey)
+	s.KnownHostsLine = s.KnownHostsLineFor(s.Port)
 	if err := os.WriteFile(s.KnownHostsFile, []byte(s.KnownHostsLine+"\n"), 0o644); err != nil {
 		s.t.Fatalf("sshdtest: %v", err)
 	}

@@ -8,7 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,19 +22,32 @@ import (
 	"github.com/keeplog/keeplog/test/e2e/lab"
 )
 
-// run is one timed upload: wall time and the client's CPU, whole and split into user and system time.
+// run is one timed upload: wall time and the client's CPU, split into user and system time.
 type run struct {
-	wall, cpu time.Duration
-	times     binary.Times
+	wall  time.Duration
+	times binary.Times
 }
 
+func (r run) cpu() time.Duration { return r.times.Total() }
+
 func (r run) String() string {
-	return fmt.Sprintf("%s (cpu %s: user %s, system %s)", r.wall.Round(time.Millisecond), r.cpu.Round(time.Millisecond),
+	return fmt.Sprintf("%s (cpu %s: user %s, system %s)", r.wall.Round(time.Millisecond), r.cpu().Round(time.Millisecond),
 		r.times.User.Round(time.Millisecond), r.times.Sys.Round(time.Millisecond))
 }
 
-// timed is a run of wall and t.
-func timed(wall time.Duration, t binary.Times) run { return run{wall: wall, cpu: t.Total(), times: t} }
+// summary is a client's medians over its runs (the median CPU is not the sum of the median user and system times).
+type summary struct {
+	wall, cpu, user, sys time.Duration
+}
+
+func summarize(rs []run) summary {
+	return summary{
+		wall: medianOf(rs, func(r run) time.Duration { return r.wall }),
+		cpu:  medianOf(rs, run.cpu),
+		user: medianOf(rs, func(r run) time.Duration { return r.times.User }),
+		sys:  medianOf(rs, func(r run) time.Duration { return r.times.Sys }),
+	}
+}
 
 // BenchmarkBinaryUpload is issue 12's end-to-end upload bench: through bin/keeplog (a volume published over CSI,
 // a dump written into it, the volume unpublished, until the final name exists on the server; keeplog's CPU from
@@ -130,7 +143,7 @@ func benchRound(b *testing.B, ctx context.Context, kl *binary.Keeplog, c *binary
 	}
 	wall := time.Since(start)
 	cpu1, _ := binary.ProcTimes(kl.Pid())
-	out["keeplog"] = timed(wall, cpu1.Sub(cpu0))
+	out["keeplog"] = run{wall: wall, times: cpu1.Sub(cpu0)}
 	b.Logf("round %d: keeplog %s, sftp %s, sftp aes128-gcm %s, openssl sha256 %s", i+1, out["keeplog"], out["sftp"],
 		out["sftp-aes128-gcm"], out["sha256"])
 	_ = os.RemoveAll(filepath.Join(sftp.Server.DataDir, "archive"))
@@ -161,7 +174,7 @@ func sftpPut(b *testing.B, s *framework.SFTP, dest endpoint, local string, extra
 	if err != nil {
 		b.Fatalf("sftp %s: %v: %s", strings.Join(extra, " "), err, outb)
 	}
-	return timed(wall, binary.ChildTimes(cmd.ProcessState))
+	return run{wall: wall, times: binary.ChildTimes(cmd.ProcessState)}
 }
 
 // sha256Of runs `openssl dgst -sha256` over the file: the reference for the part of keeplog's CPU that sftp does not
@@ -176,26 +189,22 @@ func sha256Of(b *testing.B, local string) run {
 	if err != nil {
 		b.Fatalf("openssl dgst -sha256 %s: %v: %s", local, err, outb)
 	}
-	return timed(wall, binary.ChildTimes(cmd.ProcessState))
+	return run{wall: wall, times: binary.ChildTimes(cmd.ProcessState)}
 }
 
 // printBench prints each client's median and keeplog's ratios to the two sftp variants, and its CPU against
 // `sftp -c aes128-gcm` plus `openssl dgst -sha256` of the same file (sftp's work and the digest keeplog computes besides).
 func printBench(b *testing.B, res map[string][]run, size int64) {
-	med := map[string]run{}
+	med := map[string]summary{}
 	for name, rs := range res {
-		w, c, u, k := make([]time.Duration, len(rs)), make([]time.Duration, len(rs)), make([]time.Duration, len(rs)), make([]time.Duration, len(rs))
-		for i, r := range rs {
-			w[i], c[i], u[i], k[i] = r.wall, r.cpu, r.times.User, r.times.Sys
-		}
-		med[name] = run{wall: median(w), cpu: median(c), times: binary.Times{User: median(u), Sys: median(k)}}
+		med[name] = summarize(rs)
 	}
 	mib := float64(size) / (1 << 20)
 	for _, name := range []string{"keeplog", "sftp", "sftp-aes128-gcm", "sha256"} {
 		m := med[name]
 		b.Logf("%-16s median of %d: wall %s (%.0f MiB/s), client CPU %s (medians: user %s, system %s)", name, len(res[name]),
 			m.wall.Round(time.Millisecond), mib/m.wall.Seconds(), m.cpu.Round(time.Millisecond),
-			m.times.User.Round(time.Millisecond), m.times.Sys.Round(time.Millisecond))
+			m.user.Round(time.Millisecond), m.sys.Round(time.Millisecond))
 	}
 	for _, other := range []string{"sftp", "sftp-aes128-gcm"} {
 		wr := med["keeplog"].wall.Seconds() / med[other].wall.Seconds()
@@ -225,7 +234,11 @@ func unmountUnder(b testing.TB, dir string) {
 	}
 }
 
-func median(d []time.Duration) time.Duration {
-	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+func medianOf(rs []run, f func(run) time.Duration) time.Duration {
+	d := make([]time.Duration, len(rs))
+	for i, r := range rs {
+		d[i] = f(r)
+	}
+	slices.Sort(d)
 	return d[len(d)/2]
 }

@@ -4,6 +4,7 @@ package soak
 
 import (
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -67,11 +68,11 @@ func delayed(src, dst net.Conn, d time.Duration) {
 	q := make(chan segment, 1<<16)
 	go func() {
 		defer close(q)
+		buf := make([]byte, 256<<10)
 		for {
-			buf := make([]byte, 256<<10)
 			n, err := src.Read(buf)
 			if n > 0 {
-				q <- segment{b: buf[:n], at: time.Now().Add(d)}
+				q <- segment{b: slices.Clone(buf[:n]), at: time.Now().Add(d)}
 			}
 			if err != nil {
 				return

@@ -1,13 +1,10 @@
 package framework
 
 import (
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-
-	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/keeplog/keeplog/internal/sshdtest"
 	"github.com/keeplog/keeplog/pkg/archiver"
@@ -55,7 +52,7 @@ func StartSFTP(t sshdtest.TB) *SFTP {
 // for that address, for OpenSSH clients that connect there too.
 func (s *SFTP) Through(t sshdtest.TB, port int) string {
 	t.Helper()
-	line := knownhosts.Line([]string{knownhosts.Normalize(net.JoinHostPort(s.Server.Host, strconv.Itoa(port)))}, s.Server.HostPublicKey) + "\n"
+	line := s.Server.KnownHostsLineFor(port) + "\n"
 	f, err := os.CreateTemp("", "keeplog-known-hosts-")
 	if err != nil {
 		t.Fatalf("known_hosts for port %d: %v", port, err)
