@@ -368,8 +368,16 @@ func TestAcquireWithinGivesUpAndASlotOutlivesTheWait(t *testing.T) {
 	if r.err == nil || !strings.Contains(r.err.Error(), "all 1 slots taken") {
 		t.Fatalf("waiter: %v, want it to give up because the slot is taken", r.err)
 	}
-	// The wait bound never reaches the slot that was obtained: long after it, a's slot is still held.
-	clk.Step(time.Minute)
+	// The wait bound never reaches the slot that was obtained: a minute after it, a's slot is still held. Fake time
+	// moves one renewal interval at a time, each only once the renewer has renewed, so that it cannot pass a
+	// renewer that has not had its turn (one step of a minute let the renewer find its lease 20 s overdue, a CI
+	// failure).
+	for i := 0; i < 6; i++ {
+		eventually(t, "the renewer waiting", func() bool { return clk.HasWaiters() })
+		before := getLease(t, cs, "upload-0").ResourceVersion
+		clk.Step(10 * time.Second)
+		eventually(t, "a renewal", func() bool { return getLease(t, cs, "upload-0").ResourceVersion != before })
+	}
 	if heldA.Err() != nil || holderOf(getLease(t, cs, "upload-0")) != "node-a" {
 		t.Fatalf("a's slot ended with the wait bound: %v, holder %s", context.Cause(heldA), holderOf(getLease(t, cs, "upload-0")))
 	}
