@@ -214,12 +214,13 @@ type Config struct {
 	// 4 MiB in flight per file (32 KiB writes with other servers: 512 KiB).
 	ConcurrentRequests int
 	// ChunkSize is the unit of resume (and of compression: one zstd frame per chunk): the acknowledged prefix is
-	// journalled (fsynced) after each chunk, so an interruption sends at most one chunk twice. 8 MiB; at most
-	// MaxChunkSize. An upload holds about two chunks in memory.
+	// journalled (fsynced) after each chunk, so an interruption sends at most the chunks on the wire twice (two
+	// over SFTP, one with a bandwidth limit and to S3: see writeDepth). 8 MiB; at most MaxChunkSize. An upload
+	// holds one chunk more than it has on the wire in memory.
 	ChunkSize int64
 }
 
-// MaxChunkSize bounds Config.ChunkSize: what an interruption may send twice.
+// MaxChunkSize bounds Config.ChunkSize: with the chunks on the wire, what an interruption may send twice.
 const MaxChunkSize = 64 << 20
 
 func (c *Config) setDefaults() {

@@ -23,27 +23,28 @@ type partWriter struct {
 	p       *Progress
 }
 
-// add takes the next chunk and returns the bytes to write now (nil: none yet) and the progress they complete.
-func (w *partWriter) add(b prepared) ([]byte, *Progress) {
+// add takes the next chunk and returns the bytes to write now (nil: none yet), the progress they complete, and
+// whether they are b's own (passed through: b's buffers must outlive the write) rather than a copy.
+func (w *partWriter) add(b prepared) ([]byte, *Progress, bool) {
 	if len(w.pending) == 0 && int64(len(b.out)) >= w.min {
-		return b.out, b.p
+		return b.out, b.p, true
 	}
 	w.pending = append(w.pending, b.out...) // b's buffers are reused after this: copy
 	w.p = b.p
 	if int64(len(w.pending)) < w.min {
-		return nil, nil
+		return nil, nil, false
 	}
 	out, p := w.pending, w.p
 	w.pending, w.p = nil, nil
-	return out, p
+	return out, p, false
 }
 
-// rest returns what is pending after the last chunk.
-func (w *partWriter) rest() ([]byte, *Progress) {
+// rest returns what is pending after the last chunk (a copy: the third result is always false).
+func (w *partWriter) rest() ([]byte, *Progress, bool) {
 	if len(w.pending) == 0 {
-		return nil, nil
+		return nil, nil, false
 	}
 	out, p := w.pending, w.p
 	w.pending, w.p = nil, nil
-	return out, p
+	return out, p, false
 }

@@ -15,14 +15,14 @@ func TestPartWriterJoinsSmallChunks(t *testing.T) {
 	for i, n := range []int{3, 4, 12, 2, 9, 1} {
 		b := prepared{out: bytes.Repeat([]byte{byte('a' + i)}, n), p: &Progress{Stored: int64(i)}}
 		all = append(all, b.out...)
-		if out, p := w.add(b); out != nil {
+		if out, p, _ := w.add(b); out != nil {
 			got, last = append(got, append([]byte(nil), out...)), append(last, p.Stored)
 		}
 		for j := range b.out {
 			b.out[j] = 0 // the pipeline reuses the buffer
 		}
 	}
-	if out, p := w.rest(); out != nil {
+	if out, p, _ := w.rest(); out != nil {
 		got, last = append(got, out), append(last, p.Stored)
 	}
 	if !bytes.Equal(bytes.Join(got, nil), all) {

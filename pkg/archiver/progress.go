@@ -15,7 +15,7 @@ import (
 // Progress is the acknowledged contiguous prefix of an upload under way, journalled (fsynced) after every chunk
 // the server acknowledged whole. It carries the sha256 states of what was read and what was stored so far
 // (crypto/sha256's digest is an encoding.BinaryMarshaler), so a resumed upload neither re-reads the local prefix
-// nor re-sends it: at most the chunk in flight at the interruption is sent twice.
+// nor re-sends it: at most the chunks in flight at the interruption (writeDepth) are sent twice.
 type Progress struct {
 	// Raw is the number of bytes of the local file that the acknowledged chunks hold.
 	Raw int64 `json:"rawBytes"`

@@ -44,9 +44,10 @@ type Prefix struct {
 	Token string
 }
 
-// Upload is one file being written under its temporary name, in order, one chunk at a time. Writes within a
-// chunk may be in flight concurrently; Write returns only once all of them were acknowledged, so that what the
-// caller records after it returns is a prefix the server holds.
+// Upload is one file being written under its temporary name, in chunks. Writes within a chunk may be in flight
+// concurrently; Write returns only once all of them were acknowledged, so that what the caller records after it
+// returns (and after every Write before it returned) is a prefix the server holds. Chunks go one after another
+// unless the Upload is an overlapper.
 type Upload interface {
 	// Resume prepares the upload to continue after p and returns the offset it continues from: p.Size when the
 	// server holds exactly that prefix (a longer temporary file is cut back to it), or 0 with the reason when the

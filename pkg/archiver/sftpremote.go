@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"sync"
 
 	"github.com/pkg/sftp"
 )
@@ -74,9 +75,14 @@ type sftpUpload struct {
 	c   *sftp.Client
 	tmp string
 	f   *sftp.File
+	mu  sync.Mutex // one bandwidth-limited write at a time: it writes from the file's offset
 }
 
 func (u *sftpUpload) Token() string { return "" }
+
+// overlap: two chunks on the wire at once. WriteAt is safe to call concurrently; the next chunk goes while the
+// last bytes of the one before are acknowledged (and journalled).
+func (u *sftpUpload) overlap() int { return 2 }
 
 func (u *sftpUpload) Resume(p Prefix) (int64, string, error) {
 	if p.Size > 0 {
@@ -170,6 +176,8 @@ func (u *sftpUpload) send(off int64, r io.Reader, n int64) (int64, error) {
 		r.(*throttled).sent(got)
 		return int64(got), err
 	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
 	if _, err := u.f.Seek(off, io.SeekStart); err != nil {
 		return 0, err
 	}

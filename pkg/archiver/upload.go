@@ -193,8 +193,9 @@ func (a *Archiver) interrupted(ctx context.Context, up Upload, it *Item, err err
 }
 
 // sendChunks reads the file from it.Progress on, one chunk at a time, and sends each (compressed as an
-// independent zstd frame when enc is set), journalling the acknowledged prefix after each chunk. The next chunk is
-// read, compressed and hashed while the current one is sent (prepareChunks).
+// independent zstd frame when enc is set), journalling the acknowledged prefix after each chunk. The next chunks
+// are read, compressed and hashed while the current ones are sent (prepareChunks), and up to writeDepth chunks are
+// on the wire at once (chunkSender), so that the link does not idle while a chunk's last bytes are acknowledged.
 func (a *Archiver) sendChunks(ctx context.Context, up Upload, f *os.File, it *Item, enc *encoder) (uploaded, error) {
 	d, err := newDigests(it.Progress, enc != nil)
 	if err != nil {
@@ -205,44 +206,52 @@ func (a *Archiver) sendChunks(ctx context.Context, up Upload, f *os.File, it *It
 	if it.Progress != nil {
 		raw, stored = it.Progress.Raw, it.Progress.Stored
 	}
+	depth := writeDepth(up, a.limiter != nil)
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	chunks, done := prepareChunks(pctx, f, it, enc, d, int(min(a.cfg.ChunkSize, max(it.Size, 1))), raw, stored)
+	chunks, done := prepareChunks(pctx, f, it, enc, d, int(min(a.cfg.ChunkSize, max(it.Size, 1))), depth+1, raw, stored)
 	defer func() {
 		cancel()
 		for range chunks { // let the preparing goroutine end before d is read or f closed
 		}
 	}()
-	w := &partWriter{min: minWrite(up)}
-	send := func(out []byte, p *Progress) error {
+	s := newChunkSender(depth, func(off int64, out []byte) error {
 		r := &throttled{ctx: ctx, limiter: a.limiter, b: out, onBytes: func(n int) { a.m.bytes.Add(float64(n)) }}
-		if err := up.Write(stored, r, int64(len(out))); err != nil {
-			return err
-		}
+		return up.Write(off, r, int64(len(out)))
+	}, func(p *Progress) {
 		stored = p.Stored
 		p.Token = up.Token()
 		it.Progress = p // only this field: prepareChunks reads the item meanwhile
 		if _, err := a.journal.Progress(*it, p); err != nil {
 			a.journalFailed(err, "Cannot record upload progress; an interruption now resends more", *it)
 		}
-		return nil
-	}
+	}, done)
+	next := stored // where the next write goes: acknowledged or not, the chunks before it are on their way
+	w := &partWriter{min: minWrite(up)}
 	for b := range chunks {
 		if b.err != nil {
-			return uploaded{}, b.err
-		}
-		out, p := w.add(b)
-		if out != nil {
-			if err := send(out, p); err != nil {
+			if err := s.flush(); err != nil {
 				return uploaded{}, err
 			}
+			return uploaded{}, b.err
 		}
-		done(b)
-	}
-	if out, p := w.rest(); out != nil && ctx.Err() == nil {
-		if err := send(out, p); err != nil {
+		out, p, owns := w.add(b)
+		if out == nil {
+			done(b)
+			continue
+		}
+		if err := s.send(next, out, p, b, owns); err != nil {
 			return uploaded{}, err
 		}
+		next = p.Stored
+	}
+	if out, p, _ := w.rest(); out != nil && ctx.Err() == nil {
+		if err := s.send(next, out, p, prepared{}, false); err != nil {
+			return uploaded{}, err
+		}
+	}
+	if err := s.flush(); err != nil {
+		return uploaded{}, err
 	}
 	if err := ctx.Err(); err != nil {
 		return uploaded{}, context.Cause(ctx)
