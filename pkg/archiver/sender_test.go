@@ -88,6 +88,15 @@ func sendAsync(s *chunkSender, off int64) chan error {
 	return c
 }
 
+// twoInFlight sends the chunks at 0 and 10 and waits until both writes started.
+func twoInFlight(t *testing.T, w *fakeWrites, s *chunkSender) {
+	t.Helper()
+	wantNil(t, sendAsync(s, 0))
+	w.waitStarted(t, 0)
+	wantNil(t, sendAsync(s, 10))
+	w.waitStarted(t, 10)
+}
+
 func wantNil(t *testing.T, c chan error) {
 	t.Helper()
 	select {
@@ -108,10 +117,7 @@ func TestChunkSenderOverlapsWritesAndReportsPrefixesInOrder(t *testing.T) {
 	var l ackLog
 	s := newChunkSender(2, w.write, l.ack, l.free)
 
-	wantNil(t, sendAsync(s, 0))
-	w.waitStarted(t, 0)
-	wantNil(t, sendAsync(s, 10)) // returns while chunk 0 is still unacknowledged
-	w.waitStarted(t, 10)
+	twoInFlight(t, w, s)      // the second send returns while chunk 0 is still unacknowledged
 	third := sendAsync(s, 20) // two in flight: waits for chunk 0
 
 	w.release[10] <- nil // chunk 1 acknowledged first: nothing to report yet
@@ -144,10 +150,7 @@ func TestChunkSenderStopsAtALaterFailure(t *testing.T) {
 	var l ackLog
 	s := newChunkSender(2, w.write, l.ack, l.free)
 	boom := errors.New("connection lost")
-	wantNil(t, sendAsync(s, 0))
-	w.waitStarted(t, 0)
-	wantNil(t, sendAsync(s, 10))
-	w.waitStarted(t, 10)
+	twoInFlight(t, w, s)
 	w.release[10] <- boom
 	time.Sleep(50 * time.Millisecond)
 	w.release[0] <- nil
@@ -170,10 +173,7 @@ func TestChunkSenderReportsNothingPastAFailure(t *testing.T) {
 	var l ackLog
 	s := newChunkSender(2, w.write, l.ack, l.free)
 	boom := errors.New("no space")
-	wantNil(t, sendAsync(s, 0))
-	w.waitStarted(t, 0)
-	wantNil(t, sendAsync(s, 10))
-	w.waitStarted(t, 10)
+	twoInFlight(t, w, s)
 	w.release[0] <- boom
 	flushed := make(chan error, 1)
 	go func() { flushed <- s.flush() }()
