@@ -1,6 +1,9 @@
 package archiver
 
-import "sync"
+import (
+	"errors"
+	"sync"
+)
 
 // overlapper is an Upload whose Writes may run concurrently, at distinct offsets: an SFTP file written with WriteAt.
 // An S3 multipart upload's parts go one after another.
@@ -30,8 +33,8 @@ type flight struct {
 // chunkSender keeps up to depth chunk writes in flight and reports each acknowledged prefix in file order: a
 // chunk's progress is reported (journalled) only once it and every chunk before it were acknowledged, so the
 // journal holds only prefixes the server has, and an interruption sends at most depth chunks twice. After the
-// first failed write nothing more is sent; every write has returned before an error is given back, so that the
-// caller may close the upload.
+// first failed write nothing more is sent; every write has returned before an error is given back (with the
+// failures of the writes after it), so that the caller may close the upload.
 type chunkSender struct {
 	depth int
 	write func(off int64, out []byte) error // one Upload.Write
@@ -96,8 +99,7 @@ func (s *chunkSender) complete() error {
 		s.free(f.b)
 	}
 	if err != nil {
-		s.drain()
-		return err
+		return errors.Join(err, s.drain())
 	}
 	s.acked(f.p)
 	return nil
@@ -113,13 +115,16 @@ func (s *chunkSender) flush() error {
 	return nil
 }
 
-// drain waits for every write in flight without reporting any (a write before them failed).
-func (s *chunkSender) drain() {
+// drain waits for every write in flight without reporting any (a write before them failed) and returns their
+// failures: one that discarded the partial file (errStartOver) must reach the caller too.
+func (s *chunkSender) drain() error {
+	var errs []error
 	for _, f := range s.queue {
-		<-f.done
+		errs = append(errs, <-f.done)
 		if f.owns {
 			s.free(f.b)
 		}
 	}
 	s.queue = nil
+	return errors.Join(errs...)
 }

@@ -232,3 +232,19 @@ func TestWriteDepth(t *testing.T) {
 		}
 	}
 }
+
+// An earlier transient failure and a later one that discarded the partial file: the caller learns both, so the
+// next attempt starts over instead of trusting a journalled prefix the server no longer has.
+func TestChunkSenderReturnsALaterStartOver(t *testing.T) {
+	w := newFakeWrites(0, 10)
+	var l ackLog
+	s := newChunkSender(2, w.write, l.ack, l.free)
+	twoInFlight(t, w, s)
+	lost := errors.New("connection lost")
+	w.release[0] <- lost
+	w.release[10] <- startOver(errors.New("server full"))
+	err := s.flush()
+	if !errors.Is(err, lost) || !errors.Is(err, errStartOver) {
+		t.Fatalf("flush: %v, want both the connection loss and the start-over", err)
+	}
+}
