@@ -111,7 +111,14 @@ e2e-upgrade: deps k8s build
 demo: deps k8s build
 	$(GO) run ./test/e2e/cmd/demo
 
-test: deps lint unit chart krew sanity soak-short resume-binary e2e
+# make test runs its phases one after another and prints each one's time (and the total) as it ends, so a slow CI
+# run says where its minutes went.
+TEST_PHASES := lint unit chart krew sanity soak-short resume-binary e2e
+test: deps
+	@start=$$(date +%s); for phase in $(TEST_PHASES); do \
+		t=$$(date +%s); $(MAKE) --no-print-directory $$phase || { echo "make test: $$phase failed after $$(( $$(date +%s) - t )) s"; exit 1; }; \
+		echo "make test: $$phase took $$(( $$(date +%s) - t )) s"; \
+	done; echo "make test: all phases passed in $$(( $$(date +%s) - start )) s"
 
 # The archiver against OpenSSH's sftp put with a 2 GiB file (KEEPLOG_BENCH_SIZE), the rate limit, one GC pass over
 # 10,000 directories; then the upload end to end through bin/keeplog (test/soak BenchmarkBinaryUpload: published
